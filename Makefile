@@ -1,0 +1,32 @@
+# rerank: the two commands a fresh clone needs are `make serve` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+EXTRAS ?= cpu,dev
+
+.PHONY: install test lint serve bench-engine clean
+
+install: $(STAMP)
+
+# Re-installs only when the project's metadata or pins change; otherwise a no-op.
+$(STAMP): pyproject.toml constraints-cpu.txt Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	$(PY) -m pip install -q -c constraints-cpu.txt -e ".[$(EXTRAS)]"
+	touch $(STAMP)
+
+test: install
+	$(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+serve: install
+	$(VENV)/bin/rerank serve --host 127.0.0.1 --port 50051
+
+bench-engine: install
+	$(PY) bench/engine_bench.py --out bench/results
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .hypothesis

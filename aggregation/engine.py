@@ -1,0 +1,58 @@
+"""Comparisons in, ranking out: calibration, diagnostics and aggregation in one call."""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .calibration import Diagnostics, diagnose
+from .comparisons import Comparisons
+from .registry import lookup
+
+
+@dataclass(frozen=True)
+class RankingReport:
+    """A ranking (item indices best first) with per-item scores, optional standard errors and diagnostics."""
+
+    order: np.ndarray
+    scores: np.ndarray  # per item index
+    stderr: np.ndarray | None
+    comparisons: int  # model calls behind the ranking
+    diagnostics: Diagnostics
+    method: str
+    calibration: str
+
+
+def aggregate(
+    comparisons: Comparisons,
+    method: str = "bt",
+    calibration: str = "symmetric",
+    *,
+    seed: int | None = None,
+    **options: Any,
+) -> RankingReport:
+    """Calibrate ``comparisons``, aggregate them with ``method`` and report the diagnostics of the raw set.
+
+    ``seed`` reaches the aggregators that draw random numbers (kwiksort) and is ignored by the others;
+    ``options`` go to the aggregator as they are (e.g. ``alpha`` for bt).
+    Raises ``UnknownMethodError`` (a ``ValueError``) for an unknown method or calibration.
+    """
+    aggregator = lookup("aggregator", method)
+    calibrate = lookup("calibration", calibration)
+    if seed is not None and "seed" in inspect.signature(aggregator).parameters:
+        options["seed"] = seed
+    diagnostics = diagnose(comparisons)
+    result = aggregator(calibrate(comparisons), **options)
+    order = result.ranking()
+    return RankingReport(
+        order=order,
+        scores=np.asarray(result.scores, dtype=np.float64),
+        stderr=None if result.stderr is None else np.asarray(result.stderr, dtype=np.float64),
+        comparisons=comparisons.model_calls,
+        diagnostics=diagnostics,
+        method=method,
+        calibration=calibration,
+    )

@@ -1,0 +1,43 @@
+"""The one registry: every sampler, calibration, aggregator and fusion method, found by name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .aggregators import AGGREGATORS
+from .calibration import CALIBRATIONS
+from .fusion import FUSIONS
+from .samplers import SAMPLERS
+
+REGISTRY: Mapping[str, Mapping[str, Callable[..., Any]]] = {
+    "sampler": SAMPLERS,
+    "calibration": CALIBRATIONS,
+    "aggregator": AGGREGATORS,
+    "fusion": FUSIONS,
+}
+
+
+class UnknownMethodError(ValueError):
+    """A method name that is not in the registry; the message lists the known names."""
+
+    def __init__(self, kind: str, name: str) -> None:
+        self.kind = kind
+        self.name = name
+        known = ", ".join(sorted(REGISTRY[kind]))
+        super().__init__(f"unknown {kind} {name!r}; known: {known}")
+
+
+def lookup(kind: str, name: str) -> Callable[..., Any]:
+    """Return the method ``name`` of ``kind`` ('sampler', 'calibration', 'aggregator', 'fusion')."""
+    if kind not in REGISTRY:
+        raise ValueError(f"unknown method kind {kind!r}; known: {', '.join(REGISTRY)}")
+    table = REGISTRY[kind]
+    if name not in table:
+        raise UnknownMethodError(kind, name)
+    return table[name]
+
+
+def names(kind: str) -> list[str]:
+    """Sorted method names of one kind."""
+    return sorted(REGISTRY[kind])

@@ -1,0 +1,1 @@
+"""Pairwise preference models: export to ONNX and the runtime that serves them."""
