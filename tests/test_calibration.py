@@ -104,8 +104,8 @@ def test_calibration_does_not_depend_on_row_order() -> None:
     shuffled = Comparisons(7, comps.a[perm], comps.b[perm], comps.p[perm])
     for calibrate in CALIBRATIONS.values():
         x, y = calibrate(comps), calibrate(shuffled)
-        kx = np.lexsort((x.b, x.a))
-        ky = np.lexsort((y.b, y.a))
+        kx = np.lexsort((x.p, x.b, x.a))
+        ky = np.lexsort((y.p, y.b, y.a))
         assert np.array_equal(x.a[kx], y.a[ky]) and np.array_equal(x.b[kx], y.b[ky])
         np.testing.assert_array_equal(x.p[kx], y.p[ky])
 

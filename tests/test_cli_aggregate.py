@@ -25,7 +25,7 @@ def lines(rows: list[dict]) -> str:
 # d1 > d2 > d3, both orders, with a first-slot bias the symmetric calibration removes
 BIASED = [
     {"a": "d1", "b": "d2", "p": 0.95}, {"a": "d2", "b": "d1", "p": 0.40},
-    {"a": "d2", "b": "d3", "p": 0.90}, {"a": "d3", "b": "d2", "p": 0.45},
+    {"a": "d2", "b": "d3", "p": 0.90}, {"a": "d3", "b": "d2", "p": 0.55},
     {"a": "d1", "b": "d3", "p": 0.97}, {"a": "d3", "b": "d1", "p": 0.30},
 ]
 

@@ -7,7 +7,7 @@ from ._common import win_matrix
 
 
 def borda(comparisons: Comparisons) -> AggregateResult:
-    """Additive aggregation: every comparison (a, b, p) adds ``w * p`` to ``s_a`` and ``w * (1 - p)`` to ``s_b``.
+    """Additive aggregation: each comparison (a, b, p) adds ``w p`` to ``s_a`` and ``w (1 - p)`` to ``s_b``.
 
     Source: the "Additive" aggregation of Gienapp, Fröbe, Hagen and Potthast (ICTIR 2022, "Sparse
     Pairwise Re-ranking"); with both orders of every pair it equals duoT5's Sym-Sum (Pradeep,

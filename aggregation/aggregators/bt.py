@@ -12,6 +12,9 @@ from ._common import win_matrix
 #: Default L2 prior strength (penalty ``alpha / 2 * ||theta||^2``, i.e. a N(0, 1/alpha) prior).
 DEFAULT_ALPHA = 0.1
 
+#: Scores are rounded to this many decimals (far below the solver tolerance) so exact ties stay ties.
+_SNAP_DECIMALS = 12
+
 
 def _objective(theta: np.ndarray, W: np.ndarray, alpha: float) -> float:
     X = theta[:, None] - theta[None, :]
@@ -79,16 +82,25 @@ def bradley_terry(
         slope = float(g @ step)
         if slope >= 0 or float(np.abs(step).max()) < tol:
             break
+        # Armijo backtracking; the slack absorbs rounding in f once the decrease is below float precision
+        slack = 1e-12 * max(1.0, abs(f))
         t = 1.0
-        while True:
+        cand = theta + step
+        fc = _objective(cand, W, alpha)
+        while fc > f + 1e-4 * t * slope + slack and t > 1e-12:
+            t *= 0.5
             cand = theta + t * step
             fc = _objective(cand, W, alpha)
-            if fc <= f + 1e-4 * t * slope or t < 1e-10:
-                break
-            t *= 0.5
+        if fc > f + slack:  # no descent left at float precision: theta is optimal
+            break
         theta, f = cand, fc
         if float(np.abs(t * step).max()) < tol:
             break
+    # Exact ties (e.g. items that were never compared, whose optimum is exactly 0, or items in
+    # symmetric positions) must not be broken by rounding noise of the solver: snap theta to a grid
+    # far below the convergence tolerance, so that AggregateResult.ranking() keeps them in index order.
+    theta = np.round(theta, _SNAP_DECIMALS) + 0.0
+    theta[N.sum(axis=1) == 0] = 0.0
     S = expit(theta[:, None] - theta[None, :])
     V = N * S * (1.0 - S)
     H = -V

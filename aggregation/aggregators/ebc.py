@@ -9,7 +9,7 @@ from ._common import TIE_TOL, preference, soft_tiebreak
 
 
 def transitive_closure(M: np.ndarray) -> np.ndarray:
-    """Reachability closure of a boolean adjacency matrix (Floyd–Warshall, one vectorised row update per k)."""
+    """Reachability closure of a boolean adjacency matrix (Floyd–Warshall, one vectorised update per k)."""
     R = np.array(M, dtype=bool, copy=True)
     for k in range(R.shape[0]):
         rows = np.flatnonzero(R[:, k])

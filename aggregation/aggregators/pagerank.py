@@ -15,10 +15,13 @@ def pagerank(
 
     Source: PageRank aggregation as evaluated by Gienapp et al. (ICTIR 2022) for pairwise re-ranking;
     REFERENCES.md: "each comparison adds an edge from loser to winner with weight p".
-    A row (a, b, p, w) adds an edge b -> a of weight ``w * p`` and a -> b of weight ``w * (1 - p)``.
-    The walk follows out-edges proportionally with probability ``damping`` (0.85, Brin and Page 1998)
-    and teleports uniformly otherwise; the mass of dangling items (no out-weight: never lost, or never
-    compared) is spread uniformly. Power iteration until the L1 change is below ``tol``.
+    A row (a, b, p, w) adds an edge b -> a of weight ``w * p`` and a -> b of weight ``w * (1 - p)``, and
+    each item keeps a self-loop with its own soft wins: the walker at i picks one of i's comparisons and
+    moves to its winner, so it stays at i with the probability that i won (the "random walker" ranking,
+    Callaghan, Mucha, Porter 2007). Without the self-loops the out-weights are normalised away and a
+    two-item graph gets equal mass whatever p says. The walk follows out-edges proportionally with
+    probability ``damping`` (0.85, Brin and Page 1998) and teleports uniformly otherwise; the mass of
+    dangling items (never compared) is spread uniformly. Power iteration until the L1 change is below ``tol``.
 
     ``scores`` = stationary mass (sums to 1). An item never compared receives only the uniform
     teleport/dangling share.
@@ -29,7 +32,7 @@ def pagerank(
     n = W.shape[0]
     if n == 0:
         return AggregateResult(scores=np.zeros(0))
-    E = W.T  # E[j, i] = weight of the edge j -> i = how much i beat j
+    E = W.T + np.diag(W.sum(axis=1))  # E[j, i] = how much i beat j; E[i, i] = i's own wins
     out = E.sum(axis=1)
     dangling = out <= 0
     T = np.zeros_like(E)

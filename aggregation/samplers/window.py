@@ -18,7 +18,7 @@ def dilated_pairs(n_items: int, lam: int, m: int | None) -> list[tuple[int, int]
     k = n_items
     if k < 2:
         return []
-    top = k - 1 if m is None else m
+    top = k - 1 if m is None else min(m, k - 1)  # j and j + k give the same partner
     return dedupe((i, (i + j * lam) % k) for j in range(1, top + 1) for i in range(k))
 
 
@@ -84,7 +84,7 @@ def skip_window(
     check_common(n_items, budget, top_n)
     _check_m(m)
     if lam is None:
-        lam = next(x for x in range(2, n_items + 3) if math.gcd(x, n_items) == 1)
+        lam = next((x for x in range(2, n_items + 3) if math.gcd(x, n_items) == 1), 1)
     if isinstance(lam, bool) or int(lam) != lam or lam < 1:
         raise ValueError(f"dilation lam must be a whole number >= 1, got {lam!r}")
     both = False if both_orders is None else bool(both_orders)

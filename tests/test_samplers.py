@@ -1,0 +1,331 @@
+"""Tests of the comparison samplers and of the sampling driver."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rerank.aggregation.aggregators.bt import bradley_terry
+from rerank.aggregation.comparisons import sigmoid
+from rerank.aggregation.samplers import SAMPLERS, SamplerReport, run_sampler
+
+NAMES = sorted(SAMPLERS)
+SORTING = ["heapsort", "quicksort", "sliding"]
+
+
+def random_comparator(seed: int):
+    rng = np.random.default_rng(seed)
+
+    def compare(pairs):
+        return rng.random(len(pairs))
+
+    return compare
+
+
+def perfect_comparator(true_score: np.ndarray):
+    """p = 1 when a is truly better than b, else 0."""
+
+    def compare(pairs):
+        arr = np.asarray(pairs).reshape(-1, 2)
+        return (true_score[arr[:, 0]] > true_score[arr[:, 1]]).astype(float)
+
+    return compare
+
+
+def hidden_order(k: int, seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
+    """A random true score per item, and the true order best first."""
+    score = np.random.default_rng(seed).permutation(k).astype(float)
+    return score, np.argsort(-score)
+
+
+def pair_list(out) -> list[tuple[int, int]]:
+    return list(zip(out.comparisons.a.tolist(), out.comparisons.b.tolist(), strict=True))
+
+
+def unordered(out) -> set[tuple[int, int]]:
+    return {(min(a, b), max(a, b)) for a, b in pair_list(out)}
+
+
+def run(name, k, budget, compare, **kw):
+    return run_sampler(SAMPLERS[name], k, budget, compare, **kw)
+
+
+def test_registry_names():
+    assert set(SAMPLERS) == {"all", "random", "window", "skip", "heapsort", "quicksort", "sliding", "active"}
+
+
+# --------------------------------------------------------------------------- the budget, for every sampler
+@settings(max_examples=200, deadline=None)
+@given(
+    name=st.sampled_from(NAMES),
+    k=st.integers(0, 40),
+    frac=st.floats(0.0, 1.0),
+    extra=st.integers(0, 5),
+    both=st.sampled_from([None, True, False]),
+    top_n=st.integers(0, 12),
+    seed=st.integers(0, 2**16),
+)
+def test_never_exceeds_budget(name, k, frac, extra, both, top_n, seed):
+    budget = int(frac * k * (k - 1)) + extra
+    out = run(name, k, budget, random_comparator(seed), seed=seed, both_orders=both, top_n=top_n)
+    assert out.used <= budget
+    assert sum(out.round_sizes) == out.used
+    c = out.comparisons
+    assert np.all(c.a != c.b)
+    assert np.all((c.a >= 0) & (c.a < k) & (c.b >= 0) & (c.b < k))
+    pairs = pair_list(out)
+    assert len(set(pairs)) == len(pairs), "an ordered pair was asked twice"
+    if out.order is not None:
+        assert sorted(out.order.tolist()) == list(range(k))
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("k", [0, 1, 2, 3])
+@pytest.mark.parametrize("budget", [0, 1, 2, 100])
+@pytest.mark.parametrize("both", [None, True, False])
+def test_small_cases(name, k, budget, both):
+    out = run(name, k, budget, random_comparator(0), seed=0, both_orders=both)
+    assert out.used <= min(budget, k * (k - 1))
+    if out.order is not None:
+        assert sorted(out.order.tolist()) == list(range(k))
+
+
+@pytest.mark.parametrize("name", ["all", "random", "window", "skip"])
+def test_full_budget_one_order_covers_all_pairs(name):
+    """With budget k(k-1), the static samplers in one order reach every unordered pair once."""
+    k = 9
+    out = run(name, k, k * (k - 1), random_comparator(1), seed=1, both_orders=False)
+    assert out.used == k * (k - 1) // 2
+    assert len(unordered(out)) == k * (k - 1) // 2
+
+
+# --------------------------------------------------------------------------- static samplers: which pairs
+def test_all_pairs_both_orders():
+    k = 8
+    out = run("all", k, k * (k - 1), random_comparator(0))
+    assert out.used == k * (k - 1)
+    assert set(pair_list(out)) == {(a, b) for a in range(k) for b in range(k) if a != b}
+    assert out.rounds == 1
+
+
+def test_all_pairs_nearest_first():
+    k = 8
+    out = run("all", k, 2 * (k - 1) + 1, random_comparator(0))
+    pairs = pair_list(out)
+    assert len(pairs) == 2 * (k - 1) + 1
+    assert {(min(p), max(p)) for p in pairs[:-1]} == {(i, i + 1) for i in range(k - 1)}
+    assert pairs[-1] in {(0, 2), (2, 0)}  # the odd call left over: one order of the next pair
+
+
+def test_random_pairs_distinct_and_counted():
+    k = 12
+    out = run("random", k, 30, random_comparator(0), seed=3)
+    assert out.used == 30 and len(unordered(out)) == 30
+    out2 = run("random", k, 30, random_comparator(0), seed=3, both_orders=True)
+    pairs = pair_list(out2)
+    assert out2.used == 30 and len(unordered(out2)) == 15
+    assert all((b, a) in pairs for a, b in pairs)
+
+
+def test_random_pairs_random_slots():
+    k = 30
+    out = run("random", k, 300, random_comparator(0), seed=5)
+    first_is_smaller = np.mean(out.comparisons.a < out.comparisons.b)
+    assert 0.35 < first_is_smaller < 0.65
+
+
+def test_window_m1_is_ring():
+    k = 10
+    ring = {(min(i, (i + 1) % k), max(i, (i + 1) % k)) for i in range(k)}
+    out = run("window", k, k * (k - 1), random_comparator(0), m=1)
+    assert unordered(out) == ring and out.used == k
+    # without m, a budget of k gives the same ring
+    out = run("window", k, k, random_comparator(0))
+    assert unordered(out) == ring
+
+
+def test_window_grows_with_budget():
+    k = 10
+    out = run("window", k, 2 * k + 3, random_comparator(0))
+    dist = {min(b - a, k - (b - a)) for a, b in unordered(out)}
+    assert out.used == 2 * k + 3 and dist == {1, 2, 3}
+    out = run("window", k, 1000, random_comparator(0), m=2, both_orders=True)
+    assert out.used == 4 * k
+
+
+def test_skip_window_dilated_pairs():
+    k, lam = 10, 3
+    want = {(min(i, (i + lam) % k), max(i, (i + lam) % k)) for i in range(k)}
+    out = run("skip", k, 1000, random_comparator(0), lam=lam, m=1)
+    assert unordered(out) == want
+    want2 = want | {(min(i, (i + 2 * lam) % k), max(i, (i + 2 * lam) % k)) for i in range(k)}
+    out = run("skip", k, 1000, random_comparator(0), lam=lam, m=2)
+    assert unordered(out) == want2
+
+
+def test_skip_window_runs_out_of_pairs():
+    k = 10
+    out = run("skip", k, 45, random_comparator(0), lam=2)
+    dists = {min(b - a, k - (b - a)) for a, b in unordered(out)}
+    assert dists == {2, 4}
+    assert out.used == 20 and "20 distinct pairs" in out.reason
+    # the default dilation avoids that: all pairs are reachable
+    out = run("skip", k, 45, random_comparator(0))
+    assert out.used == 45
+
+
+# --------------------------------------------------------------------------- sorting samplers
+@pytest.mark.parametrize("name", SORTING)
+@pytest.mark.parametrize("both", [None, True, False])
+@pytest.mark.parametrize("k,top_n", [(20, 5), (33, 10), (7, 10)])
+def test_sorting_finds_true_top(name, both, k, top_n):
+    score, truth = hidden_order(k, seed=k)
+    out = run(name, k, 2 * k * (k - 1), perfect_comparator(score), seed=2, both_orders=both, top_n=top_n)
+    assert out.order is not None
+    top = min(top_n, k)
+    assert out.order[:top].tolist() == truth[:top].tolist()
+    assert sorted(out.order.tolist()) == list(range(k))
+
+
+@pytest.mark.parametrize("name", SORTING)
+def test_sorting_partial_budget(name):
+    k = 25
+    score, _ = hidden_order(k)
+    for budget in (0, 1, 7, 30):
+        out = run(name, k, budget, perfect_comparator(score), seed=1, top_n=10)
+        assert out.used <= budget
+        assert sorted(out.order.tolist()) == list(range(k))
+
+
+def test_heapsort_batches_heapify():
+    k = 31
+    score, _ = hidden_order(k)
+    out = run("heapsort", k, 1000, perfect_comparator(score), top_n=3)
+    assert out.round_sizes[0] == 8  # the 8 sift-downs of level 3 compare their children together
+    assert out.rounds < out.used
+
+
+def test_heapsort_uses_fewer_than_all_pairs():
+    k = 50
+    score, truth = hidden_order(k)
+    out = run("heapsort", k, k * (k - 1), perfect_comparator(score), top_n=10)
+    assert out.used < 4 * k * np.log2(k)
+    assert out.order[:10].tolist() == truth[:10].tolist()
+
+
+def test_quicksort_rounds_are_depths():
+    k = 40
+    score, truth = hidden_order(k)
+    out = run("quicksort", k, k * (k - 1), perfect_comparator(score), seed=4, top_n=5)
+    assert out.round_sizes[0] == k - 1
+    assert out.rounds <= 3 * int(np.log2(k)) + 3
+    assert out.order[:5].tolist() == truth[:5].tolist()
+
+
+def test_sliding_pipelined_equals_sequential_bubble():
+    """The pipelined passes give exactly the order of plain sequential bubble passes."""
+    k, top_n = 15, 4
+    M = np.random.default_rng(3).random((k, k))
+    M = np.triu(M, 1) + np.tril(1 - M.T, -1)  # p(a, b) = 1 - p(b, a), intransitive
+
+    def compare(pairs):
+        arr = np.asarray(pairs)
+        return M[arr[:, 0], arr[:, 1]]
+
+    order = list(range(k))
+    for t in range(top_n):
+        for i in range(k - 2, t - 1, -1):
+            if M[order[i + 1], order[i]] >= 0.5:
+                order[i], order[i + 1] = order[i + 1], order[i]
+    out = run("sliding", k, k * (k - 1), compare, top_n=top_n)
+    assert out.order.tolist() == order
+    assert out.rounds <= k + 2 * top_n
+
+
+# --------------------------------------------------------------------------- the driver
+def test_deadline_after_first_round():
+    k = 20
+    score, _ = hidden_order(k)
+    times = iter([0.0, 10.0, 20.0, 30.0])
+    out = run("sliding", k, 1000, perfect_comparator(score), deadline=5.0, clock=lambda: next(times), top_n=3)
+    assert out.timed_out and not out.stopped_early
+    assert out.rounds == 1 and out.used == out.round_sizes[0] > 0
+    assert out.order is None and "time" in out.reason
+
+
+def test_wrong_number_of_answers_raises():
+    with pytest.raises(RuntimeError):
+        run("all", 5, 20, lambda pairs: np.full(len(pairs) - 1, 0.5))
+
+
+def test_sampler_over_budget_raises():
+    def greedy(n_items, budget, *, rng, both_orders=None, top_n=10):
+        yield [(0, 1)] * (budget + 1)
+        return SamplerReport()
+
+    with pytest.raises(RuntimeError, match="over a budget"):
+        run_sampler(greedy, 3, 4, random_comparator(0))
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError):
+        run("window", 5, -1, random_comparator(0))
+    with pytest.raises(ValueError):
+        run("skip", 5, 10, random_comparator(0), lam=0)
+    with pytest.raises(ValueError):
+        run("active", 5, 10, random_comparator(0), confidence=1.5)
+    with pytest.raises(TypeError):
+        run("heapsort", 5, 10, random_comparator(0), no_such_option=1)
+
+
+# --------------------------------------------------------------------------- active
+def test_active_stops_early_when_clear():
+    k = 30
+    score, truth = hidden_order(k)
+
+    def compare(pairs):
+        arr = np.asarray(pairs)
+        return sigmoid(3.0 * (score[arr[:, 0]] - score[arr[:, 1]]))
+
+    budget = k * (k - 1)
+    out = run("active", k, budget, compare, seed=0, top_n=5)
+    assert out.stopped_early and "95%" in out.reason
+    assert out.used < budget // 2
+    fit = bradley_terry(out.comparisons)
+    assert np.argsort(-fit.scores)[:5].tolist() == truth[:5].tolist()
+    # at a higher confidence it needs at least as many comparisons
+    strict = run("active", k, budget, compare, seed=0, top_n=5, confidence=0.999)
+    assert strict.used >= out.used
+
+
+@pytest.mark.parametrize("both", [None, True])
+def test_active_noisy_respects_budget(both):
+    k = 30
+    score, _ = hidden_order(k)
+    rng = np.random.default_rng(0)
+
+    def compare(pairs):
+        arr = np.asarray(pairs)
+        p = sigmoid(0.05 * (score[arr[:, 0]] - score[arr[:, 1]]))
+        return (rng.random(len(p)) < p).astype(float)
+
+    budget = 150
+    out = run("active", k, budget, compare, seed=1, top_n=5, both_orders=both)
+    assert out.used <= budget
+    assert not out.stopped_early or out.used < budget
+    assert out.round_sizes[0] == k * (2 if both else 1)  # the ring first
+    assert max(out.round_sizes[1:]) <= (2 if both else 1) * 8
+
+
+# --------------------------------------------------------------------------- determinism
+@pytest.mark.parametrize("name", NAMES)
+def test_deterministic_given_seed(name):
+    k = 16
+    a = run(name, k, 60, random_comparator(9), seed=11)
+    b = run(name, k, 60, random_comparator(9), seed=11)
+    assert pair_list(a) == pair_list(b)
+    assert a.round_sizes == b.round_sizes
+    if a.order is not None:
+        assert a.order.tolist() == b.order.tolist()
