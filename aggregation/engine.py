@@ -10,6 +10,7 @@ import numpy as np
 
 from .calibration import Diagnostics, diagnose
 from .comparisons import Comparisons
+from .prior import first_stage_prior
 from .registry import lookup
 
 
@@ -32,12 +33,14 @@ def aggregate(
     calibration: str = "symmetric",
     *,
     seed: int | None = None,
+    prior_weight: float = 0.0,
     **options: Any,
 ) -> RankingReport:
     """Calibrate ``comparisons``, aggregate them with ``method`` and report the diagnostics of the raw set.
 
     ``seed`` reaches the aggregators that draw random numbers (kwiksort) and is ignored by the others;
-    ``options`` go to the aggregator as they are (e.g. ``alpha`` for bt).
+    ``options`` go to the aggregator as they are (e.g. ``alpha`` for bt). ``prior_weight > 0`` appends
+    the first-stage prior (:func:`first_stage_prior`) after calibration; it never counts as comparisons.
     Raises ``UnknownMethodError`` (a ``ValueError``) for an unknown method or calibration.
     """
     aggregator = lookup("aggregator", method)
@@ -45,7 +48,11 @@ def aggregate(
     if seed is not None and "seed" in inspect.signature(aggregator).parameters:
         options["seed"] = seed
     diagnostics = diagnose(comparisons)
-    result = aggregator(calibrate(comparisons), **options)
+    calibrated = calibrate(comparisons)
+    if prior_weight:
+        prior = first_stage_prior(comparisons.n_items, prior_weight)
+        calibrated = Comparisons.concat(comparisons.n_items, [calibrated, prior])
+    result = aggregator(calibrated, **options)
     order = result.ranking()
     return RankingReport(
         order=order,

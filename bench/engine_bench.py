@@ -1,7 +1,9 @@
 """Engine benchmarks: noise robustness (a simulation anyone can rerun) and aggregation speed.
 
-    .venv/bin/python bench/engine_bench.py --out bench/results            # both parts
-    .venv/bin/python bench/engine_bench.py --out bench/results --part speed
+    OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/engine_bench.py --out bench/results   # both parts
+    OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/engine_bench.py --out bench/results --part speed
+
+(One BLAS thread: the matrices are small, and OpenBLAS threads only contend on this 2-core machine.)
 
 Noise simulation (definition, also written beside the results):
 - k items with a hidden order; the first stage sees them through noise: first-stage score = -hidden rank +
@@ -12,7 +14,8 @@ Noise simulation (definition, also written beside the results):
   added: p = min(1, p_base + 0.15).
 - For every sampler x calibration x aggregator x budget (5%, 10%, 33%, 100% of k(k-1)) and R seeds, the
   Kendall tau between the produced ranking and the hidden order; sorting samplers are run with top_n = k
-  (a full sort) and also scored by their own order ("sampler-order").
+  (a full sort) and also scored by their own order ("sampler-order"); every aggregator also runs with the
+  first-stage prior appended ("+prior").
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from rerank.aggregation import Comparisons
+from rerank.aggregation.prior import first_stage_prior
 from rerank.aggregation.registry import AGGREGATORS, CALIBRATIONS, SAMPLERS
 from rerank.aggregation.samplers import run_sampler
 from rerank.evaluation import kendall_tau
@@ -37,6 +41,7 @@ from rerank.evaluation import kendall_tau
 BUDGETS = (0.05, 0.10, 0.33, 1.00)
 SORTING = {"heapsort", "quicksort", "sliding"}
 P_CORRECT, P_HIGH, SLOT_BIAS = 0.8, 0.8, 0.15
+PRIOR_WEIGHT = 1.0  # "+prior" rows: aggregation.prior.first_stage_prior with its default span and p
 
 
 def noisy_biased_comparator(hidden_rank: np.ndarray, rng: np.random.Generator) -> Callable:
@@ -81,12 +86,15 @@ def simulate(k: int, repeats: int, sigma_fs: float, calibrations: list[str]) -> 
                 outcome = run_sampler(sampler, k, budget, noisy_biased_comparator(true_rank_at, rng),
                                       seed=rep, top_n=top_n)
                 used.append(outcome.used)
+                prior = first_stage_prior(k, PRIOR_WEIGHT)
                 for cal in calibrations:
                     calibrated = CALIBRATIONS[cal](outcome.comparisons)
+                    with_prior = Comparisons.concat(k, [calibrated, prior])
                     for agg_name, agg in AGGREGATORS.items():
-                        order = agg(calibrated).ranking()
-                        tau = kendall_tau(list(order), list(hidden_order))
-                        taus.setdefault((cal, agg_name), []).append(tau)
+                        for suffix, comps in (("", calibrated), ("+prior", with_prior)):
+                            order = agg(comps).ranking()
+                            tau = kendall_tau(list(order), list(hidden_order))
+                            taus.setdefault((cal, agg_name + suffix), []).append(tau)
                 if outcome.order is not None:
                     taus.setdefault(("-", "sampler-order"), []).append(
                         kendall_tau(list(outcome.order), list(hidden_order)))
@@ -112,7 +120,8 @@ def write_noise(rows: list[dict], out: Path, k: int, repeats: int, sigma_fs: flo
     lines = [
         "# Engine noise robustness (simulation)",
         "",
-        f"Command: `.venv/bin/python bench/engine_bench.py --part noise --k {k} --repeats {repeats} "
+        "Command: `OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/engine_bench.py --part noise "
+        f"--k {k} --repeats {repeats} "
         f"--out bench/results` ({seconds:.0f} s on {platform.processor() or platform.machine()}, "
         f"{platform.python_version()}).",
         "",
@@ -121,7 +130,9 @@ def write_noise(rows: list[dict], out: Path, k: int, repeats: int, sigma_fs: flo
         f"{rows[0]['first_stage_tau']:.3f}). Each model call on (a, b) favours the truly better item with "
         "probability 0.8 (independently per call), p_base = 0.8 if it favours a, 0.2 if it favours b, plus a "
         "first-slot bias: p = min(1, p_base + 0.15). Sorting samplers run with top_n = k. "
-        f"Tau = Kendall tau to the hidden order, mean over {repeats} seeds.",
+        f"Tau = Kendall tau to the hidden order, mean over {repeats} seeds. `+prior`: the aggregator on the "
+        f"calibrated comparisons plus the first-stage prior (aggregation/prior.py, weight {PRIOR_WEIGHT}, "
+        "span 10, p 0.6; pseudo-rows, not model calls).",
         "",
         f"Best all-pairs result (sampler `all`, both orders, 100%): {best_all['calibration']} + "
         f"{best_all['aggregator']}, tau {best_all['tau_mean']:.3f}.",
@@ -178,7 +189,8 @@ def time_median(fn: Callable[[], object], repeats: int) -> float:
 def speed(out: Path) -> dict:
     results: dict = {}
     lines = ["# Aggregation speed", "",
-             "Command: `.venv/bin/python bench/engine_bench.py --part speed --out bench/results`; median of "
+             "Command: `OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/engine_bench.py --part speed "
+             "--out bench/results`; median of "
              "repeated runs in ms, all ordered pairs with random p, this machine "
              f"({platform.processor() or platform.machine()}, {platform.python_version()}). "
              "`aggregator` = the aggregator alone on the raw comparisons; `+symmetric` = calibration then "

@@ -64,3 +64,21 @@ def test_comparisons_validate_their_input() -> None:
         Comparisons.from_triples(2, [(0, 2, 0.5)])
     with pytest.raises(ValueError, match="itself"):
         Comparisons.from_triples(2, [(1, 1, 0.5)])
+
+
+def test_first_stage_prior_is_not_counted_and_yields_to_real_comparisons() -> None:
+    from rerank.aggregation.prior import first_stage_prior
+
+    assert len(first_stage_prior(5, 0.0)) == 0
+    prior = first_stage_prior(5, 1.0, span=2)
+    assert sorted(zip(prior.a.tolist(), prior.b.tolist(), strict=True)) == [
+        (0, 1), (0, 2), (1, 2), (1, 3), (2, 3), (2, 4), (3, 4)]
+    # no comparisons at all: the prior alone gives the first-stage order
+    empty = Comparisons.empty(5)
+    assert list(aggregate(empty, method="bt", prior_weight=1.0).order) == [0, 1, 2, 3, 4]
+    # strong evidence that 4 beats everyone outweighs the prior; counts stay model calls only
+    rows = [(4, j, 0.99) for j in range(4)] + [(j, 4, 0.01) for j in range(4)]
+    report = aggregate(Comparisons.from_triples(5, rows), method="bt", prior_weight=1.0)
+    assert report.order[0] == 4 and report.comparisons == 8
+    with pytest.raises(ValueError, match="prior weight"):
+        first_stage_prior(3, -1.0)
