@@ -1,1 +1,90 @@
-"""Pairwise preference models: export to ONNX and the runtime that serves them."""
+"""Pairwise preference models: export to ONNX and the runtime that serves them.
+
+Load and call::
+
+    from rerank.models import ensure_embedded, load_model
+    ensure_embedded("minilm")                      # once: exports the embedded MiniLM into the store
+    model = load_model("minilm")                   # ONNX Runtime (CUDA if it works, else CPU)
+    p = model.compare("query", [("passage a", "passage b")])   # P(a more relevant than b)
+    result = model.compare_batch([("q", "a", "b")])  # .p and .stats (truncation counts, timings)
+
+Export a checkpoint::
+
+    from rerank.models import export_model
+    export_model("path/to/checkpoint", "duo-cross-encoder", "out/dir", quantize="int8")
+
+Nothing here imports the aggregation engine or the CLI; torch and transformers are imported only by the
+export path and the torch backend.
+"""
+
+from .base import (
+    Backend,
+    CompareResult,
+    CompareStats,
+    Item,
+    Kind,
+    ModelSpec,
+    PairwiseModel,
+    Prepared,
+    RunOutput,
+    RuntimeOptions,
+)
+from .errors import (
+    CorruptModelError,
+    EmptyTextError,
+    MissingTokenizerError,
+    ModelError,
+    ParityError,
+    TextTooLongError,
+    UnknownKindError,
+    UnknownModelError,
+    UnsupportedOperationError,
+)
+from .export import export_model
+from .manifest import Manifest, Variant
+from .registry import KINDS, kind_class
+from .store import (
+    BACKENDS,
+    EMBEDDED,
+    ModelInfo,
+    ModelStore,
+    default_store_root,
+    ensure_embedded,
+    list_models,
+    load_model,
+)
+
+__all__ = [
+    "BACKENDS",
+    "EMBEDDED",
+    "KINDS",
+    "Backend",
+    "CompareResult",
+    "CompareStats",
+    "CorruptModelError",
+    "EmptyTextError",
+    "Item",
+    "Kind",
+    "Manifest",
+    "MissingTokenizerError",
+    "ModelError",
+    "ModelInfo",
+    "ModelSpec",
+    "ModelStore",
+    "PairwiseModel",
+    "ParityError",
+    "Prepared",
+    "RunOutput",
+    "RuntimeOptions",
+    "TextTooLongError",
+    "UnknownKindError",
+    "UnknownModelError",
+    "UnsupportedOperationError",
+    "Variant",
+    "default_store_root",
+    "ensure_embedded",
+    "export_model",
+    "kind_class",
+    "list_models",
+    "load_model",
+]
