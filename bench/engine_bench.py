@@ -39,7 +39,7 @@ from rerank.aggregation.samplers import run_sampler
 from rerank.evaluation import kendall_tau
 
 BUDGETS = (0.05, 0.10, 0.33, 1.00)
-SORTING = {"heapsort", "quicksort", "sliding"}
+SORTING = {"heapsort", "quicksort", "sliding", "refine"}
 P_CORRECT, P_HIGH, SLOT_BIAS = 0.8, 0.8, 0.15
 PRIOR_WEIGHT = 1.0  # "+prior" rows: aggregation.prior.first_stage_prior with its default span and p
 

@@ -53,7 +53,8 @@ def run(name, k, budget, compare, **kw):
 
 
 def test_registry_names():
-    assert set(SAMPLERS) == {"all", "random", "window", "skip", "heapsort", "quicksort", "sliding", "active"}
+    assert set(SAMPLERS) == {"all", "random", "window", "skip", "heapsort", "quicksort", "sliding", "active",
+                             "refine"}
 
 
 # --------------------------------------------------------------------------- the budget, for every sampler
@@ -329,3 +330,23 @@ def test_deterministic_given_seed(name):
     assert a.round_sizes == b.round_sizes
     if a.order is not None:
         assert a.order.tolist() == b.order.tolist()
+
+
+def test_refine_sorts_with_a_perfect_comparator_and_beats_the_first_stage() -> None:
+    k = 20
+    score, truth = hidden_order(k)
+
+    def perfect(pairs):
+        return np.array([1.0 if score[a] > score[b] else 0.0 for a, b in pairs])
+
+    out = run_sampler(SAMPLERS["refine"], k, k * (k - 1) // 2, perfect, seed=1)
+    assert out.used <= k * (k - 1) // 2
+    assert out.order is not None and sorted(out.order.tolist()) == list(range(k))
+    assert list(out.order) == list(truth)
+    # every round is a set of disjoint pairs (one model batch, each item at most once)
+    start = 0
+    for size in out.round_sizes:
+        window = slice(start, start + size)
+        items = out.comparisons.a[window].tolist() + out.comparisons.b[window].tolist()
+        assert len(items) == len(set(items))
+        start += size

@@ -11,6 +11,7 @@ from .base import Pair, Sampler, SamplerReport, SamplerRun, SamplingOutcome, run
 from .heapsort import heapsort
 from .quicksort import quicksort
 from .random_pairs import random_pairs
+from .refine import refine
 from .sliding import sliding
 from .window import skip_window, window
 
@@ -23,6 +24,7 @@ SAMPLERS: dict[str, Sampler] = {
     "quicksort": quicksort,
     "sliding": sliding,
     "active": active,
+    "refine": refine,
 }
 
 __all__ = [
@@ -37,6 +39,7 @@ __all__ = [
     "heapsort",
     "quicksort",
     "random_pairs",
+    "refine",
     "run_sampler",
     "skip_window",
     "sliding",
