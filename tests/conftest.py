@@ -16,3 +16,21 @@ def data_dir() -> Path:
     if not path.is_dir():
         pytest.skip(f"data folder {path} not found; set RERANK_DATA to the shared data directory")
     return path
+
+
+@pytest.fixture(scope="session")
+def minilm_store(tmp_path_factory):
+    """A model store with the embedded MiniLM exported once for the whole test session."""
+    from rerank.models import ModelStore, ensure_embedded
+
+    store = ModelStore(tmp_path_factory.mktemp("minilm-store"))
+    ensure_embedded("minilm", store=store)
+    return store
+
+
+@pytest.fixture(scope="session")
+def minilm(minilm_store):
+    """The real all-MiniLM-L6-v2 bi-encoder on ONNX Runtime (CPU here)."""
+    from rerank.models import load_model
+
+    return load_model("minilm", store=minilm_store)

@@ -1,0 +1,160 @@
+"""``manifest.json``: what an exported model folder holds and how it was checked.
+
+Layout of a model folder::
+
+    model.onnx            fp32 graph (dynamic batch and sequence axes)
+    model.int8.onnx       optional, dynamic int8 quantization of it
+    tokenizer.json, ...   tokenizer files (the runtime reads tokenizer.json with `tokenizers`)
+    manifest.json         this file
+    torch/                optional copy of the source weights (export with keep_torch_weights=True)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .base import ModelSpec
+from .errors import CorruptModelError
+
+MANIFEST_FILE = "manifest.json"
+FORMAT_VERSION = 1
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_weights(folder: Path) -> tuple[str, list[str]]:
+    """One digest over the weight files of a source folder (name and content of each, sorted by name)."""
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES))
+    h = hashlib.sha256()
+    for p in files:
+        h.update(p.name.encode() + b"\0" + sha256_file(p).encode() + b"\n")
+    return h.hexdigest(), [p.name for p in files]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One graph file of the model: ``fp32`` or ``int8``, with its digest and parity figures."""
+
+    file: str
+    sha256: str
+    bytes: int
+    parity: Mapping[str, Any]
+    quantization: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "sha256": self.sha256,
+            "bytes": self.bytes,
+            "quantization": self.quantization,
+            "parity": dict(self.parity),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Variant:
+        return cls(
+            file=str(data["file"]),
+            sha256=str(data["sha256"]),
+            bytes=int(data["bytes"]),
+            parity=dict(data.get("parity") or {}),
+            quantization=data.get("quantization"),
+        )
+
+
+@dataclass(frozen=True)
+class Manifest:
+    name: str
+    spec: ModelSpec
+    variants: Mapping[str, Variant]
+    default_variant: str
+    source: str
+    source_sha256: str
+    source_files: tuple[str, ...]
+    opset: int
+    created: str
+    versions: Mapping[str, str] = field(default_factory=dict)
+    torch_weights: str | None = None
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def kind(self) -> str:
+        return self.spec.kind
+
+    @property
+    def prompt_template(self) -> str | None:
+        return self.spec.options.get("prompt_template")
+
+    def to_dict(self) -> dict[str, Any]:
+        spec = self.spec.to_dict()
+        return {
+            "format_version": self.format_version,
+            "name": self.name,
+            "kind": spec.pop("kind"),
+            "max_query_tokens": spec.pop("max_query_tokens"),
+            "max_passage_tokens": spec.pop("max_passage_tokens"),
+            "prompt_template": self.prompt_template,
+            "opset": self.opset,
+            "source": {"path": self.source, "sha256": self.source_sha256, "files": list(self.source_files)},
+            "default_variant": self.default_variant,
+            "variants": {k: v.to_dict() for k, v in self.variants.items()},
+            **spec,
+            "torch_weights": self.torch_weights,
+            "created": self.created,
+            "versions": dict(self.versions),
+        }
+
+    def write(self, folder: Path) -> Path:
+        path = Path(folder) / MANIFEST_FILE
+        path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n")
+        return path
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Manifest:
+        variants = {str(k): Variant.from_dict(v) for k, v in data["variants"].items()}
+        default = str(data["default_variant"])
+        if default not in variants:
+            raise KeyError(f"default_variant {default!r} not among variants {sorted(variants)}")
+        source = data.get("source") or {}
+        return cls(
+            name=str(data["name"]),
+            spec=ModelSpec.from_dict(data),
+            variants=variants,
+            default_variant=default,
+            source=str(source.get("path", "")),
+            source_sha256=str(source.get("sha256", "")),
+            source_files=tuple(source.get("files") or ()),
+            opset=int(data["opset"]),
+            created=str(data.get("created", "")),
+            versions=dict(data.get("versions") or {}),
+            torch_weights=data.get("torch_weights"),
+            format_version=int(data.get("format_version", FORMAT_VERSION)),
+        )
+
+    @classmethod
+    def read(cls, folder: str | Path) -> Manifest:
+        path = Path(folder) / MANIFEST_FILE
+        if not path.is_file():
+            raise CorruptModelError(f"manifest missing: {path}")
+        try:
+            data = json.loads(path.read_text())
+            manifest = cls.from_dict(data)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise CorruptModelError(f"manifest unreadable: {path}: {exc}") from exc
+        if manifest.format_version > FORMAT_VERSION:
+            raise CorruptModelError(
+                f"{path}: manifest format {manifest.format_version} is newer than this code "
+                f"({FORMAT_VERSION})"
+            )
+        return manifest

@@ -1,0 +1,21 @@
+"""Model kinds by name (no if/elif chains): ``KINDS[name]`` is the kind's class."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from .base import Kind
+from .bi_encoder import BiEncoder
+from .duo_cross_encoder import DuoCrossEncoder
+from .duo_t5 import DuoT5
+from .errors import UnknownKindError
+from .prp import Prp
+
+KINDS: Mapping[str, type[Kind]] = {cls.name: cls for cls in (BiEncoder, DuoCrossEncoder, DuoT5, Prp)}
+
+
+def kind_class(name: str) -> type[Kind]:
+    try:
+        return KINDS[name]
+    except KeyError:
+        raise UnknownKindError(f"unknown model kind {name!r}; known: {', '.join(sorted(KINDS))}") from None

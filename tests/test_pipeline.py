@@ -1,0 +1,89 @@
+"""rerank.pipeline.rerank: sampler -> model -> calibration -> aggregator (-> fusion), with real MiniLM."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rerank.pipeline import Candidate, RankOptions, RequestError, rerank
+
+
+class BiasedOracle:
+    """A comparator from known relevance with a first-slot bias (test double for a model's answers)."""
+
+    def __init__(self, relevance: dict[str, float], bias: float = 0.0) -> None:
+        self.relevance = relevance
+        self.bias = bias
+        self.calls = 0
+
+    def compare_batch(self, items):
+        self.calls += len(items)
+        gap = np.array([self.relevance[a] - self.relevance[b] for _, a, b in items])
+        return 1.0 / (1.0 + np.exp(-(gap + self.bias)))
+
+
+CANDS = [Candidate(f"d{i}", f"text {i}") for i in range(6)]
+REL = {f"text {i}": float(v) for i, v in enumerate([0, 3, 1, 5, 2, 4])}
+
+
+def test_rerank_orders_by_the_comparator_and_reports_usage() -> None:
+    oracle = BiasedOracle(REL, bias=0.8)
+    out = rerank("q", CANDS, [oracle], RankOptions(sampler="all", calibration="symmetric"))
+    assert [r.id for r in out.results] == ["d3", "d5", "d1", "d4", "d2", "d0"]
+    assert out.usage.comparisons == oracle.calls == 30
+    assert out.usage.batches == 1 and not out.usage.partial
+    assert all(r.stderr is not None for r in out.results)
+    assert [r.index for r in out.results][:2] == [3, 5]
+
+
+def test_top_n_budget_and_fusion_of_two_models() -> None:
+    a, b = BiasedOracle(REL), BiasedOracle(REL, bias=0.3)
+    out = rerank("q", CANDS, [a, b], RankOptions(sampler="window", budget=0.5, fusion="rrf"), top_n=3)
+    assert len(out.results) == 3 and out.results[0].stderr is None
+    assert out.usage.comparisons == a.calls + b.calls <= 2 * 15
+
+
+def test_time_budget_gives_a_partial_ranking_not_an_error() -> None:
+    class Slow(BiasedOracle):
+        def compare_batch(self, items):
+            import time
+
+            time.sleep(0.05)
+            return super().compare_batch(items)
+
+    out = rerank("q", CANDS, [Slow(REL)], RankOptions(sampler="sliding", time_budget_ms=60), top_n=6)
+    assert out.usage.partial
+    assert sorted(r.id for r in out.results) == sorted(c.id for c in CANDS)
+
+
+@pytest.mark.parametrize(
+    ("query", "cands", "options", "field"),
+    [
+        ("", CANDS, RankOptions(), "query"),
+        ("q", [], RankOptions(), "candidates"),
+        ("q", [Candidate("x", "a"), Candidate("x", "b")], RankOptions(), "candidates[1].id"),
+        ("q", [Candidate("x", " ")], RankOptions(), "candidates[0].text"),
+        ("q", CANDS, RankOptions(sampler="nope"), "options.sampler"),
+        ("q", CANDS, RankOptions(aggregator="nope"), "options.aggregator"),
+        ("q", CANDS, RankOptions(calibration="nope"), "options.calibration"),
+        ("q", CANDS, RankOptions(budget=-3), "options.budget"),
+        ("q", CANDS, RankOptions(budget=1.5), "options.budget"),
+        ("q", CANDS, RankOptions(time_budget_ms=0), "options.time_budget_ms"),
+    ],
+)
+def test_bad_requests_name_the_field(query, cands, options, field) -> None:
+    with pytest.raises(RequestError) as err:
+        rerank(query, cands, [BiasedOracle(REL)], options)
+    assert err.value.field == field
+    assert str(err.value).startswith(field)
+
+
+def test_real_minilm_end_to_end(minilm) -> None:
+    cands = [
+        Candidate("cook", "Boil the pasta for ten minutes in salted water."),
+        Candidate("tax", "Income tax returns are due in April in the United States."),
+        Candidate("paris", "Paris is the capital and largest city of France."),
+    ]
+    out = rerank("what is the capital of France", cands, [minilm], RankOptions(sampler="all"))
+    assert out.results[0].id == "paris"
+    assert out.usage.comparisons == 6
