@@ -78,6 +78,61 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .models import ModelError, ParityError, export_model
+
+    try:
+        manifest = export_model(
+            args.model, args.kind, args.out, name=args.name or None, quantize=args.quantize,
+            max_query_tokens=args.max_query_tokens, max_passage_tokens=args.max_passage_tokens,
+            overwrite=args.overwrite,
+        )
+    except (ModelError, ParityError, FileExistsError, OSError) as exc:
+        return _fail(f"export failed: {exc}", EXIT_BAD_INPUT)
+    parity = {name: dict(v.parity) for name, v in manifest.variants.items()}
+    print(json.dumps({"name": manifest.name, "kind": manifest.kind, "out": str(args.out), "parity": parity}))
+    return 0
+
+
+def cmd_models_list(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from .models import ModelStore, list_models
+
+    infos = list_models(ModelStore(args.store))
+    if args.json:
+        for info in infos:
+            print(json.dumps(asdict(info)))
+        return 0
+    header = ("name", "kind", "provider", "max query", "max passage", "variants", "exported")
+    rows = [header] + [
+        (i.name, i.kind, i.provider or "-", str(i.max_query_tokens or "-"), str(i.max_passage_tokens or "-"),
+         ",".join(i.variants) or "-", "yes" if i.exported else "no")
+        for i in infos
+    ]
+    widths = [max(len(r[c]) for r in rows) for c in range(len(header))]
+    for r in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip())
+    return 0
+
+
+def cmd_models_ensure(args: argparse.Namespace) -> int:
+    from .models import EMBEDDED, ModelError, ModelStore, ParityError, ensure_embedded
+
+    names = args.names or ["minilm"]
+    for name in names:
+        if name not in EMBEDDED:
+            return _fail(f"unknown embedded model {name!r}; known: {', '.join(sorted(EMBEDDED))}", EXIT_USAGE)
+    store = ModelStore(args.store)
+    for name in names:
+        try:
+            manifest = ensure_embedded(name, store=store, quantize=args.quantize)
+        except (ModelError, ParityError, OSError) as exc:
+            return _fail(f"cannot build embedded model {name!r}: {exc}", EXIT_BAD_INPUT)
+        print(f"{manifest.name}: ready in {store.path(manifest.name)} ({', '.join(manifest.variants)})")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     return _fail("the gRPC server is not yet available (issue 4: the gRPC re-ranking service)", 1)
 
@@ -114,6 +169,29 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"order calibration, one of: {', '.join(names('calibration'))} (default symmetric)")
     agg.add_argument("--seed", type=int, default=0, help="seed for randomised methods (kwiksort)")
     agg.set_defaults(func=cmd_aggregate)
+
+    exp = sub.add_parser("export", help="export a pairwise checkpoint to ONNX (parity-checked)")
+    exp.add_argument("--model", required=True, help="checkpoint folder, or an embedded model name")
+    exp.add_argument("--kind", required=True, help="bi-encoder, duo-cross-encoder, duo-t5 or prp")
+    exp.add_argument("--out", required=True, help="output folder (written atomically)")
+    exp.add_argument("--name", default="", help="model name in the manifest (default: the folder name)")
+    exp.add_argument("--quantize", choices=["int8"], default=None, help="also write an int8 variant")
+    exp.add_argument("--max-query-tokens", type=int, default=None)
+    exp.add_argument("--max-passage-tokens", type=int, default=None)
+    exp.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    exp.set_defaults(func=cmd_export)
+
+    models = sub.add_parser("models", help="list or build models in the model store")
+    models_sub = models.add_subparsers(dest="models_command", required=True, parser_class=OneLineParser)
+    lst = models_sub.add_parser("list", help="embedded models and the store's models, with kind and provider")
+    lst.add_argument("--store", default=None, help="store folder (default $RERANK_HOME/models)")
+    lst.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    lst.set_defaults(func=cmd_models_list)
+    ens = models_sub.add_parser("ensure", help="export embedded models into the store (no-op when there)")
+    ens.add_argument("names", nargs="*", help="embedded model names (default: minilm)")
+    ens.add_argument("--store", default=None, help="store folder (default $RERANK_HOME/models)")
+    ens.add_argument("--quantize", choices=["int8"], default=None)
+    ens.set_defaults(func=cmd_models_ensure)
 
     serve = sub.add_parser("serve", help="start the gRPC re-ranking server")
     serve.add_argument("--host", default="127.0.0.1")

@@ -1,0 +1,55 @@
+"""`rerank export` and `rerank models list|ensure`, run as a user runs them (subprocesses)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from rerank.models.testing import build_tiny_bert_classifier
+
+RERANK = [sys.executable, "-m", "rerank.cli"]
+
+
+def run(args: list[str], home: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "RERANK_HOME": str(home)}
+    return subprocess.run([*RERANK, *args], capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_export_writes_a_parity_checked_model_and_list_shows_it(tmp_path: Path) -> None:
+    src = build_tiny_bert_classifier(tmp_path / "ckpt")
+    out = tmp_path / "home" / "models" / "tiny-duo"
+    args = ["export", "--model", str(src), "--kind", "duo-cross-encoder", "--out", str(out)]
+    proc = run(args, tmp_path / "home")
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads(proc.stdout)
+    assert record["kind"] == "duo-cross-encoder"
+    parity = record["parity"]["fp32"]
+    assert parity["passed"] and parity["order_agrees"] and parity["max_abs_diff_p"] < 1e-3
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["kind"] == "duo-cross-encoder" and (out / "model.onnx").is_file()
+
+    listed = run(["models", "list", "--json"], tmp_path / "home")
+    assert listed.returncode == 0, listed.stderr
+    infos = {r["name"]: r for r in map(json.loads, listed.stdout.splitlines())}
+    assert infos["tiny-duo"]["kind"] == "duo-cross-encoder" and infos["tiny-duo"]["exported"]
+    assert infos["tiny-duo"]["provider"] == "CPUExecutionProvider"
+    assert "minilm" in infos  # embedded models are listed even before they are built
+    table = run(["models", "list"], tmp_path / "home")
+    assert table.stdout.splitlines()[0].split()[:3] == ["name", "kind", "provider"]
+
+
+def test_export_errors_are_one_line(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    out = str(tmp_path / "o")
+    missing = run(["export", "--model", str(tmp_path / "nope"), "--kind", "duo-t5", "--out", out], home)
+    assert missing.returncode == 1 and len(missing.stderr.strip().splitlines()) == 1
+    assert "export failed" in missing.stderr
+    src = build_tiny_bert_classifier(tmp_path / "ckpt")
+    bad_kind = run(["export", "--model", str(src), "--kind", "triple-encoder", "--out", out], home)
+    assert bad_kind.returncode == 1 and "triple-encoder" in bad_kind.stderr
+    assert not (tmp_path / "o").exists()
+    unknown = run(["models", "ensure", "gpt-9"], home)
+    assert unknown.returncode == 2 and "unknown embedded model 'gpt-9'" in unknown.stderr
