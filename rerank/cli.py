@@ -9,12 +9,13 @@ import os
 import sys
 import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 from typing import IO, NoReturn
 
 from . import __version__
 from .aggregation.registry import names
 from .comparison_io import InputError, read_comparison_groups
-from .pipeline import aggregate_group
+from .pipeline import RankOptions, RequestError, aggregate_group
 
 EXIT_BAD_INPUT = 1
 EXIT_USAGE = 2
@@ -133,6 +134,100 @@ def cmd_models_ensure(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_budget(text: str | None) -> int | float | None:
+    """``--budget``: a whole number of comparisons, a fraction in (0, 1] (``0.1``) or a percentage (``10%``)."""
+    if text is None or text == "":
+        return None
+    try:
+        if text.endswith("%"):
+            return float(text[:-1]) / 100.0
+        return int(text) if text.isdigit() else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid budget {text!r}: use a count, a fraction or a percentage") from None
+
+
+def _rank_options(args: argparse.Namespace) -> RankOptions:
+    return RankOptions(
+        sampler=args.sampler, budget=args.budget, aggregator=args.aggregator, calibration=args.calibration,
+        fusion=args.fusion, seed=args.seed, both_orders=args.both_orders, prior_weight=args.prior_weight,
+    )
+
+
+def add_ranking_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ranking options shared by ``rank`` (as in the API)."""
+    parser.add_argument("--model", action="append", default=None,
+                        help="model spec, repeatable (fused with --fusion): minilm (default), a store name, a "
+                             "folder, or oracle:noise=N,bias=B (needs --qrels)")
+    parser.add_argument("--fusion", default="rrf", help=f"one of: {', '.join(names('fusion'))} (default rrf)")
+    parser.add_argument("--sampler", default="all", help=f"one of: {', '.join(names('sampler'))} (default all)")
+    parser.add_argument("--budget", type=parse_budget, default=None,
+                        help="comparisons per query: a count, a fraction of k(k-1) or a percentage (default all)")
+    parser.add_argument("--aggregator", default="bt", help=f"one of: {', '.join(names('aggregator'))} (default bt)")
+    parser.add_argument("--calibration", default="symmetric",
+                        help=f"one of: {', '.join(names('calibration'))} (default symmetric)")
+    parser.add_argument("--both-orders", action=argparse.BooleanOptionalAction, default=None,
+                        help="ask both orders of each pair (default: the sampler's own choice)")
+    parser.add_argument("--prior-weight", type=float, default=0.0, help="first-stage prior weight (default 0)")
+    parser.add_argument("--top-n", type=int, default=None, help="keep the best N per query (JSON-lines mode)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=None, help="max sequences per model batch")
+
+
+def cmd_rank(args: argparse.Namespace) -> int:
+    from .offline import ResumableOutput, rank_jobs, read_jsonl_jobs, trec_jobs
+    from .pipeline import TrecData, load_comparator, validate_options
+
+    trec_mode = args.run is not None
+    if trec_mode and (args.corpus is None or args.queries is None):
+        return _fail("--run needs --corpus and --queries", EXIT_USAGE)
+    if not trec_mode and args.input is None:
+        return _fail("give --input FILE|- (JSON lines) or --run/--corpus/--queries (TREC mode)", EXIT_USAGE)
+    if args.output is None:
+        return _fail("--output FILE is required (the output is resumable)", EXIT_USAGE)
+    if args.depth < 1:
+        return _fail(f"--depth must be >= 1, got {args.depth}", EXIT_USAGE)
+    options = _rank_options(args)
+    try:
+        validate_options(options, 10)
+        if args.batch_size is not None and args.batch_size < 1:
+            raise RequestError("batch_size", f"must be >= 1, got {args.batch_size}")
+        trec = None
+        if trec_mode or args.qrels:
+            from .evaluation import read_corpus, read_qrels, read_queries, read_run
+
+            trec = TrecData(
+                read_qrels(args.qrels) if args.qrels else {},
+                read_queries(args.queries) if args.queries else {},
+                read_corpus(args.corpus) if args.corpus else {},
+            )
+        models = [load_comparator(spec, trec=trec, max_batch_size=args.batch_size)
+                  for spec in (args.model or ["minilm"])]
+        output = ResumableOutput(Path(args.output), overwrite=args.overwrite)
+    except RequestError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    except (OSError, ValueError) as exc:
+        return _fail(str(exc), EXIT_BAD_INPUT)
+    try:
+        if trec_mode:
+            assert trec is not None
+            run = read_run(args.run)
+            jobs = trec_jobs(run, trec.queries, trec.corpus, args.depth)
+            ranked = rank_jobs(jobs, models, options, output, trec_tag=args.tag, total=len(run))
+        else:
+            with _open_input(args.input) as lines:
+                jobs = read_jsonl_jobs(lines, skip_bad=args.skip_bad, warn=sys.stderr)
+                ranked = rank_jobs(jobs, models, options, output, top_n=args.top_n)
+    except InputError as exc:
+        where = args.run if trec_mode else (args.input if args.input != "-" else "stdin")
+        return _fail(f"{where}: {exc}", EXIT_BAD_INPUT)
+    except (OSError, ValueError) as exc:
+        return _fail(str(exc), EXIT_BAD_INPUT)
+    finally:
+        output.close()
+    sys.stderr.write(f"rerank: ranked {ranked} queries ({len(output.done)} done in {args.output})\n")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     return _fail("the gRPC server is not yet available (issue 4: the gRPC re-ranking service)", 1)
 
@@ -192,6 +287,25 @@ def build_parser() -> argparse.ArgumentParser:
     ens.add_argument("--store", default=None, help="store folder (default $RERANK_HOME/models)")
     ens.add_argument("--quantize", choices=["int8"], default=None)
     ens.set_defaults(func=cmd_models_ensure)
+
+    rank = sub.add_parser(
+        "rank", help="re-rank candidates offline: JSON lines or a TREC run in, rankings out (resumable)",
+        description="JSON-lines mode: --input FILE|- --output FILE; TREC mode: --run RUN --corpus CORPUS.jsonl "
+                    "--queries QUERIES.tsv --depth K --output RUN. An interrupted run keeps every finished "
+                    "query; rerunning with the same --output continues where it stopped.",
+    )
+    rank.add_argument("--input", default=None, help='JSON lines {"qid","query","candidates":[{"id","text"}]}')
+    rank.add_argument("--output", default=None, help="output file (JSON lines, or a TREC run in TREC mode)")
+    rank.add_argument("--run", default=None, help="TREC run with the first-stage candidates")
+    rank.add_argument("--corpus", default=None, help="corpus JSON lines {id, text[, title]}")
+    rank.add_argument("--queries", default=None, help="queries TSV: qid<TAB>text")
+    rank.add_argument("--qrels", default=None, help="TREC qrels (only for the oracle model)")
+    rank.add_argument("--depth", type=int, default=100, help="TREC mode: re-rank the top K (default 100)")
+    rank.add_argument("--tag", default="rerank", help="TREC run tag")
+    rank.add_argument("--skip-bad", action="store_true", help="skip malformed lines (reported) instead of stopping")
+    rank.add_argument("--overwrite", action="store_true", help="start over instead of resuming")
+    add_ranking_arguments(rank)
+    rank.set_defaults(func=cmd_rank)
 
     serve = sub.add_parser("serve", help="start the gRPC re-ranking server")
     serve.add_argument("--host", default="127.0.0.1")

@@ -19,13 +19,22 @@ def data_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def minilm_store(tmp_path_factory):
-    """A model store with the embedded MiniLM exported once for the whole test session."""
+def rerank_home(tmp_path_factory) -> Path:
+    """A RERANK_HOME whose model store (``<home>/models``) has the embedded MiniLM exported once per session;
+    subprocesses given ``RERANK_HOME`` find it there."""
     from rerank.models import ModelStore, ensure_embedded
 
-    store = ModelStore(tmp_path_factory.mktemp("minilm-store"))
-    ensure_embedded("minilm", store=store)
-    return store
+    home = tmp_path_factory.mktemp("rerank-home")
+    ensure_embedded("minilm", store=ModelStore(home / "models"))
+    return home
+
+
+@pytest.fixture(scope="session")
+def minilm_store(rerank_home):
+    """The session's model store with the embedded MiniLM exported."""
+    from rerank.models import ModelStore
+
+    return ModelStore(rerank_home / "models")
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,118 @@
+"""`rerank rank` from outside: JSON-lines and TREC modes, resuming, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rerank.evaluation import evaluate, read_qrels, read_run
+
+RERANK = [sys.executable, "-m", "rerank.cli"]
+
+QUERIES = [
+    {"qid": "q1", "query": "what is the capital of France", "candidates": [
+        {"id": "cook", "text": "Boil the pasta for ten minutes in salted water."},
+        {"id": "paris", "text": "Paris is the capital and largest city of France."},
+        {"id": "tax", "text": "Income tax returns are due in April in the United States."}]},
+    {"qid": "q2", "query": "how long to boil pasta", "candidates": [
+        {"id": "paris", "text": "Paris is the capital and largest city of France."},
+        {"id": "cook", "text": "Boil the pasta for ten minutes in salted water."}]},
+    {"qid": "q3", "query": "when are tax returns due", "candidates": [
+        {"id": "cook", "text": "Boil the pasta for ten minutes in salted water."},
+        {"id": "tax", "text": "Income tax returns are due in April in the United States."}]},
+]
+
+
+def run(args: list[str], home: Path, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "RERANK_HOME": str(home)}
+    return subprocess.run([*RERANK, "rank", *args], input=stdin, capture_output=True, text=True, timeout=600, env=env)
+
+
+def jsonl(rows: list) -> str:
+    return "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows)
+
+
+def test_jsonl_mode_with_minilm_resumes_after_a_bad_line(rerank_home: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    broken = jsonl([QUERIES[0], QUERIES[1], '{"qid": "q3", "query": "x"}', QUERIES[2]])
+    first = run(["--input", "-", "--output", str(out)], rerank_home, broken)
+    assert first.returncode == 1
+    assert 'line 3: missing key "candidates"' in first.stderr.strip().splitlines()[-1]
+    done = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [d["qid"] for d in done] == ["q1", "q2"]  # finished queries are kept
+    assert done[0]["ranking"][0]["id"] == "paris"
+    assert done[0]["comparisons"] == 6 and "order_inconsistency" in done[0]
+
+    # a rerun over the fixed input continues: q1, q2 are not ranked again, q3 is added
+    second = run(["--input", "-", "--output", str(out)], rerank_home, jsonl(QUERIES))
+    assert second.returncode == 0, second.stderr
+    assert "ranked 1 queries" in second.stderr
+    records = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [r["qid"] for r in records] == ["q1", "q2", "q3"]
+    assert records[1]["ranking"][0]["id"] == "cook" and records[2]["ranking"][0]["id"] == "tax"
+
+
+def test_skip_bad_reports_the_line_and_goes_on(rerank_home: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    rows = jsonl([QUERIES[1], "{oops", QUERIES[2]])
+    proc = run(["--input", "-", "--output", str(out), "--skip-bad", "--top-n", "1"], rerank_home, rows)
+    assert proc.returncode == 0, proc.stderr
+    assert "skipped line 2: not valid JSON" in proc.stderr
+    records = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [r["qid"] for r in records] == ["q2", "q3"] and all(len(r["ranking"]) == 1 for r in records)
+
+
+def test_a_block_cut_off_mid_write_is_dropped_on_resume(tmp_path: Path, data_dir: Path) -> None:
+    dl = data_dir / "trec-dl-2019-passage"
+    run_file = read_run(dl / "run.bm25.top100.trec")
+    small = tmp_path / "small.trec"
+    qids = sorted(run_file)[:3]
+    small.write_text("".join(
+        f"{q} Q0 {d} {i} {s} bm25\n"
+        for q in qids for i, (d, s) in enumerate(sorted(run_file[q].items(), key=lambda x: -x[1]), start=1)))
+    out = tmp_path / "oracle.trec"
+    args = ["--run", str(small), "--corpus", str(dl / "corpus.jsonl"), "--queries", str(dl / "queries.tsv"),
+            "--qrels", str(dl / "qrels.txt"), "--depth", "20", "--model", "oracle:noise=0", "--output", str(out)]
+    first = run(args, tmp_path)
+    assert first.returncode == 0, first.stderr
+    full = out.read_text()
+    # simulate a crash: the progress file forgets the last query and half a block is left behind
+    progress = (out.parent / (out.name + ".progress")).read_text().splitlines()
+    (out.parent / (out.name + ".progress")).write_text("\n".join(progress[:2]) + "\n")
+    with out.open("a") as handle:
+        handle.write("garbage line that must disappear\n")
+    second = run(args, tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert "ranked 1 queries" in second.stderr
+    assert out.read_text() == full
+    qrels = read_qrels(dl / "qrels.txt")
+    ranked = evaluate(read_run(out), qrels, measures=("ndcg@10",))[0]["ndcg@10"]
+    bm25 = evaluate(read_run(small), qrels, measures=("ndcg@10",))[0]["ndcg@10"]
+    assert ranked > bm25  # a noiseless oracle over the top 20 beats BM25
+    assert len(read_run(out)[qids[0]]) == len(run_file[qids[0]])  # the rest of the run is kept below
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "code", "message"),
+    [
+        (["--output", "o.jsonl"], "", 2, "give --input"),
+        (["--input", "-"], "", 2, "--output FILE is required"),
+        (["--input", "-", "--output", "o.jsonl", "--sampler", "nope"], "", 2, "options.sampler: unknown sampler"),
+        (["--input", "-", "--output", "o.jsonl", "--budget", "lots"], "", 2, "invalid budget 'lots'"),
+        (["--input", "-", "--output", "o.jsonl", "--model", "oracle"], "", 2, "the oracle needs relevance"),
+        (["--input", "-", "--output", "o.jsonl", "--model", "no-such-model"], "", 2, "model:"),
+        (["--run", "r.trec", "--output", "o.trec"], "", 2, "--run needs --corpus and --queries"),
+    ],
+)
+def test_bad_arguments_fail_with_one_line(args, stdin, code, message, tmp_path: Path, rerank_home: Path) -> None:
+    env = {**os.environ, "RERANK_HOME": str(rerank_home)}
+    proc = subprocess.run([*RERANK, "rank", *args], input=stdin, capture_output=True, text=True, timeout=300,
+                          env=env, cwd=tmp_path)
+    assert proc.returncode == code, proc.stderr
+    lines = [x for x in proc.stderr.strip().splitlines() if x.startswith("rerank")]
+    assert len(lines) == 1 and message in lines[0], proc.stderr
