@@ -228,6 +228,37 @@ def cmd_rank(args: argparse.Namespace) -> int:
     return 0
 
 
+def _names_list(values: list[str]) -> list[str]:
+    return [v for value in values for v in value.split(",") if v]
+
+
+def cmd_bench_budgets(args: argparse.Namespace) -> int:
+    from .budget_bench import run_budget_bench
+
+    try:
+        budgets = [float(b.rstrip("%")) / (100.0 if b.endswith("%") else 1.0) for b in _names_list(args.budgets)]
+    except ValueError:
+        return _fail(f"--budgets must be fractions or percentages, got {' '.join(args.budgets)}", EXIT_USAGE)
+    command = "rerank bench budgets " + " ".join(sys.argv[3:] if args.command_line is None else args.command_line)
+    try:
+        summary = run_budget_bench(
+            Path(args.dataset), args.model, args.depth, _names_list(args.samplers), _names_list(args.aggregators),
+            _names_list(args.calibrations), budgets, args.repeats, Path(args.out), Path(args.cache),
+            args.max_queries, command,
+        )
+    except RequestError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    except (OSError, ValueError) as exc:
+        return _fail(str(exc), EXIT_BAD_INPUT)
+    best = summary.get("best", {})
+    for fraction, row in best.items():
+        print(f"{float(fraction):>5.0%}  {row['comparisons_per_query']:7.0f} comparisons/query  "
+              f"nDCG@10 {row['ndcg10_mean']:.4f}  {row['sampler']}+{row['calibration']}+{row['aggregator']}  "
+              f"({row['share_of_all_pairs']:.1%} of all pairs)")
+    print(f"results in {args.out}/results.csv, summary.md, ndcg_vs_comparisons.png")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     return _fail("the gRPC server is not yet available (issue 4: the gRPC re-ranking service)", 1)
 
@@ -306,6 +337,24 @@ def build_parser() -> argparse.ArgumentParser:
     rank.add_argument("--overwrite", action="store_true", help="start over instead of resuming")
     add_ranking_arguments(rank)
     rank.set_defaults(func=cmd_rank)
+
+    bench = sub.add_parser("bench", help="benchmarks: comparison budgets, server load")
+    bench_sub = bench.add_subparsers(dest="bench_command", required=True, parser_class=OneLineParser)
+    bud = bench_sub.add_parser("budgets", help="nDCG@10 against comparisons per query, from cached preferences")
+    bud.add_argument("--dataset", required=True, help="folder with corpus.jsonl, queries.tsv, qrels.txt, run.*.trec")
+    bud.add_argument("--model", default="minilm", help="model spec (minilm, smollm-prp, oracle:noise=N,bias=B, ...)")
+    bud.add_argument("--depth", type=int, default=100, help="re-rank the top K (default 100)")
+    bud.add_argument("--samplers", nargs="+",
+                     default=["all,random,window,skip,heapsort,quicksort,sliding,active,refine"])
+    bud.add_argument("--aggregators", nargs="+", default=["bt,borda,greedy,ebc"])
+    bud.add_argument("--calibrations", nargs="+", default=["symmetric,bias"])
+    bud.add_argument("--budgets", nargs="+", default=["0.02,0.05,0.1,0.2,0.33,0.5,1.0"],
+                     help="fractions of k(k-1) (or percentages)")
+    bud.add_argument("--repeats", type=int, default=2)
+    bud.add_argument("--max-queries", type=int, default=None, help="only the first N judged queries")
+    bud.add_argument("--cache", default="bench/cache/preferences", help="preference cache folder")
+    bud.add_argument("--out", required=True, help="output folder")
+    bud.set_defaults(func=cmd_bench_budgets, command_line=None)
 
     serve = sub.add_parser("serve", help="start the gRPC re-ranking server")
     serve.add_argument("--host", default="127.0.0.1")

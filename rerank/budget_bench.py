@@ -1,0 +1,313 @@
+"""``rerank bench budgets``: effectiveness against the number of comparisons, replayed from cached preferences.
+
+Each query's model preferences are computed once (all ordered pairs of the top K, i.e. both orders) and
+cached on disk; every sampler x calibration x aggregator x budget x repeat is then replayed from the cache
+without the model, so a rerun with a warm cache takes seconds.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .aggregation import Comparisons, resolve_budget
+from .aggregation.calibration import diagnose
+from .aggregation.registry import lookup
+from .aggregation.samplers import run_sampler
+from .evaluation import ndcg_at_k, rank_docs, read_corpus, read_qrels, read_queries, read_run
+from .pipeline import Comparator, RequestError, TrecData, load_comparator
+
+SORTING = ("heapsort", "quicksort", "sliding", "refine")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    queries: dict[str, str]
+    qrels: dict[str, dict[str, int]]
+    corpus: dict[str, str]
+    run: dict[str, dict[str, float]]
+
+    @property
+    def judged_qids(self) -> list[str]:
+        return sorted((q for q in self.run if q in self.qrels and q in self.queries), key=_qid_key)
+
+
+def _qid_key(qid: str) -> tuple[int, int | str]:
+    return (0, int(qid)) if qid.isdigit() else (1, qid)
+
+
+def load_dataset(folder: Path) -> Dataset:
+    """A folder in the shared layout: corpus.jsonl, queries.tsv, qrels.txt and one run.*.trec."""
+    if not folder.is_dir():
+        raise ValueError(f"--dataset {folder} is not a folder")
+    runs = sorted(folder.glob("run.*.trec"))
+    if len(runs) != 1:
+        raise ValueError(f"--dataset {folder} must hold exactly one run.*.trec file, found {len(runs)}")
+    for name in ("corpus.jsonl", "queries.tsv", "qrels.txt"):
+        if not (folder / name).is_file():
+            raise ValueError(f"--dataset {folder} has no {name}")
+    return Dataset(folder.name, read_queries(folder / "queries.tsv"), read_qrels(folder / "qrels.txt"),
+                   read_corpus(folder / "corpus.jsonl"), read_run(runs[0]))
+
+
+@dataclass(frozen=True)
+class QueryPrefs:
+    """The top-K documents of one query (first-stage order), the rest of the run, and P[a, b] for a != b."""
+
+    qid: str
+    docids: list[str]
+    rest: list[str]
+    P: np.ndarray
+
+
+def _slug(text: str) -> str:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
+    return f"{safe[:40]}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
+
+
+def cached_preferences(
+    data: Dataset, model_spec: str, depth: int, cache_dir: Path, comparator: Callable[[], Comparator],
+    qids: Sequence[str], log: Callable[[str], None],
+) -> list[QueryPrefs]:
+    """All ordered pairs of each query's top ``depth``, from the cache or computed once (and cached)."""
+    folder = cache_dir / _slug(data.name) / _slug(model_spec) / f"depth{depth}"
+    folder.mkdir(parents=True, exist_ok=True)
+    model: Comparator | None = None
+    out: list[QueryPrefs] = []
+    computed = 0
+    started = time.monotonic()
+    pairs_done = 0
+    for qid in qids:
+        ranked = rank_docs(data.run[qid])
+        top = [d for d in ranked[:depth] if data.corpus.get(d, "").strip()]
+        rest = [d for d in ranked[:depth] if d not in set(top)] + ranked[depth:]
+        path = folder / f"{_slug(qid)}.npz"
+        if path.exists():
+            saved = np.load(path, allow_pickle=False)
+            if list(saved["docids"]) == top:
+                out.append(QueryPrefs(qid, top, rest, saved["P"]))
+                continue
+        if model is None:
+            model = comparator()
+        n = len(top)
+        a, b = np.nonzero(~np.eye(n, dtype=bool))
+        texts = [data.corpus[d] for d in top]
+        query = data.queries[qid]
+        p = np.asarray(model.compare_batch([(query, texts[i], texts[j]) for i, j in zip(a, b, strict=True)]),
+                       dtype=np.float64)
+        P = np.full((n, n), np.nan)
+        P[a, b] = p
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, docids=np.array(top), P=P)
+        os.replace(tmp, path)
+        out.append(QueryPrefs(qid, top, rest, P))
+        computed += 1
+        pairs_done += len(p)
+        rate = pairs_done / max(time.monotonic() - started, 1e-9)
+        log(f"preferences {len(out)}/{len(qids)} (computed {computed}, {rate:,.0f} pairs/s)")
+    return out
+
+
+def _ci(values: np.ndarray) -> tuple[float, float, float]:
+    mean = float(np.mean(values))
+    if len(values) < 2:
+        return mean, mean, mean
+    half = 1.96 * float(np.std(values, ddof=1)) / math.sqrt(len(values))
+    return mean, mean - half, mean + half
+
+
+def replay(
+    prefs: list[QueryPrefs], qrels: dict[str, dict[str, int]], *, samplers: Sequence[str],
+    calibrations: Sequence[str], aggregators: Sequence[str], budgets: Sequence[float], repeats: int,
+    log: Callable[[str], None],
+) -> list[dict]:
+    """nDCG@10 per configuration: mean over queries (of the mean over repeats) and a 95% interval."""
+    rows: list[dict] = []
+    for sampler_name in samplers:
+        sampler = lookup("sampler", sampler_name)
+        for fraction in budgets:
+            scores: dict[tuple[str, str], np.ndarray] = {}
+            used = np.zeros((len(prefs), repeats))
+            for qi, q in enumerate(prefs):
+                n = len(q.docids)
+                budget = resolve_budget(n, fraction)
+
+                def compare(pairs: list[tuple[int, int]], P: np.ndarray = q.P) -> np.ndarray:
+                    arr = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+                    return P[arr[:, 0], arr[:, 1]]
+
+                for rep in range(repeats):
+                    top_n = n if sampler_name in SORTING else 10
+                    outcome = run_sampler(sampler, n, budget, compare, seed=rep, top_n=top_n)
+                    used[qi, rep] = outcome.used
+                    for cal in calibrations:
+                        calibrated = lookup("calibration", cal)(outcome.comparisons)
+                        for agg in aggregators:
+                            order = lookup("aggregator", agg)(calibrated).ranking()
+                            value = ndcg_at_k([q.docids[i] for i in order] + q.rest, qrels[q.qid], 10)
+                            scores.setdefault((cal, agg), np.zeros((len(prefs), repeats)))[qi, rep] = value
+                    if outcome.order is not None:
+                        value = ndcg_at_k([q.docids[i] for i in outcome.order] + q.rest, qrels[q.qid], 10)
+                        scores.setdefault(("-", "sampler-order"), np.zeros((len(prefs), repeats)))[qi, rep] = value
+            for (cal, agg), values in scores.items():
+                mean, lo, hi = _ci(values.mean(axis=1))
+                rows.append({
+                    "sampler": sampler_name, "calibration": cal, "aggregator": agg, "budget_fraction": fraction,
+                    "comparisons_per_query": float(used.mean()), "ndcg10_mean": mean, "ndcg10_ci_low": lo,
+                    "ndcg10_ci_high": hi, "queries": len(prefs), "repeats": repeats,
+                })
+            log(f"replayed {sampler_name} at {fraction:g} ({used.mean():.0f} comparisons/query)")
+    return rows
+
+
+def model_consistency(prefs: list[QueryPrefs]) -> dict[str, float]:
+    """Order- and transitive-inconsistency of the model over all cached pairs (means over queries)."""
+    order, trans = [], []
+    for q in prefs:
+        n = len(q.docids)
+        a, b = np.nonzero(~np.eye(n, dtype=bool))
+        d = diagnose(Comparisons(n, a, b, q.P[a, b]))
+        order.append(d.order_inconsistency)
+        trans.append(d.transitive_inconsistency)
+    return {"order_inconsistency": float(np.mean(order)), "transitive_inconsistency": float(np.mean(trans))}
+
+
+def first_stage_level(prefs: list[QueryPrefs], qrels: dict[str, dict[str, int]]) -> float:
+    return float(np.mean([ndcg_at_k(q.docids + q.rest, qrels[q.qid], 10) for q in prefs]))
+
+
+def write_outputs(out: Path, rows: list[dict], meta: dict) -> dict:
+    """results.csv, summary.md and the plot; returns the summary figures."""
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "results.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    all_rows = [r for r in rows if r["sampler"] == "all" and r["budget_fraction"] == 1.0]
+    all_pairs = max(all_rows, key=lambda r: r["ndcg10_mean"]) if all_rows else None
+    first = meta["first_stage_ndcg10"]
+    lines = [
+        f"# Comparison budgets: {meta['model']} on {meta['dataset']}, depth {meta['depth']}", "",
+        f"Command: `{meta['command']}`", "",
+        f"{meta['queries']} judged queries, {meta['repeats']} repeats; nDCG@10 of the re-ranked top {meta['depth']} "
+        "followed by the rest of the first-stage run; interval = mean over queries +- 1.96 standard errors of the "
+        "per-query means (over repeats).", "",
+        f"- First stage nDCG@10: {first:.4f}",
+    ]
+    summary: dict = {"first_stage": first, "consistency": meta["consistency"]}
+    if all_pairs:
+        lines.append(f"- All pairs (both orders), best calibration + aggregator ({all_pairs['calibration']} + "
+                     f"{all_pairs['aggregator']}): {all_pairs['ndcg10_mean']:.4f}")
+        summary["all_pairs"] = all_pairs
+    lines += [f"- Model order inconsistency {meta['consistency']['order_inconsistency']:.3f}, transitive "
+              f"inconsistency {meta['consistency']['transitive_inconsistency']:.4f} (all pairs of the top "
+              f"{meta['depth']}, mean over queries)", ""]
+    lines += ["## Best combination per budget", "",
+              "| budget | comparisons/query | sampler | calibration | aggregator | nDCG@10 | 95% interval "
+              "| of all pairs |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    summary["best"] = {}
+    for fraction in sorted({r["budget_fraction"] for r in rows}):
+        best = max((r for r in rows if r["budget_fraction"] == fraction), key=lambda r: r["ndcg10_mean"])
+        share = best["ndcg10_mean"] / all_pairs["ndcg10_mean"] if all_pairs else float("nan")
+        summary["best"][str(fraction)] = {**best, "share_of_all_pairs": share}
+        lines.append(f"| {fraction:.0%} | {best['comparisons_per_query']:.0f} | {best['sampler']} | "
+                     f"{best['calibration']} | {best['aggregator']} | {best['ndcg10_mean']:.4f} | "
+                     f"{best['ndcg10_ci_low']:.4f}-{best['ndcg10_ci_high']:.4f} | {share:.1%} |")
+    if all_pairs:
+        beats = all_pairs["ndcg10_mean"] > first
+        lines += ["", f"All pairs {'beats' if beats else 'does not beat'} the first stage."]
+        for fraction, goal in ((0.1, 0.97), (0.33, 0.99)):
+            got = summary["best"].get(str(fraction))
+            if got and beats:
+                ok = got["share_of_all_pairs"] >= goal
+                lines.append(f"Goal at {fraction:.0%}: {goal:.0%} of all pairs -> {got['share_of_all_pairs']:.1%} "
+                             f"({'met' if ok else 'NOT met'}).")
+    lines += ["", "## Every sampler at every budget (best calibration + aggregator for that sampler)", "",
+              "| sampler | budget | comparisons/query | calibration | aggregator | nDCG@10 |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    for sampler in dict.fromkeys(r["sampler"] for r in rows):
+        for fraction in sorted({r["budget_fraction"] for r in rows}):
+            cands = [r for r in rows if r["sampler"] == sampler and r["budget_fraction"] == fraction]
+            if cands:
+                b = max(cands, key=lambda r: r["ndcg10_mean"])
+                lines.append(f"| {sampler} | {fraction:.0%} | {b['comparisons_per_query']:.0f} | {b['calibration']} | "
+                             f"{b['aggregator']} | {b['ndcg10_mean']:.4f} |")
+    lines += ["", "![nDCG@10 against comparisons](ndcg_vs_comparisons.png)", ""]
+    (out / "summary.md").write_text("\n".join(lines))
+    (out / "summary.json").write_text(json.dumps({**meta, **summary}, indent=2, default=str))
+    plot(out / "ndcg_vs_comparisons.png", rows, first, all_pairs, meta)
+    return summary
+
+
+def plot(path: Path, rows: list[dict], first: float, all_pairs: dict | None, meta: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
+    for sampler in dict.fromkeys(r["sampler"] for r in rows):
+        pts = []
+        for fraction in sorted({r["budget_fraction"] for r in rows}):
+            cands = [r for r in rows if r["sampler"] == sampler and r["budget_fraction"] == fraction]
+            if cands:
+                b = max(cands, key=lambda r: r["ndcg10_mean"])
+                pts.append((b["comparisons_per_query"], b["ndcg10_mean"]))
+        pts.sort()
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=sampler)
+    ax.axhline(first, color="gray", linestyle="--", label=f"first stage ({first:.3f})")
+    if all_pairs:
+        ax.axhline(all_pairs["ndcg10_mean"], color="black", linestyle=":",
+                   label=f"all pairs ({all_pairs['ndcg10_mean']:.3f})")
+    ax.set_xscale("log")
+    ax.set_xlabel("comparisons per query (model calls, log scale)")
+    ax.set_ylabel("nDCG@10")
+    ax.set_title(f"{meta['model']} on {meta['dataset']}, top {meta['depth']} "
+                 f"({meta['queries']} queries; best calibration + aggregator per point)")
+    ax.title.set_fontsize(9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def run_budget_bench(
+    dataset_dir: Path, model_spec: str, depth: int, samplers: Sequence[str], aggregators: Sequence[str],
+    calibrations: Sequence[str], budgets: Sequence[float], repeats: int, out: Path, cache_dir: Path,
+    max_queries: int | None, command: str, log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
+) -> dict:
+    for kind, values in (("sampler", samplers), ("aggregator", aggregators), ("calibration", calibrations)):
+        for v in values:
+            lookup(kind, v)
+    for b in budgets:
+        if not 0 < b <= 1:
+            raise RequestError("budgets", f"budgets are fractions in (0, 1], got {b}")
+    if depth < 2 or repeats < 1:
+        raise RequestError("depth", "depth must be >= 2 and repeats >= 1")
+    data = load_dataset(dataset_dir)
+    qids = data.judged_qids[:max_queries] if max_queries else data.judged_qids
+    trec = TrecData(data.qrels, data.queries, data.corpus)
+    started = time.monotonic()
+    prefs = cached_preferences(data, model_spec, depth, cache_dir, lambda: load_comparator(model_spec, trec=trec),
+                               qids, log)
+    prefs_s = time.monotonic() - started
+    rows = replay(prefs, data.qrels, samplers=samplers, calibrations=calibrations, aggregators=aggregators,
+                  budgets=budgets, repeats=repeats, log=log)
+    meta = {"model": model_spec, "dataset": data.name, "depth": depth, "queries": len(prefs), "repeats": repeats,
+            "command": command, "first_stage_ndcg10": first_stage_level(prefs, data.qrels),
+            "consistency": model_consistency(prefs), "preferences_seconds": prefs_s,
+            "replay_seconds": time.monotonic() - started - prefs_s}
+    return write_outputs(out, rows, meta)
