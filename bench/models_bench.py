@@ -1,8 +1,9 @@
-"""CPU throughput of the pairwise models: ONNX Runtime fp32 / int8 vs torch eager fp32 / bf16, side by side.
+"""CPU throughput of the pairwise models, every backend side by side: ONNX Runtime (fused fp32, fused int8,
+and the unfused graphs of the previous export path) vs torch eager fp32 / bf16.
 
     .venv/bin/python bench/models_bench.py --out bench/results            # writes models_cpu.md and .json
 
-Workloads (one run measures every backend on the same inputs, in turn, on the same threads):
+Workloads (one run measures every configuration on the same inputs, on the same threads):
 - ``minilm`` bi-encoder (the embedded all-MiniLM-L6-v2), k = 100: one call = one TREC DL 2019 query with its
   BM25 top 100 passages, all k(k-1) = 9,900 ordered pairs, which cost k + 1 = 101 encodings (query budget 64
   tokens, passage budget 254). Figures: pairs/s and encodings/s.
@@ -11,9 +12,17 @@ Workloads (one run measures every backend on the same inputs, in turn, on the sa
   (query budget 32, passage budget 110; the texts are TREC DL passages, long enough to be cut).
   Figure: pairs/s.
 
-Threads: ONNX Runtime intra-op threads and ``torch.set_num_threads`` are both the physical core count. The
-exported models are cached under ``bench/cache/models`` (git-ignored). The agreement columns compare each
-backend's p with torch fp32 on the measured inputs.
+Configurations (``CONFIGS``): ``onnx fp32`` is the graph as exported now (fused offline by ONNX Runtime's
+transformer optimizer), ``onnx int8`` its dynamic int8 quantization; ``onnx fp32 unfused`` / ``onnx int8
+unfused`` are exports with ``optimize=False`` (the previous path: plain ``torch.onnx.export`` graph, ORT's
+own session-level optimization only); ``onnx fp32 no-spin`` is the fused graph with
+``session.intra_op.allow_spinning=0``; torch eager runs the export's wrapper module with SDPA attention.
+
+Timing: every configuration is loaded and warmed up first; then the reps go round-robin over the
+configurations (rep 1 of each, rep 2 of each, ...) so that load from other jobs on a shared machine spreads
+over all of them; the figure is the median. ONNX Runtime intra-op threads and ``torch.set_num_threads`` are
+both the physical core count; one inter-op thread. Exports are cached under ``bench/cache/models``
+(git-ignored). The agreement columns compare each configuration's p with torch fp32 on the measured inputs.
 """
 
 from __future__ import annotations
@@ -26,7 +35,9 @@ import statistics
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -35,13 +46,25 @@ warnings.filterwarnings("ignore")
 
 from rerank.models import ModelStore, ensure_embedded, export_model, load_model  # noqa: E402
 from rerank.models.runtime import physical_cores  # noqa: E402
-from rerank.models.testing import build_minilm_cross_encoder  # noqa: E402
+from rerank.models.testing import build_minilm_cross_encoder, minilm_source  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("RERANK_DATA", ROOT.parent / "shared" / "data")) / "trec-dl-2019-passage"
-BACKENDS = [("onnx", "fp32"), ("onnx", "int8"), ("torch", "fp32"), ("torch", "bf16")]
 CE_NAME = "minilm-duo-ce-bench"
 CE_BUDGETS = {"max_query_tokens": 32, "max_passage_tokens": 110}  # 1 + 32 + 1 + 110 + 1 + 110 + 1 = 256
+UNFUSED = "-unfused"
+
+# label -> (backend, load_model keyword arguments, store-name suffix)
+CONFIGS: dict[str, tuple[str, dict[str, Any], str]] = {
+    "onnx fp32": ("onnx", {"variant": "fp32"}, ""),
+    "onnx int8": ("onnx", {"variant": "int8"}, ""),
+    "onnx fp32 unfused": ("onnx", {"variant": "fp32"}, UNFUSED),
+    "onnx int8 unfused": ("onnx", {"variant": "int8"}, UNFUSED),
+    "onnx fp32 no-spin": ("onnx", {"variant": "fp32", "spinning": False}, ""),
+    "torch fp32": ("torch", {"dtype": "float32"}, ""),
+    "torch bf16": ("torch", {"dtype": "bfloat16"}, ""),
+}
+REFERENCE = "torch fp32"
 
 
 def load_dl19(n_queries: int, k: int) -> list[tuple[str, list[str]]]:
@@ -66,110 +89,141 @@ def load_dl19(n_queries: int, k: int) -> list[tuple[str, list[str]]]:
     return out
 
 
-def load(name: str, backend: str, precision: str, store: ModelStore):
+def _fresh(store: ModelStore, name: str, optimized: bool) -> bool:
+    """True when ``name`` is exported with both variants and with (or without) the fused graph."""
+    if name not in store:
+        return False
+    manifest = store.manifest(name)
+    if not {"fp32", "int8"} <= set(manifest.variants):
+        return False
+    graph = manifest.variants["fp32"].graph
+    return graph is not None and (graph.get("optimizer") is not None) == optimized
+
+
+def prepare_models(store: ModelStore, cache: Path, workload: str) -> str:
+    """Export (once) the fused and the unfused variants of a workload's model; returns its store name."""
+    if workload == "bi-encoder":
+        name = "minilm"
+        if not _fresh(store, name, True):
+            ensure_embedded(name, store=store, quantize="int8", force=True)
+        if not _fresh(store, name + UNFUSED, False):
+            export_model(
+                minilm_source(), "bi-encoder", store.path(name + UNFUSED), name=name + UNFUSED,
+                quantize="int8", optimize=False, overwrite=True,
+            )
+        return name
+    src = cache / "minilm-ce-source"
+    if not (src / "config.json").is_file():
+        build_minilm_cross_encoder(src)
+    for suffix, optimized in (("", True), (UNFUSED, False)):
+        if not _fresh(store, CE_NAME + suffix, optimized):
+            export_model(
+                src, "duo-cross-encoder", store.path(CE_NAME + suffix), name=CE_NAME + suffix,
+                quantize="int8", optimize=optimized, overwrite=True, **CE_BUDGETS,
+            )
+    return CE_NAME
+
+
+def load(name: str, label: str, store: ModelStore):
+    backend, kwargs, suffix = CONFIGS[label]
+    kwargs = dict(kwargs)
+    spinning = kwargs.pop("spinning", None)
     if backend == "onnx":
-        return load_model(name, store=store, variant=precision)
-    return load_model(name, backend="torch", store=store, dtype=precision)
+        model = load_model(name + suffix, store=store, **kwargs)
+        if spinning is not None:
+            from rerank.models.runtime import OnnxBackend
+
+            model.backend = OnnxBackend(
+                model.backend.path, output=model.spec.output, spinning=spinning
+            )
+        return model
+    return load_model(name, backend="torch", store=store, **kwargs)
 
 
-def stage_split(result) -> dict:
-    s = result.stats
-    return {"tokenize_s": s.tokenize_s, "run_s": s.run_s, "postprocess_s": s.postprocess_s}
-
-
-def with_agreement(rows: list[dict], ps: list[np.ndarray]) -> list[dict]:
-    """Add max/mean |p - p(torch fp32)| to each row (same inputs, same order)."""
-    ref = ps[BACKENDS.index(("torch", "fp32"))]
-    for row, p in zip(rows, ps, strict=True):
-        row["max_abs_diff_p_vs_torch_fp32"] = float(np.max(np.abs(p - ref)))
-        row["mean_abs_diff_p_vs_torch_fp32"] = float(np.mean(np.abs(p - ref)))
-    return rows
-
-
-def timed(fn, reps: int) -> list[float]:
-    fn()  # warm-up
-    times = []
+def measure(
+    configs: list[str], run: Callable[[Any], Any], models: dict[str, Any], reps: int
+) -> dict[str, list[float]]:
+    """Warm up each model, then ``reps`` timed rounds going round-robin over the configurations."""
+    for label in configs:
+        run(models[label])
+    times: dict[str, list[float]] = {label: [] for label in configs}
     for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
+        for label in configs:
+            t0 = time.perf_counter()
+            run(models[label])
+            times[label].append(time.perf_counter() - t0)
     return times
 
 
-def bench_bi_encoder(store: ModelStore, n_queries: int, k: int, reps: int) -> list[dict]:
-    ensure_embedded("minilm", store=store, quantize="int8")
-    calls = load_dl19(n_queries, k)
-    pairs_per_call = k * (k - 1)
-    rows, ps = [], []
-    for backend, precision in BACKENDS:
-        model = load("minilm", backend, precision, store)
-        requests = [[(q, a, b) for a in docs for b in docs if a is not b] for q, docs in calls]
-
-        def run_all(model=model, requests=requests):
-            return [model.compare_batch(items) for items in requests]
-
-        results = run_all()
-        ps.append(np.concatenate([r.p for r in results]))
-        times = [t / len(calls) for t in timed(run_all, reps)]
-        sec = statistics.median(times)
+def rows_for(
+    workload: str, configs: list[str], models: dict, results: dict, times: dict, per_call: dict
+) -> list[dict]:
+    ref = results[REFERENCE]
+    rows = []
+    for label in configs:
+        sec = statistics.median(times[label]) / per_call["calls"]
+        p = results[label]
+        stats = per_call["stats"][label]
         rows.append(
             {
-                "workload": f"minilm bi-encoder, k={k}",
-                "backend": backend,
-                "precision": precision,
-                "provider": model.provider,
+                "workload": workload,
+                "config": label,
+                "backend": CONFIGS[label][0],
+                "provider": models[label].provider,
+                "variant": models[label].variant,
                 "seconds_per_call": sec,
-                "pairs_per_s": pairs_per_call / sec,
-                "sequences_per_s": results[0].stats.sequences / sec,
-                "sequences_per_call": results[0].stats.sequences,
-                "mean_tokens_per_sequence": results[0].stats.tokens / results[0].stats.sequences,
-                "calls": len(calls),
-                "reps": reps,
-                **stage_split(results[0]),
+                "seconds_per_call_min": min(times[label]) / per_call["calls"],
+                "pairs_per_s": per_call["pairs"] / sec,
+                "sequences_per_s": stats.sequences / sec,
+                "sequences_per_call": stats.sequences,
+                "mean_tokens_per_sequence": stats.tokens / stats.sequences,
+                "calls": per_call["calls"],
+                "reps": len(times[label]),
+                "tokenize_s": stats.tokenize_s,
+                "run_s": stats.run_s,
+                "postprocess_s": stats.postprocess_s,
+                "max_abs_diff_p_vs_torch_fp32": float(np.max(np.abs(p - ref))),
+                "mean_abs_diff_p_vs_torch_fp32": float(np.mean(np.abs(p - ref))),
             }
         )
         print(json.dumps(rows[-1]), flush=True)
-    return with_agreement(rows, ps)
+    return rows
 
 
-def bench_cross_encoder(store: ModelStore, batch: int, reps: int, cache: Path) -> list[dict]:
-    if CE_NAME not in store.names():
-        src = build_minilm_cross_encoder(cache / "minilm-ce-source")
-        out = store.path(CE_NAME)
-        export_model(src, "duo-cross-encoder", out, name=CE_NAME, quantize="int8", **CE_BUDGETS)
-    calls = load_dl19(1, 100)
-    query, docs = calls[0]
+def bench_bi_encoder(store: ModelStore, cache: Path, configs: list[str], n_queries: int, k: int, reps: int):
+    name = prepare_models(store, cache, "bi-encoder")
+    calls = load_dl19(n_queries, k)
+    requests = [[(q, a, b) for a in docs for b in docs if a is not b] for q, docs in calls]
+    models = {label: load(name, label, store) for label in configs}
+    results, stats = {}, {}
+    for label in configs:
+        out = [models[label].compare_batch(items) for items in requests]
+        results[label] = np.concatenate([r.p for r in out])
+        stats[label] = out[0].stats
+    times = measure(configs, lambda m: [m.compare_batch(items) for items in requests], models, reps)
+    per_call = {"calls": len(calls), "pairs": k * (k - 1), "stats": stats}
+    return rows_for(f"minilm bi-encoder, k={k}", configs, models, results, times, per_call)
+
+
+def bench_cross_encoder(store: ModelStore, cache: Path, configs: list[str], batch: int, reps: int):
+    name = prepare_models(store, cache, "cross-encoder")
+    query, docs = load_dl19(1, 100)[0]
     long_query = " ".join([query, *docs[:3]])
     passages = [" ".join(docs[i : i + 3]) for i in range(0, 3 * batch, 3)]
     items = [(long_query, passages[i], passages[(i + 1) % batch]) for i in range(batch)]
-    rows, ps = [], []
-    for backend, precision in BACKENDS:
-        model = load(CE_NAME, backend, precision, store)
-        prepared = model.prepare(items)
-        lengths = {len(s) for s in prepared.input_ids}
+    models = {label: load(name, label, store) for label in configs}
+    results, stats = {}, {}
+    for label in configs:
+        model = models[label]
+        lengths = {len(s) for s in model.prepare(items).input_ids}
         assert lengths == {256}, f"sequences are not all 256 tokens: {sorted(lengths)}"
         result = model.compare_batch(items)
         assert result.stats.batches == 1
-        ps.append(result.p)
-        sec = statistics.median(timed(lambda model=model: model.compare_batch(items), reps))
-        rows.append(
-            {
-                "workload": f"duo cross-encoder (MiniLM size), 256 tokens, batch {batch}",
-                "backend": backend,
-                "precision": precision,
-                "provider": model.provider,
-                "seconds_per_call": sec,
-                "pairs_per_s": batch / sec,
-                "sequences_per_s": batch / sec,
-                "sequences_per_call": batch,
-                "mean_tokens_per_sequence": 256.0,
-                "calls": 1,
-                "reps": reps,
-                **stage_split(result),
-            }
-        )
-        print(json.dumps(rows[-1]), flush=True)
-    return with_agreement(rows, ps)
+        results[label], stats[label] = result.p, result.stats
+    times = measure(configs, lambda m: m.compare_batch(items), models, reps)
+    per_call = {"calls": 1, "pairs": batch, "stats": stats}
+    workload = f"duo cross-encoder (MiniLM size), 256 tokens, batch {batch}"
+    return rows_for(workload, configs, models, results, times, per_call)
 
 
 def cpu_name() -> str:
@@ -193,25 +247,28 @@ def write(out: Path, rows: list[dict], meta: dict) -> None:
         f"Machine: {meta['cpu']}, {meta['physical_cores']} physical cores ({meta['logical_cpus']} logical); "
         f"threads: ORT intra-op {meta['threads']}, torch {meta['threads']}.  ",
         f"Versions: {', '.join(f'{k} {v}' for k, v in meta['versions'].items())}.  ",
-        "Median over reps after one warm-up. Agreement: p against torch fp32 on the same inputs.",
-        "The machine was shared with other jobs while this ran; treat differences under ~15% as noise.",
+        f"Load average before the run: {meta['loadavg_before']}; after: {meta['loadavg_after']}.  ",
+        "Median over reps (round-robin over the configurations) after one warm-up each. Agreement: p against "
+        "torch fp32 on the same inputs. `unfused` = exported with `optimize=False` (the previous path).",
         "",
     ]
     for workload in dict.fromkeys(r["workload"] for r in rows):
         lines += [
             f"## {workload}",
             "",
-            "| backend | precision | provider | s / call | pairs/s | sequences/s | speed-up vs torch fp32 "
-            "| max abs dp | mean abs dp |",
-            "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+            "| config | provider | s / call (median, min) | pairs/s | sequences/s | vs torch fp32 "
+            "| vs torch bf16 | max abs dp | mean abs dp |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         group = [r for r in rows if r["workload"] == workload]
-        base = next(r for r in group if r["backend"] == "torch" and r["precision"] == "fp32")
+        base = next(r for r in group if r["config"] == REFERENCE)
+        bf16 = next((r for r in group if r["config"] == "torch bf16"), None)
         for r in group:
+            vs_bf16 = f"{bf16['seconds_per_call'] / r['seconds_per_call']:.2f}x" if bf16 else "-"
             lines.append(
-                f"| {r['backend']} | {r['precision']} | {r['provider']} | {r['seconds_per_call']:.3f} | "
-                f"{r['pairs_per_s']:,.0f} | {r['sequences_per_s']:,.1f} | "
-                f"{base['seconds_per_call'] / r['seconds_per_call']:.2f}x | "
+                f"| {r['config']} | {r['provider']} | {r['seconds_per_call']:.3f}, "
+                f"{r['seconds_per_call_min']:.3f} | {r['pairs_per_s']:,.0f} | {r['sequences_per_s']:,.1f} | "
+                f"{base['seconds_per_call'] / r['seconds_per_call']:.2f}x | {vs_bf16} | "
                 f"{r['max_abs_diff_p_vs_torch_fp32']:.2g} | {r['mean_abs_diff_p_vs_torch_fp32']:.2g} |"
             )
         first = group[0]
@@ -219,9 +276,8 @@ def write(out: Path, rows: list[dict], meta: dict) -> None:
             "",
             f"{first['sequences_per_call']} sequences per call, {first['mean_tokens_per_sequence']:.0f} "
             f"tokens per sequence on average; {first['calls']} call(s) per rep, {first['reps']} reps. "
-            f"Stage split of one {first['backend']} {first['precision']} call: tokenize "
-            f"{first['tokenize_s']:.3f} s, run {first['run_s']:.3f} s, "
-            f"postprocess {first['postprocess_s']:.3f} s.",
+            f"Stage split of one {first['config']} call: tokenize {first['tokenize_s']:.3f} s, "
+            f"run {first['run_s']:.3f} s, postprocess {first['postprocess_s']:.3f} s.",
             "",
         ]
     (out / "models_cpu.md").write_text("\n".join(lines))
@@ -235,9 +291,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=2, help="bi-encoder: DL19 queries per rep")
     parser.add_argument("--k", type=int, default=100)
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated subset of CONFIGS")
     parser.add_argument("--part", choices=["all", "bi-encoder", "cross-encoder"], default="all")
     args = parser.parse_args(argv)
+    configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+    unknown = sorted(set(configs) - set(CONFIGS))
+    if unknown:
+        parser.error(f"unknown configs {unknown}; known: {list(CONFIGS)}")
+    if REFERENCE not in configs:
+        configs.append(REFERENCE)
 
     import torch
 
@@ -245,11 +308,12 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(threads)
     os.environ["RERANK_ORT_THREADS"] = str(threads)
     store = ModelStore(args.cache / "models")
+    loadavg_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
     rows: list[dict] = []
     if args.part in ("all", "bi-encoder"):
-        rows += bench_bi_encoder(store, args.queries, args.k, args.reps)
+        rows += bench_bi_encoder(store, args.cache, configs, args.queries, args.k, args.reps)
     if args.part in ("all", "cross-encoder"):
-        rows += bench_cross_encoder(store, args.batch, args.reps, args.cache)
+        rows += bench_cross_encoder(store, args.cache, configs, args.batch, args.reps)
     import onnxruntime
     import transformers
 
@@ -259,6 +323,8 @@ def main(argv: list[str] | None = None) -> int:
         "physical_cores": physical_cores(),
         "logical_cpus": os.cpu_count(),
         "threads": threads,
+        "loadavg_before": loadavg_before,
+        "loadavg_after": " ".join(f"{x:.2f}" for x in os.getloadavg()),
         "versions": {
             "onnxruntime": onnxruntime.__version__,
             "torch": torch.__version__,

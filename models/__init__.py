@@ -41,7 +41,7 @@ from .errors import (
     UnsupportedOperationError,
 )
 from .export import export_model
-from .manifest import Manifest, Variant
+from .manifest import Manifest, Variant, record_measurements
 from .registry import KINDS, kind_class
 from .store import (
     BACKENDS,
@@ -87,4 +87,5 @@ __all__ = [
     "kind_class",
     "list_models",
     "load_model",
+    "record_measurements",
 ]

@@ -10,10 +10,19 @@
    runtime with the ONNX Runtime backend (CPU provider) and the torch eager backend, and raises
    ``ParityError`` unless max |p_onnx - p_torch| <= ``tolerance`` (1e-3, fp32) and the ordering agrees (no
    two items whose torch p differ by more than ``ORDER_MARGIN`` swap order, and no item crosses 0.5);
-4. optionally quantizes (``quantize="int8"``: ``onnxruntime.quantization.quantize_dynamic``, per-channel
-   int8 MatMul weights) with its own, looser check: max |dp| <= ``int8_tolerance`` (0.35) and Kendall tau
-   of p to torch >= ``int8_min_tau`` (0.7); order flips at ``int8_margin`` are recorded;
+   For BERT-family encoders (bi-encoder, duo-cross-encoder) the graph is first fused offline by ONNX
+   Runtime's transformer optimizer (``optimize_model(model_type="bert")``: EmbedLayerNormalization,
+   Attention, SkipLayerNormalization, BiasGelu; ``optimize=None`` = where supported) and the fused graph is
+   what is checked and saved; if the fused graph fails the check, the plain graph is kept and the reason
+   recorded (manifest ``variants.fp32.graph``);
+4. optionally quantizes (``quantize="int8"``: ``onnxruntime.quantization.quantize_dynamic`` of the saved
+   graph, per-channel int8 weights of the MatMul and fused Attention nodes whose B is a weight; activation x
+   activation products stay fp32) with its own, looser check: max |dp| <= ``int8_tolerance`` (0.35) and
+   Kendall tau of p to torch >= ``int8_min_tau`` (0.7); order flips at ``int8_margin`` are recorded;
 5. writes ``manifest.json`` with the figures, then renames the temporary folder to ``out_dir``.
+``cpu_default`` names the variant a CPU load picks when none is asked for (``default_variants`` in the
+manifest; CUDA loads keep ``fp32``, dynamic int8 has no CUDA kernels). Measured figures (speed, DL 2019
+effectiveness) are added to a finished model's manifest with ``record_measurements``.
 On any failure the temporary folder is removed: ``out_dir`` is either complete or absent.
 """
 
@@ -28,6 +37,7 @@ import tempfile
 import uuid
 import warnings
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -229,11 +239,18 @@ class _DropQuantizerLogs(logging.Filter):
         return "onnxruntime" not in record.pathname
 
 
-def _quantize_int8(src: Path, dst: Path) -> None:
-    """Dynamic int8: signed per-channel int8 weights of the MatMuls, activations quantized at run time.
+INT8_METHOD = "dynamic-int8-per-channel-weights"
 
-    Embedding lookups (Gather) stay fp32. On all-MiniLM-L6-v2 over TREC DL 2019 pairs, per-channel MatMul-only
-    quantization kept Kendall tau 0.93 to fp32 p; per-tensor weights (the quantize_dynamic default) 0.83."""
+
+def _quantize_int8(src: Path, dst: Path) -> None:
+    """Dynamic int8: signed per-channel int8 weights of the MatMul and fused Attention nodes, activations
+    quantized at run time; only products with a weight operand (``MatMulConstBOnly``), so Q x K and
+    attention x V stay fp32 in an unfused graph too. Embedding lookups (Gather) stay fp32.
+
+    On all-MiniLM-L6-v2 over TREC DL 2019 pairs, per-channel weights kept Kendall tau 0.93 to fp32 p;
+    per-tensor weights (the quantize_dynamic default) 0.83 (see bench/results/models_cpu.md for the
+    speed and bench/results/models_effectiveness.md for the nDCG@10 cost)."""
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     root = logging.getLogger()
@@ -247,10 +264,67 @@ def _quantize_int8(src: Path, dst: Path) -> None:
                 str(dst),
                 weight_type=QuantType.QInt8,
                 per_channel=True,
-                op_types_to_quantize=["MatMul"],
+                op_types_to_quantize=["MatMul", "Attention"],
+                # fused (com.microsoft) nodes defeat ONNX shape inference; their outputs are float
+                extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT},
             )
     finally:
         root.removeFilter(drop)
+
+
+# HF ``model_type`` -> ONNX Runtime transformer optimizer model type (encoder kinds only).
+OPTIMIZER_MODEL_TYPES = {
+    "bert": "bert",
+    "roberta": "bert",
+    "xlm-roberta": "bert",
+    "camembert": "bert",
+    "electra": "bert",
+    "distilbert": "bert",
+}
+OPTIMIZED_KINDS = ("bi-encoder", "duo-cross-encoder")
+
+
+def optimizer_model_type(kind: str, hf_config: Any) -> str | None:
+    """The optimizer model type for this kind and architecture, or None where fusion is not supported."""
+    if kind not in OPTIMIZED_KINDS:
+        return None
+    return OPTIMIZER_MODEL_TYPES.get(str(getattr(hf_config, "model_type", "")))
+
+
+def optimize_graph(path: Path, out: Path, model_type: str, hf_config: Any) -> dict[str, Any]:
+    """Fuse ``path`` offline with ONNX Runtime's transformer optimizer (CPU, no ORT-level rewrites, so the
+    saved graph is portable to any provider); returns what was fused."""
+    from onnxruntime.transformers.fusion_options import FusionOptions
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    heads = int(getattr(hf_config, "num_attention_heads", 0) or getattr(hf_config, "n_heads", 0) or 0)
+    hidden = int(getattr(hf_config, "hidden_size", 0) or getattr(hf_config, "dim", 0) or 0)
+    root = logging.getLogger()
+    drop = _DropQuantizerLogs()
+    root.addFilter(drop)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = optimize_model(
+                str(path),
+                model_type=model_type,
+                num_heads=heads,
+                hidden_size=hidden,
+                optimization_options=FusionOptions(model_type),
+                opt_level=0,
+                use_gpu=False,
+            )
+            fused = {k: int(v) for k, v in model.get_fused_operator_statistics().items() if v}
+            model.save_model_to_file(str(out))
+    finally:
+        root.removeFilter(drop)
+    return {
+        "optimizer": "onnxruntime.transformers.optimizer",
+        "model_type": model_type,
+        "num_heads": heads,
+        "hidden_size": hidden,
+        "fused": fused,
+    }
 
 
 def _versions() -> dict[str, str]:
@@ -298,17 +372,24 @@ def export_model(
     parity_queries: int = 3,
     parity_passages: int = 6,
     parity_seed: int | None = None,
+    optimize: bool | None = None,
+    cpu_default: str | None = None,
     **kind_options: Any,
 ) -> Manifest:
     """Export ``source_dir_or_name`` as model kind ``kind`` into ``out_dir``; returns the manifest.
 
     ``kind_options`` go to the kind: ``temperature`` (bi-encoder), ``segments`` (duo-cross-encoder),
     ``prompt_template`` (duo-t5, prp), ``chat_template`` (prp: None = use the tokenizer's if it has one).
-    Raises ``ParityError`` (and writes nothing) when the ONNX graph does not match torch."""
+    ``optimize``: fuse the graph with ONNX Runtime's transformer optimizer (None: where the architecture is
+    supported; True: required). ``cpu_default``: the variant CPU loads pick by default (``fp32`` or, with
+    ``quantize``, ``int8``). Raises ``ParityError`` (and writes nothing) when the ONNX graph does not match
+    torch."""
     import torch
 
     if quantize is not None and quantize not in QUANTIZATIONS:
         raise ModelError(f"unknown quantization {quantize!r}; known: {', '.join(QUANTIZATIONS)}")
+    if cpu_default not in (None, "fp32", quantize):
+        raise ModelError(f"cpu_default {cpu_default!r} is not a variant of this export (fp32, {quantize})")
     cls = kind_class(kind)
     unknown = sorted(set(kind_options) - cls.export_options)
     if unknown:
@@ -321,10 +402,19 @@ def export_model(
     spec, hf_tok = describe_source(
         src, kind, max_query_tokens=max_query_tokens, max_passage_tokens=max_passage_tokens, **kind_options
     )
+    opt_type = None
+    if optimize is not False:
+        from transformers import AutoConfig
+
+        hf_config = AutoConfig.from_pretrained(str(src))
+        opt_type = optimizer_model_type(kind, hf_config)
+        if opt_type is None and optimize:
+            raise ModelError(f"no graph optimizer for kind {kind!r} with model type {hf_config.model_type!r}")
     source_sha, source_files = sha256_weights(src)
     seed = int(parity_seed if parity_seed is not None else np.random.SeedSequence().entropy % (2**31))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it owner-only; the finished folder is shared like any other
     try:
         hf_tok.save_pretrained(str(tmp))
         if not (tmp / TOKENIZER_FILE).is_file():
@@ -351,11 +441,28 @@ def export_model(
             path = tmp / file
             return Variant(file, sha256_file(path), path.stat().st_size, figures, quant)
 
-        variants["fp32"] = check_variant(ONNX_FILE, tolerance, ORDER_MARGIN, None, None)
+        graph: dict[str, Any] = {"optimizer": None}
+        if opt_type is not None:
+            plain = tmp / "model.plain.onnx"
+            os.rename(tmp / ONNX_FILE, plain)
+            try:
+                graph = optimize_graph(plain, tmp / ONNX_FILE, opt_type, hf_config)
+                variants["fp32"] = check_variant(ONNX_FILE, tolerance, ORDER_MARGIN, None, None)
+            except Exception as exc:
+                if optimize:
+                    raise
+                log.warning("%s: keeping the unfused graph (optimizer: %s)", src.name, exc)
+                graph = {"optimizer": None, "optimizer_failed": f"{type(exc).__name__}: {exc}"[:500]}
+                os.replace(plain, tmp / ONNX_FILE)
+            else:
+                plain.unlink()
+        if "fp32" not in variants:
+            variants["fp32"] = check_variant(ONNX_FILE, tolerance, ORDER_MARGIN, None, None)
+        variants["fp32"] = replace(variants["fp32"], graph=graph)
         if quantize == "int8":
             _quantize_int8(tmp / ONNX_FILE, tmp / INT8_FILE)
             variants["int8"] = check_variant(
-                INT8_FILE, int8_tolerance, int8_margin, int8_min_tau, "dynamic-int8-per-channel-matmul"
+                INT8_FILE, int8_tolerance, int8_margin, int8_min_tau, INT8_METHOD
             )
         torch_weights = None
         if keep_torch_weights:
@@ -366,6 +473,7 @@ def export_model(
             spec=spec,
             variants=variants,
             default_variant="fp32",
+            default_variants={"cpu": cpu_default or "fp32", "cuda": "fp32"},
             source=str(src),
             source_sha256=source_sha,
             source_files=tuple(source_files),

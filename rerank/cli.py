@@ -16,6 +16,8 @@ from . import __version__
 from .aggregation.registry import names
 from .comparison_io import InputError, read_comparison_groups
 from .pipeline import RankOptions, RequestError, aggregate_group
+from .retrieval.cli import add_index_parser
+from .server.cli import add_bench_load_arguments, add_serve_arguments, run_bench_load, run_serve
 
 EXIT_BAD_INPUT = 1
 EXIT_USAGE = 2
@@ -259,10 +261,6 @@ def cmd_bench_budgets(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    return _fail("the gRPC server is not yet available (issue 4: the gRPC re-ranking service)", 1)
-
-
 def _fail(message: str, code: int) -> int:
     sys.stderr.write(f"rerank: error: {message}\n")
     return code
@@ -356,10 +354,15 @@ def build_parser() -> argparse.ArgumentParser:
     bud.add_argument("--out", required=True, help="output folder")
     bud.set_defaults(func=cmd_bench_budgets, command_line=None)
 
-    serve = sub.add_parser("serve", help="start the gRPC re-ranking server")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=50051)
-    serve.set_defaults(func=cmd_serve)
+    load = bench_sub.add_parser("load", help="throughput and latency of a running (or started) gRPC server")
+    add_bench_load_arguments(load)
+    load.set_defaults(func=run_bench_load)
+
+    add_index_parser(sub)
+
+    serve = sub.add_parser("serve", help="start the gRPC re-ranking server (default model: the embedded minilm)")
+    add_serve_arguments(serve)
+    serve.set_defaults(func=run_serve)
     return parser
 
 

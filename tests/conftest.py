@@ -43,3 +43,20 @@ def minilm(minilm_store):
     from rerank.models import load_model
 
     return load_model("minilm", store=minilm_store)
+
+
+@pytest.fixture(scope="session")
+def minilm_server(minilm_store):
+    """A real gRPC server on 127.0.0.1 (free port) serving MiniLM (fp32: batch-independent answers) as
+    ``minilm`` (default) and again as ``minilm-b`` (for fusion), with a metrics endpoint; shared by the
+    server tests."""
+    from rerank.models import load_model
+    from rerank.server.app import RerankServer
+    from rerank.server.config import ServerConfig
+
+    minilm = load_model("minilm", store=minilm_store, variant="fp32")
+    config = ServerConfig(port=0, metrics_port=0, max_wait_ms=20.0, grace_s=5.0, warmup=False)
+    server = RerankServer(config, models={"minilm": minilm, "minilm-b": minilm})
+    server.start()
+    yield server
+    server.stop(grace=1.0)

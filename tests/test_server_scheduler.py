@@ -1,0 +1,225 @@
+"""The batching scheduler: concurrent requests share model calls; deadlines, cancellation and big jobs."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+import numpy as np
+import pytest
+
+from rerank.client import RerankClient, RerankError, build_rerank_request
+from rerank.server.app import RerankServer
+from rerank.server.config import ServerConfig
+from rerank.server.scheduler import (
+    BatchScheduler,
+    DeadlineExpiredError,
+    QueueFullError,
+    RequestCancelledError,
+    Ticket,
+)
+from rerank.server.testing import FakeModel, SlowFakeModel
+
+DOCS = [(f"d{i}", f"passage {i}") for i in range(6)]  # all pairs: 30 comparisons
+
+
+def _sample(registry, name: str, **labels: str) -> float:
+    return registry.get_sample_value(name, labels) or 0.0
+
+
+def _wait_for(cond, timeout: float = 10.0) -> None:
+    end = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > end:
+            raise AssertionError("condition not reached")
+        time.sleep(0.005)
+
+
+# --- merging ------------------------------------------------------------------------------------------
+def _eight_concurrent(config: ServerConfig) -> tuple[FakeModel, RerankServer, list[int]]:
+    """8 requests released together (30 comparisons each); returns the model, server and batch sizes."""
+    model = FakeModel(delay_s=0.02)
+    with RerankServer(config, models={"fake": model}) as srv, RerankClient(srv.address, timeout=30) as c:
+        c.rerank("warm-up", DOCS)
+        n0 = len(model.batch_sizes)
+        start = threading.Barrier(8)
+
+        def one(i: int):
+            start.wait()
+            return c.rerank(f"query {i}", DOCS)
+
+        with ThreadPoolExecutor(8) as pool:
+            replies = list(pool.map(one, range(8)))
+        assert all(r.ids == [f"d{i}" for i in range(5, -1, -1)] for r in replies)
+        sizes = model.batch_sizes[n0:]
+        assert sum(sizes) == 8 * 30
+        return model, srv, sizes
+
+
+def test_eight_concurrent_requests_cost_one_model_call() -> None:
+    _, srv, sizes = _eight_concurrent(ServerConfig(port=0, max_wait_ms=500.0, linger_ms=100.0))
+    assert sizes == [8 * 30]
+    merged = srv.metrics.registry.get_sample_value("rerank_batch_requests_sum", {"model": "fake"})
+    assert merged == 1 + 8  # warm-up, then all eight in one call
+
+
+def test_eight_concurrent_requests_without_linger_cost_about_one_model_call() -> None:
+    # no linger: the first request to arrive runs at once, the others merge while it runs
+    _, _, sizes = _eight_concurrent(ServerConfig(port=0, max_wait_ms=500.0))
+    assert len(sizes) <= 2 and max(sizes) >= 7 * 30, sizes
+
+
+def test_a_lone_request_does_not_wait_for_company() -> None:
+    config = ServerConfig(port=0, max_wait_ms=2000.0)
+    with (
+        RerankServer(config, models={"fake": FakeModel()}) as srv,
+        RerankClient(srv.address, timeout=30) as c,
+    ):
+        c.rerank("warm-up", DOCS)
+        t0 = time.perf_counter()
+        c.rerank("q", DOCS)
+        assert time.perf_counter() - t0 < 0.5  # far below max_wait: nobody else was in flight
+
+
+def test_scheduler_splits_a_job_over_batches_and_keeps_the_order() -> None:
+    model = FakeModel()
+    sched = BatchScheduler(model, "fake", max_batch_items=10, max_wait_s=0.0)
+    sched.start()
+    try:
+        items = [("q", f"a {i}", f"b {i % 7}") for i in range(25)]
+        with sched.attached(Ticket()) as comparator:
+            p = comparator.compare_batch(items)
+        expected = 1 / (1 + np.exp(-np.array([i - i % 7 for i in range(25)], dtype=float)))
+        np.testing.assert_allclose(p, expected)
+        assert model.batch_sizes == [10, 10, 5]
+    finally:
+        sched.stop()
+
+
+def test_scheduler_queue_limit_and_stopped_scheduler() -> None:
+    gate = threading.Event()
+    model = FakeModel(gate=gate)
+    sched = BatchScheduler(model, "fake", max_batch_items=100, max_wait_s=0.0, max_queue_items=10)
+    sched.start()
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            first = pool.submit(sched.submit, Ticket(), [("q", "a 1", "b")] * 8)
+            assert model.started.wait(5)
+            second = pool.submit(sched.submit, Ticket(), [("q", "a 1", "b")] * 8)
+            _wait_for(lambda: sched.queue_depth == 8)
+            with pytest.raises(QueueFullError, match="limit of 10"):
+                sched.submit(Ticket(), [("q", "a", "b")] * 3)
+            gate.set()
+            assert len(first.result(5)) == 8 and len(second.result(5)) == 8
+    finally:
+        sched.stop()
+
+
+# --- deadlines ----------------------------------------------------------------------------------------
+def test_deadline_expiry_with_a_slow_model_is_deadline_exceeded() -> None:
+    model = SlowFakeModel(delay_s=0.6)
+    config = ServerConfig(port=0, max_wait_ms=0.0)
+    with RerankServer(config, models={"slow": model}) as srv, RerankClient(srv.address, timeout=30) as c:
+        with pytest.raises(RerankError) as err:
+            # sliding runs many rounds: after the first (slow) round the request must stop
+            c.rerank("q", [(f"d{i}", f"p {i}") for i in range(10)], sampler="sliding", timeout=0.3)
+        assert err.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+        time.sleep(1.5)  # the first round finishes; no later round may start
+        assert model.calls <= 1
+        _wait_for(
+            lambda: (
+                _sample(
+                    srv.metrics.registry, "rerank_requests_total", method="Rerank", code="DEADLINE_EXCEEDED"
+                )
+                == 1
+            )
+        )
+
+
+def test_expired_requests_queued_behind_others_never_reach_the_model() -> None:
+    gate = threading.Event()
+    model = FakeModel(gate=gate)
+    config = ServerConfig(port=0, max_wait_ms=0.0)
+    with (
+        RerankServer(config, models={"fake": model}) as srv,
+        RerankClient(srv.address, timeout=30) as c,
+        ThreadPoolExecutor(2) as pool,
+    ):
+        blocker = pool.submit(c.rerank, "q", DOCS)
+        assert model.started.wait(10)
+        with pytest.raises(RerankError) as err:
+            c.rerank("late", [(f"x{i}", f"p {i}") for i in range(8)], timeout=0.2)  # 56 comparisons
+        assert err.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+        _wait_for(lambda: srv.schedulers["fake"].queue_depth == 0)
+        gate.set()
+        assert blocker.result(10).ids[0] == "d5"
+        assert model.items == 30  # only the blocker's comparisons ran
+        dropped = _sample(srv.metrics.registry, "rerank_dropped_items_total", model="fake", reason="deadline")
+        assert dropped == 56
+
+
+def test_time_budget_gives_a_partial_ranking_not_an_error() -> None:
+    model = SlowFakeModel(delay_s=0.15)
+    config = ServerConfig(port=0, max_wait_ms=0.0)
+    with RerankServer(config, models={"slow": model}) as srv, RerankClient(srv.address, timeout=30) as c:
+        docs = [(f"d{i}", f"p {i}") for i in range(10)]
+        reply = c.rerank("q", docs, sampler="sliding", time_budget_ms=400)
+        assert reply.usage.partial
+        assert sorted(reply.ids) == sorted(d for d, _ in docs)
+        assert 1 <= reply.usage.batches <= 4
+        # anytime under a caller deadline shorter than the time budget: a partial answer, in time
+        t0 = time.perf_counter()
+        reply = c.rerank("q", docs, sampler="sliding", time_budget_ms=10_000, timeout=0.8)
+        assert reply.usage.partial and time.perf_counter() - t0 < 0.8
+        assert srv.metrics.registry.get_sample_value("rerank_partial_rankings_total") == 2
+
+
+# --- cancellation -------------------------------------------------------------------------------------
+def test_cancelled_request_is_dropped_from_the_queue() -> None:
+    gate = threading.Event()
+    model = FakeModel(gate=gate)
+    config = ServerConfig(port=0, max_wait_ms=0.0)
+    with (
+        RerankServer(config, models={"fake": model}) as srv,
+        RerankClient(srv.address, timeout=30) as c,
+        ThreadPoolExecutor(1) as pool,
+    ):
+        blocker = pool.submit(c.rerank, "q", DOCS)
+        assert model.started.wait(10)
+        request = build_rerank_request("cancel me", [(f"x{i}", f"p {i}") for i in range(8)])
+        future = c.stub.Rerank.future(request, timeout=30)
+        _wait_for(lambda: srv.schedulers["fake"].queue_depth == 56)
+        assert future.cancel()
+        _wait_for(lambda: srv.schedulers["fake"].queue_depth == 0)
+        gate.set()
+        assert blocker.result(10).ids[0] == "d5"
+        assert model.items == 30
+        _wait_for(
+            lambda: (
+                _sample(srv.metrics.registry, "rerank_dropped_items_total", model="fake", reason="cancelled")
+                == 56
+            )
+        )
+
+
+def test_ticket_cancel_wakes_a_waiting_submit() -> None:
+    gate = threading.Event()
+    sched = BatchScheduler(FakeModel(gate=gate), "fake", max_wait_s=0.0)
+    sched.start()
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            pool.submit(sched.submit, Ticket(), [("q", "a", "b")])  # occupies the worker
+            ticket = Ticket()
+            waiting = pool.submit(sched.submit, ticket, [("q", "a", "b")] * 5)
+            _wait_for(lambda: sched.queue_depth == 5)
+            ticket.cancel()
+            with pytest.raises(RequestCancelledError):
+                waiting.result(5)
+            assert sched.queue_depth == 0
+            gate.set()
+        with pytest.raises(DeadlineExpiredError):
+            sched.submit(Ticket(deadline=time.monotonic() - 1), [("q", "a", "b")])
+    finally:
+        sched.stop()
