@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, NoReturn
@@ -15,6 +13,7 @@ from typing import IO, NoReturn
 from . import __version__
 from .aggregation.registry import names
 from .comparison_io import InputError, read_comparison_groups
+from .files import write_text_atomic
 from .pipeline import RankOptions, RequestError, aggregate_group
 from .retrieval.cli import add_index_parser
 from .server.cli import add_bench_load_arguments, add_serve_arguments, run_bench_load, run_serve
@@ -38,21 +37,7 @@ def _open_input(path: str) -> contextlib.AbstractContextManager[IO[str]]:
 
 def _write_output(path: str, lines: list[str]) -> None:
     """Write all lines to stdout, or atomically to a file (no half-written file on failure)."""
-    text = "".join(line + "\n" for line in lines)
-    if path == "-":
-        sys.stdout.write(text)
-        sys.stdout.flush()
-        return
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".rerank-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_text_atomic(path, "".join(line + "\n" for line in lines))
 
 
 def cmd_aggregate(args: argparse.Namespace) -> int:

@@ -8,12 +8,12 @@ Errors are one line on stderr, ``rerank: error: ...``: exit 1 for bad input (fil
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from ..files import write_text_atomic
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 1
@@ -120,23 +120,6 @@ def cmd_add(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _write_atomic(path: str, text: str) -> None:
-    if path == "-":
-        sys.stdout.write(text)
-        sys.stdout.flush()
-        return
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".rerank-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def cmd_search(args: argparse.Namespace) -> int:
     import io
 
@@ -177,7 +160,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     buf = io.StringIO()
     write_run(run, buf, tag=args.tag)
     try:
-        _write_atomic(args.output, buf.getvalue())
+        write_text_atomic(args.output, buf.getvalue())
     except OSError as exc:
         return _fail(f"cannot write --output {args.output!r}: {exc.strerror or exc}", EXIT_BAD_INPUT)
     if not getattr(args, "quiet", False):
