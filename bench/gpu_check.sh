@@ -4,7 +4,8 @@
 #
 #   bash bench/gpu_check.sh              # on a GPU machine; results in $OUT (default bench/results/gpu)
 #   bash bench/gpu_check.sh --dry-run    # anywhere: everything but the CUDA runs; says "no CUDA" and exits 0
-#   bash bench/gpu_check.sh --prepare    # here, once: writes bench/cache/gpu-assets (see below)
+#   bash bench/gpu_check.sh --prepare    # here, once: writes bench/cache/gpu-assets (see below; its own
+#                                        # report goes to bench/cache/gpu-prepare, not the results folder)
 #
 # No network: nothing is downloaded. Wheels in .whl/ (if that folder exists) are installed offline into
 # /tmp/rerank-gpu-site first. The project is imported from this checkout through a shim folder (no pip
@@ -31,7 +32,9 @@ case "${1:-}" in
   "") ;;
   *) echo "usage: bash bench/gpu_check.sh [--dry-run|--prepare]" >&2; exit 3 ;;
 esac
-OUT_DIR=${OUT:-$ROOT/bench/results/gpu}
+DEFAULT_OUT=$ROOT/bench/results/gpu
+[ "$MODE" = prepare ] && DEFAULT_OUT=$ROOT/bench/cache/gpu-prepare
+OUT_DIR=${OUT:-$DEFAULT_OUT}
 mkdir -p "$OUT_DIR" && OUT_DIR=$(cd "$OUT_DIR" && pwd)
 LOG="$OUT_DIR/gpu_check.log"
 : >"$LOG"
@@ -380,7 +383,8 @@ def main():
         size = sum(f.stat().st_size for f in ASSETS.rglob("*") if f.is_file())
         finish("prepared", 0, message=f"wrote {ASSETS} ({size / 2**20:.1f} MiB); carry it to the GPU machine")
     if MODE == "dry-run":
-        why = "torch CUDA and ONNX Runtime CUDA both available" if (torch_cuda or ort_cuda) else "no CUDA"
+        why = f"torch CUDA {torch_cuda}, ONNX Runtime CUDA {ort_cuda}"
+        why = why if (torch_cuda or ort_cuda) else "no CUDA"
         finish("dry_run", 0, message=f"{why}: export and CPU reference ran; no CUDA measurement in a dry run")
     failed = [c["name"] for c in report["checks"] if not c["passed"]]
     if failed:

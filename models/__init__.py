@@ -4,7 +4,8 @@ Load and call::
 
     from rerank.models import ensure_embedded, load_model
     ensure_embedded("minilm")                      # once: exports the embedded MiniLM into the store
-    model = load_model("minilm")                   # ONNX Runtime (CUDA if it works, else CPU)
+    model = load_model("minilm")                   # ONNX Runtime (CUDA fp32 if it works, else CPU int8)
+    ensure_embedded("smollm-prp")                  # once (~1-2 min): SmolLM2-135M GGUF -> HF folder -> ONNX
     p = model.compare("query", [("passage a", "passage b")])   # P(a more relevant than b)
     result = model.compare_batch([("q", "a", "b")])  # .p and .stats (truncation counts, timings)
 
@@ -12,6 +13,9 @@ Export a checkpoint::
 
     from rerank.models import export_model
     export_model("path/to/checkpoint", "duo-cross-encoder", "out/dir", quantize="int8")
+
+Record measured figures (speed, DL 2019 effectiveness) into an exported model's manifest with
+``record_measurements(folder, variant, key, figures)``.
 
 Nothing here imports the aggregation engine or the CLI; torch and transformers are imported only by the
 export path and the torch backend.
