@@ -17,7 +17,7 @@ import asyncio
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -162,16 +162,7 @@ def reply_from_response(response: Any) -> RerankReply:
         for r in response.results
     ]
     u = response.usage
-    usage = Usage(
-        comparisons=u.comparisons,
-        batches=u.batches,
-        order_inconsistency=u.order_inconsistency,
-        transitive_inconsistency=u.transitive_inconsistency,
-        elapsed_ms=u.elapsed_ms,
-        partial=u.partial,
-        stopped_early=u.stopped_early,
-        budget=u.budget,
-    )
+    usage = Usage(**{f.name: getattr(u, f.name) for f in fields(Usage)})
     return RerankReply(results, usage, list(response.models))
 
 

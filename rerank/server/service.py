@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import grpc
@@ -302,17 +302,7 @@ class RerankerService:
             if request.return_text:
                 item.text = request.candidates[r.index].text
             results.append(item)
-        u = out.usage
-        usage = pb2.Usage(
-            comparisons=u.comparisons,
-            batches=u.batches,
-            order_inconsistency=u.order_inconsistency,
-            transitive_inconsistency=u.transitive_inconsistency,
-            elapsed_ms=u.elapsed_ms,
-            partial=u.partial,
-            stopped_early=u.stopped_early,
-            budget=u.budget,
-        )
+        usage = pb2.Usage(**asdict(out.usage))  # pipeline.Usage and the proto's Usage share their fields
         return pb2.RerankResponse(results=results, usage=usage, models=names)
 
     # --- Compare ------------------------------------------------------------------------------------
