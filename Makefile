@@ -24,6 +24,7 @@ test: install
 
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/buf lint proto
 
 # The main job: export the embedded default once (a no-op when cached), then serve it.
 serve: install

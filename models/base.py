@@ -15,7 +15,10 @@ bi-encoder.
 
 from __future__ import annotations
 
+import hashlib
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -30,6 +33,7 @@ Item = tuple[str, str, str]
 DEFAULT_MAX_CHARS = 20_000
 DEFAULT_MAX_TOKENS_PER_BATCH = 16_384
 DEFAULT_MAX_BATCH_SIZE = 64
+DEFAULT_CACHE_ITEMS = 16_384  # output rows kept by kinds whose sequences recur (bi-encoder texts)
 
 
 @dataclass(frozen=True)
@@ -78,11 +82,15 @@ class RuntimeOptions:
     max_tokens_per_batch: int = DEFAULT_MAX_TOKENS_PER_BATCH
     max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
     max_chars: int = DEFAULT_MAX_CHARS
+    # graph outputs kept per model, keyed by input sequence, for kinds that reuse sequences (0 = off)
+    cache_items: int = DEFAULT_CACHE_ITEMS
 
     def __post_init__(self) -> None:
         for name in ("max_tokens_per_batch", "max_batch_size", "max_chars"):
             if int(getattr(self, name)) < 1:
                 raise ModelError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if int(self.cache_items) < 0:
+            raise ModelError(f"cache_items must be >= 0, got {self.cache_items}")
 
 
 @dataclass(frozen=True)
@@ -107,6 +115,7 @@ class RunOutput:
     tokens: int
     padded_tokens: int
     run_s: float
+    cached_sequences: int = 0  # rows taken from the model's sequence cache instead of run
 
 
 @dataclass(frozen=True)
@@ -124,6 +133,7 @@ class CompareStats:
     tokenize_s: float
     run_s: float
     postprocess_s: float
+    cached_sequences: int = 0
 
 
 @dataclass(frozen=True)
@@ -158,6 +168,9 @@ class Kind:
     name: ClassVar[str]
     output: ClassVar[str] = "logit"
     supports_embed: ClassVar[bool] = False
+    # the same input sequence recurs across calls (a bi-encoder's texts in every sampling round), so its
+    # graph output is worth keeping in the model's SequenceCache
+    reuses_sequences: ClassVar[bool] = False
     default_max_query_tokens: ClassVar[int] = 64
     default_max_passage_tokens: ClassVar[int] = 192
     export_options: ClassVar[frozenset[str]] = frozenset()  # kind-specific options ``describe`` accepts
@@ -260,6 +273,52 @@ def collate(
     return feeds
 
 
+class SequenceCache:
+    """Graph output rows by input sequence (token ids and types): a bounded, thread-safe LRU.
+
+    Content-addressed (a 16-byte BLAKE2b of the sequence), so it holds no request state: any caller asking
+    for a sequence gets the row the graph gives for it. It makes a bi-encoder encode each text once across
+    a request's sampling rounds (and across requests that share texts), not once per round."""
+
+    def __init__(self, max_items: int) -> None:
+        if max_items < 1:
+            raise ModelError(f"cache size must be >= 1, got {max_items}")
+        self.max_items = int(max_items)
+        self._rows: OrderedDict[bytes, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    @staticmethod
+    def key(ids: Sequence[int], types: Sequence[int] | None) -> bytes:
+        h = hashlib.blake2b(np.asarray(ids, dtype=np.int64).tobytes(), digest_size=16)
+        if types is not None:
+            h.update(b"|" + np.asarray(types, dtype=np.int8).tobytes())
+        return h.digest()
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def get_many(self, keys: Sequence[bytes]) -> list[np.ndarray | None]:
+        with self._lock:
+            found = [self._rows.get(k) for k in keys]
+            for k, row in zip(keys, found, strict=True):
+                if row is not None:
+                    self._rows.move_to_end(k)
+            hit = sum(r is not None for r in found)
+            self.hits += hit
+            self.misses += len(keys) - hit
+        return found
+
+    def put_many(self, keys: Sequence[bytes], rows: np.ndarray) -> None:
+        with self._lock:
+            for k, row in zip(keys, rows, strict=True):
+                self._rows[k] = row
+                self._rows.move_to_end(k)
+            while len(self._rows) > self.max_items:
+                self._rows.popitem(last=False)
+
+
 class PairwiseModel:
     """A loaded pairwise preference model. Thread-safe: it holds no per-request state.
 
@@ -283,6 +342,11 @@ class PairwiseModel:
         self.options = options or RuntimeOptions()
         self.path = path
         self.variant = variant
+        self.cache = (
+            SequenceCache(self.options.cache_items)
+            if kind.reuses_sequences and self.options.cache_items > 0
+            else None
+        )
 
     # --- description ------------------------------------------------------------------------------
     @property
@@ -330,26 +394,45 @@ class PairwiseModel:
         prepared = self._kind.prepare(items)
         return replace(prepared, tokenize_s=time.perf_counter() - t0)
 
-    def run(self, prepared: Prepared) -> RunOutput:
-        """Run stage: length-sorted batches under ``max_tokens_per_batch``; rows back in prepared order."""
+    def run(self, prepared: Prepared, *, use_cache: bool = True) -> RunOutput:
+        """Run stage: length-sorted batches under ``max_tokens_per_batch``; rows back in prepared order.
+        Sequences in the model's cache (kinds that reuse sequences) are not run again."""
         t0 = time.perf_counter()
-        seqs = prepared.input_ids
+        seqs, types = prepared.input_ids, prepared.token_type_ids
         if not seqs:
             empty = np.zeros((0,), dtype=np.float32)
             return RunOutput(empty, 0, 0, 0, 0.0)
-        lengths = [len(s) for s in seqs]
-        batches = make_batches(lengths, self.options.max_tokens_per_batch, self.options.max_batch_size)
         out: np.ndarray | None = None
+        todo = np.arange(len(seqs))
+        keys: list[bytes] = []
+        cache = self.cache if use_cache else None
+        if cache is not None:
+            keys = [SequenceCache.key(s, types[i] if types is not None else None) for i, s in enumerate(seqs)]
+            found = cache.get_many(keys)
+            todo = np.asarray([i for i, row in enumerate(found) if row is None], dtype=np.int64)
+            known = [(i, row) for i, row in enumerate(found) if row is not None]
+            if known:
+                out = np.empty((len(seqs), *known[0][1].shape), dtype=np.float32)
+                for i, row in known:
+                    out[i] = row
+        lengths = [len(seqs[i]) for i in todo]
+        batches = make_batches(lengths, self.options.max_tokens_per_batch, self.options.max_batch_size)
         padded = 0
-        for rows in batches:
-            feeds = collate(seqs, prepared.token_type_ids, rows, self.spec.pad_token_id, self.backend.inputs)
+        for local in batches:
+            rows = todo[local]
+            feeds = collate(seqs, types, rows, self.spec.pad_token_id, self.backend.inputs)
             padded += feeds["input_ids"].size
             values = np.asarray(self.backend.run(feeds), dtype=np.float32)
             if out is None:
                 out = np.empty((len(seqs), *values.shape[1:]), dtype=np.float32)
             out[rows] = values
-        assert out is not None
-        return RunOutput(out, len(batches), int(sum(lengths)), padded, time.perf_counter() - t0)
+        if out is None:
+            raise ModelError("the model produced no output")
+        if cache is not None and len(todo):
+            cache.put_many([keys[i] for i in todo], out[todo])
+        return RunOutput(
+            out, len(batches), int(sum(lengths)), padded, time.perf_counter() - t0, len(seqs) - len(todo)
+        )
 
     def postprocess(self, prepared: Prepared, output: RunOutput) -> CompareResult:
         t0 = time.perf_counter()
@@ -365,6 +448,7 @@ class PairwiseModel:
             tokenize_s=prepared.tokenize_s,
             run_s=output.run_s,
             postprocess_s=time.perf_counter() - t0,
+            cached_sequences=output.cached_sequences,
         )
         return CompareResult(p=p, stats=stats)
 
@@ -393,7 +477,7 @@ class PairwiseModel:
         for i, text in enumerate(texts):
             check_text(text, f"text {i}", self.options.max_chars)
         prepared = self._kind.prepare_texts(texts, role)
-        values = self.run(prepared).values
+        values = self.run(prepared, use_cache=role == "query").values  # a corpus would only churn the cache
         if not len(texts):
             return np.zeros((0, 0), dtype=np.float32)
         return np.ascontiguousarray(values[np.asarray(prepared.index, dtype=np.int64)], dtype=np.float32)

@@ -1,7 +1,9 @@
 """Kind ``bi-encoder``: p(a, b) = sigmoid((cos(q, a) - cos(q, b)) / T) from a pooled, normalised embedding.
 
 Consistent by construction (p(a, b) = 1 - p(b, a)). Each distinct text of a call is encoded once (the
-call's texts are keyed by role and text), so all pairs of k candidates of one query cost k + 1 encodings.
+call's texts are keyed by role and text), so all pairs of k candidates of one query cost k + 1 encodings;
+the model's sequence cache (``RuntimeOptions.cache_items``) keeps the embeddings, so later sampling rounds
+of the same request (and other requests with the same texts) encode nothing again.
 ``embed`` exposes the embeddings (float32, L2-normalised) for retrieval.
 """
 
@@ -45,6 +47,7 @@ class BiEncoder(Kind):
     name = "bi-encoder"
     output = "embedding"
     supports_embed = True
+    reuses_sequences = True
     default_max_query_tokens = 64
     default_max_passage_tokens = 256
     export_options = frozenset({"temperature"})

@@ -433,6 +433,7 @@ def load_model(
     max_tokens_per_batch: int | None = None,
     max_batch_size: int | None = None,
     max_chars: int | None = None,
+    cache_items: int | None = None,
     max_query_tokens: int | None = None,
     max_passage_tokens: int | None = None,
     temperature: float | None = None,
@@ -446,7 +447,8 @@ def load_model(
     Runtime providers. ``backend="torch"``: eager
     torch over the exported model's source weights, an embedded model's weights, or a checkpoint folder
     (with ``kind=``); ``dtype`` ``float32`` (default) or ``bfloat16``. Budget and temperature overrides
-    apply to either backend. ``verify`` checks the graph's (and for torch the weights') sha256."""
+    apply to either backend. ``cache_items``: embeddings a bi-encoder keeps (0 = none). ``verify`` checks
+    the graph's (and for torch the weights') sha256."""
     if backend not in BACKENDS:
         raise ModelError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
     if kind is not None:
@@ -458,6 +460,7 @@ def load_model(
         max_tokens_per_batch=max_tokens_per_batch or base.max_tokens_per_batch,
         max_batch_size=max_batch_size or base.max_batch_size,
         max_chars=max_chars or base.max_chars,
+        cache_items=base.cache_items if cache_items is None else cache_items,
     )
     args = {
         "variant": variant,

@@ -57,6 +57,30 @@ class RerankReply:
 
 
 @dataclass(frozen=True)
+class RetrievedDocument:
+    id: str
+    text: str
+    score: float  # re-ranking score
+    stderr: float | None
+    retrieval_rank: int  # position in the first-stage order, 0 = best
+    retrieval_score: float  # cosine of query and document embeddings
+    metadata: dict[str, str]
+
+
+@dataclass(frozen=True)
+class RetrieveReply:
+    results: list[RetrievedDocument]
+    usage: Usage
+    models: list[str]
+    retrieved: int  # documents retrieved and re-ranked
+    retrieval_ms: float
+
+    @property
+    def ids(self) -> list[str]:
+        return [r.id for r in self.results]
+
+
+@dataclass(frozen=True)
 class ModelDescription:
     name: str
     kind: str
@@ -107,12 +131,8 @@ def _candidates(pb2: Any, candidates: Sequence[CandidateLike]) -> list[Any]:
     return out
 
 
-def build_rerank_request(
-    query: str,
-    candidates: Sequence[CandidateLike],
+def build_rank_options(
     *,
-    top_n: int = 0,
-    models: Sequence[str] | str | None = None,
     sampler: str = "",
     budget: int | float | None = None,
     aggregator: str = "",
@@ -122,10 +142,8 @@ def build_rerank_request(
     time_budget_ms: int | None = None,
     both_orders: bool | None = None,
     prior_weight: float = 0.0,
-    return_text: bool = False,
-    normalize: bool = False,
 ) -> Any:
-    """A ``RerankRequest``. ``budget``: an int is comparisons, a float in (0, 1] a fraction of k(k-1)."""
+    """A ``RankOptions`` message. ``budget``: an int is comparisons, a float in (0, 1] a fraction of k(k-1)."""
     pb2, _ = _pb()
     options = pb2.RankOptions(
         sampler=sampler,
@@ -144,15 +162,59 @@ def build_rerank_request(
         options.fraction = budget
     if both_orders is not None:
         options.both_orders = both_orders
-    names = [models] if isinstance(models, str) else list(models or [])
+    return options
+
+
+def _model_names(models: Sequence[str] | str | None) -> list[str]:
+    return [models] if isinstance(models, str) else list(models or [])
+
+
+def _score_format(pb2: Any, normalize: bool) -> int:
+    return pb2.SCORE_FORMAT_NORMALIZED if normalize else pb2.SCORE_FORMAT_RAW
+
+
+def build_rerank_request(
+    query: str,
+    candidates: Sequence[CandidateLike],
+    *,
+    top_n: int = 0,
+    models: Sequence[str] | str | None = None,
+    return_text: bool = False,
+    normalize: bool = False,
+    **options: Any,
+) -> Any:
+    """A ``RerankRequest``; ``options`` as in :func:`build_rank_options`."""
+    pb2, _ = _pb()
     return pb2.RerankRequest(
         query=query,
         candidates=_candidates(pb2, candidates),
         top_n=top_n,
-        models=names,
-        options=options,
+        models=_model_names(models),
+        options=build_rank_options(**options),
         return_text=return_text,
-        score_format=pb2.SCORE_FORMAT_NORMALIZED if normalize else pb2.SCORE_FORMAT_RAW,
+        score_format=_score_format(pb2, normalize),
+    )
+
+
+def build_retrieve_request(
+    query: str,
+    *,
+    k: int = 0,
+    top_n: int = 0,
+    models: Sequence[str] | str | None = None,
+    normalize: bool = False,
+    **options: Any,
+) -> Any:
+    """A ``RetrieveAndRerankRequest`` (``k`` = 0: the server's default of 100); ``options`` as in
+    :func:`build_rank_options`."""
+    pb2, _ = _pb()
+    return pb2.RetrieveAndRerankRequest(
+        query=query,
+        k=k,
+        top_n=top_n,
+        models=_model_names(models),
+        options=build_rank_options(**options),
+        score_format=_score_format(pb2, normalize),
     )
 
 
@@ -161,9 +223,29 @@ def reply_from_response(response: Any) -> RerankReply:
         RerankedCandidate(r.id, r.index, r.score, r.stderr if r.HasField("stderr") else None, r.text or None)
         for r in response.results
     ]
-    u = response.usage
-    usage = Usage(**{f.name: getattr(u, f.name) for f in fields(Usage)})
-    return RerankReply(results, usage, list(response.models))
+    return RerankReply(results, _usage(response.usage), list(response.models))
+
+
+def _usage(u: Any) -> Usage:
+    return Usage(**{f.name: getattr(u, f.name) for f in fields(Usage)})
+
+
+def retrieve_reply_from_response(response: Any) -> RetrieveReply:
+    results = [
+        RetrievedDocument(
+            id=r.id,
+            text=r.text,
+            score=r.score,
+            stderr=r.stderr if r.HasField("stderr") else None,
+            retrieval_rank=r.retrieval_rank,
+            retrieval_score=r.retrieval_score,
+            metadata=dict(r.metadata),
+        )
+        for r in response.results
+    ]
+    return RetrieveReply(
+        results, _usage(response.usage), list(response.models), response.retrieved, response.retrieval_ms
+    )
 
 
 def _models_from_response(response: Any) -> list[ModelDescription]:
@@ -283,6 +365,14 @@ class RerankClient(_Base):
         request = build_rerank_request(query, candidates, **options)
         return reply_from_response(self.rerank_request(request, timeout=timeout))
 
+    def retrieve_and_rerank(
+        self, query: str, *, k: int = 0, timeout: float | None = None, **options: Any
+    ) -> RetrieveReply:
+        """Retrieve the top ``k`` documents from the server's index and re-rank them; ``options`` as in
+        :func:`build_retrieve_request`."""
+        request = build_retrieve_request(query, k=k, **options)
+        return retrieve_reply_from_response(self._call(self.stub.RetrieveAndRerank, request, timeout))
+
     def compare(
         self, items: Sequence[tuple[str, str, str]], *, model: str = "", timeout: float | None = None
     ) -> list[float]:
@@ -353,6 +443,12 @@ class AsyncRerankClient(_Base):
     ) -> RerankReply:
         request = build_rerank_request(query, candidates, **options)
         return reply_from_response(await self.rerank_request(request, timeout=timeout))
+
+    async def retrieve_and_rerank(
+        self, query: str, *, k: int = 0, timeout: float | None = None, **options: Any
+    ) -> RetrieveReply:
+        request = build_retrieve_request(query, k=k, **options)
+        return retrieve_reply_from_response(await self._call(self.stub.RetrieveAndRerank, request, timeout))
 
     async def compare(
         self, items: Sequence[tuple[str, str, str]], *, model: str = "", timeout: float | None = None

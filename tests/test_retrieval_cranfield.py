@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -130,6 +131,115 @@ def test_retrieve_and_rerank(cran_index, minilm):
     assert [h.docid for h in result.hits] == [c.id for c in candidates]
     assert len(result.reranked.results) == 5 and result.reranked.usage.comparisons == 20 * 19
     assert all(0 <= r.index < 20 for r in result.reranked.results)
+
+
+@pytest.fixture(scope="module")
+def index_server(cran_index, minilm_store):
+    """A real gRPC server on 127.0.0.1 serving fp32 MiniLM with the Cranfield index (RetrieveAndRerank)."""
+    from rerank.models import load_model
+    from rerank.server.app import RerankServer
+    from rerank.server.config import ServerConfig
+
+    model = load_model("minilm", store=minilm_store, variant="fp32")
+    config = ServerConfig(port=0, index=str(cran_index), max_candidates=200, warmup=False, grace_s=2.0)
+    server = RerankServer(config, models={"minilm": model})
+    server.start()
+    yield server, model
+    server.stop(grace=1.0)
+
+
+AIRCRAFT = "what are the structural and aeroelastic problems associated with flight of high speed aircraft"
+
+
+def test_retrieve_and_rerank_over_grpc(index_server, cran_index):
+    from rerank.client import RerankClient
+
+    server, model = index_server
+    with RerankClient(server.address, timeout=60) as client:
+        reply = client.retrieve_and_rerank(AIRCRAFT, k=20, top_n=5, budget=0.5, sampler="random", seed=3)
+        models = client.list_models()
+        info = client.stub.ListModels(client.pb2.ListModelsRequest(), timeout=10).index
+        default_k = client.retrieve_and_rerank(AIRCRAFT, aggregator="borda", calibration="none")
+    with Index.open(cran_index, model) as index:  # the same retrieval and ranking in-process
+        local = retrieve_and_rerank(
+            index, AIRCRAFT, [model], RankOptions(sampler="random", budget=0.5, seed=3), k=20, top_n=5
+        )
+        docs = index.get_documents(reply.ids)
+    assert reply.retrieved == 20 and len(reply.results) == 5 and reply.retrieval_ms > 0
+    assert reply.ids == [r.id for r in local.reranked.results]
+    assert [r.score for r in reply.results] == pytest.approx([r.score for r in local.reranked.results])
+    assert reply.usage.comparisons == local.reranked.usage.comparisons == 190  # half of 20 * 19
+    first_stage = [h.docid for h in local.hits]
+    for r in reply.results:
+        assert first_stage[r.retrieval_rank] == r.id
+        assert r.retrieval_score == pytest.approx(local.hits[r.retrieval_rank].score, abs=1e-5)
+        assert r.text == docs[r.id].text and r.metadata["title"] == docs[r.id].meta["title"]
+        assert r.stderr is not None
+    assert reply.models == ["minilm"] and models[0].name == "minilm"
+    assert (info.name, info.index_type, info.count, info.dim, info.model, info.device) == (
+        cran_index.name, "flat", 1398, 384, "minilm", "cpu"
+    )
+    assert default_k.retrieved == 100 and len(default_k.results) == 100
+    assert default_k.usage.comparisons == 100 * 99
+
+
+@pytest.mark.parametrize(
+    ("query", "options", "code", "field"),
+    [
+        ("", {}, "INVALID_ARGUMENT", "query"),
+        ("  ", {}, "INVALID_ARGUMENT", "query"),
+        (AIRCRAFT, {"models": ["nope"]}, "INVALID_ARGUMENT", "models[0]"),
+        (AIRCRAFT, {"sampler": "nope"}, "INVALID_ARGUMENT", "options.sampler"),
+        (AIRCRAFT, {"budget": 2.0}, "INVALID_ARGUMENT", "options.fraction"),
+        (AIRCRAFT, {"k": 201}, "RESOURCE_EXHAUSTED", "k"),
+    ],
+)
+def test_retrieve_and_rerank_bad_input(index_server, query, options, code, field):
+    from rerank.client import RerankClient, RerankError
+
+    server, _ = index_server
+    with RerankClient(server.address, timeout=30) as client, pytest.raises(RerankError) as err:
+        client.retrieve_and_rerank(query, **options)
+    assert err.value.code.name == code and err.value.field == field
+    assert field in err.value.details
+    if code == "RESOURCE_EXHAUSTED":
+        assert "limit of 200" in err.value.details
+
+
+def test_retrieve_and_rerank_needs_an_index(minilm_server):
+    from rerank.client import RerankClient, RerankError
+
+    with RerankClient(minilm_server.address, timeout=30) as client, pytest.raises(RerankError) as err:
+        client.retrieve_and_rerank(AIRCRAFT)
+    assert err.value.code.name == "FAILED_PRECONDITION" and "--index" in err.value.details
+
+
+def test_server_refuses_an_index_of_a_model_it_does_not_serve(tmp_path, cran_index, minilm, minilm_store):
+    from rerank.models import ModelStore, load_model
+    from rerank.server.app import RerankServer
+    from rerank.server.config import ServerConfig
+
+    config = ServerConfig(port=0, index=str(cran_index), warmup=False)
+    with pytest.raises(IndexModelMismatchError, match=r"embedded with model 'minilm'.*serving: other"):
+        RerankServer(config, models={"other": minilm})
+    other = ModelStore(tmp_path / "store")  # the same weights under another name is another model
+    shutil.copytree(minilm_store.path("minilm"), other.path("minilm-copy"))
+    with pytest.raises(IndexModelMismatchError, match="not 'minilm-copy'"):
+        from rerank.server.app import open_index
+
+        open_index(str(cran_index), {"minilm": load_model("minilm-copy", store=other)})
+
+
+def test_serve_with_a_folder_that_is_not_an_index_exits_with_one_line(tmp_path, rerank_home):
+    (tmp_path / "empty").mkdir()
+    env = {**os.environ, "RERANK_HOME": str(rerank_home)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "rerank.cli", "serve", "--port", "0", "--no-warmup", "--index", str(tmp_path / "empty")],
+        capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("rerank: error")]
+    assert len(errors) == 1 and "cannot start the server" in errors[0] and "empty" in errors[0]
 
 
 def test_cli_search_and_errors(tmp_path, cran_index, cranfield, rerank_home, capsys, monkeypatch):

@@ -1,5 +1,5 @@
-"""The server process: models and schedulers, the gRPC server (Reranker, Health, reflection), TLS, token
-auth, metrics, and graceful shutdown."""
+"""The server process: models and schedulers, an optional document index (RetrieveAndRerank), the gRPC
+server (Reranker, Health, reflection), TLS, token auth, metrics, and graceful shutdown."""
 
 from __future__ import annotations
 
@@ -71,6 +71,25 @@ def _batch_independent_variant(store: Any, name: str, model: Any) -> str | None:
     return None
 
 
+def open_index(path: str, models: Mapping[str, Any]) -> Any:
+    """Open the index folder ``path`` for RetrieveAndRerank, embedding queries with the served model the
+    index was built with. Raises ``RetrievalError`` (``IndexModelMismatchError`` when this server does not
+    serve that model, or serves other weights under its name)."""
+    from ..retrieval import Index, IndexManifest, IndexModelMismatchError
+
+    manifest = IndexManifest.read(path)
+    name = manifest.model.name
+    if name not in models:
+        raise IndexModelMismatchError(
+            f"index {path} was embedded with model {name!r}, which this server does not serve "
+            f"(serving: {', '.join(models)}); add --model {name} or rebuild the index with a served model"
+        )
+    index = Index.open(path, model=models[name])
+    log.info("index %s: %s %s documents (%d-d, model %s, %s)", path, f"{index.count:,}", index.index_type,
+             index.dim, name, index.device)  # fmt: skip
+    return index
+
+
 def warm_up(model: Any) -> float:
     """Run a ``PairwiseModel`` once on its largest batch shape (``max_batch_size`` sequences at the token
     budget), so ONNX Runtime's memory arena reaches its peak before serving (flat RSS under load) and the
@@ -116,8 +135,11 @@ class RerankServer:
             self.schedulers[name] = scheduler
             served[name] = ServedModel.wrap(name, model, scheduler)
         self.default_model = next(iter(raw))
+        self.index = open_index(self.config.index, raw) if self.config.index else None
         self.pb2, self.pb2_grpc = _proto.load()
-        self.service = RerankerService(self.pb2, served, self.default_model, self.config, self.metrics)
+        self.service = RerankerService(
+            self.pb2, served, self.default_model, self.config, self.metrics, index=self.index
+        )
         self.health = health.HealthServicer(experimental_non_blocking=True)
         self._server: grpc.Server | None = None
         self._stopped = threading.Event()
@@ -210,6 +232,8 @@ class RerankServer:
                 self._server.stop(grace).wait()
             for scheduler in self.schedulers.values():
                 scheduler.stop()
+            if self.index is not None:
+                self.index.close()
             self.metrics.close()
             self._stopped.set()
             log.info("stopped")

@@ -28,6 +28,12 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         help="model to serve (repeat for several; the first is the default; default minilm)",
     )
     parser.add_argument("--config", default=None, metavar="FILE", help="settings file (.toml or .json)")
+    parser.add_argument(
+        "--index",
+        default=None,
+        metavar="DIR",
+        help="index folder (rerank index build) for RetrieveAndRerank; its embedding model must be served",
+    )
     parser.add_argument("--store", default=None, help="model store folder (default $RERANK_HOME/models)")
     parser.add_argument(
         "--metrics-port",
@@ -127,6 +133,7 @@ def build_config(args: argparse.Namespace) -> Any:
             "tls_cert",
             "tls_key",
             "warmup",
+            "index",
         )
     }
     if args.model:
@@ -143,6 +150,7 @@ def run_serve(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    from ..retrieval.errors import RetrievalError
     from .app import RerankServer
     from .config import ConfigError
 
@@ -160,7 +168,7 @@ def run_serve(args: argparse.Namespace) -> int:
             config = build_config(args)
             server = RerankServer(config)
             port = server.start()
-        except (ConfigError, OSError, ValueError, RuntimeError) as exc:
+        except (ConfigError, RetrievalError, OSError, ValueError, RuntimeError) as exc:
             sys.stderr.write(f"rerank: error: cannot start the server: {exc}\n")
             return 1
         if config.switch_interval_ms:

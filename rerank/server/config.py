@@ -49,6 +49,8 @@ class ServerConfig:
     switch_interval_ms: float | None = 1.0
     # run each model once on its largest batch shape before serving (memory peak reached up front)
     warmup: bool = True
+    # an index folder (`rerank index build`) searched by RetrieveAndRerank; its embedding model must be served
+    index: str | None = None
 
     def __post_init__(self) -> None:
         positive = (

@@ -26,6 +26,7 @@ import queue
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -71,6 +72,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="paired calls against a zero-cost fake model server (default 300; 0 = skip)",
     )
     parser.add_argument("--memory-seconds", type=float, default=60.0, help="memory run length (default 60)")
+    parser.add_argument(
+        "--model-cache",
+        type=int,
+        default=0,
+        metavar="N",
+        help="texts the model keeps encoded between calls (default 0: the workload repeats its requests, "
+        "so a cache would answer them from memory and measure nothing)",
+    )
     parser.add_argument("--max-wait-ms", type=float, default=5.0, help="server --max-wait-ms (default 5)")
     parser.add_argument("--linger-ms", type=float, default=0.0, help="server --linger-ms (default 0)")
     parser.add_argument("--out", default="bench/results", help="results folder (default bench/results)")
@@ -198,6 +207,7 @@ class ServerProcess:
         max_wait_ms: float = 5.0,
         linger_ms: float = 0.0,
         command: list[str] | None = None,
+        model_options: dict[str, Any] | None = None,
     ) -> None:
         cmd = command or [
             sys.executable,
@@ -219,6 +229,13 @@ class ServerProcess:
         ]
         if store and command is None:
             cmd += ["--store", store]
+        self._config: Path | None = None
+        if model_options and command is None:  # per-model load options go through a config file
+            fd, name = tempfile.mkstemp(prefix="rerank-load-", suffix=".json")
+            with os.fdopen(fd, "w") as f:
+                json.dump({"model_options": {model: model_options}}, f)
+            self._config = Path(name)
+            cmd += ["--config", name]
         self.command = cmd
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         lines: queue.Queue = queue.Queue()
@@ -240,7 +257,11 @@ class ServerProcess:
 
     def stop(self) -> int:
         self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(120)
+        try:
+            return self.proc.wait(120)
+        finally:
+            if self._config is not None:
+                self._config.unlink(missing_ok=True)
 
 
 def rss_mb(pid: int) -> float | None:
@@ -645,6 +666,7 @@ def run(args: argparse.Namespace) -> int:
     results: dict[str, Any] = json.loads(json_path.read_text()) if json_path.is_file() else {}
     results["machine"] = machine()
     results["model"] = args.model
+    results["model_cache_items"] = args.model_cache
     command = (
         "python bench/load_bench.py " + " ".join(sys.argv[1:])
         if sys.argv[0].endswith("load_bench.py")
@@ -657,7 +679,9 @@ def run(args: argparse.Namespace) -> int:
         results["server_command"] = f"a running server at {args.target}"
     else:
         _log("starting the server ...")
-        server = ServerProcess(args.model, args.store, args.max_wait_ms, args.linger_ms)
+        server = ServerProcess(
+            args.model, args.store, args.max_wait_ms, args.linger_ms, model_options={"cache_items": args.model_cache}
+        )
         address, metrics, pid = server.address, server.metrics, server.pid
         results["server_command"] = "python " + " ".join(server.command[1:])
         _log(f"server pid {pid} on {address}")
@@ -667,7 +691,10 @@ def run(args: argparse.Namespace) -> int:
         from .config import ServerConfig
 
         # the same variant the server serves (see app.load_models)
-        local_model = load_models(ServerConfig(models=(args.model,), store=args.store))[args.model]
+        config = ServerConfig(
+            models=(args.model,), store=args.store, model_options={args.model: {"cache_items": args.model_cache}}
+        )
+        local_model = load_models(config)[args.model]
         results["inprocess_model"] = repr(local_model)
     errors = 0
     try:

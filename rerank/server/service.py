@@ -2,18 +2,21 @@
 the batching schedulers, format the answer, and map every failure to a precise status.
 
 Statuses: bad input -> INVALID_ARGUMENT naming the field (also in the ``rerank-field`` trailing metadata);
-over ``max_candidates`` or a full queue -> RESOURCE_EXHAUSTED with the limit; the caller's deadline passed
-(without a time budget) -> DEADLINE_EXCEEDED; shutting down -> UNAVAILABLE. The servicer keeps no
+over ``max_candidates`` (candidates, or k of RetrieveAndRerank) or a full queue -> RESOURCE_EXHAUSTED with the
+limit; the caller's deadline passed (without a time budget) -> DEADLINE_EXCEEDED; RetrieveAndRerank on a
+server without an index -> FAILED_PRECONDITION; shutting down -> UNAVAILABLE. The servicer keeps no
 per-request state: each call builds its own :class:`Ticket` and comparators.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -30,6 +33,7 @@ from ..pipeline import (
     validate_candidates,
     validate_options,
 )
+from ..retrieval.errors import RetrievalError
 from .config import ServerConfig
 from .metrics import Metrics
 from .scheduler import (
@@ -47,6 +51,7 @@ FIELD_METADATA = "rerank-field"
 SERVER_TIME_METADATA = "rerank-server-ms"
 _NO_DEADLINE_S = 1e8  # grpc reports a far-future deadline when the caller set none
 _DEFAULTS = RankOptions()
+DEFAULT_RETRIEVE_K = 100  # RetrieveAndRerank with k = 0
 
 
 @dataclass(frozen=True)
@@ -113,6 +118,9 @@ def _status(exc: BaseException) -> tuple[grpc.StatusCode, str, str | None]:
         return grpc.StatusCode.UNAVAILABLE, str(exc), None
     if isinstance(exc, (EmptyTextError, TextTooLongError)):
         return grpc.StatusCode.INVALID_ARGUMENT, str(exc), None
+    if isinstance(exc, RetrievalError):
+        log.error("index error: %s", exc)
+        return grpc.StatusCode.INTERNAL, f"index error: {exc}", None
     if isinstance(exc, ModelError):
         log.error("model error: %s", exc)
         return grpc.StatusCode.INTERNAL, f"model error: {exc}", None
@@ -130,6 +138,7 @@ class RerankerService:
         default_model: str,
         config: ServerConfig,
         metrics: Metrics,
+        index: Any = None,
     ) -> None:
         if default_model not in models:
             raise ValueError(f"default model {default_model!r} is not served")
@@ -138,6 +147,7 @@ class RerankerService:
         self.default_model = default_model
         self.config = config
         self.metrics = metrics
+        self.index = index  # a rerank.retrieval.Index (thread-safe search) or None
 
     # --- RPCs ---------------------------------------------------------------------------------------
     def Rerank(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802 (proto name)
@@ -148,6 +158,9 @@ class RerankerService:
 
     def ListModels(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
         return self._handle("ListModels", self._list_models, request, context)
+
+    def RetrieveAndRerank(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        return self._handle("RetrieveAndRerank", self._retrieve_and_rerank, request, context)
 
     # --- plumbing -----------------------------------------------------------------------------------
     def _handle(
@@ -237,16 +250,19 @@ class RerankerService:
         return ticket.deadline - margin
 
     # --- Rerank -------------------------------------------------------------------------------------
-    def _rerank(self, request: Any, context: grpc.ServicerContext) -> Any:
-        n = len(request.candidates)
-        self.metrics.candidates.observe(n)
+    def _check_size(self, n: int, field: str, what: str) -> None:
         limit = self.config.max_candidates
         if n > limit:
             raise ServiceError(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"candidates: {n} candidates exceed the limit of {limit} (max_candidates); split the request",
-                "candidates",
+                f"{field}: {n} {what} exceed the limit of {limit} (max_candidates); split the request",
+                field,
             )
+
+    def _rerank(self, request: Any, context: grpc.ServicerContext) -> Any:
+        n = len(request.candidates)
+        self.metrics.candidates.observe(n)
+        self._check_size(n, "candidates", "candidates")
         served = self._served(list(request.models), "models")
         candidates = [
             Candidate(c.id, c.text, c.score if c.HasField("score") else None) for c in request.candidates
@@ -259,15 +275,38 @@ class RerankerService:
             for i, c in enumerate(candidates):
                 check_text(c.text, f"candidates[{i}].text", s.max_chars, s.name)
         ticket = self._ticket(context)
+        out = self._rank(ticket, request.query, candidates, served, options, request.top_n)
+        scores = self._scores(out, options, n, request.score_format)
+        results = []
+        for r in out.results:
+            item = self.pb2.RankedCandidate(id=r.id, index=r.index, **scores(r))
+            if request.return_text:
+                item.text = request.candidates[r.index].text
+            results.append(item)
+        return self.pb2.RerankResponse(
+            results=results, usage=self._usage(out), models=[s.name for s in served]
+        )
+
+    def _rank(
+        self,
+        ticket: Ticket,
+        query: str,
+        candidates: list[Candidate],
+        served: list[ServedModel],
+        options: RankOptions,
+        top_n: int,
+    ) -> RerankResult:
+        """Rank checked candidates over the models' schedulers; map a cancelled or expired request to its
+        status (a time budget makes an expired one a partial answer instead)."""
         ticket.check()
         with ExitStack() as stack:
             comparators = [stack.enter_context(s.scheduler.attached(ticket)) for s in served]
             out = rerank(
-                request.query,
+                query,
                 candidates,
                 comparators,
                 options,
-                top_n=request.top_n or None,
+                top_n=top_n or None,
                 deadline=self._pipeline_deadline(ticket, options),
             )
         if ticket.cancelled:
@@ -277,33 +316,86 @@ class RerankerService:
             if options.time_budget_ms is None:
                 raise DeadlineExpiredError("deadline exceeded before the ranking was complete")
             self.metrics.partial.inc()
-        return self._rerank_response(request, out, options, [s.name for s in served], n)
+        return out
 
-    def _rerank_response(
-        self, request: Any, out: RerankResult, options: RankOptions, names: list[str], n: int
-    ) -> Any:
-        pb2 = self.pb2
+    def _usage(self, out: RerankResult) -> Any:
+        return self.pb2.Usage(**asdict(out.usage))  # pipeline.Usage and the proto's Usage share their fields
+
+    def _scores(
+        self, out: RerankResult, options: RankOptions, n: int, score_format: int
+    ) -> Callable[[Any], dict[str, float]]:
+        """A function from a pipeline result to its ``score`` (and ``stderr``) fields in ``score_format``."""
         low, span = 0.0, 1.0
-        if request.score_format == pb2.SCORE_FORMAT_NORMALIZED:
+        normalized = score_format == self.pb2.SCORE_FORMAT_NORMALIZED
+        if normalized:
             scores = _all_scores(out, options, n)
             low = float(np.min(scores))
             span = float(np.max(scores)) - low
+
+        def fields_of(r: Any) -> dict[str, float]:
+            item: dict[str, float] = {}
+            if normalized:
+                item["score"] = (r.score - low) / span if span > 0 else 1.0
+                if r.stderr is not None and np.isfinite(r.stderr):
+                    item["stderr"] = r.stderr / span if span > 0 else 0.0
+            else:
+                item["score"] = r.score
+                if r.stderr is not None and np.isfinite(r.stderr):
+                    item["stderr"] = r.stderr
+            return item
+
+        return fields_of
+
+    # --- RetrieveAndRerank --------------------------------------------------------------------------
+    def _retrieve_and_rerank(self, request: Any, context: grpc.ServicerContext) -> Any:
+        if self.index is None:
+            raise ServiceError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "this server has no index: start it with `rerank serve --index DIR` to use RetrieveAndRerank",
+            )
+        k = int(request.k) or DEFAULT_RETRIEVE_K
+        self._check_size(k, "k", "documents")
+        served = self._served(list(request.models), "models")
+        options = self._options(request.options if request.HasField("options") else None)
+        if not request.query.strip():
+            raise RequestError("query", "must not be empty")
+        for s in served:
+            check_text(request.query, "query", s.max_chars, s.name)
+        ticket = self._ticket(context)
+        t0 = time.perf_counter()
+        hits = self.index.search([request.query], k)[0]
+        retrieval_ms = (time.perf_counter() - t0) * 1000.0
+        pb2 = self.pb2
+        if not hits:
+            usage = pb2.Usage(elapsed_ms=0.0)
+            return pb2.RetrieveAndRerankResponse(
+                usage=usage, models=[s.name for s in served], retrieved=0, retrieval_ms=retrieval_ms
+            )
+        validate_options(options, len(hits))
+        limit = min((s.max_chars for s in served if s.max_chars is not None), default=None)
+        candidates = [Candidate(h.docid, h.text[:limit] if limit else h.text, h.score) for h in hits]
+        out = self._rank(ticket, request.query, candidates, served, options, request.top_n)
+        scores = self._scores(out, options, len(hits), request.score_format)
         results = []
         for r in out.results:
-            item = pb2.RankedCandidate(id=r.id, index=r.index)
-            if request.score_format == pb2.SCORE_FORMAT_NORMALIZED:
-                item.score = (r.score - low) / span if span > 0 else 1.0
-                if r.stderr is not None and np.isfinite(r.stderr):
-                    item.stderr = r.stderr / span if span > 0 else 0.0
-            else:
-                item.score = r.score
-                if r.stderr is not None and np.isfinite(r.stderr):
-                    item.stderr = r.stderr
-            if request.return_text:
-                item.text = request.candidates[r.index].text
-            results.append(item)
-        usage = pb2.Usage(**asdict(out.usage))  # pipeline.Usage and the proto's Usage share their fields
-        return pb2.RerankResponse(results=results, usage=usage, models=names)
+            hit = hits[r.index]
+            results.append(
+                pb2.RetrievedDocument(
+                    id=hit.docid,
+                    text=hit.text,
+                    retrieval_rank=r.index,
+                    retrieval_score=hit.score,
+                    metadata=_string_map(hit.metadata),
+                    **scores(r),
+                )
+            )
+        return pb2.RetrieveAndRerankResponse(
+            results=results,
+            usage=self._usage(out),
+            models=[s.name for s in served],
+            retrieved=len(hits),
+            retrieval_ms=retrieval_ms,
+        )
 
     # --- Compare ------------------------------------------------------------------------------------
     def _compare(self, request: Any, context: grpc.ServicerContext) -> Any:
@@ -347,7 +439,22 @@ class RerankerService:
                     is_default=name == self.default_model,
                 )
             )
-        return pb2.ListModelsResponse(models=infos, max_candidates=self.config.max_candidates)
+        index = None
+        if self.index is not None:
+            index = pb2.IndexInfo(
+                name=Path(self.index.path).name,
+                index_type=self.index.index_type,
+                count=self.index.count,
+                dim=self.index.dim,
+                model=self.index.manifest.model.name,
+                device=self.index.device,
+            )
+        return pb2.ListModelsResponse(models=infos, max_candidates=self.config.max_candidates, index=index)
+
+
+def _string_map(metadata: Mapping[str, Any]) -> dict[str, str]:
+    """Stored metadata as proto ``map<string, string>``: strings as they are, anything else as JSON."""
+    return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
 
 
 def _all_scores(out: RerankResult, options: RankOptions, n: int) -> np.ndarray:
