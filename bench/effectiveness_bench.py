@@ -38,7 +38,7 @@ warnings.filterwarnings("ignore")
 from rerank.evaluation import evaluate, read_corpus, read_qrels, read_queries, read_run  # noqa: E402
 from rerank.evaluation.trec import rank_docs  # noqa: E402
 from rerank.models import ModelStore, ensure_embedded, load_model, record_measurements  # noqa: E402
-from rerank.models.runtime import physical_cores  # noqa: E402
+from rerank.models.runtime import cpu_name, physical_cores  # noqa: E402
 from rerank.pipeline import Candidate, RankOptions, rerank  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -312,17 +312,6 @@ def write(out_dir: Path, results: dict[str, Any]) -> None:
             "",
         ]
     (out_dir / "models_effectiveness.md").write_text("\n".join(lines))
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:

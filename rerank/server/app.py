@@ -56,10 +56,13 @@ def load_models(config: ServerConfig) -> dict[str, Any]:
 
 
 def _batch_independent_variant(store: Any, name: str, model: Any) -> str | None:
-    """The store's default variant when the one loaded is dynamically quantized (its activation scales are
-    computed per batch, so merged batches would change a request's answers); None when the loaded one is
-    fine or cannot be judged."""
+    """The store's default variant when the one loaded is dynamically quantized and runs several sequences
+    per call (its activation scales are computed per call, so merged batches would change a request's
+    answers); None when the loaded one is fine or cannot be judged. One sequence per call (the CPU default)
+    keeps a dynamically quantized graph batch-independent."""
     if name not in store or getattr(model, "variant", None) is None:
+        return None
+    if int(getattr(getattr(model, "options", None), "max_batch_size", 1)) <= 1:
         return None
     try:
         manifest = store.manifest(name)
