@@ -187,11 +187,34 @@ def bench_minilm(
 
 
 # --- smollm ---------------------------------------------------------------------------------------------
-def bench_smollm(store: ModelStore, depth: int, seconds: float, max_queries: int | None) -> dict[str, Any]:
+def cached_answers(folder: Path, qid: str, query: str, docs: list[str], corpus: dict) -> dict | None:
+    """The model's answers for every ordered pair of ``docs`` from a ``rerank bench budgets`` preference
+    cache (``<folder>/<qid>.npz``: docids and P[i, j] = p(docs[i], docs[j])), or None when it has none."""
+    from rerank.budget_bench import _slug
+
+    path = folder / f"{_slug(qid)}.npz"
+    if not path.is_file():
+        return None
+    saved = np.load(path, allow_pickle=False)
+    if list(saved["docids"]) != docs:
+        return None
+    P = saved["P"]
+    return {
+        (query, corpus[a], corpus[b]): float(P[i, j])
+        for i, a in enumerate(docs)
+        for j, b in enumerate(docs)
+        if i != j
+    }
+
+
+def bench_smollm(
+    store: ModelStore, depth: int, seconds: float, max_queries: int | None, preferences: Path | None = None
+) -> dict[str, Any]:
     ensure_current(store, "smollm-prp")
     model = load_model("smollm-prp", store=store)
     corpus, queries, qrels, ranked = load_collection(depth)
     comparator = CachedComparator(model)
+    replayed = 0
     runs = {
         "one_order": dict(both_orders=False, calibration="none"),
         "symmetric": dict(both_orders=True, calibration="symmetric"),
@@ -204,6 +227,12 @@ def bench_smollm(store: ModelStore, depth: int, seconds: float, max_queries: int
         if comparator.model_s >= seconds or (max_queries is not None and len(done) >= max_queries):
             break
         comparator.reset()
+        if preferences is not None:  # the answers of a budgets run: only queries it scored, no model time
+            answers = cached_answers(preferences, qid, queries[qid], docs, corpus)
+            if answers is None:
+                continue
+            comparator.cache.update(answers)
+            replayed += 1
         # the symmetric run first: it scores every ordered pair; the one-order run reads from the cache
         for run_name in ("symmetric", "one_order"):
             for agg in AGGREGATORS:
@@ -229,6 +258,8 @@ def bench_smollm(store: ModelStore, depth: int, seconds: float, max_queries: int
         "pairs": comparator.model_items,
         "model_seconds": comparator.model_s,
         "pairs_per_s": comparator.model_items / comparator.model_s if comparator.model_s else 0.0,
+        "replayed_queries": replayed,
+        "preferences": str(preferences) if preferences is not None else None,
         "order_inconsistency": float(np.mean(incons)) if incons else 0.0,
         "transitive_inconsistency": float(np.mean(trans)) if trans else 0.0,
         "bm25_ndcg@10_same_queries": bm25,
@@ -289,10 +320,18 @@ def write(out_dir: Path, results: dict[str, Any]) -> None:
         lines += [
             f"## smollm-prp (SmolLM2-135M-Instruct, PRP), BM25 top {s['depth']}, {n} queries",
             "",
-            f"{s['variant']} on {s['provider']}: {s['pairs']:,} ordered pairs scored in "
-            f"{s['model_seconds']:.0f} s of model time ({s['pairs_per_s']:.2f} pairs/s). Queries: the first "
-            f"{n} judged queries in the run file's order, as many as fit in the time budget "
-            f"({', '.join(s['query_ids'])}).",
+            (
+                f"{s['variant']} on {s['provider']}: answers read from the preference cache of a `rerank bench "
+                f"budgets` run ({s['preferences']}), which scored every ordered pair of these queries (its pairs/s "
+                f"are in its summary). Queries: the {n} judged queries that cache holds ({', '.join(s['query_ids'])})."
+            )
+            if s.get("replayed_queries")
+            else (
+                f"{s['variant']} on {s['provider']}: {s['pairs']:,} ordered pairs scored in "
+                f"{s['model_seconds']:.0f} s of model time ({s['pairs_per_s']:.2f} pairs/s). Queries: the first "
+                f"{n} judged queries in the run file's order, as many as fit in the time budget "
+                f"({', '.join(s['query_ids'])})."
+            ),
             "",
             "| run | comparisons per query | calibration | nDCG@10 bt | nDCG@10 borda |",
             "| --- | ---: | --- | ---: | ---: |",
@@ -326,6 +365,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smollm-depth", type=int, default=20)
     parser.add_argument("--smollm-seconds", type=float, default=540.0, help="model-time budget for smollm")
     parser.add_argument("--smollm-queries", type=int, default=None, help="at most this many queries")
+    parser.add_argument(
+        "--smollm-preferences",
+        type=Path,
+        default=None,
+        help="smollm: read the answers from a `rerank bench budgets` preference cache folder (.../depth20) "
+        "instead of running the model; only the queries it holds",
+    )
     args = parser.parse_args(argv)
 
     threads = physical_cores()
@@ -341,7 +387,9 @@ def main(argv: list[str] | None = None) -> int:
             store, args.variants.split(","), not args.no_record, args.minilm_queries
         )
     if args.part in ("all", "smollm"):
-        results["smollm"] = bench_smollm(store, args.smollm_depth, args.smollm_seconds, args.smollm_queries)
+        results["smollm"] = bench_smollm(
+            store, args.smollm_depth, args.smollm_seconds, args.smollm_queries, args.smollm_preferences
+        )
     import onnxruntime
 
     command = "python bench/effectiveness_bench.py " + " ".join(argv if argv is not None else sys.argv[1:])

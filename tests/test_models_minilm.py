@@ -102,7 +102,7 @@ def test_cpu_default_is_int8_with_its_measured_cost(store, int8_model):
     assert m.default_variants == {"cpu": "int8", "cuda": "fp32"}
     assert int8_model.variant == "int8"
     dl19 = m.variants["int8"].measured["dl19"]
-    assert dl19["queries"] == 43 and 0 <= dl19["ndcg@10_cost_vs_fp32"]["bt"] < 0.005
+    assert dl19["queries"] == 43 and abs(dl19["ndcg@10_cost_vs_fp32"]["bt"]) < 0.005
     assert m.variants["int8"].measured["cpu_speed"]["speedup_vs_onnx_fp32"]["bi_encoder_k100"] > 1.5
     assert m.variants["fp32"].measured["dl19"]["ndcg@10_bt"] > 0.6
 

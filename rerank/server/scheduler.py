@@ -223,7 +223,8 @@ class BatchScheduler:
         finally:
             with self._cond:
                 self._attached -= 1
-                self._cond.notify_all()
+                if self._queue:  # the worker may be waiting for this request to queue its job
+                    self._cond.notify_all()
 
     def submit(self, ticket: Ticket, items: Sequence[Item]) -> np.ndarray:
         """Queue ``items`` for ``ticket``'s request and block until answered; p as float64."""
@@ -285,7 +286,8 @@ class BatchScheduler:
         finally:
             with self._cond:
                 self._busy = False
-                self._cond.notify_all()
+                if self._queue:  # jobs that arrived meanwhile wait for the model to be free
+                    self._cond.notify_all()
         self.metrics.batch(self.name, BatchRecord(len(items), 1, 1, time.perf_counter() - t0))
         return p
 

@@ -72,7 +72,7 @@ class FakeModel:
             self.items += len(items)
             self.batch_sizes.append(len(items))
         gap = np.array([self.relevance(a) - self.relevance(b) for _, a, b in items], dtype=np.float64)
-        return 1.0 / (1.0 + np.exp(-gap))
+        return 1.0 / (1.0 + np.exp(-np.clip(gap, -500.0, 500.0)))
 
 
 class SlowFakeModel(FakeModel):
