@@ -372,7 +372,9 @@ def main():
                 run = lambda m=model, calls=calls: [m.compare_batch(c) for c in calls]  # noqa: E731
                 sec = timed(run, reps) / len(calls)
             report["rows"].append({"workload": workload, "backend": f"{label} ({model.provider})",
-                                   "pairs_per_s": pairs / sec, "seconds_per_call": sec, "calls": len(calls)})
+                                   "pairs_per_s": pairs / sec, "seconds_per_call": sec, "calls": len(calls),
+                                   "io_binding": getattr(model.backend, "io_binding", None),
+                                   "sequences_per_call": model.options.max_batch_size})
             say(json.dumps(report["rows"][-1]))
             d = float(np.max(np.abs(got - p)))
             report["checks"].append({"name": f"{workload}: {label} vs ONNX Runtime CPU fp32",

@@ -216,6 +216,21 @@ def test_batching_by_tokens_gives_same_p(store, onnx_model):
     assert b.stats.padded_tokens >= b.stats.tokens
 
 
+def test_io_binding_path_gives_the_same_output(onnx_model):
+    """The IO-binding run (the CUDA default) exercised on CPU: same rows as ``session.run``."""
+    from rerank.models.base import collate
+    from rerank.models.runtime import OnnxBackend
+
+    plain = onnx_model.backend
+    bound = OnnxBackend(plain.path, output=plain.output, io_binding=True)
+    assert not plain.io_binding and bound.io_binding and bound.provider == "CPUExecutionProvider"
+    q, *docs = QUERIES[0]
+    prepared = onnx_model.prepare([(q, docs[0], docs[1]), (q, docs[1], docs[2])])
+    rows = np.arange(len(prepared.input_ids))
+    feeds = collate(prepared.input_ids, prepared.token_type_ids, rows, onnx_model.spec.pad_token_id, plain.inputs)
+    assert np.array_equal(bound.run(feeds), plain.run(feeds))
+
+
 def test_thread_safe(onnx_model):
     jobs = [(q, all_pairs(docs)) for q, *docs in QUERIES] * 3
     expected = [onnx_model.compare(q, pairs) for q, pairs in jobs]

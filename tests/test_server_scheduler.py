@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any
 
 import grpc
 import numpy as np
@@ -138,17 +141,28 @@ def test_deadline_expiry_with_a_slow_model_is_deadline_exceeded() -> None:
         )
 
 
-def test_expired_requests_queued_behind_others_never_reach_the_model() -> None:
+@contextmanager
+def _model_held_by_a_first_request() -> Iterator[tuple[RerankServer, RerankClient, FakeModel, threading.Event, Any]]:
+    """A server whose fake model is busy with a first request (held at ``gate``), so later requests queue;
+    yields the server, a client, the model, the gate and the first request's future."""
     gate = threading.Event()
     model = FakeModel(gate=gate)
     config = ServerConfig(port=0, max_wait_ms=0.0)
     with (
         RerankServer(config, models={"fake": model}) as srv,
         RerankClient(srv.address, timeout=30) as c,
-        ThreadPoolExecutor(2) as pool,
+        ThreadPoolExecutor(1) as pool,
     ):
         blocker = pool.submit(c.rerank, "q", DOCS)
         assert model.started.wait(10)
+        try:
+            yield srv, c, model, gate, blocker
+        finally:
+            gate.set()
+
+
+def test_expired_requests_queued_behind_others_never_reach_the_model() -> None:
+    with _model_held_by_a_first_request() as (srv, c, model, gate, blocker):
         with pytest.raises(RerankError) as err:
             c.rerank("late", [(f"x{i}", f"p {i}") for i in range(8)], timeout=0.2)  # 56 comparisons
         assert err.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
@@ -178,16 +192,7 @@ def test_time_budget_gives_a_partial_ranking_not_an_error() -> None:
 
 # --- cancellation -------------------------------------------------------------------------------------
 def test_cancelled_request_is_dropped_from_the_queue() -> None:
-    gate = threading.Event()
-    model = FakeModel(gate=gate)
-    config = ServerConfig(port=0, max_wait_ms=0.0)
-    with (
-        RerankServer(config, models={"fake": model}) as srv,
-        RerankClient(srv.address, timeout=30) as c,
-        ThreadPoolExecutor(1) as pool,
-    ):
-        blocker = pool.submit(c.rerank, "q", DOCS)
-        assert model.started.wait(10)
+    with _model_held_by_a_first_request() as (srv, c, model, gate, blocker):
         request = build_rerank_request("cancel me", [(f"x{i}", f"p {i}") for i in range(8)])
         future = c.stub.Rerank.future(request, timeout=30)
         _wait_for(lambda: srv.schedulers["fake"].queue_depth == 56)

@@ -516,12 +516,14 @@ def render(results: dict[str, Any]) -> str:
     lines = ["# gRPC server under load", ""]
     m = results.get("machine", {})
     lines += [
-        f"Machine: {m.get('cpu', '?')}, {m.get('cores', '?')} cores (shared with another job while this "
-        "ran); "
+        f"Machine: {m.get('cpu', '?')}, {m.get('cores', '?')} cores (the load average of each part is in "
+        "its table); "
         f"python {m.get('python')}, grpcio {m.get('grpcio')}, onnxruntime {m.get('onnxruntime')}.  ",
         "Workload: TREC DL 2019 passage queries, BM25 top-k passages as candidates, sampler `all` "
         "(k(k-1) comparisons, k + 1 encodings for the bi-encoder), aggregator `bt`, model "
-        f"`{results.get('model', 'minilm')}` (fp32, ONNX Runtime CPU). Each client has its own channel. "
+        f"`{results.get('model', 'minilm')}` as the server loads it (in-process: "
+        f"`{results.get('inprocess_model', '?')}`), embedding cache off "
+        f"(`--model-cache {results.get('model_cache_items', 0)}`). Each client has its own channel. "
         "Latency is client-observed. Server (started by the benchmark unless `--target`): "
         f"`{results.get('server_command', '?')}`.",
         "",
