@@ -365,6 +365,7 @@ class RerankerService:
         t0 = time.perf_counter()
         hits = self.index.search([request.query], k)[0]
         retrieval_ms = (time.perf_counter() - t0) * 1000.0
+        self.metrics.candidates.observe(len(hits))
         pb2 = self.pb2
         if not hits:
             usage = pb2.Usage(elapsed_ms=0.0)
