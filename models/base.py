@@ -33,6 +33,7 @@ Item = tuple[str, str, str]
 DEFAULT_MAX_CHARS = 20_000
 DEFAULT_MAX_TOKENS_PER_BATCH = 16_384
 DEFAULT_MAX_BATCH_SIZE = 64
+DEFAULT_CACHE_ITEMS = 16_384  # output rows kept by kinds whose sequences recur (bi-encoder texts)
 
 
 def default_batch_size(provider: str) -> int:
@@ -47,7 +48,6 @@ def default_batch_size(provider: str) -> int:
     if provider.startswith("torch:"):
         return 8
     return 1
-DEFAULT_CACHE_ITEMS = 16_384  # output rows kept by kinds whose sequences recur (bi-encoder texts)
 
 
 @dataclass(frozen=True)
@@ -327,7 +327,7 @@ class SequenceCache:
     def put_many(self, keys: Sequence[bytes], rows: np.ndarray) -> None:
         with self._lock:
             for k, row in zip(keys, rows, strict=True):
-                self._rows[k] = row
+                self._rows[k] = np.array(row)  # a copy: a view would keep its whole batch alive
                 self._rows.move_to_end(k)
             while len(self._rows) > self.max_items:
                 self._rows.popitem(last=False)

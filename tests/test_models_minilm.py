@@ -178,6 +178,7 @@ def test_sequence_cache_is_bounded_lru():
     cache.put_many(keys[2:], np.ones((1, 2), dtype=np.float32))
     got = cache.get_many(keys)
     assert len(cache) == 2 and got[1] is None and got[0] is not None and got[2] is not None
+    assert got[0].base is None  # stored as a copy, not a view that would keep its whole batch alive
     with pytest.raises(ModelError, match="cache size"):
         SequenceCache(0)
 

@@ -230,6 +230,21 @@ def test_server_refuses_an_index_of_a_model_it_does_not_serve(tmp_path, cran_ind
         open_index(str(cran_index), {"minilm": load_model("minilm-copy", store=other)})
 
 
+def test_a_closed_index_answers_unavailable(cran_index, minilm):
+    """Requests still running when a stopping server closes its index get UNAVAILABLE (retryable), not INTERNAL."""
+    import grpc
+
+    from rerank.retrieval import IndexClosedError
+    from rerank.server.service import _status
+
+    index = Index.open(cran_index, minilm)
+    assert len(index.search([AIRCRAFT], 3)[0]) == 3
+    index.close()
+    with pytest.raises(IndexClosedError, match="closed") as err:
+        index.search([AIRCRAFT], 3)
+    assert _status(err.value)[0] == grpc.StatusCode.UNAVAILABLE
+
+
 def test_serve_with_a_folder_that_is_not_an_index_exits_with_one_line(tmp_path, rerank_home):
     (tmp_path / "empty").mkdir()
     env = {**os.environ, "RERANK_HOME": str(rerank_home)}

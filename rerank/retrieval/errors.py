@@ -29,3 +29,7 @@ class IndexModelMismatchError(RetrievalError):
 
 class DimensionMismatchError(IndexModelMismatchError):
     """Vectors whose dimension differs from the index's."""
+
+
+class IndexClosedError(RetrievalError):
+    """A search on an index that was closed (a server shutting down)."""

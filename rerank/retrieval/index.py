@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from .docstore import DocStore, StoredDoc
-from .errors import CorruptIndexError, DimensionMismatchError, RetrievalError
+from .errors import CorruptIndexError, DimensionMismatchError, IndexClosedError, RetrievalError
 from .manifest import DOCSTORE_FILE, INDEX_FILE, IndexManifest, ModelRef
 
 log = logging.getLogger("rerank.retrieval")
@@ -253,6 +253,7 @@ class Index:
         self.docstore = docstore
         self.model = model
         self.params = dict(manifest.params)
+        self.closed = False
 
     @classmethod
     def open(
@@ -316,6 +317,7 @@ class Index:
                 f"model={self.manifest.model.name!r}, device={self.device!r})")
 
     def close(self) -> None:
+        self.closed = True
         self.docstore.close()
 
     def __enter__(self) -> Index:
@@ -365,6 +367,8 @@ class Index:
         k_factor: int | None = None,
     ) -> list[list[Hit]]:
         """The top ``k`` documents of each query (one list of :class:`Hit` per query, best first)."""
+        if self.closed:
+            raise IndexClosedError(f"index {self.path} is closed")
         vectors = self.embed_queries(queries)
         scores, rows = self.search_vectors(vectors, k, ef_search=ef_search, nprobe=nprobe, k_factor=k_factor)
         docs = self.docstore.get_rows([int(r) for r in rows.ravel() if r >= 0])

@@ -139,10 +139,15 @@ class RerankServer:
             served[name] = ServedModel.wrap(name, model, scheduler)
         self.default_model = next(iter(raw))
         self.index = open_index(self.config.index, raw) if self.config.index else None
-        self.pb2, self.pb2_grpc = _proto.load()
-        self.service = RerankerService(
-            self.pb2, served, self.default_model, self.config, self.metrics, index=self.index
-        )
+        try:
+            self.pb2, self.pb2_grpc = _proto.load()
+            self.service = RerankerService(
+                self.pb2, served, self.default_model, self.config, self.metrics, index=self.index
+            )
+        except BaseException:
+            if self.index is not None:
+                self.index.close()
+            raise
         self.health = health.HealthServicer(experimental_non_blocking=True)
         self._server: grpc.Server | None = None
         self._stopped = threading.Event()

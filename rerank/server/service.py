@@ -33,7 +33,7 @@ from ..pipeline import (
     validate_candidates,
     validate_options,
 )
-from ..retrieval.errors import RetrievalError
+from ..retrieval.errors import IndexClosedError, RetrievalError
 from .config import ServerConfig
 from .metrics import Metrics
 from .scheduler import (
@@ -51,7 +51,7 @@ FIELD_METADATA = "rerank-field"
 SERVER_TIME_METADATA = "rerank-server-ms"
 _NO_DEADLINE_S = 1e8  # grpc reports a far-future deadline when the caller set none
 _DEFAULTS = RankOptions()
-DEFAULT_RETRIEVE_K = 100  # RetrieveAndRerank with k = 0
+DEFAULT_RETRIEVE_K = 100  # RetrieveAndRerank with k = 0 (at most max_candidates)
 
 
 @dataclass(frozen=True)
@@ -118,6 +118,8 @@ def _status(exc: BaseException) -> tuple[grpc.StatusCode, str, str | None]:
         return grpc.StatusCode.UNAVAILABLE, str(exc), None
     if isinstance(exc, (EmptyTextError, TextTooLongError)):
         return grpc.StatusCode.INVALID_ARGUMENT, str(exc), None
+    if isinstance(exc, IndexClosedError):
+        return grpc.StatusCode.UNAVAILABLE, "server shutting down (index closed)", None
     if isinstance(exc, RetrievalError):
         log.error("index error: %s", exc)
         return grpc.StatusCode.INTERNAL, f"index error: {exc}", None
@@ -353,12 +355,13 @@ class RerankerService:
                 grpc.StatusCode.FAILED_PRECONDITION,
                 "this server has no index: start it with `rerank serve --index DIR` to use RetrieveAndRerank",
             )
-        k = int(request.k) or DEFAULT_RETRIEVE_K
+        k = int(request.k) or min(DEFAULT_RETRIEVE_K, self.config.max_candidates)
         self._check_size(k, "k", "documents")
         served = self._served(list(request.models), "models")
         options = self._options(request.options if request.HasField("options") else None)
         if not request.query.strip():
             raise RequestError("query", "must not be empty")
+        validate_options(options, k)  # method names and budget, before any work
         for s in served:
             check_text(request.query, "query", s.max_chars, s.name)
         ticket = self._ticket(context)
@@ -455,7 +458,7 @@ class RerankerService:
 
 def _string_map(metadata: Mapping[str, Any]) -> dict[str, str]:
     """Stored metadata as proto ``map<string, string>``: strings as they are, anything else as JSON."""
-    return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
+    return {str(k): v if isinstance(v, str) else json.dumps(v, ensure_ascii=False) for k, v in metadata.items()}
 
 
 def _all_scores(out: RerankResult, options: RankOptions, n: int) -> np.ndarray:
