@@ -322,8 +322,8 @@ def write(out_dir: Path, results: dict[str, Any]) -> None:
             "",
             (
                 f"{s['variant']} on {s['provider']}: answers read from the preference cache of a `rerank bench "
-                f"budgets` run ({s['preferences']}), which scored every ordered pair of these queries (its pairs/s "
-                f"are in its summary). Queries: the {n} judged queries that cache holds ({', '.join(s['query_ids'])})."
+                f"budgets` run ({s['preferences']}), which scored every ordered pair of these queries; no model time "
+                f"is measured here. Queries: the {n} judged queries that cache holds ({', '.join(s['query_ids'])})."
             )
             if s.get("replayed_queries")
             else (

@@ -157,7 +157,9 @@ def add_ranking_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prior-weight", type=float, default=0.0, help="first-stage prior weight (default 0)")
     parser.add_argument("--top-n", type=int, default=None, help="keep the best N per query (JSON-lines mode)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch-size", type=int, default=None, help="max sequences per model batch")
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="max sequences per model batch (default by device: CPU 1, CUDA 64)"
+    )
 
 
 def cmd_rank(args: argparse.Namespace) -> int:
