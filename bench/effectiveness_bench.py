@@ -190,9 +190,9 @@ def bench_minilm(
 def cached_answers(folder: Path, qid: str, query: str, docs: list[str], corpus: dict) -> dict | None:
     """The model's answers for every ordered pair of ``docs`` from a ``rerank bench budgets`` preference
     cache (``<folder>/<qid>.npz``: docids and P[i, j] = p(docs[i], docs[j])), or None when it has none."""
-    from rerank.budget_bench import _slug
+    from rerank.budget_bench import query_cache_file
 
-    path = folder / f"{_slug(qid)}.npz"
+    path = query_cache_file(folder, qid)
     if not path.is_file():
         return None
     saved = np.load(path, allow_pickle=False)

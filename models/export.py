@@ -36,7 +36,7 @@ import shutil
 import tempfile
 import uuid
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -239,6 +239,20 @@ class _DropQuantizerLogs(logging.Filter):
         return "onnxruntime" not in record.pathname
 
 
+@contextlib.contextmanager
+def _quiet_onnxruntime() -> Iterator[None]:
+    """Silence the ONNX Runtime quantizer's and optimizer's root-logger chatter and warnings."""
+    root = logging.getLogger()
+    drop = _DropQuantizerLogs()
+    root.addFilter(drop)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        root.removeFilter(drop)
+
+
 INT8_METHOD = "dynamic-int8-per-channel-weights"
 
 
@@ -253,23 +267,16 @@ def _quantize_int8(src: Path, dst: Path) -> None:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    root = logging.getLogger()
-    drop = _DropQuantizerLogs()
-    root.addFilter(drop)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            quantize_dynamic(
-                str(src),
-                str(dst),
-                weight_type=QuantType.QInt8,
-                per_channel=True,
-                op_types_to_quantize=["MatMul", "Attention"],
-                # fused (com.microsoft) nodes defeat ONNX shape inference; their outputs are float
-                extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT},
-            )
-    finally:
-        root.removeFilter(drop)
+    with _quiet_onnxruntime():
+        quantize_dynamic(
+            str(src),
+            str(dst),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            op_types_to_quantize=["MatMul", "Attention"],
+            # fused (com.microsoft) nodes defeat ONNX shape inference; their outputs are float
+            extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
 
 
 # HF ``model_type`` -> ONNX Runtime transformer optimizer model type (encoder kinds only).
@@ -299,25 +306,18 @@ def optimize_graph(path: Path, out: Path, model_type: str, hf_config: Any) -> di
 
     heads = int(getattr(hf_config, "num_attention_heads", 0) or getattr(hf_config, "n_heads", 0) or 0)
     hidden = int(getattr(hf_config, "hidden_size", 0) or getattr(hf_config, "dim", 0) or 0)
-    root = logging.getLogger()
-    drop = _DropQuantizerLogs()
-    root.addFilter(drop)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model = optimize_model(
-                str(path),
-                model_type=model_type,
-                num_heads=heads,
-                hidden_size=hidden,
-                optimization_options=FusionOptions(model_type),
-                opt_level=0,
-                use_gpu=False,
-            )
-            fused = {k: int(v) for k, v in model.get_fused_operator_statistics().items() if v}
-            model.save_model_to_file(str(out))
-    finally:
-        root.removeFilter(drop)
+    with _quiet_onnxruntime():
+        model = optimize_model(
+            str(path),
+            model_type=model_type,
+            num_heads=heads,
+            hidden_size=hidden,
+            optimization_options=FusionOptions(model_type),
+            opt_level=0,
+            use_gpu=False,
+        )
+        fused = {k: int(v) for k, v in model.get_fused_operator_statistics().items() if v}
+        model.save_model_to_file(str(out))
     return {
         "optimizer": "onnxruntime.transformers.optimizer",
         "model_type": model_type,

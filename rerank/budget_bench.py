@@ -76,6 +76,11 @@ def _slug(text: str) -> str:
     return f"{safe[:40]}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
 
 
+def query_cache_file(folder: Path, qid: str) -> Path:
+    """The cache file of one query's preferences in a ``<dataset>/<model>/depth<K>`` cache folder."""
+    return folder / f"{_slug(qid)}.npz"
+
+
 def cached_preferences(
     data: Dataset, model_spec: str, depth: int, cache_dir: Path, comparator: Callable[[], Comparator],
     qids: Sequence[str], log: Callable[[str], None],
@@ -92,7 +97,7 @@ def cached_preferences(
         ranked = rank_docs(data.run[qid])
         top = [d for d in ranked[:depth] if data.corpus.get(d, "").strip()]
         rest = [d for d in ranked[:depth] if d not in set(top)] + ranked[depth:]
-        path = folder / f"{_slug(qid)}.npz"
+        path = query_cache_file(folder, qid)
         if path.exists():
             saved = np.load(path, allow_pickle=False)
             if list(saved["docids"]) == top:

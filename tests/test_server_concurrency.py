@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
@@ -33,25 +35,31 @@ def _requests() -> list[tuple[str, list[tuple[str, str]]]]:
     return out
 
 
+def _all_at_once(address: str, call: Callable[[RerankClient, int], Any], n: int = 32) -> list[Any]:
+    """``call(client_i, i)`` for i < n, from n threads with their own clients, released together."""
+    clients = [RerankClient(address, timeout=120) for _ in range(n)]
+    start = threading.Barrier(n)
+
+    def one(i: int) -> Any:
+        start.wait()
+        return call(clients[i], i)
+
+    try:
+        with ThreadPoolExecutor(n) as pool:
+            return list(pool.map(one, range(n)))
+    finally:
+        for client in clients:
+            client.close()
+
+
 def test_32_concurrent_clients_match_sequential_calls(minilm_server) -> None:
     requests = _requests()
     with RerankClient(minilm_server.address, timeout=120) as c:
         sequential = [c.rerank(q, docs, sampler="all") for q, docs in requests]
-    clients = [RerankClient(minilm_server.address, timeout=120) for _ in range(32)]
     calls_before = minilm_server.schedulers["minilm"].calls
-    start = threading.Barrier(32)
-
-    def one(i: int):
-        start.wait()
-        q, docs = requests[i]
-        return clients[i].rerank(q, docs, sampler="all")
-
-    try:
-        with ThreadPoolExecutor(32) as pool:
-            concurrent = list(pool.map(one, range(32)))
-    finally:
-        for client in clients:
-            client.close()
+    concurrent = _all_at_once(
+        minilm_server.address, lambda client, i: client.rerank(*requests[i], sampler="all")
+    )
     calls = minilm_server.schedulers["minilm"].calls - calls_before
     assert calls < 32  # merged
     for seq, conc in zip(sequential, concurrent, strict=True):
@@ -66,18 +74,6 @@ def test_32_concurrent_compare_calls_match_sequential_calls(minilm_server) -> No
     triples = [[(q, docs[0][1], d) for _, d in docs[1:]] for q, docs in requests]
     with RerankClient(minilm_server.address, timeout=120) as c:
         sequential = [c.compare(items) for items in triples]
-    clients = [RerankClient(minilm_server.address, timeout=120) for _ in range(32)]
-    start = threading.Barrier(32)
-
-    def one(i: int) -> list[float]:
-        start.wait()
-        return clients[i].compare(triples[i])
-
-    try:
-        with ThreadPoolExecutor(32) as pool:
-            concurrent = list(pool.map(one, range(32)))
-    finally:
-        for client in clients:
-            client.close()
+    concurrent = _all_at_once(minilm_server.address, lambda client, i: client.compare(triples[i]))
     for seq, conc in zip(sequential, concurrent, strict=True):
         assert conc == pytest.approx(seq, abs=1e-4)

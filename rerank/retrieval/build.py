@@ -180,6 +180,24 @@ def _write_folder(
     _fsync_tree(folder)
 
 
+def _write_index(
+    target: Path,
+    faiss_index: Any,
+    manifest: IndexManifest,
+    docstore_source: DocStore | None,
+    rows: list[tuple[int, str, str, Mapping[str, Any]]],
+) -> None:
+    """Write a complete index folder beside ``target``, then put it in place: an interruption leaves
+    ``target`` as it was and no temporary folder behind."""
+    tmp = _temp_dir(target)
+    try:
+        _write_folder(tmp, faiss_index, manifest, docstore_source, rows)
+        _put_in_place(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _versions() -> dict[str, str]:
     import faiss
 
@@ -245,13 +263,7 @@ def build_index(
             corpora=(_record(docs, n),), versions=_versions(),
         )
         rows = [(i, d.id, d.text, d.meta) for i, d in enumerate(docs.documents)]
-        tmp = _temp_dir(out)
-        try:
-            _write_folder(tmp, faiss_index, manifest, None, rows)
-            _put_in_place(tmp, out)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+        _write_index(out, faiss_index, manifest, None, rows)
         index_s = time.perf_counter() - t1
     return BuildReport(out, index_type, resolved, n, n, len(docs.skipped_empty), embed_s, index_s)
 
@@ -309,13 +321,7 @@ def add_documents(
                 versions=_versions(),
             )
             rows = [(start + i, d.id, d.text, d.meta) for i, d in enumerate(docs.documents)]
-            tmp = _temp_dir(index_dir)
-            try:
-                _write_folder(tmp, faiss_index, updated, current, rows)
-                _put_in_place(tmp, index_dir)
-            finally:
-                if tmp.exists():
-                    shutil.rmtree(tmp, ignore_errors=True)
+            _write_index(index_dir, faiss_index, updated, current, rows)
         index_s = time.perf_counter() - t1
     return BuildReport(index_dir, manifest.index_type, manifest.params, start + n, n, len(docs.skipped_empty),
                        embed_s, index_s)

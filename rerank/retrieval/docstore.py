@@ -99,28 +99,22 @@ class DocStore:
 
     def get_rows(self, rows: Sequence[int]) -> dict[int, StoredDoc]:
         """Documents by FAISS row (rows not in the store are left out)."""
-        wanted = sorted({int(r) for r in rows})
-        out: dict[int, StoredDoc] = {}
-        with self._lock:
-            for start in range(0, len(wanted), _CHUNK):
-                chunk = wanted[start : start + _CHUNK]
-                marks = ",".join("?" * len(chunk))
-                query = f"SELECT row, id, text, meta FROM docs WHERE row IN ({marks})"
-                for row, docid, text, meta in self._conn.execute(query, chunk):
-                    out[row] = StoredDoc(row, docid, text, json.loads(meta) if meta else {})
-        return out
+        return {d.row: d for d in self._select("row", sorted({int(r) for r in rows}))}
 
     def get_ids(self, ids: Sequence[str]) -> dict[str, StoredDoc]:
         """Documents by id (ids not in the store are left out)."""
-        wanted = list(dict.fromkeys(ids))
-        out: dict[str, StoredDoc] = {}
+        return {d.id: d for d in self._select("id", list(dict.fromkeys(ids)))}
+
+    def _select(self, column: str, values: list[Any]) -> list[StoredDoc]:
+        """The documents whose ``column`` (``row`` or ``id``) is one of ``values``, in chunks of _CHUNK."""
+        out: list[StoredDoc] = []
         with self._lock:
-            for start in range(0, len(wanted), _CHUNK):
-                chunk = wanted[start : start + _CHUNK]
+            for start in range(0, len(values), _CHUNK):
+                chunk = values[start : start + _CHUNK]
                 marks = ",".join("?" * len(chunk))
-                query = f"SELECT row, id, text, meta FROM docs WHERE id IN ({marks})"
+                query = f"SELECT row, id, text, meta FROM docs WHERE {column} IN ({marks})"
                 for row, docid, text, meta in self._conn.execute(query, chunk):
-                    out[docid] = StoredDoc(row, docid, text, json.loads(meta) if meta else {})
+                    out.append(StoredDoc(row, docid, text, json.loads(meta) if meta else {}))
         return out
 
     def iter_docs(self) -> Iterator[StoredDoc]:
