@@ -8,8 +8,8 @@ export OPENBLAS_NUM_THREADS=1
 R=.venv/bin/rerank
 $R bench budgets --dataset "$DATA" --model oracle:noise=1,bias=0.5 --depth 50 --repeats 3 --out bench/results/budgets/oracle-noise1
 $R bench budgets --dataset "$DATA" --model oracle:noise=3,bias=1 --depth 50 --repeats 3 --out bench/results/budgets/oracle-noise3
-# MiniLM is deterministic (one repeat); the active sampler refits Bradley-Terry every round of 25 pairs, which at
-# k = 100 costs minutes per budget on this 2-core machine, so it runs on the small budgets only, in its own folder.
+# MiniLM is deterministic (one repeat); the active sampler refits Bradley-Terry every round of 25 pairs, so at
+# k = 100 it runs on the small budgets only, in its own folder.
 $R bench budgets --dataset "$DATA" --model minilm --depth 100 --repeats 1 --budgets 0.02,0.05,0.1,0.2,0.33,1.0 \
     --samplers all,random,window,skip,heapsort,quicksort,sliding,refine --out bench/results/budgets/minilm
 $R bench budgets --dataset "$DATA" --model minilm --depth 100 --repeats 1 --budgets 0.02,0.05,0.1,0.2 \

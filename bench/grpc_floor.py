@@ -8,6 +8,12 @@ and handler time, a server process answers ``Rerank`` after spinning ``handler-m
 (this process, one channel, one call at a time) records client latency minus the handler time the server
 reports in trailing metadata: the transport cost a server overhead figure cannot go below. The request is
 the k = 20 DL 2019 request of ``rerank bench load``. Prints one JSON line per configuration.
+
+``--versus-ours`` adds the decisive comparison: the same client alternates its calls between the floor server
+(spinning as long as our handler takes) and our server (``python -m rerank.server.testing``: ``rerank serve``'s
+code on a zero-cost fake model), so both see the same machine state, and prints each one's transport.
+
+    .venv/bin/python bench/grpc_floor.py --versus-ours --calls 600 --out bench/results   # grpc_floor_vs_ours.json
 """
 
 from __future__ import annotations
@@ -89,11 +95,64 @@ def measure(kind: str, handler_ms: float, calls: int, request, pb2_grpc) -> dict
             "transport_iqr_ms": [round(float(np.percentile(t, q)), 3) for q in (25, 75)]}
 
 
+def versus_ours(calls: int, r, pb2_grpc) -> dict:
+    """Alternate the same k = 20 request between our server (fake model) and a floor server that spins for our
+    handler's median time; client latency minus reported handler time for each."""
+    import grpc
+
+    from rerank.client import build_rerank_request
+
+    request = build_rerank_request(r.query, list(zip(r.ids, r.texts, strict=True)), models=["fake"], sampler="all")
+    ours = subprocess.Popen([sys.executable, "-m", "rerank.server.testing", "--port", "0"], stdout=subprocess.PIPE,
+                            text=True)
+    floor = None
+    try:
+        port = int(ours.stdout.readline().strip().rsplit(":", 1)[1])
+        ours_stub = pb2_grpc.RerankerStub(grpc.insecure_channel(f"127.0.0.1:{port}"))
+        handler = []
+        for _ in range(40):  # warm-up, and our handler's time for the floor server to spin
+            _, call = ours_stub.Rerank.with_call(request, timeout=60)
+            handler.append(float(dict(call.trailing_metadata())["rerank-server-ms"]))
+        spin_ms = float(np.median(handler[10:]))
+        floor = subprocess.Popen([sys.executable, "-c", SERVER, "sync", str(spin_ms)], stdout=subprocess.PIPE,
+                                 text=True)
+        floor_stub = pb2_grpc.RerankerStub(grpc.insecure_channel(f"127.0.0.1:{int(floor.stdout.readline())}"))
+        for _ in range(20):
+            floor_stub.Rerank(request, timeout=60)
+        out: dict[str, list[float]] = {"ours": [], "floor": []}
+        hand: dict[str, list[float]] = {"ours": [], "floor": []}
+        for i in range(calls):
+            order = (("ours", ours_stub), ("floor", floor_stub))
+            for name, stub in order if i % 2 == 0 else order[::-1]:
+                t0 = time.perf_counter()
+                _, call = stub.Rerank.with_call(request, timeout=60)
+                total = (time.perf_counter() - t0) * 1000.0
+                h = float(dict(call.trailing_metadata())["rerank-server-ms"])
+                out[name].append(total - h)
+                hand[name].append(h)
+    finally:
+        for proc in (ours, floor):
+            if proc is not None:
+                proc.kill()
+                proc.wait()
+    row: dict = {"calls_each": calls, "floor_spin_ms": round(spin_ms, 3)}
+    for name in ("ours", "floor"):
+        t = np.asarray(out[name])
+        row[name] = {"transport_p50_ms": round(float(np.median(t)), 3),
+                     "transport_iqr_ms": [round(float(np.percentile(t, q)), 3) for q in (25, 75)],
+                     "handler_p50_ms": round(float(np.median(hand[name])), 3)}
+    gap = row["ours"]["transport_p50_ms"] - row["floor"]["transport_p50_ms"]
+    row["ours_minus_floor_transport_p50_ms"] = round(gap, 3)
+    return row
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--handler-ms", type=float, nargs="+", default=[0.0, 8.0])
     parser.add_argument("--calls", type=int, default=400)
     parser.add_argument("--kinds", nargs="+", default=["sync", "aio"], choices=["sync", "aio"])
+    parser.add_argument("--versus-ours", action="store_true",
+                        help="alternate calls between the floor server and our server (fake model)")
     parser.add_argument("--out", default=None, help="folder for grpc_floor.json (default: print only)")
     args = parser.parse_args(argv)
     from rerank.client import build_rerank_request
@@ -108,6 +167,15 @@ def main(argv: list[str] | None = None) -> int:
 
     import grpc
 
+    if args.versus_ours:
+        row = versus_ours(args.calls, r, pb2_grpc)
+        print(json.dumps(row), flush=True)
+        if args.out:
+            meta = {"command": "python bench/grpc_floor.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+                    "date": time.strftime("%Y-%m-%d %H:%M"), "grpcio": grpc.__version__,
+                    "python": platform.python_version(), "cpus": os.cpu_count(), "loadavg_after": os.getloadavg()}
+            (Path(args.out) / "grpc_floor_vs_ours.json").write_text(json.dumps({"meta": meta, **row}, indent=2) + "\n")
+        return 0
     rows = []
     for handler_ms in args.handler_ms:
         for kind in args.kinds:

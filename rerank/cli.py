@@ -331,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     bud.add_argument("--depth", type=int, default=100, help="re-rank the top K (default 100)")
     bud.add_argument("--samplers", nargs="+",
                      default=["all,random,window,skip,heapsort,quicksort,sliding,active,refine"])
-    bud.add_argument("--aggregators", nargs="+", default=["bt,borda,greedy,ebc"])
+    bud.add_argument("--aggregators", nargs="+", default=["bt,hodgerank,borda,greedy,ebc"])
     bud.add_argument("--calibrations", nargs="+", default=["symmetric,bias"])
     bud.add_argument("--budgets", nargs="+", default=["0.02,0.05,0.1,0.2,0.33,0.5,1.0"],
                      help="fractions of k(k-1) (or percentages)")

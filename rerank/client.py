@@ -112,8 +112,9 @@ class RerankError(Exception):
         return cls(code, details or "", field)
 
 
-def _candidates(pb2: Any, candidates: Sequence[CandidateLike]) -> list[Any]:
-    out = []
+def _add_candidates(field: Any, candidates: Sequence[CandidateLike]) -> None:
+    """Append ``candidates`` to the repeated ``Candidate`` field (in place: no message copies)."""
+    add = field.add
     for i, c in enumerate(candidates):
         if isinstance(c, Candidate):
             cid, text, score = c.id, c.text, c.score
@@ -124,11 +125,10 @@ def _candidates(pb2: Any, candidates: Sequence[CandidateLike]) -> list[Any]:
             score = float(c[2]) if len(c) == 3 and c[2] is not None else None
         else:
             raise TypeError(f"candidate {i}: expected Candidate, (id, text[, score]) or text, got {c!r}")
-        msg = pb2.Candidate(id=cid, text=text)
-        if score is not None:
-            msg.score = float(score)
-        out.append(msg)
-    return out
+        if score is None:
+            add(id=cid, text=text)
+        else:
+            add(id=cid, text=text, score=float(score))
 
 
 def build_rank_options(
@@ -185,15 +185,16 @@ def build_rerank_request(
 ) -> Any:
     """A ``RerankRequest``; ``options`` as in :func:`build_rank_options`."""
     pb2, _ = _pb()
-    return pb2.RerankRequest(
+    request = pb2.RerankRequest(
         query=query,
-        candidates=_candidates(pb2, candidates),
         top_n=top_n,
         models=_model_names(models),
         options=build_rank_options(**options),
         return_text=return_text,
         score_format=_score_format(pb2, normalize),
     )
+    _add_candidates(request.candidates, candidates)
+    return request
 
 
 def build_retrieve_request(

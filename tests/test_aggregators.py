@@ -18,6 +18,7 @@ from rerank.aggregation.aggregators import (
     bradley_terry,
     copeland,
     enhanced_borda,
+    hodgerank,
     kwiksort,
     pagerank,
 )
@@ -50,7 +51,7 @@ def is_permutation(ranking: np.ndarray, n: int) -> bool:
 
 
 def test_registry_keys_and_names():
-    assert list(AGGREGATORS) == ["borda", "ebc", "bt", "greedy", "pagerank", "kwiksort", "copeland"]
+    assert list(AGGREGATORS) == ["borda", "ebc", "bt", "greedy", "pagerank", "kwiksort", "copeland", "hodgerank"]
     assert {f.__name__ for f in AGGREGATORS.values()} == {
         "borda",
         "enhanced_borda",
@@ -59,6 +60,7 @@ def test_registry_keys_and_names():
         "pagerank",
         "kwiksort",
         "copeland",
+        "hodgerank",
     }
     for f in AGGREGATORS.values():
         assert f.__doc__ and len(f.__doc__) > 100
@@ -338,3 +340,54 @@ def test_bt_all_pairs_k100_is_fast():
         times.append(time.perf_counter() - t0)
     # the target is well under 50 ms; the bound is loose so a busy shared machine does not fail it
     assert np.median(times) < 0.2
+
+
+# ---------------------------------------------------------------------------------------------- HodgeRank
+
+
+def logit_sample(theta: np.ndarray, m: int, noise: float, rng: np.random.Generator) -> Comparisons:
+    """``m`` random ordered pairs answered ``p = sigmoid(theta_a - theta_b + N(0, noise^2))``."""
+    n = len(theta)
+    a = rng.integers(0, n, m)
+    b = (a + rng.integers(1, n, m)) % n
+    return Comparisons(n, a, b, sigmoid(theta[a] - theta[b] + rng.normal(0.0, noise, m)))
+
+
+def test_hodgerank_validation():
+    c = make(3, [[0, 1, 0.8]])
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="alpha"):
+            hodgerank(c, alpha=bad)
+        with pytest.raises(ValueError, match="max_logit"):
+            hodgerank(c, max_logit=bad)
+
+
+def test_hodgerank_recovers_theta_within_its_stderr():
+    rng = np.random.default_rng(3)
+    theta = np.linspace(-2, 2, 12)
+    r = hodgerank(logit_sample(theta, 3000, 1.5, rng), alpha=1e-6)
+    assert abs(r.scores.mean()) < 1e-9
+    assert np.all(np.abs(r.scores - theta) < 4 * r.stderr)
+    # noise-free log-odds: exact up to the (negligible) ridge
+    exact = hodgerank(logit_sample(theta, 300, 0.0, rng), alpha=1e-9)
+    np.testing.assert_allclose(exact.scores, theta, atol=1e-6)
+
+
+def test_hodgerank_stderr_follows_the_noise_and_the_data():
+    rng = np.random.default_rng(8)
+    theta = np.linspace(-1, 1, 10)
+    small = hodgerank(logit_sample(theta, 400, 2.0, rng)).stderr
+    large = hodgerank(logit_sample(theta, 1600, 2.0, rng)).stderr
+    assert 0.42 < large.mean() / small.mean() < 0.58  # 4x the comparisons: about half
+    quiet = hodgerank(logit_sample(theta, 1600, 0.5, rng)).stderr
+    assert 0.2 < quiet.mean() / large.mean() < 0.3  # a quarter of the noise: about a quarter
+
+
+def test_hodgerank_keeps_margins_that_bradley_terry_flattens():
+    # 0 beats 1 by a wide margin (logit 6), 2 beats 1 by logit 2 and beats 0 narrowly (logit 0.5). Read as
+    # soft wins (BT), 2 won both its comparisons and goes first; read as log-odds, 0 sits ~6 above 1 and 2
+    # only ~2 above 1, so least squares puts 0 first.
+    c = make(3, [[0, 1, sigmoid(6.0)], [2, 1, sigmoid(2.0)], [2, 0, sigmoid(0.5)]])
+    assert bradley_terry(c).ranking().tolist() == [2, 0, 1]
+    assert hodgerank(c).ranking().tolist() == [0, 2, 1]
+    assert hodgerank(make(2, [[0, 1, 1.0]]), max_logit=3.0).scores[0] == pytest.approx(1.0)  # y = 3, ridge 1

@@ -60,7 +60,7 @@ def test_every_method_ranks_groups_separately(method: str, tmp_path: Path) -> No
     assert [o["group"] for o in out] == ["q1", "q2"]
     assert [r["id"] for r in out[0]["ranking"]] == ["d1", "d2", "d3"]
     assert [r["id"] for r in out[1]["ranking"]] == [8, 7]
-    assert ("stderr" in out[0]["ranking"][0]) == (method == "bt")
+    assert ("stderr" in out[0]["ranking"][0]) == (method in ("bt", "hodgerank"))  # the two with standard errors
 
 
 def test_help_lists_every_method_and_calibration() -> None:

@@ -36,6 +36,22 @@ def test_rerank_orders_by_the_comparator_and_reports_usage() -> None:
     assert [r.index for r in out.results][:2] == [3, 5]
 
 
+def test_hodgerank_through_the_pipeline_recovers_the_margins() -> None:
+    # the comparator answers logit p = relevance gap + slot bias: after the bias calibration the log-odds
+    # are exact, so least squares gives back the relevances (centred), with standard errors
+    oracle = BiasedOracle(REL, bias=0.8)
+    out = rerank("q", CANDS, [oracle], RankOptions(sampler="all", calibration="bias", aggregator="hodgerank"))
+    assert [r.id for r in out.results] == ["d3", "d5", "d1", "d4", "d2", "d0"]
+    rel = np.array([REL[f"text {r.index}"] for r in out.results])
+    scores = np.array([r.score for r in out.results])
+    # each pair is one row of weight 2 (both orders), so L = 2 (6 I - J) acts as 12 on centred vectors and
+    # (L + I) s = 12 r gives s = 12 / 13 r
+    np.testing.assert_allclose(scores, (rel - rel.mean()) * 12 / 13, atol=1e-9)
+    stderr = np.array([r.stderr for r in out.results], dtype=float)
+    assert np.all(np.isfinite(stderr)) and np.all(stderr > 0)
+    assert np.all(stderr < np.min(-np.diff(scores)))  # every neighbour gap is larger than the uncertainty
+
+
 def test_top_n_budget_and_fusion_of_two_models() -> None:
     a, b = BiasedOracle(REL), BiasedOracle(REL, bias=0.3)
     out = rerank("q", CANDS, [a, b], RankOptions(sampler="window", budget=0.5, fusion="rrf"), top_n=3)

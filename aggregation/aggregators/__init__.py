@@ -15,6 +15,7 @@ from .bt import DEFAULT_ALPHA, bradley_terry
 from .copeland import copeland
 from .ebc import enhanced_borda
 from .greedy import greedy
+from .hodgerank import hodgerank
 from .kwiksort import kwiksort
 from .pagerank import pagerank
 
@@ -26,6 +27,7 @@ AGGREGATORS: dict[str, Callable[..., AggregateResult]] = {
     "pagerank": pagerank,
     "kwiksort": kwiksort,
     "copeland": copeland,
+    "hodgerank": hodgerank,
 }
 
 __all__ = [
@@ -36,6 +38,7 @@ __all__ = [
     "copeland",
     "enhanced_borda",
     "greedy",
+    "hodgerank",
     "kwiksort",
     "pagerank",
 ]

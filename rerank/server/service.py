@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from ..pipeline import (
     RankOptions,
     RequestError,
     RerankResult,
+    Usage,
     rerank,
     validate_candidates,
     validate_options,
@@ -274,20 +276,22 @@ class RerankerService:
         validate_options(options, n)
         for s in served:
             check_text(request.query, "query", s.max_chars, s.name)
+            limit = s.max_chars if s.max_chars is not None else math.inf
             for i, c in enumerate(candidates):
-                check_text(c.text, f"candidates[{i}].text", s.max_chars, s.name)
+                if len(c.text) > limit or not c.text.strip():  # the message is built only for a bad one
+                    check_text(c.text, f"candidates[{i}].text", s.max_chars, s.name)
         ticket = self._ticket(context)
         out = self._rank(ticket, request.query, candidates, served, options, request.top_n)
         scores = self._scores(out, options, n, request.score_format)
-        results = []
+        # filled in place: a message passed to a constructor is copied
+        response = self.pb2.RerankResponse(models=[s.name for s in served])
+        add = response.results.add
         for r in out.results:
-            item = self.pb2.RankedCandidate(id=r.id, index=r.index, **scores(r))
+            item = add(id=r.id, index=r.index, **scores(r))
             if request.return_text:
                 item.text = request.candidates[r.index].text
-            results.append(item)
-        return self.pb2.RerankResponse(
-            results=results, usage=self._usage(out), models=[s.name for s in served]
-        )
+        _fill_usage(response.usage, out)
+        return response
 
     def _rank(
         self,
@@ -320,9 +324,6 @@ class RerankerService:
             self.metrics.partial.inc()
         return out
 
-    def _usage(self, out: RerankResult) -> Any:
-        return self.pb2.Usage(**asdict(out.usage))  # pipeline.Usage and the proto's Usage share their fields
-
     def _scores(
         self, out: RerankResult, options: RankOptions, n: int, score_format: int
     ) -> Callable[[Any], dict[str, float]]:
@@ -338,11 +339,11 @@ class RerankerService:
             item: dict[str, float] = {}
             if normalized:
                 item["score"] = (r.score - low) / span if span > 0 else 1.0
-                if r.stderr is not None and np.isfinite(r.stderr):
+                if r.stderr is not None and math.isfinite(r.stderr):
                     item["stderr"] = r.stderr / span if span > 0 else 0.0
             else:
                 item["score"] = r.score
-                if r.stderr is not None and np.isfinite(r.stderr):
+                if r.stderr is not None and math.isfinite(r.stderr):
                     item["stderr"] = r.stderr
             return item
 
@@ -380,26 +381,22 @@ class RerankerService:
         candidates = [Candidate(h.docid, h.text[:limit] if limit else h.text, h.score) for h in hits]
         out = self._rank(ticket, request.query, candidates, served, options, request.top_n)
         scores = self._scores(out, options, len(hits), request.score_format)
-        results = []
+        response = pb2.RetrieveAndRerankResponse(
+            models=[s.name for s in served], retrieved=len(hits), retrieval_ms=retrieval_ms
+        )
+        add = response.results.add
         for r in out.results:
             hit = hits[r.index]
-            results.append(
-                pb2.RetrievedDocument(
-                    id=hit.docid,
-                    text=hit.text,
-                    retrieval_rank=r.index,
-                    retrieval_score=hit.score,
-                    metadata=_string_map(hit.metadata),
-                    **scores(r),
-                )
+            add(
+                id=hit.docid,
+                text=hit.text,
+                retrieval_rank=r.index,
+                retrieval_score=hit.score,
+                metadata=_string_map(hit.metadata),
+                **scores(r),
             )
-        return pb2.RetrieveAndRerankResponse(
-            results=results,
-            usage=self._usage(out),
-            models=[s.name for s in served],
-            retrieved=len(hits),
-            retrieval_ms=retrieval_ms,
-        )
+        _fill_usage(response.usage, out)
+        return response
 
     # --- Compare ------------------------------------------------------------------------------------
     def _compare(self, request: Any, context: grpc.ServicerContext) -> Any:
@@ -454,6 +451,16 @@ class RerankerService:
                 device=self.index.device,
             )
         return pb2.ListModelsResponse(models=infos, max_candidates=self.config.max_candidates, index=index)
+
+
+_USAGE_FIELDS = tuple(f.name for f in fields(Usage))  # pipeline.Usage and the proto's Usage share them
+
+
+def _fill_usage(message: Any, out: RerankResult) -> None:
+    """Copy the pipeline's usage into the response's ``usage`` message."""
+    usage = out.usage
+    for name in _USAGE_FIELDS:
+        setattr(message, name, getattr(usage, name))
 
 
 def _string_map(metadata: Mapping[str, Any]) -> dict[str, str]:
