@@ -196,6 +196,8 @@ def test_weight_counts_as_repeated_rows():
         r1, r2 = f(weighted), f(repeated)
         np.testing.assert_allclose(r1.scores, r2.scores, rtol=1e-12, atol=1e-12, err_msg=name)
         assert np.array_equal(r1.ranking(), r2.ranking()), name
+        if r1.stderr is not None:  # bt, hodgerank: a weight is a count of calls for the uncertainty too
+            np.testing.assert_allclose(r1.stderr, r2.stderr, rtol=1e-10, atol=1e-12, err_msg=name)
     # and the weight matters: with weight 2 on (0, 1, 0.1) item 1 wins the pair on the mean
     c = make(2, [[0, 1, 0.8], [0, 1, 0.1, 2.0]])
     for name, f in AGGREGATORS.items():

@@ -36,8 +36,9 @@ def hodgerank(
     The solution is ``(L + alpha I)^-1 d`` with ``L`` the weighted graph Laplacian and ``d`` the net
     flow per item; it has mean zero (``1^T L = 1^T d = 0``). An item never compared gets 0.
     ``stderr``: square roots of the diagonal of ``sigma^2 C (L + alpha I)^-1 C`` (``C`` centres the
-    scores), ``sigma^2`` the weighted residual mean square over ``rows - items + components`` degrees of
-    freedom, or 1 when the rows leave none.
+    scores), ``sigma^2`` the weighted residual mean square over ``sum(weight) - items + components``
+    degrees of freedom (a weight counts model calls, so a row of weight 2 is two identical rows, for the
+    standard errors as for the scores), or 1 when the rows leave none.
     """
     if not (np.isfinite(alpha) and alpha > 0):
         raise ValueError(f"alpha must be a positive finite number, got {alpha}")
@@ -56,16 +57,21 @@ def hodgerank(
     M = -A
     M[np.diag_indices(n)] += A.sum(axis=1) + alpha
     flow = (np.bincount(a, weights=w * y, minlength=n) - np.bincount(b, weights=w * y, minlength=n)).astype(np.float64)
-    scores = scipy.linalg.solve(M, flow, assume_a="pos", check_finite=False)
+    # M 1 = alpha 1: adding beta 11^T (as in bt) keeps the factorisation well conditioned for any alpha without
+    # changing the solution (flow sums to zero) and gives the centred covariance without cancellation:
+    # C M^-1 C = (M + beta 11^T)^-1 - 11^T / (n (alpha + beta n)).
+    beta = float(np.mean(np.diag(M))) / n
+    factor = scipy.linalg.cho_factor(M + beta, check_finite=False)
+    scores = scipy.linalg.cho_solve(factor, flow, check_finite=False)
     scores = np.round(scores - scores.mean(), _SNAP_DECIMALS) + 0.0
     rows = len(p)
-    dof = rows - (n - connected_components(A > 0, directed=False)[0]) if rows else 0
+    dof = float(np.sum(w)) - (n - connected_components(A > 0, directed=False)[0]) if rows else 0.0
     if dof > 0:
         resid = scores[a] - scores[b] - y
         sigma2 = float(np.sum(w * resid**2) / dof)
     else:
         sigma2 = 1.0
-    cov = scipy.linalg.inv(M, check_finite=False)
-    cov = cov - cov.mean(axis=0, keepdims=True) - cov.mean(axis=1, keepdims=True) + cov.mean()
-    stderr = np.sqrt(np.maximum(np.diag(cov), 0.0) * sigma2)
+    inv_diag = np.diag(scipy.linalg.cho_solve(factor, np.eye(n), check_finite=False))
+    centred_var = inv_diag - 1.0 / (n * (alpha + beta * n))
+    stderr = np.sqrt(np.maximum(centred_var, 0.0) * sigma2)
     return AggregateResult(scores=scores, stderr=stderr)
