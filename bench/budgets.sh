@@ -15,7 +15,8 @@ $R bench budgets --dataset "$DATA" --model minilm --depth 100 --repeats 1 --budg
 $R bench budgets --dataset "$DATA" --model minilm --depth 100 --repeats 1 --budgets 0.02,0.05,0.1,0.2 \
     --samplers active --out bench/results/budgets/minilm-active
 # smollm-prp (SmolLM2-135M PRP) scores about 3-4 ordered pairs/s on this 2-core CPU: 380 pairs per query at depth
-# 20, about 2 minutes a query. The cache keeps every finished query, so this line can be stopped and rerun; the
-# figures in docs/benchmarks.md replay the queries it had finished (--max-queries N, the first N judged queries).
+# 20, about 2-3 minutes a query (all 43 judged queries: about 1.7 hours). The cache keeps every finished query, so
+# this line can be stopped and rerun (SMOLLM_QUERIES=N: the first N judged queries only); the figures in
+# docs/benchmarks.md cover all 43.
 RERANK_HOME=bench/cache $R bench budgets --dataset "$DATA" --model smollm-prp --depth 20 --repeats 3 \
     ${SMOLLM_QUERIES:+--max-queries "$SMOLLM_QUERIES"} --out bench/results/budgets/smollm-prp
