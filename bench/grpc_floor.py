@@ -70,6 +70,21 @@ else:
 """
 
 
+def timed_call(stub, request) -> tuple[float, float]:
+    """One ``Rerank`` call: (client latency minus the handler time the server reports, that handler time), ms."""
+    t0 = time.perf_counter()
+    _, call = stub.Rerank.with_call(request, timeout=60)
+    total = (time.perf_counter() - t0) * 1000.0
+    handler = float(dict(call.trailing_metadata())["rerank-server-ms"])
+    return total - handler, handler
+
+
+def transport_summary(transport: list[float]) -> dict:
+    t = np.asarray(transport)
+    return {"transport_p50_ms": round(float(np.median(t)), 3),
+            "transport_iqr_ms": [round(float(np.percentile(t, q)), 3) for q in (25, 75)]}
+
+
 def measure(kind: str, handler_ms: float, calls: int, request, pb2_grpc) -> dict:
     import grpc
 
@@ -80,19 +95,11 @@ def measure(kind: str, handler_ms: float, calls: int, request, pb2_grpc) -> dict
             stub = pb2_grpc.RerankerStub(channel)
             for _ in range(20):
                 stub.Rerank(request, timeout=60)
-            transport = []
-            for _ in range(calls):
-                t0 = time.perf_counter()
-                _, call = stub.Rerank.with_call(request, timeout=60)
-                total = (time.perf_counter() - t0) * 1000.0
-                transport.append(total - float(dict(call.trailing_metadata())["rerank-server-ms"]))
+            transport = [timed_call(stub, request)[0] for _ in range(calls)]
     finally:
         proc.kill()
         proc.wait()
-    t = np.asarray(transport)
-    return {"server": kind, "handler_ms": handler_ms, "calls": calls,
-            "transport_p50_ms": round(float(np.median(t)), 3),
-            "transport_iqr_ms": [round(float(np.percentile(t, q)), 3) for q in (25, 75)]}
+    return {"server": kind, "handler_ms": handler_ms, "calls": calls, **transport_summary(transport)}
 
 
 def versus_ours(calls: int, r, pb2_grpc) -> dict:
@@ -109,10 +116,8 @@ def versus_ours(calls: int, r, pb2_grpc) -> dict:
     try:
         port = int(ours.stdout.readline().strip().rsplit(":", 1)[1])
         ours_stub = pb2_grpc.RerankerStub(grpc.insecure_channel(f"127.0.0.1:{port}"))
-        handler = []
-        for _ in range(40):  # warm-up, and our handler's time for the floor server to spin
-            _, call = ours_stub.Rerank.with_call(request, timeout=60)
-            handler.append(float(dict(call.trailing_metadata())["rerank-server-ms"]))
+        # warm-up, and our handler's time for the floor server to spin
+        handler = [timed_call(ours_stub, request)[1] for _ in range(40)]
         spin_ms = float(np.median(handler[10:]))
         floor = subprocess.Popen([sys.executable, "-c", SERVER, "sync", str(spin_ms)], stdout=subprocess.PIPE,
                                  text=True)
@@ -124,11 +129,8 @@ def versus_ours(calls: int, r, pb2_grpc) -> dict:
         for i in range(calls):
             order = (("ours", ours_stub), ("floor", floor_stub))
             for name, stub in order if i % 2 == 0 else order[::-1]:
-                t0 = time.perf_counter()
-                _, call = stub.Rerank.with_call(request, timeout=60)
-                total = (time.perf_counter() - t0) * 1000.0
-                h = float(dict(call.trailing_metadata())["rerank-server-ms"])
-                out[name].append(total - h)
+                transport, h = timed_call(stub, request)
+                out[name].append(transport)
                 hand[name].append(h)
     finally:
         for proc in (ours, floor):
@@ -137,13 +139,21 @@ def versus_ours(calls: int, r, pb2_grpc) -> dict:
                 proc.wait()
     row: dict = {"calls_each": calls, "floor_spin_ms": round(spin_ms, 3)}
     for name in ("ours", "floor"):
-        t = np.asarray(out[name])
-        row[name] = {"transport_p50_ms": round(float(np.median(t)), 3),
-                     "transport_iqr_ms": [round(float(np.percentile(t, q)), 3) for q in (25, 75)],
-                     "handler_p50_ms": round(float(np.median(hand[name])), 3)}
+        row[name] = {**transport_summary(out[name]), "handler_p50_ms": round(float(np.median(hand[name])), 3)}
     gap = row["ours"]["transport_p50_ms"] - row["floor"]["transport_p50_ms"]
     row["ours_minus_floor_transport_p50_ms"] = round(gap, 3)
     return row
+
+
+def run_meta(argv: list[str] | None) -> dict:
+    import os
+    import platform
+
+    import grpc
+
+    return {"command": "python bench/grpc_floor.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "date": time.strftime("%Y-%m-%d %H:%M"), "grpcio": grpc.__version__,
+            "python": platform.python_version(), "cpus": os.cpu_count(), "loadavg_after": os.getloadavg()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,21 +171,14 @@ def main(argv: list[str] | None = None) -> int:
 
     _, pb2_grpc = load()
     r = load_requests(data_folder(None), 20)[0]
-    request = build_rerank_request(r.query, list(zip(r.ids, r.texts, strict=True)), sampler="all")
-    import os
-    import platform
-
-    import grpc
-
     if args.versus_ours:
         row = versus_ours(args.calls, r, pb2_grpc)
         print(json.dumps(row), flush=True)
         if args.out:
-            meta = {"command": "python bench/grpc_floor.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-                    "date": time.strftime("%Y-%m-%d %H:%M"), "grpcio": grpc.__version__,
-                    "python": platform.python_version(), "cpus": os.cpu_count(), "loadavg_after": os.getloadavg()}
-            (Path(args.out) / "grpc_floor_vs_ours.json").write_text(json.dumps({"meta": meta, **row}, indent=2) + "\n")
+            (Path(args.out) / "grpc_floor_vs_ours.json").write_text(
+                json.dumps({"meta": run_meta(argv), **row}, indent=2) + "\n")
         return 0
+    request = build_rerank_request(r.query, list(zip(r.ids, r.texts, strict=True)), sampler="all")
     rows = []
     for handler_ms in args.handler_ms:
         for kind in args.kinds:
@@ -183,10 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(rows[-1]), flush=True)
     if args.out:
         out = Path(args.out) / "grpc_floor.json"
-        meta = {"command": "python bench/grpc_floor.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-                "date": time.strftime("%Y-%m-%d %H:%M"), "grpcio": grpc.__version__,
-                "python": platform.python_version(), "cpus": os.cpu_count(), "loadavg_after": os.getloadavg()}
-        out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+        out.write_text(json.dumps({"meta": run_meta(argv), "rows": rows}, indent=2) + "\n")
     return 0
 
 

@@ -267,12 +267,16 @@ def test_pagerank_is_a_distribution():
 # ---------------------------------------------------------------------------------------------- BT
 
 
-def bt_sample(theta: np.ndarray, m: int, rng: np.random.Generator) -> Comparisons:
-    n = len(theta)
+def random_pairs(n: int, m: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``m`` random ordered pairs (a != b) of ``n`` items."""
     a = rng.integers(0, n, m)
-    b = (a + rng.integers(1, n, m)) % n
+    return a, (a + rng.integers(1, n, m)) % n
+
+
+def bt_sample(theta: np.ndarray, m: int, rng: np.random.Generator) -> Comparisons:
+    a, b = random_pairs(len(theta), m, rng)
     p = (rng.random(m) < sigmoid(theta[a] - theta[b])).astype(float)
-    return Comparisons(n, a, b, p)
+    return Comparisons(len(theta), a, b, p)
 
 
 def test_bt_default_alpha_and_validation():
@@ -349,10 +353,8 @@ def test_bt_all_pairs_k100_is_fast():
 
 def logit_sample(theta: np.ndarray, m: int, noise: float, rng: np.random.Generator) -> Comparisons:
     """``m`` random ordered pairs answered ``p = sigmoid(theta_a - theta_b + N(0, noise^2))``."""
-    n = len(theta)
-    a = rng.integers(0, n, m)
-    b = (a + rng.integers(1, n, m)) % n
-    return Comparisons(n, a, b, sigmoid(theta[a] - theta[b] + rng.normal(0.0, noise, m)))
+    a, b = random_pairs(len(theta), m, rng)
+    return Comparisons(len(theta), a, b, sigmoid(theta[a] - theta[b] + rng.normal(0.0, noise, m)))
 
 
 def test_hodgerank_validation():

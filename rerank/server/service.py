@@ -360,11 +360,9 @@ class RerankerService:
         self._check_size(k, "k", "documents")
         served = self._served(list(request.models), "models")
         options = self._options(request.options if request.HasField("options") else None)
-        if not request.query.strip():
-            raise RequestError("query", "must not be empty")
-        validate_options(options, k)  # method names and budget, before any work
         for s in served:
             check_text(request.query, "query", s.max_chars, s.name)
+        validate_options(options, k)  # method names and budget, before any work
         ticket = self._ticket(context)
         t0 = time.perf_counter()
         hits = self.index.search([request.query], k)[0]
@@ -376,7 +374,6 @@ class RerankerService:
             return pb2.RetrieveAndRerankResponse(
                 usage=usage, models=[s.name for s in served], retrieved=0, retrieval_ms=retrieval_ms
             )
-        validate_options(options, len(hits))
         limit = min((s.max_chars for s in served if s.max_chars is not None), default=None)
         candidates = [Candidate(h.docid, h.text[:limit] if limit else h.text, h.score) for h in hits]
         out = self._rank(ticket, request.query, candidates, served, options, request.top_n)
