@@ -156,30 +156,69 @@ def add_ranking_arguments(parser: argparse.ArgumentParser) -> None:
                         help="ask both orders of each pair (default: the sampler's own choice)")
     parser.add_argument("--prior-weight", type=float, default=0.0, help="first-stage prior weight (default 0)")
     parser.add_argument("--top-n", type=int, default=None, help="keep the best N per query (JSON-lines mode)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of randomised samplers and aggregators (default 0)")
     parser.add_argument(
         "--batch-size", type=int, default=None, help="max sequences per model batch (default by device: CPU 1, CUDA 64)"
     )
 
 
-def cmd_rank(args: argparse.Namespace) -> int:
-    from .offline import ResumableOutput, rank_jobs, read_jsonl_jobs, trec_jobs
-    from .pipeline import TrecData, load_comparator, validate_options
+def _unreadable(flags: Sequence[tuple[str, str | None]]) -> str | None:
+    """The first of ``(flag, path)`` whose file cannot be opened, as a message naming the flag; else None."""
+    for flag, path in flags:
+        if path is None or path == "-":
+            continue
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            return f"cannot read {flag} {path!r}: {exc.strerror or exc}"
+    return None
 
+
+def _rank_usage(args: argparse.Namespace) -> str | None:
+    """A usage error of ``rank`` (options that do not fit together or are out of range), or None."""
     trec_mode = args.run is not None
     if trec_mode and (args.corpus is None or args.queries is None):
-        return _fail("--run needs --corpus and --queries", EXIT_USAGE)
+        return "--run needs --corpus and --queries"
     if not trec_mode and args.input is None:
-        return _fail("give --input FILE|- (JSON lines) or --run/--corpus/--queries (TREC mode)", EXIT_USAGE)
+        return "give --input FILE|- (JSON lines) or --run/--corpus/--queries (TREC mode)"
     if args.output is None:
-        return _fail("--output FILE is required (the output is resumable)", EXIT_USAGE)
+        return "--output FILE is required (the output is resumable)"
     if args.depth < 1:
-        return _fail(f"--depth must be >= 1, got {args.depth}", EXIT_USAGE)
+        return f"--depth must be >= 1, got {args.depth}"
+    if args.top_n is not None and args.top_n < 0:
+        return f"--top-n must be >= 0 (0 keeps all), got {args.top_n}"
+    if args.top_n is not None and trec_mode:
+        return "--top-n applies to JSON-lines mode (--input); TREC mode writes every document of the run"
+    if args.max_queries is not None and args.max_queries < 1:
+        return f"--max-queries must be >= 1, got {args.max_queries}"
+    if args.batch_size is not None and args.batch_size < 1:
+        return f"--batch-size must be >= 1, got {args.batch_size}"
+    return None
+
+
+def cmd_rank(args: argparse.Namespace) -> int:
+    from .offline import ResumableOutput, Selection, rank_jobs, read_jsonl_jobs, run_setup, trec_jobs, trec_qids
+    from .pipeline import TrecData, load_comparator, validate_options
+
+    usage = _rank_usage(args)
+    if usage:
+        return _fail(usage, EXIT_USAGE)
+    trec_mode = args.run is not None
     options = _rank_options(args)
+    specs = args.model or ["minilm"]
+    qids = _names_list(args.qids) if args.qids else None
+    selection = Selection(frozenset(qids) if qids else None, args.max_queries)
+    unreadable = _unreadable([("--input", args.input), ("--run", args.run), ("--corpus", args.corpus),
+                              ("--queries", args.queries), ("--qrels", args.qrels)])
+    if unreadable:
+        return _fail(unreadable, EXIT_BAD_INPUT)
+    if trec_mode:
+        setup = run_setup("trec", specs, options, depth=args.depth, tag=args.tag)
+    else:
+        setup = run_setup("jsonl", specs, options, top_n=args.top_n)
     try:
         validate_options(options, 10)
-        if args.batch_size is not None and args.batch_size < 1:
-            raise RequestError("batch_size", f"must be >= 1, got {args.batch_size}")
         trec = None
         if trec_mode or args.qrels:
             from .evaluation import read_corpus, read_qrels, read_queries, read_run
@@ -189,9 +228,8 @@ def cmd_rank(args: argparse.Namespace) -> int:
                 read_queries(args.queries) if args.queries else {},
                 read_corpus(args.corpus) if args.corpus else {},
             )
-        models = [load_comparator(spec, trec=trec, max_batch_size=args.batch_size)
-                  for spec in (args.model or ["minilm"])]
-        output = ResumableOutput(Path(args.output), overwrite=args.overwrite)
+        models = [load_comparator(spec, trec=trec, max_batch_size=args.batch_size) for spec in specs]
+        output = ResumableOutput(Path(args.output), setup, overwrite=args.overwrite)
     except RequestError as exc:
         return _fail(str(exc), EXIT_USAGE)
     except (OSError, ValueError) as exc:
@@ -200,12 +238,17 @@ def cmd_rank(args: argparse.Namespace) -> int:
         if trec_mode:
             assert trec is not None
             run = read_run(args.run)
-            jobs = trec_jobs(run, trec.queries, trec.corpus, args.depth)
-            ranked = rank_jobs(jobs, models, options, output, trec_tag=args.tag, total=len(run))
+            chosen = list(selection.apply(trec_qids(run, trec.queries, sys.stderr), str))
+            selection.report(sys.stderr)
+            jobs = trec_jobs(chosen, run, trec.queries, trec.corpus, args.depth)
+            already = sum(q in output.done for q in chosen)
+            ranked = rank_jobs(jobs, models, options, output, trec_tag=args.tag, total=len(chosen), already=already)
         else:
             with _open_input(args.input) as lines:
                 jobs = read_jsonl_jobs(lines, skip_bad=args.skip_bad, warn=sys.stderr)
-                ranked = rank_jobs(jobs, models, options, output, top_n=args.top_n)
+                ranked = rank_jobs(selection.apply(jobs, lambda job: job.qid), models, options, output,
+                                   top_n=args.top_n)
+            selection.report(sys.stderr)
     except InputError as exc:
         where = args.run if trec_mode else (args.input if args.input != "-" else "stdin")
         return _fail(f"{where}: {exc}", EXIT_BAD_INPUT)
@@ -308,7 +351,11 @@ def build_parser() -> argparse.ArgumentParser:
         "rank", help="re-rank candidates offline: JSON lines or a TREC run in, rankings out (resumable)",
         description="JSON-lines mode: --input FILE|- --output FILE; TREC mode: --run RUN --corpus CORPUS.jsonl "
                     "--queries QUERIES.tsv --depth K --output RUN. An interrupted run keeps every finished "
-                    "query; rerunning with the same --output continues where it stopped.",
+                    "query; rerunning with the same --output continues where it stopped. OUTPUT.progress "
+                    "records the set-up (models and ranking options) with the finished queries: a rerun with "
+                    "other options is refused, naming them (--overwrite starts afresh). A qid may appear once "
+                    "in the input. A queries file may list a subset of the run's queries: the others are "
+                    "skipped, with a note.",
     )
     rank.add_argument("--input", default=None, help='JSON lines {"qid","query","candidates":[{"id","text"}]}')
     rank.add_argument("--output", default=None, help="output file (JSON lines, or a TREC run in TREC mode)")
@@ -317,9 +364,15 @@ def build_parser() -> argparse.ArgumentParser:
     rank.add_argument("--queries", default=None, help="queries TSV: qid<TAB>text")
     rank.add_argument("--qrels", default=None, help="TREC qrels (only for the oracle model)")
     rank.add_argument("--depth", type=int, default=100, help="TREC mode: re-rank the top K (default 100)")
-    rank.add_argument("--tag", default="rerank", help="TREC run tag")
+    rank.add_argument("--tag", default="rerank", help="TREC mode: the run tag written in column 6 (default rerank)")
     rank.add_argument("--skip-bad", action="store_true", help="skip malformed lines (reported) instead of stopping")
-    rank.add_argument("--overwrite", action="store_true", help="start over instead of resuming")
+    rank.add_argument("--overwrite", action="store_true",
+                      help="start afresh (delete the output and its progress) instead of resuming")
+    rank.add_argument("--qids", action="append", default=None, metavar="QID[,QID...]",
+                      help="rank only these queries (comma-separated, repeatable); one missing from the input "
+                           "is an error")
+    rank.add_argument("--max-queries", type=int, default=None, metavar="N",
+                      help="rank only the first N queries (input order; TREC mode: qid order), after --qids")
     add_ranking_arguments(rank)
     rank.set_defaults(func=cmd_rank)
 

@@ -1,20 +1,35 @@
-"""Offline ranking (``rerank rank``): JSON lines or TREC files in, rankings out, resumable."""
+"""Offline ranking (``rerank rank``): JSON lines or TREC files in, rankings out, resumable.
+
+Three stages, each its own part of this module:
+
+1. inputs: parse and check the input into :class:`QueryJob` s and choose the queries to rank
+   (:class:`Selection`). Nothing is dropped silently: a repeated qid is an error naming both lines, a run
+   query the queries file lacks is skipped with a note, a ``--qids`` entry the input lacks is an error;
+2. the record: :class:`ResumableOutput` keeps the set-up (model, sampler, budget, ...) and the finished
+   queries beside the output, and refuses to resume under another set-up;
+3. the loop: :func:`rank_jobs` ranks each job not done yet (:func:`rank_one`) and writes it.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from .comparison_io import InputError
+from .evaluation.trec import NotUTF8Error, numbered_lines
 from .pipeline import Candidate, Comparator, RankOptions, RequestError, RerankResult, rerank
 
+T = TypeVar("T")
 
+
+# --- 1. inputs ------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class QueryJob:
     """One query to rank: its id, text and first-stage candidates (in first-stage order)."""
@@ -55,10 +70,18 @@ def _parse_job(row: Any, line: int) -> QueryJob:
     return QueryJob(str(qid), query, out)
 
 
-def read_jsonl_jobs(lines: Iterator[str] | IO[str], *, skip_bad: bool, warn: IO[str]) -> Iterator[QueryJob]:
-    """Jobs from JSON lines; a malformed line raises :class:`InputError` or, with ``skip_bad``, is reported
-    on ``warn`` by line number and skipped."""
-    for number, raw in enumerate(lines, start=1):
+def read_jsonl_jobs(lines: Iterable[str], *, skip_bad: bool, warn: IO[str]) -> Iterator[QueryJob]:
+    """Jobs from JSON lines; a malformed line or a qid seen before raises :class:`InputError` or, with
+    ``skip_bad``, is reported on ``warn`` by line number and skipped."""
+    try:
+        yield from _jsonl_jobs(numbered_lines(lines), skip_bad, warn)
+    except NotUTF8Error as exc:
+        raise InputError(0, str(exc)) from None
+
+
+def _jsonl_jobs(lines: Iterable[tuple[int, str]], skip_bad: bool, warn: IO[str]) -> Iterator[QueryJob]:
+    first_line: dict[str, int] = {}
+    for number, raw in lines:
         text = raw.strip()
         if not text:
             continue
@@ -67,25 +90,46 @@ def read_jsonl_jobs(lines: Iterator[str] | IO[str], *, skip_bad: bool, warn: IO[
                 row = json.loads(text)
             except json.JSONDecodeError as exc:
                 raise InputError(number, f"not valid JSON ({exc.msg})") from None
-            yield _parse_job(row, number)
+            job = _parse_job(row, number)
+            if job.qid in first_line:
+                raise InputError(
+                    number, f"qid {job.qid!r} repeats the query of line {first_line[job.qid]}; each qid must "
+                            "appear once (rank a query once, or give the repeats their own qids)",
+                )
+            first_line[job.qid] = number
+            yield job
         except InputError as exc:
             if not skip_bad:
                 raise
             warn.write(f"rerank: warning: skipped {exc}\n")
 
 
+def trec_qids(run: Mapping[str, object], queries: Mapping[str, str], warn: IO[str]) -> list[str]:
+    """The run's queries in qid order that the queries file has; the others are skipped with a note
+    (a queries file may list a subset); none in common is an error."""
+    qids = sorted(run, key=_qid_key)
+    kept = [q for q in qids if q in queries]
+    if not kept:
+        raise InputError(0, f"none of the run's {len(qids)} queries is in the queries file")
+    if len(kept) < len(qids):
+        missing = [q for q in qids if q not in queries]
+        shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+        warn.write(f"rerank: note: {len(missing)} of the run's {len(qids)} queries are not in the queries file "
+                   f"and are skipped ({shown}); ranking {len(kept)}\n")
+    return kept
+
+
 def trec_jobs(
-    run: dict[str, dict[str, float]],
-    queries: dict[str, str],
-    corpus: dict[str, str],
+    qids: Iterable[str],
+    run: Mapping[str, Mapping[str, float]],
+    queries: Mapping[str, str],
+    corpus: Mapping[str, str],
     depth: int,
 ) -> Iterator[QueryJob]:
-    """Jobs from a TREC run: the top ``depth`` documents of each query (trec_eval order) re-ranked."""
+    """Jobs from a TREC run: the top ``depth`` documents of each of ``qids`` (trec_eval order) re-ranked."""
     from .evaluation import rank_docs
 
-    for qid in sorted(run, key=_qid_key):
-        if qid not in queries:
-            raise InputError(0, f"query {qid!r} of the run is not in the queries file")
+    for qid in qids:
         docs = rank_docs(run[qid])
         top = docs[:depth]
         missing = [d for d in top if d not in corpus]
@@ -100,14 +144,73 @@ def _qid_key(qid: str) -> tuple[int, int | str]:
     return (0, int(qid)) if qid.isdigit() else (1, qid)
 
 
-class ResumableOutput:
-    """Appends one block per finished query and records it in ``<out>.progress`` (qid and byte offset).
+@dataclass
+class Selection:
+    """``--qids`` and ``--max-queries``: which queries of the input to rank (None = all), and what was left
+    out, for the notes and errors of :meth:`report`."""
 
-    A rerun truncates the output to the last recorded offset (dropping a block cut off mid-write) and
-    skips the queries already done, so an interrupted run keeps every finished query.
+    qids: frozenset[str] | None = None
+    max_queries: int | None = None
+    found: set[str] = field(default_factory=set)
+    not_named: int = 0
+    stopped: bool = False
+
+    def apply(self, items: Iterable[T], qid: Callable[[T], str]) -> Iterator[T]:
+        for item in items:
+            if self.max_queries is not None and len(self.found) >= self.max_queries:
+                self.stopped = True
+                return
+            if self.qids is not None and qid(item) not in self.qids:
+                self.not_named += 1
+                continue
+            self.found.add(qid(item))
+            yield item
+
+    def report(self, warn: IO[str]) -> None:
+        """Write notes on what was left out; raise :class:`InputError` for ``--qids`` the input lacks."""
+        if self.not_named:
+            warn.write(f"rerank: note: skipped {self.not_named} queries of the input not named by --qids\n")
+        if self.stopped:
+            warn.write(f"rerank: note: stopped after --max-queries {self.max_queries}; "
+                       "the queries after them were not ranked\n")
+        missing = sorted(self.qids - self.found, key=_qid_key) if self.qids and not self.stopped else []
+        if missing:
+            shown = ", ".join(missing[:10]) + (", ..." if len(missing) > 10 else "")
+            raise InputError(0, f"--qids names {len(missing)} queries that are not in the input: {shown}")
+
+
+# --- 2. the record: set-up and progress -----------------------------------------------------------------
+def run_setup(mode: str, models: Sequence[str], options: RankOptions, **extra: Any) -> dict[str, Any]:
+    """The set-up of a run, keyed by command-line flag: every option that changes what is written."""
+    fields = {f"--{k.replace('_', '-')}": v for k, v in dataclasses.asdict(options).items()}
+    setup = {"mode": mode, "--model": list(models), **fields, **{f"--{k.replace('_', '-')}": v
+                                                               for k, v in extra.items()}}
+    return json.loads(json.dumps(setup))  # as it reads back from the progress file
+
+
+class SetupMismatchError(ValueError):
+    """A resume under another set-up than the one recorded; names the differing options."""
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "unset"
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    return json.dumps(value) if isinstance(value, dict) else str(value)
+
+
+class ResumableOutput:
+    """Appends one block per finished query and records it in ``<out>.progress``.
+
+    The progress file's first line is the run's set-up (:func:`run_setup`); each further line a finished
+    qid and the output's byte offset after it. A rerun under the same set-up truncates the output to the
+    last recorded offset (dropping a block cut off mid-write) and skips the queries already done, so an
+    interrupted run keeps every finished query; under another set-up it raises :class:`SetupMismatchError`
+    (``overwrite`` starts afresh).
     """
 
-    def __init__(self, path: Path, *, overwrite: bool = False) -> None:
+    def __init__(self, path: Path, setup: Mapping[str, Any], *, overwrite: bool = False) -> None:
         self.path = path
         self.progress_path = path.with_name(path.name + ".progress")
         self.done: set[str] = set()
@@ -116,16 +219,12 @@ class ResumableOutput:
                 p.unlink(missing_ok=True)
         offset = 0
         if self.progress_path.exists():
-            for line in self.progress_path.read_text(encoding="utf-8").splitlines():
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                    qid, off = str(record["qid"]), int(record["offset"])
-                except (ValueError, KeyError, TypeError):
-                    break  # a progress line cut off mid-write: everything before it is still valid
+            recorded, records = self._read_progress()
+            for qid, off in records:
                 self.done.add(qid)
                 offset = off
+            if recorded != setup and self.done:
+                raise SetupMismatchError(self._mismatch(recorded, setup))
         elif self.path.exists() and self.path.stat().st_size > 0:
             raise FileExistsError(
                 f"{self.path} exists and has no {self.progress_path.name}; use --overwrite to replace it"
@@ -134,7 +233,35 @@ class ResumableOutput:
         self._out = open(self.path, "a+b")  # noqa: SIM115 - closed in close()
         self._out.truncate(offset)
         self._out.seek(offset)
+        if not self.done:  # a new run (or one that finished nothing): record this set-up
+            self.progress_path.write_text(json.dumps({"setup": dict(setup)}) + "\n", encoding="utf-8")
         self._progress = open(self.progress_path, "a", encoding="utf-8")  # noqa: SIM115
+
+    def _read_progress(self) -> tuple[dict[str, Any] | None, list[tuple[str, int]]]:
+        lines = self.progress_path.read_text(encoding="utf-8").splitlines()
+        recorded: dict[str, Any] | None = None
+        records: list[tuple[str, int]] = []
+        for number, line in enumerate(lines):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                if number == 0 and isinstance(record, dict) and "setup" in record:
+                    recorded = dict(record["setup"])
+                    continue
+                records.append((str(record["qid"]), int(record["offset"])))
+            except (ValueError, KeyError, TypeError):
+                break  # a progress line cut off mid-write: everything before it is still valid
+        return recorded, records
+
+    def _mismatch(self, recorded: dict[str, Any] | None, setup: Mapping[str, Any]) -> str:
+        head = f"cannot resume {self.path}: {self.progress_path.name}"
+        advice = "rerun with the recorded options, or use --overwrite to start afresh"
+        if recorded is None:
+            return f"{head} records no set-up (an older rerank wrote it); {advice}"
+        keys = [k for k in dict.fromkeys([*recorded, *setup]) if recorded.get(k) != setup.get(k)]
+        diffs = "; ".join(f"{k} {_show(recorded.get(k))} (now {_show(setup.get(k))})" for k in keys)
+        return f"{head} records {len(self.done)} queries ranked with another set-up: {diffs}; {advice}"
 
     def write(self, qid: str, text: str) -> None:
         self._out.write(text.encode("utf-8"))
@@ -150,11 +277,13 @@ class ResumableOutput:
 
 
 class Progress:
-    """A one-line progress bar on a terminal, plain lines (every few seconds) otherwise."""
+    """A one-line progress bar on a terminal, plain lines (every few seconds) otherwise. ``already``:
+    queries of this run done before (a resume), counted in the line but not in the rates."""
 
-    def __init__(self, stream: IO[str], total: int | None) -> None:
+    def __init__(self, stream: IO[str], total: int | None, already: int = 0) -> None:
         self.stream = stream
         self.total = total
+        self.already = already
         self.tty = stream.isatty()
         self.start = time.monotonic()
         self.last = 0.0
@@ -165,12 +294,13 @@ class Progress:
         self.queries += 1
         self.comparisons += comparisons
         now = time.monotonic()
-        if not self.tty and now - self.last < 5.0 and self.queries != self.total:
+        count = self.already + self.queries
+        if not self.tty and now - self.last < 5.0 and count != self.total:
             return
         self.last = now
         elapsed = max(now - self.start, 1e-9)
         of = f"/{self.total}" if self.total else ""
-        line = (f"queries {self.queries}{of}  {self.queries / elapsed:.2f} q/s  "
+        line = (f"queries {count}{of}  {self.queries / elapsed:.2f} q/s  "
                 f"{self.comparisons / elapsed:,.0f} comparisons/s")
         self.stream.write(f"\r{line}" if self.tty else f"rerank: {line}\n")
         self.stream.flush()
@@ -180,6 +310,7 @@ class Progress:
             self.stream.write("\n")
 
 
+# --- 3. the loop ----------------------------------------------------------------------------------------
 def jsonl_record(job: QueryJob, result: RerankResult) -> str:
     ranking = [{"id": r.id, "score": r.score, "rank": i} for i, r in enumerate(result.results, start=1)]
     return json.dumps({
@@ -199,8 +330,21 @@ def trec_record(job: QueryJob, result: RerankResult, tag: str) -> str:
     return "".join(f"{job.qid} Q0 {d} {rank} {n - rank + 1} {tag}\n" for rank, d in enumerate(ids, start=1))
 
 
+def rank_one(
+    job: QueryJob, models: Sequence[Comparator], options: RankOptions, *, trec_tag: str | None = None,
+    top_n: int | None = None,
+) -> tuple[str, int]:
+    """Rank one job: its output block (a TREC block with ``trec_tag``, else a JSON line) and comparisons."""
+    try:
+        result = rerank(job.query, job.candidates, models, options, top_n=top_n if trec_tag is None else None)
+    except RequestError as exc:
+        raise InputError(0, f"query {job.qid!r}: {exc}") from None
+    text = trec_record(job, result, trec_tag) if trec_tag else jsonl_record(job, result)
+    return text, result.usage.comparisons
+
+
 def rank_jobs(
-    jobs: Iterator[QueryJob],
+    jobs: Iterable[QueryJob],
     models: Sequence[Comparator],
     options: RankOptions,
     output: ResumableOutput,
@@ -208,23 +352,21 @@ def rank_jobs(
     trec_tag: str | None = None,
     top_n: int | None = None,
     total: int | None = None,
-    progress_stream: IO[str] = sys.stderr,
+    already: int = 0,
+    progress_stream: IO[str] | None = None,
 ) -> int:
-    """Rank every job not already in ``output``; returns the number ranked now."""
-    progress = Progress(progress_stream, total)
+    """Rank every job not already in ``output``; returns the number ranked now. ``total`` and ``already``
+    (jobs of ``total`` done before) feed the progress line."""
+    progress = Progress(progress_stream or sys.stderr, total, already)
     ranked = 0
     try:
         for job in jobs:
             if job.qid in output.done:
                 continue
-            try:
-                result = rerank(job.query, job.candidates, models, options, top_n=top_n if trec_tag is None else None)
-            except RequestError as exc:
-                raise InputError(0, f"query {job.qid!r}: {exc}") from None
-            text = trec_record(job, result, trec_tag) if trec_tag else jsonl_record(job, result)
+            text, comparisons = rank_one(job, models, options, trec_tag=trec_tag, top_n=top_n)
             output.write(job.qid, text)
             ranked += 1
-            progress.update(result.usage.comparisons)
+            progress.update(comparisons)
     finally:
         progress.close()
     return ranked

@@ -11,7 +11,7 @@ import difflib
 import json
 import math
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import IO
 
 __all__ = [
@@ -27,13 +27,37 @@ __all__ = [
 PathLike = str | os.PathLike[str]
 
 
+class NotUTF8Error(ValueError):
+    """A text input that is not UTF-8."""
+
+
+def numbered_lines(lines: Iterable[str]) -> Iterator[tuple[int, str]]:
+    """Yield ``(line_number, line)``; :class:`NotUTF8Error` when the text does not decode (text files decode
+    a block at a time, so the error says after which line, not on which)."""
+    lineno = 0
+    try:
+        for lineno, line in enumerate(lines, start=1):
+            yield lineno, line
+    except UnicodeDecodeError as exc:
+        where = f"after line {lineno}" if lineno else "in its first lines"
+        raise NotUTF8Error(f"not UTF-8 text (an invalid byte {where}: {exc.reason})") from None
+
+
+def _numbered(path: PathLike) -> Iterator[tuple[int, str]]:
+    """:func:`numbered_lines` of a UTF-8 file; the error names the file."""
+    with open(path, encoding="utf-8") as f:
+        try:
+            yield from numbered_lines(f)
+        except NotUTF8Error as exc:
+            raise NotUTF8Error(f"{os.fspath(path)}: {exc}") from None
+
+
 def _lines(path: PathLike) -> Iterator[tuple[int, str]]:
     """Yield ``(line_number, stripped_line)`` for the non-blank lines of a UTF-8 text file."""
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            line = line.strip()
-            if line:
-                yield lineno, line
+    for lineno, line in _numbered(path):
+        line = line.strip()
+        if line:
+            yield lineno, line
 
 
 def _error(path: PathLike, lineno: int, message: str) -> ValueError:
@@ -124,18 +148,17 @@ def write_run(
 def read_queries(path: PathLike) -> dict[str, str]:
     """Read ``qid<TAB>text`` lines into ``{qid: text}``; ValueError (file, line) on a malformed line."""
     queries: dict[str, str] = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, raw in enumerate(f, start=1):
-            line = raw.rstrip("\r\n")
-            if not line.strip():
-                continue
-            qid, sep, text = line.partition("\t")
-            qid = qid.strip()
-            if not sep or not qid:
-                raise _error(path, lineno, f"expected 'qid<TAB>text': {line!r}")
-            if qid in queries:
-                raise _error(path, lineno, f"duplicate query id {qid!r}")
-            queries[qid] = text.strip()
+    for lineno, raw in _numbered(path):
+        line = raw.rstrip("\r\n")
+        if not line.strip():
+            continue
+        qid, sep, text = line.partition("\t")
+        qid = qid.strip()
+        if not sep or not qid:
+            raise _error(path, lineno, f"expected 'qid<TAB>text': {line!r}")
+        if qid in queries:
+            raise _error(path, lineno, f"duplicate query id {qid!r}")
+        queries[qid] = text.strip()
     return queries
 
 
