@@ -357,3 +357,76 @@ def test_gpu_path_is_used_when_faiss_sees_a_gpu(tmp_path, embedder, small_index,
     with Index.open(small_index, embedder, gpu=False) as index:
         assert index.device == "cpu"
     assert index_mod.to_gpu(object(), "hnsw") is None  # FAISS has no GPU HNSW
+
+
+# --- checksums of the index files ---------------------------------------------------------------------------
+def _flip_a_byte(path: Path) -> None:
+    """Flip one byte in the middle of the file (same size: the FAISS reader and the row counts see nothing)."""
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_the_manifest_records_checksums_that_opening_verifies(tmp_path, embedder, small_index):
+    import hashlib
+
+    files = IndexManifest.read(small_index).files
+    assert files == {name: hashlib.sha256((small_index / name).read_bytes()).hexdigest()
+                     for name in ("index.faiss", "docs.sqlite")}
+    add_documents(small_index, write_corpus(tmp_path / "more.jsonl", [900, 901]), embedder)
+    after = IndexManifest.read(small_index).files
+    assert after["index.faiss"] == hashlib.sha256((small_index / "index.faiss").read_bytes()).hexdigest()
+    assert after != files
+    with Index.open(small_index, embedder) as index:  # verifies, and passes
+        assert index.count == 52
+
+
+@pytest.mark.parametrize("name", ["index.faiss", "docs.sqlite"])
+def test_a_corrupted_file_is_an_error_unless_verification_is_skipped(tmp_path, embedder, small_index, name):
+    _flip_a_byte(small_index / name)
+    with pytest.raises(CorruptIndexError, match=f"{name} does not match the checksum in manifest.json"):
+        Index.open(small_index, embedder)
+    with pytest.raises(CorruptIndexError, match=f"{name} does not match the checksum"):  # not extended
+        add_documents(small_index, write_corpus(tmp_path / "more.jsonl", [900]), embedder)
+    if name == "index.faiss":  # the flipped byte is in a vector: FAISS reads it, scores change silently
+        Index.open(small_index, embedder, verify=False).close()
+
+
+def test_an_index_without_checksums_opens_with_a_warning(embedder, small_index, caplog):
+    data = json.loads((small_index / "manifest.json").read_text())
+    del data["files"]  # as written before checksums were recorded
+    (small_index / "manifest.json").write_text(json.dumps(data))
+    with caplog.at_level("WARNING", logger="rerank.retrieval"), Index.open(small_index, embedder):
+        pass
+    assert "records no checksums" in caplog.text
+
+
+def test_cli_search_of_a_corrupted_index_fails_with_one_line(tmp_path, embedder, small_index, capsys, monkeypatch):
+    from rerank.cli import main
+
+    monkeypatch.setattr(index_mod, "load_embedding_model", lambda name, store=None: embedder)
+    queries = tmp_path / "q.tsv"
+    queries.write_text("1\tboundary layer flow\n")
+    args = ["index", "search", "--index", str(small_index), "--queries", str(queries), "--k", "3", "--quiet"]
+    _flip_a_byte(small_index / "index.faiss")
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "index.faiss does not match the checksum" in err[0] and "rebuild" in err[0]
+    assert main([*args, "--no-verify"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 3
+
+
+def test_the_server_verifies_its_index_unless_told_not_to(embedder, small_index):
+    import argparse
+
+    from rerank.server.app import open_index
+    from rerank.server.cli import add_serve_arguments, build_config
+
+    _flip_a_byte(small_index / "index.faiss")
+    with pytest.raises(CorruptIndexError, match="index.faiss does not match the checksum"):
+        open_index(str(small_index), {"hash": embedder})
+    open_index(str(small_index), {"hash": embedder}, verify=False).close()
+    parser = argparse.ArgumentParser()
+    add_serve_arguments(parser)
+    assert build_config(parser.parse_args(["--index", str(small_index)])).verify_index is True
+    assert build_config(parser.parse_args(["--index", str(small_index), "--no-verify-index"])).verify_index is False

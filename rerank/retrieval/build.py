@@ -37,7 +37,17 @@ from .index import (
     resolve_params,
     train_index,
 )
-from .manifest import DOCSTORE_FILE, INDEX_FILE, MANIFEST_FILE, CorpusRecord, IndexManifest, ModelRef, now
+from .manifest import (
+    DOCSTORE_FILE,
+    INDEX_FILE,
+    MANIFEST_FILE,
+    CorpusRecord,
+    IndexManifest,
+    ModelRef,
+    checksums,
+    now,
+    verify_files,
+)
 
 log = logging.getLogger("rerank.retrieval")
 
@@ -176,7 +186,7 @@ def _write_folder(
         store = DocStore(folder / DOCSTORE_FILE, create=True)
     with store:
         store.add(rows)
-    manifest.write(folder)
+    replace(manifest, files=checksums(folder)).write(folder)
     _fsync_tree(folder)
 
 
@@ -278,12 +288,17 @@ def add_documents(
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: Progress | None = None,
     store: Any = None,
+    verify: bool = True,
 ) -> BuildReport:
     """Append the documents of ``corpus`` to the index at ``index_dir``.
 
     Ids must be new: a duplicate raises ``DuplicateIdError`` (file, line, id) and nothing is written. ``model``
     None loads the model the manifest names; another model raises ``IndexModelMismatchError``. IVF indexes
-    keep their trained lists (no retraining)."""
+    keep their trained lists (no retraining). ``verify``: check the files against the manifest's checksums
+    first (``CorruptIndexError``), so a corrupted index is not extended and re-checksummed.
+
+    A server that has the index open (``rerank serve --index``) does not see the new documents until it is
+    restarted."""
     index_dir = Path(index_dir)
     IndexManifest.read(index_dir)  # NotAnIndexError before reading a large corpus
     docs = read_documents(corpus, skip_empty=skip_empty)
@@ -293,6 +308,8 @@ def add_documents(
         model = _resolve_model(model if model is not None else manifest.model.name, store)
         ref = ModelRef.from_model(model)
         manifest.model.check_serves(ref, str(index_dir))
+        if verify:
+            verify_files(index_dir, manifest)
         with DocStore(index_dir / DOCSTORE_FILE) as current:
             faiss_index = read_faiss(index_dir / INDEX_FILE)
             check_consistent(index_dir, manifest, faiss_index, current)

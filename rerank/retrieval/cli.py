@@ -106,7 +106,7 @@ def cmd_add(args: argparse.Namespace) -> int:
     try:
         report = add_documents(
             args.index, args.corpus, args.model, skip_empty=args.skip_empty, batch_size=args.batch_size,
-            progress=_progress(args, "embedded"), store=args.store,
+            progress=_progress(args, "embedded"), store=args.store, verify=args.verify,
         )
     except (*_errors(), ValueError) as exc:
         return _fail(str(exc), EXIT_BAD_INPUT)
@@ -117,6 +117,7 @@ def cmd_add(args: argparse.Namespace) -> int:
         f"added {report.added:,} documents{skipped} to {report.path}: {report.count:,} in all; "
         f"{report.docs_per_s:,.1f} docs/s"
     )
+    print(f"a server started with --index {report.path} searches the new documents after a restart")
     return EXIT_OK
 
 
@@ -142,7 +143,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             return _fail(f"{', '.join(sorted(bad))} does not apply to a {manifest.index_type} index", EXIT_USAGE)
         queries = read_query_file(args.queries)
         index = Index.open(args.index, args.model, store=args.store, ef_search=args.ef_search,
-                           nprobe=args.nprobe, k_factor=args.k_factor)
+                           nprobe=args.nprobe, k_factor=args.k_factor, verify=args.verify)
         with index:
             progress = _progress(args, "searched", unit="queries")
             qids = list(queries)
@@ -178,6 +179,13 @@ def _fmt_params(params: Any) -> str:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--store", default=None, help="model store folder (default $RERANK_HOME/models)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+def add_verify_argument(p: argparse.ArgumentParser, flag: str = "--no-verify", dest: str = "verify") -> None:
+    """The flag that skips the check of an index's files against the checksums in its manifest."""
+    p.add_argument(flag, dest=dest, action="store_false", default=True,
+                   help="skip checking the index files against the sha256 checksums in its manifest (the "
+                        "check reads every byte once, about 1 s per GB: skip it only for huge indexes)")
 
 
 def add_index_parser(subparsers: Any) -> None:
@@ -216,12 +224,18 @@ def add_index_parser(subparsers: Any) -> None:
     _common(build)
     build.set_defaults(func=cmd_build)
 
-    add = sub.add_parser("add", help="append documents (new ids only) to an index folder")
+    add = sub.add_parser(
+        "add", help="append documents (new ids only) to an index folder",
+        description="Append the documents of a corpus (new ids only) to an index folder, atomically. A server "
+                    "started with `rerank serve --index` on this folder keeps serving the index it opened: "
+                    "restart it to search the new documents.",
+    )
     add.add_argument("--index", required=True, help="index folder")
     add.add_argument("--corpus", required=True, help="corpus JSON lines with the new documents")
     add.add_argument("--model", default=None, help="bi-encoder (default: the one the index names)")
     add.add_argument("--skip-empty", action="store_true", help="leave out documents with empty text")
     add.add_argument("--batch-size", type=_positive, default=256, help="texts per embedding call")
+    add_verify_argument(add)
     _common(add)
     add.set_defaults(func=cmd_add)
 
@@ -237,5 +251,6 @@ def add_index_parser(subparsers: Any) -> None:
     search.add_argument("--k-factor", dest="k_factor", type=_positive, default=None,
                         help="ivfpq: exact re-scoring factor")
     search.add_argument("--batch-size", type=_positive, default=256, help="queries per search call")
+    add_verify_argument(search)
     _common(search)
     search.set_defaults(func=cmd_search)

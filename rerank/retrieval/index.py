@@ -35,9 +35,11 @@ import numpy as np
 
 from .docstore import DocStore, StoredDoc
 from .errors import CorruptIndexError, DimensionMismatchError, IndexClosedError, RetrievalError
-from .manifest import DOCSTORE_FILE, INDEX_FILE, IndexManifest, ModelRef
+from .manifest import DOCSTORE_FILE, INDEX_FILE, IndexManifest, ModelRef, verify_files
 
 log = logging.getLogger("rerank.retrieval")
+# FAISS logs at INFO which CPU build it loads and that a faster one is missing: noise on every first run
+logging.getLogger("faiss.loader").setLevel(logging.WARNING)
 
 INDEX_TYPES = ("flat", "hnsw", "ivf", "ivfpq")
 MIN_DOCS = {"flat": 1, "hnsw": 1, "ivf": 1, "ivfpq": 1000}
@@ -266,11 +268,13 @@ class Index:
         ef_search: int | None = None,
         nprobe: int | None = None,
         k_factor: int | None = None,
+        verify: bool = True,
     ) -> Index:
         """Open ``path``: check the manifest, the FAISS index and the document store agree, and that ``model``
         (a loaded bi-encoder, a name, or None for the manifest's model) is the one the index was embedded
-        with (``IndexModelMismatchError`` otherwise). ``gpu``: None = GPU when FAISS sees one; search
-        parameter overrides become the defaults of this opened index."""
+        with (``IndexModelMismatchError`` otherwise). ``verify``: check the files against the manifest's
+        checksums (``CorruptIndexError``; reads every byte once, so huge indexes may skip it). ``gpu``:
+        None = GPU when FAISS sees one; search parameter overrides become the defaults of this opened index."""
         path = Path(path)
         manifest = IndexManifest.read(path)
         if manifest.index_type not in INDEX_TYPES:
@@ -278,6 +282,8 @@ class Index:
         if model is None or isinstance(model, str):
             model = load_embedding_model(model or manifest.model.name, store)
         manifest.model.check_serves(ModelRef.from_model(model), str(path))
+        if verify:
+            verify_files(path, manifest)
         faiss_index = read_faiss(path / INDEX_FILE)
         docstore = DocStore(path / DOCSTORE_FILE)
         try:

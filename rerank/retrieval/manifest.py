@@ -2,13 +2,17 @@
 
 Layout of an index folder::
 
-    manifest.json   this file (format ``rerank-index``)
+    manifest.json   this file (format ``rerank-index``); ``files`` holds the sha256 of the two files below
     index.faiss     the FAISS index (CPU form; inner product on L2-normalised vectors), row i = docstore row i
     docs.sqlite     the document store: row -> id, text, metadata (see ``docstore.py``)
+
+Opening an index verifies the two files against ``files`` once (:func:`verify_files`; about 1 s per GB, so
+huge indexes may skip it: ``--no-verify``), so a corrupted file is an error, not garbage scores.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -18,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .errors import DimensionMismatchError, IndexModelMismatchError, NotAnIndexError
+from .errors import CorruptIndexError, DimensionMismatchError, IndexModelMismatchError, NotAnIndexError
 
 log = logging.getLogger("rerank.retrieval")
 
@@ -147,6 +151,7 @@ class IndexManifest:
     created: str = field(default_factory=now)
     updated: str = field(default_factory=now)
     versions: Mapping[str, str] = field(default_factory=dict)
+    files: Mapping[str, str] = field(default_factory=dict)  # file name -> sha256 (empty: an older index)
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
 
@@ -165,6 +170,7 @@ class IndexManifest:
             "created": self.created,
             "updated": self.updated,
             "versions": dict(self.versions),
+            "files": dict(self.files),
         }
 
     @classmethod
@@ -190,6 +196,7 @@ class IndexManifest:
             created=str(data.get("created", "")),
             updated=str(data.get("updated", "")),
             versions=dict(data.get("versions") or {}),
+            files={str(k): str(v) for k, v in (data.get("files") or {}).items()},
             format=str(data.get("format", "")),
             format_version=int(data.get("format_version", FORMAT_VERSION)),
         )
@@ -225,3 +232,36 @@ class IndexManifest:
                 f"{folder}: index format {manifest.format_version} is newer than this code ({FORMAT_VERSION})"
             )
         return manifest
+
+
+def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def checksums(folder: Path) -> dict[str, str]:
+    """sha256 of the index's data files, for ``IndexManifest.files``."""
+    return {name: sha256_file(folder / name) for name in (INDEX_FILE, DOCSTORE_FILE)}
+
+
+def verify_files(folder: Path, manifest: IndexManifest) -> None:
+    """``CorruptIndexError`` unless the data files match the checksums the manifest records (an index
+    written before checksums were recorded is opened with a warning)."""
+    if not manifest.files:
+        log.warning("index %s records no checksums (written by an older rerank): its files are not verified; "
+                    "rebuild it to add them", folder)
+        return
+    for name, recorded in sorted(manifest.files.items()):
+        path = folder / name
+        if not path.is_file():
+            raise CorruptIndexError(f"index {folder}: {name} is missing")
+        actual = sha256_file(path)
+        if actual != recorded:
+            raise CorruptIndexError(
+                f"index {folder}: {name} does not match the checksum in {MANIFEST_FILE} (sha256 {actual[:12]}…, "
+                f"recorded {recorded[:12]}…): the file is corrupted or was changed outside rerank; rebuild the "
+                "index or restore the folder"
+            )

@@ -3,7 +3,9 @@ server (Reranker, Health, reflection), TLS, token auth, metrics, and graceful sh
 
 from __future__ import annotations
 
+import errno
 import logging
+import socket
 import threading
 import time
 from collections.abc import Mapping
@@ -74,10 +76,12 @@ def _batch_independent_variant(store: Any, name: str, model: Any) -> str | None:
     return None
 
 
-def open_index(path: str, models: Mapping[str, Any]) -> Any:
+def open_index(path: str, models: Mapping[str, Any], verify: bool = True) -> Any:
     """Open the index folder ``path`` for RetrieveAndRerank, embedding queries with the served model the
     index was built with. Raises ``RetrievalError`` (``IndexModelMismatchError`` when this server does not
-    serve that model, or serves other weights under its name)."""
+    serve that model, or serves other weights under its name; ``CorruptIndexError`` when ``verify`` finds
+    a file that does not match its checksum). The index is opened once: documents added later
+    (``rerank index add``) are searched after a restart."""
     from ..retrieval import Index, IndexManifest, IndexModelMismatchError
 
     manifest = IndexManifest.read(path)
@@ -87,10 +91,28 @@ def open_index(path: str, models: Mapping[str, Any]) -> Any:
             f"index {path} was embedded with model {name!r}, which this server does not serve "
             f"(serving: {', '.join(models)}); add --model {name} or rebuild the index with a served model"
         )
-    index = Index.open(path, model=models[name])
+    index = Index.open(path, model=models[name], verify=verify)
     log.info("index %s: %s %s documents (%d-d, model %s, %s)", path, f"{index.count:,}", index.index_type,
              index.dim, name, index.device)  # fmt: skip
     return index
+
+
+def why_not_bound(host: str, port: int) -> str:
+    """Why ``host:port`` cannot be listened on, in words a user can act on (after gRPC failed to bind)."""
+    try:
+        infos = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        return f"cannot resolve {host!r} ({exc.strerror or exc}); give an address of this machine with --host"
+    family, kind, proto, _, address = infos[0]
+    try:
+        with socket.socket(family, kind, proto) as probe:
+            probe.bind(address)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            return (f"port {port} is taken (another server, e.g. `make serve`, is listening on it); choose "
+                    "another with --port N, or --port 0 for a free one")
+        return f"{exc.strerror or exc}; check --host and --port"
+    return "gRPC could not bind it; check --host and --port"
 
 
 def warm_up(model: Any) -> float:
@@ -138,7 +160,7 @@ class RerankServer:
             self.schedulers[name] = scheduler
             served[name] = ServedModel.wrap(name, model, scheduler)
         self.default_model = next(iter(raw))
-        self.index = open_index(self.config.index, raw) if self.config.index else None
+        self.index = open_index(self.config.index, raw, self.config.verify_index) if self.config.index else None
         try:
             self.pb2, self.pb2_grpc = _proto.load()
             self.service = RerankerService(
@@ -197,12 +219,16 @@ class RerankServer:
             self.metrics_port = self.metrics.serve(c.metrics_port, c.metrics_host)
         server = self._build()
         target = f"{c.host}:{c.port}"
-        if c.tls_cert and c.tls_key:
-            port = server.add_secure_port(target, server_credentials(c.tls_cert, c.tls_key))
-        else:
-            port = server.add_insecure_port(target)
+        try:
+            if c.tls_cert and c.tls_key:
+                port = server.add_secure_port(target, server_credentials(c.tls_cert, c.tls_key))
+            else:
+                port = server.add_insecure_port(target)
+        except RuntimeError:  # grpcio >= 1.59 raises where older ones returned 0
+            port = 0
         if port == 0:
-            raise OSError(f"cannot listen on {target}")
+            self.stop(grace=0.0)
+            raise OSError(f"cannot listen on {target}: {why_not_bound(c.host, c.port)}")
         server.start()
         self._server = server
         self.port = port

@@ -32,7 +32,17 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--index",
         default=None,
         metavar="DIR",
-        help="index folder (rerank index build) for RetrieveAndRerank; its embedding model must be served",
+        help="index folder (rerank index build) for RetrieveAndRerank; its embedding model must be served. "
+        "It is opened once at start-up: restart the server to search documents added later with "
+        "`rerank index add`",
+    )
+    parser.add_argument(
+        "--no-verify-index",
+        dest="verify_index",
+        action="store_false",
+        default=None,
+        help="skip checking the --index files against the sha256 checksums in its manifest at start-up "
+        "(the check reads every byte once, about 1 s per GB: skip it only for huge indexes)",
     )
     parser.add_argument("--store", default=None, help="model store folder (default $RERANK_HOME/models)")
     parser.add_argument(
@@ -134,6 +144,7 @@ def build_config(args: argparse.Namespace) -> Any:
             "tls_key",
             "warmup",
             "index",
+            "verify_index",
         )
     }
     if args.model:

@@ -51,6 +51,8 @@ class ServerConfig:
     warmup: bool = True
     # an index folder (`rerank index build`) searched by RetrieveAndRerank; its embedding model must be served
     index: str | None = None
+    # check the index files against the checksums in its manifest when opening it (huge indexes may skip it)
+    verify_index: bool = True
 
     def __post_init__(self) -> None:
         positive = (
