@@ -12,7 +12,6 @@ huge indexes may skip it: ``--no-verify``), so a corrupted file is an error, not
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -234,16 +233,10 @@ class IndexManifest:
         return manifest
 
 
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def checksums(folder: Path) -> dict[str, str]:
     """sha256 of the index's data files, for ``IndexManifest.files``."""
+    from rerank.models.manifest import sha256_file
+
     return {name: sha256_file(folder / name) for name in (INDEX_FILE, DOCSTORE_FILE)}
 
 
@@ -254,6 +247,8 @@ def verify_files(folder: Path, manifest: IndexManifest) -> None:
         log.warning("index %s records no checksums (written by an older rerank): its files are not verified; "
                     "rebuild it to add them", folder)
         return
+    from rerank.models.manifest import sha256_file
+
     for name, recorded in sorted(manifest.files.items()):
         path = folder / name
         if not path.is_file():
