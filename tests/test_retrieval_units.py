@@ -423,7 +423,7 @@ def test_the_server_verifies_its_index_unless_told_not_to(embedder, small_index)
     from rerank.server.cli import add_serve_arguments, build_config
 
     _flip_a_byte(small_index / "index.faiss")
-    with pytest.raises(CorruptIndexError, match="index.faiss does not match the checksum"):
+    with pytest.raises(CorruptIndexError, match=r"index\.faiss does not match the checksum"):
         open_index(str(small_index), {"hash": embedder})
     open_index(str(small_index), {"hash": embedder}, verify=False).close()
     parser = argparse.ArgumentParser()
