@@ -43,3 +43,13 @@ def test_help_describes_the_command_and_every_option(path, parser, capsys) -> No
     for action in parser._actions:
         for flag in action.option_strings:
             assert flag in text
+
+
+@pytest.mark.parametrize(("path", "phrase"), [
+    (("serve",), "restart the server to search documents added later with `rerank index add`"),
+    (("index", "add"), "`rerank serve --index` on this folder keeps serving the index it opened: restart it"),
+])
+def test_help_says_a_server_needs_a_restart_to_see_added_documents(path, phrase, capsys) -> None:
+    with pytest.raises(SystemExit):
+        main([*path, "--help"])
+    assert phrase in " ".join(capsys.readouterr().out.split())

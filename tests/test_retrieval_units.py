@@ -430,3 +430,14 @@ def test_the_server_verifies_its_index_unless_told_not_to(embedder, small_index)
     add_serve_arguments(parser)
     assert build_config(parser.parse_args(["--index", str(small_index)])).verify_index is True
     assert build_config(parser.parse_args(["--index", str(small_index), "--no-verify-index"])).verify_index is False
+
+
+def test_faiss_loader_info_lines_are_quiet():
+    import subprocess
+    import sys
+
+    code = ("import logging; logging.basicConfig(level=logging.INFO); "
+            "from rerank.retrieval import index; index._faiss(); logging.getLogger('rerank').info('ready')")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "INFO:rerank:ready" in proc.stderr  # INFO reaches the log ...
+    assert "faiss.loader" not in proc.stderr  # ... but not FAISS's loader notes
