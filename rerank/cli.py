@@ -214,9 +214,9 @@ def cmd_rank(args: argparse.Namespace) -> int:
     if unreadable:
         return _fail(unreadable, EXIT_BAD_INPUT)
     if trec_mode:
-        setup = run_setup("trec", specs, options, depth=args.depth, tag=args.tag)
+        setup = run_setup("trec", specs, options, batch_size=args.batch_size, depth=args.depth, tag=args.tag)
     else:
-        setup = run_setup("jsonl", specs, options, top_n=args.top_n)
+        setup = run_setup("jsonl", specs, options, batch_size=args.batch_size, top_n=args.top_n)
     try:
         validate_options(options, 10)
         trec = None

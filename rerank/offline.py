@@ -192,6 +192,11 @@ class SetupMismatchError(ValueError):
     """A resume under another set-up than the one recorded; names the differing options."""
 
 
+def _differences(recorded: Mapping[str, Any], setup: Mapping[str, Any]) -> list[str]:
+    """The options whose values differ (an option one side lacks counts as unset)."""
+    return [k for k in dict.fromkeys([*recorded, *setup]) if recorded.get(k) != setup.get(k)]
+
+
 def _show(value: Any) -> str:
     if value is None:
         return "unset"
@@ -223,7 +228,7 @@ class ResumableOutput:
             for qid, off in records:
                 self.done.add(qid)
                 offset = off
-            if recorded != setup and self.done:
+            if self.done and (recorded is None or _differences(recorded, setup)):
                 raise SetupMismatchError(self._mismatch(recorded, setup))
         elif self.path.exists() and self.path.stat().st_size > 0:
             raise FileExistsError(
@@ -259,8 +264,8 @@ class ResumableOutput:
         advice = "rerun with the recorded options, or use --overwrite to start afresh"
         if recorded is None:
             return f"{head} records no set-up (an older rerank wrote it); {advice}"
-        keys = [k for k in dict.fromkeys([*recorded, *setup]) if recorded.get(k) != setup.get(k)]
-        diffs = "; ".join(f"{k} {_show(recorded.get(k))} (now {_show(setup.get(k))})" for k in keys)
+        diffs = "; ".join(f"{k} {_show(recorded.get(k))} (now {_show(setup.get(k))})"
+                          for k in _differences(recorded, setup))
         return f"{head} records {len(self.done)} queries ranked with another set-up: {diffs}; {advice}"
 
     def write(self, qid: str, text: str) -> None:

@@ -202,3 +202,15 @@ def test_a_file_that_is_not_utf8_is_named(collection, tmp_path: Path, capsys, na
     assert main(jsonl_args(collection, tmp_path / "out.jsonl")) == 1
     (line,) = errors(capsys.readouterr().err)
     assert f"{path}: not UTF-8 text (an invalid byte " in line
+
+
+def test_an_option_the_record_lacks_counts_as_unset(collection, tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    assert main([*jsonl_args(collection, out), "--max-queries", "1"]) == 0
+    progress = tmp_path / "out.jsonl.progress"
+    lines = progress.read_text().splitlines()
+    record = json.loads(lines[0])
+    del record["setup"]["--both-orders"]  # as a rerank before that option existed recorded it (unset)
+    progress.write_text("\n".join([json.dumps(record), *lines[1:]]) + "\n")
+    assert main(jsonl_args(collection, out)) == 0
+    assert qids_of(out) == ["1", "2", "3"]
