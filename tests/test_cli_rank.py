@@ -81,9 +81,11 @@ def test_a_block_cut_off_mid_write_is_dropped_on_resume(tmp_path: Path, data_dir
     first = run(args, tmp_path)
     assert first.returncode == 0, first.stderr
     full = out.read_text()
-    # simulate a crash: the progress file forgets the last query and half a block is left behind
+    # simulate a crash: the progress file (the set-up, then one line per query) forgets the last query and
+    # half a block is left behind
     progress = (out.parent / (out.name + ".progress")).read_text().splitlines()
-    (out.parent / (out.name + ".progress")).write_text("\n".join(progress[:2]) + "\n")
+    assert len(progress) == 4 and "setup" in json.loads(progress[0])
+    (out.parent / (out.name + ".progress")).write_text("\n".join(progress[:3]) + "\n")
     with out.open("a") as handle:
         handle.write("garbage line that must disappear\n")
     second = run(args, tmp_path)
