@@ -13,7 +13,7 @@ from typing import IO, NoReturn
 from . import __version__
 from .aggregation.registry import names
 from .comparison_io import InputError, read_comparison_groups
-from .files import write_text_atomic
+from .files import first_unreadable, write_text_atomic
 from .pipeline import RankOptions, RequestError, aggregate_group
 from .retrieval.cli import add_index_parser
 from .server.cli import add_bench_load_arguments, add_serve_arguments, run_bench_load, run_serve
@@ -162,19 +162,6 @@ def add_ranking_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _unreadable(flags: Sequence[tuple[str, str | None]]) -> str | None:
-    """The first of ``(flag, path)`` whose file cannot be opened, as a message naming the flag; else None."""
-    for flag, path in flags:
-        if path is None or path == "-":
-            continue
-        try:
-            with open(path, "rb"):
-                pass
-        except OSError as exc:
-            return f"cannot read {flag} {path!r}: {exc.strerror or exc}"
-    return None
-
-
 def _rank_usage(args: argparse.Namespace) -> str | None:
     """A usage error of ``rank`` (options that do not fit together or are out of range), or None."""
     trec_mode = args.run is not None
@@ -209,7 +196,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
     specs = args.model or ["minilm"]
     qids = _names_list(args.qids) if args.qids else None
     selection = Selection(frozenset(qids) if qids else None, args.max_queries)
-    unreadable = _unreadable([("--input", args.input), ("--run", args.run), ("--corpus", args.corpus),
+    unreadable = first_unreadable([("--input", args.input), ("--run", args.run), ("--corpus", args.corpus),
                               ("--queries", args.queries), ("--qrels", args.qrels)])
     if unreadable:
         return _fail(unreadable, EXIT_BAD_INPUT)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+from collections.abc import Sequence
 
 
 def write_text_atomic(path: str, text: str) -> None:
@@ -23,3 +24,17 @@ def write_text_atomic(path: str, text: str) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def first_unreadable(flags: Sequence[tuple[str, str | None]]) -> str | None:
+    """The first of ``(flag, path)`` whose file cannot be opened, as a message naming the flag; else None
+    (``None`` and ``-`` for stdin are skipped)."""
+    for flag, path in flags:
+        if path is None or path == "-":
+            continue
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            return f"cannot read {flag} {path!r}: {exc.strerror or exc}"
+    return None

@@ -323,7 +323,8 @@ def test_module_entry_point_errors(tmp_path):
                           str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "idx")],
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 1
-    assert run.stderr == f"rerank: error: corpus file {tmp_path / 'missing.jsonl'} not found\n"
+    missing = tmp_path / "missing.jsonl"
+    assert run.stderr == f"rerank: error: cannot read --corpus '{missing}': No such file or directory\n"
     run = subprocess.run([sys.executable, "-m", "rerank.retrieval", "index", "build", "--corpus", "x"],
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 2 and run.stderr.startswith("rerank: error: ") and run.stderr.count("\n") == 1

@@ -441,3 +441,15 @@ def test_faiss_loader_info_lines_are_quiet():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "INFO:rerank:ready" in proc.stderr  # INFO reaches the log ...
     assert "faiss.loader" not in proc.stderr  # ... but not FAISS's loader notes
+
+
+@pytest.mark.parametrize(("command", "flag"), [("build", "--corpus"), ("add", "--corpus"), ("search", "--queries")])
+def test_cli_a_missing_file_names_its_flag(tmp_path, small_index, capsys, command, flag):
+    from rerank.cli import main
+
+    absent = tmp_path / "absent"
+    args = {"build": ["--corpus", str(absent), "--out", str(tmp_path / "new.idx")],
+            "add": ["--index", str(small_index), "--corpus", str(absent)],
+            "search": ["--index", str(small_index), "--queries", str(absent)]}[command]
+    assert main(["index", command, *args]) == 1
+    assert capsys.readouterr().err == f"rerank: error: cannot read {flag} '{absent}': No such file or directory\n"

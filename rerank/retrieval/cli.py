@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..files import write_text_atomic
+from ..files import first_unreadable, write_text_atomic
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 1
@@ -79,6 +79,9 @@ def cmd_build(args: argparse.Namespace) -> int:
     params, usage = _param_args(args, args.index)
     if usage:
         return _fail(usage, EXIT_USAGE)
+    unreadable = first_unreadable([("--corpus", args.corpus)])
+    if unreadable:
+        return _fail(unreadable, EXIT_BAD_INPUT)
     try:
         report = build_index(
             args.corpus, args.out, args.model, index_type=args.index, params=params, skip_empty=args.skip_empty,
@@ -102,6 +105,10 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def cmd_add(args: argparse.Namespace) -> int:
     from .build import add_documents
+
+    unreadable = first_unreadable([("--corpus", args.corpus)])
+    if unreadable:
+        return _fail(unreadable, EXIT_BAD_INPUT)
 
     try:
         report = add_documents(
@@ -134,6 +141,9 @@ def cmd_search(args: argparse.Namespace) -> int:
         return _fail(f"--tag must be non-empty without whitespace, got {args.tag!r}", EXIT_USAGE)
     if args.output != "-" and Path(args.output).is_dir():
         return _fail(f"--output {args.output} is a folder", EXIT_BAD_INPUT)
+    unreadable = first_unreadable([("--queries", args.queries)])
+    if unreadable:
+        return _fail(unreadable, EXIT_BAD_INPUT)
     try:
         manifest = IndexManifest.read(args.index)
         overrides = {"efSearch": args.ef_search, "nprobe": args.nprobe, "k_factor": args.k_factor}
