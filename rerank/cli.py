@@ -155,7 +155,8 @@ def add_ranking_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--both-orders", action=argparse.BooleanOptionalAction, default=None,
                         help="ask both orders of each pair (default: the sampler's own choice)")
     parser.add_argument("--prior-weight", type=float, default=0.0, help="first-stage prior weight (default 0)")
-    parser.add_argument("--top-n", type=int, default=None, help="keep the best N per query (JSON-lines mode)")
+    parser.add_argument("--top-n", type=int, default=None,
+                        help="JSON-lines mode: keep the best N of each query (default, or 0: all)")
     parser.add_argument("--seed", type=int, default=0, help="seed of randomised samplers and aggregators (default 0)")
     parser.add_argument(
         "--batch-size", type=int, default=None, help="max sequences per model batch (default by device: CPU 1, CUDA 64)"
