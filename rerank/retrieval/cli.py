@@ -195,7 +195,8 @@ def add_verify_argument(p: argparse.ArgumentParser, flag: str = "--no-verify", d
     """The flag that skips the check of an index's files against the checksums in its manifest."""
     p.add_argument(flag, dest=dest, action="store_false", default=True,
                    help="skip checking the index files against the sha256 checksums in its manifest (the "
-                        "check reads every byte once, about 1 s per GB: skip it only for huge indexes)")
+                        "check hashes every byte once, about as long as reading the index: skip it only for "
+                        "huge indexes)")
 
 
 def add_index_parser(subparsers: Any) -> None:

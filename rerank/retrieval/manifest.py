@@ -6,8 +6,9 @@ Layout of an index folder::
     index.faiss     the FAISS index (CPU form; inner product on L2-normalised vectors), row i = docstore row i
     docs.sqlite     the document store: row -> id, text, metadata (see ``docstore.py``)
 
-Opening an index verifies the two files against ``files`` once (:func:`verify_files`; about 1 s per GB, so
-huge indexes may skip it: ``--no-verify``), so a corrupted file is an error, not garbage scores.
+Opening an index verifies the two files against ``files`` once (:func:`verify_files`), so a corrupted file is
+an error, not garbage scores. The check costs about as much as reading the index (bench/index_verify_bench.py:
+2.4 s for 810 MB against 3.0 s for the rest of opening), so huge indexes may skip it (``--no-verify``).
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_false",
         default=None,
         help="skip checking the --index files against the sha256 checksums in its manifest at start-up "
-        "(the check reads every byte once, about 1 s per GB: skip it only for huge indexes)",
+        "(the check hashes every byte once, about as long as reading the index: skip it only for huge indexes)",
     )
     parser.add_argument("--store", default=None, help="model store folder (default $RERANK_HOME/models)")
     parser.add_argument(
