@@ -113,9 +113,8 @@ def trec_qids(run: Mapping[str, object], queries: Mapping[str, str], warn: IO[st
         raise InputError(0, f"none of the run's {len(qids)} queries is in the queries file")
     if len(kept) < len(qids):
         missing = [q for q in qids if q not in queries]
-        shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
         warn.write(f"rerank: note: {len(missing)} of the run's {len(qids)} queries are not in the queries file "
-                   f"and are skipped ({shown}); ranking {len(kept)}\n")
+                   f"and are skipped ({_some(missing, 5)}); ranking {len(kept)}\n")
     return kept
 
 
@@ -142,6 +141,10 @@ def trec_jobs(
 
 def _qid_key(qid: str) -> tuple[int, int | str]:
     return (0, int(qid)) if qid.isdigit() else (1, qid)
+
+
+def _some(qids: Sequence[str], n: int) -> str:
+    return ", ".join(qids[:n]) + (", ..." if len(qids) > n else "")
 
 
 @dataclass
@@ -175,17 +178,15 @@ class Selection:
                        "the queries after them were not ranked\n")
         missing = sorted(self.qids - self.found, key=_qid_key) if self.qids and not self.stopped else []
         if missing:
-            shown = ", ".join(missing[:10]) + (", ..." if len(missing) > 10 else "")
-            raise InputError(0, f"--qids names {len(missing)} queries that are not in the input: {shown}")
+            raise InputError(0, f"--qids names {len(missing)} queries that are not in the input: {_some(missing, 10)}")
 
 
 # --- 2. the record: set-up and progress -----------------------------------------------------------------
 def run_setup(mode: str, models: Sequence[str], options: RankOptions, **extra: Any) -> dict[str, Any]:
     """The set-up of a run, keyed by command-line flag: every option that changes what is written."""
-    fields = {f"--{k.replace('_', '-')}": v for k, v in dataclasses.asdict(options).items()}
-    setup = {"mode": mode, "--model": list(models), **fields, **{f"--{k.replace('_', '-')}": v
-                                                               for k, v in extra.items()}}
-    return json.loads(json.dumps(setup))  # as it reads back from the progress file
+    values = {**dataclasses.asdict(options), **extra}
+    flags = {f"--{name.replace('_', '-')}": value for name, value in values.items()}
+    return json.loads(json.dumps({"mode": mode, "--model": list(models), **flags}))  # as read back from disk
 
 
 class SetupMismatchError(ValueError):
