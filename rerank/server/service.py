@@ -1,7 +1,8 @@
 """The ``rerank.v1.Reranker`` servicer: parse and check a request, run :func:`rerank.pipeline.rerank` over
 the batching schedulers, format the answer, and map every failure to a precise status.
 
-Statuses (one table for both faces, :mod:`.errors`): bad input -> INVALID_ARGUMENT naming the field (also in the ``rerank-field`` trailing metadata);
+Statuses (one table for both faces, :mod:`.errors`): bad input -> INVALID_ARGUMENT naming the field (also
+in the ``rerank-field`` trailing metadata);
 over ``max_candidates`` (candidates, or k of RetrieveAndRerank) or a full queue -> RESOURCE_EXHAUSTED with the
 limit; the caller's deadline passed (without a time budget) -> DEADLINE_EXCEEDED; RetrieveAndRerank on a
 server without an index -> FAILED_PRECONDITION; shutting down -> UNAVAILABLE. The servicer keeps no
