@@ -316,9 +316,7 @@ class HttpFace:
             return list(body.models), False
         return ([body.model] if body.model else []), True
 
-    def _rerank_message(
-        self, body: Any, texts: Sequence[str], models: list[str], top_n: int, score_format: int
-    ) -> Any:
+    def _rerank_message(self, body: Any, texts: Sequence[str], models: list[str], top_n: int, score_format: int) -> Any:
         pb2 = self.pb2
         message = pb2.RerankRequest(query=body.query, top_n=top_n, models=models, score_format=score_format)
         add = message.candidates.add
@@ -334,9 +332,7 @@ class HttpFace:
             models, single = self._models(body)
             texts = [_document_text(d, i, body.rank_fields) for i, d in enumerate(body.documents)]
             warnings = self._token_warnings(body, models)
-            message = self._rerank_message(
-                body, texts, models, body.top_n or 0, self.pb2.SCORE_FORMAT_NORMALIZED
-            )
+            message = self._rerank_message(body, texts, models, body.top_n or 0, self.pb2.SCORE_FORMAT_NORMALIZED)
         except RequestError as exc:
             raise ServiceError(INVALID_ARGUMENT, str(exc), exc.field) from None
         response = await self._run(request, "Rerank", message, "documents", single)
@@ -355,9 +351,7 @@ class HttpFace:
         }
         if warnings:
             meta["warnings"] = warnings
-        return JSONResponse(
-            {"id": str(uuid.uuid4()), "results": results, "meta": meta}, headers=_timing(request)
-        )
+        return JSONResponse({"id": str(uuid.uuid4()), "results": results, "meta": meta}, headers=_timing(request))
 
     def _token_warnings(self, body: Any, models: list[str]) -> list[str]:
         """``max_tokens_per_doc`` below a model's passage budget cannot be honoured: refuse it (the model
