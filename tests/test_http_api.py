@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -250,3 +251,38 @@ def test_http_and_grpc_comparisons_share_one_scheduler() -> None:
         assert model.batch_sizes == [40]
         merged = srv.metrics.registry.get_sample_value("rerank_batch_requests_sum", {"model": "fake"})
         assert merged == 2
+
+
+def test_serve_http_port_answers_then_drains_on_sigterm(minilm_store) -> None:
+    """`rerank serve --http-port 0`: both faces up; on SIGTERM /ready turns 503 first (drain), then exit 0."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    cmd = [
+        sys.executable, "-m", "rerank.server", "serve", "--port", "0", "--http-port", "0",
+        "--store", str(minilm_store.root), "--drain", "2", "--no-warmup", "--log-level", "WARNING",
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=os.environ)
+    try:
+        words = proc.stdout.readline().split()
+        assert words[:3] == ["rerank:", "serving", "on"] and words[-2] == "http", words
+        base = f"http://{words[-1]}"
+        reply = httpx.post(f"{base}/v2/rerank", json={"query": "plants", "documents": ["a tree", "a car"]}, timeout=60)
+        assert reply.status_code == 200 and reply.json()["meta"]["models"] == ["minilm"]
+        with RerankClient(words[3], timeout=60) as c:
+            assert len(c.rerank("plants", ["a tree", "a car"]).results) == 2
+        assert httpx.get(f"{base}/ready", timeout=5).status_code == 200
+        proc.send_signal(signal.SIGTERM)
+        statuses = set()
+        end = time.monotonic() + 10
+        while 503 not in statuses and time.monotonic() < end:
+            statuses.add(httpx.get(f"{base}/ready", timeout=5).status_code)
+        assert 503 in statuses and httpx.get(f"{base}/health", timeout=5).status_code == 200
+        assert proc.wait(60) == 0
+        assert proc.stdout.readline().strip() == "rerank: stopped"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
