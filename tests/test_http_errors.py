@@ -13,6 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 import httpx
 import pytest
+from test_server_errors import _wait_for
+from test_server_tls_auth import _self_signed
 
 from rerank.client import RerankClient
 from rerank.models.errors import EmptyTextError, ModelError, TextTooLongError
@@ -269,8 +271,6 @@ def test_a_disconnected_client_is_dropped_from_the_queue() -> None:
 
 # --- 401 and TLS --------------------------------------------------------------------------------------
 def test_bearer_token_and_tls(tmp_path) -> None:
-    from test_server_tls_auth import _self_signed
-
     cert, key = _self_signed(tmp_path)
     config = ServerConfig(
         port=0, http_port=0, tls_cert=str(cert), tls_key=str(key), auth_token=TOKEN, max_wait_ms=0.0, warmup=False
@@ -322,11 +322,3 @@ def test_stop_drains_ready_first_then_finishes_in_flight_requests() -> None:
             httpx.get(f"{base}/health", timeout=2)
     finally:
         srv.stop(grace=0)
-
-
-def _wait_for(cond, timeout: float = 10.0) -> None:
-    end = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > end:
-            raise AssertionError("condition not reached")
-        time.sleep(0.01)

@@ -36,7 +36,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..pipeline import RequestError
-from .errors import INVALID_ARGUMENT, OVERLOADED, ServiceError
+from .errors import INVALID_ARGUMENT, OVERLOADED, ServiceError, status_of
 from .http_schema import ErrorBody, Schemas, TeiRank, message_dict, set_fields, to_message
 from .service import RerankerService
 
@@ -206,6 +206,11 @@ class HttpFace:
         async def on_service_error(_request: Request, exc: ServiceError) -> JSONResponse:
             return error_response(exc.status.http, exc.message, exc.field)
 
+        @app.exception_handler(RequestError)
+        async def on_request_error(_request: Request, exc: RequestError) -> JSONResponse:
+            status, message, field = status_of(exc)  # what the HTTP face checks itself, before the servicer
+            return error_response(status.http, message, field)
+
         @app.exception_handler(RequestValidationError)
         async def on_invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
             first = exc.errors()[0]
@@ -328,21 +333,13 @@ class HttpFace:
         return message
 
     async def _cohere(self, body: Any, request: Request, version: str) -> JSONResponse:
-        try:
-            models, single = self._models(body)
-            texts = [_document_text(d, i, body.rank_fields) for i, d in enumerate(body.documents)]
-            warnings = self._token_warnings(body, models)
-            message = self._rerank_message(body, texts, models, body.top_n or 0, self.pb2.SCORE_FORMAT_NORMALIZED)
-        except RequestError as exc:
-            raise ServiceError(INVALID_ARGUMENT, str(exc), exc.field) from None
+        models, single = self._models(body)
+        texts = [_document_text(d, i, body.rank_fields) for i, d in enumerate(body.documents)]
+        warnings = self._token_warnings(body, models)
+        message = self._rerank_message(body, texts, models, body.top_n or 0, self.pb2.SCORE_FORMAT_NORMALIZED)
         response = await self._run(request, "Rerank", message, "documents", single)
-        results = []
-        for r in response.results:
-            item: dict[str, Any] = {"index": r.index, "relevance_score": r.score}
-            if body.return_documents:
-                doc = body.documents[r.index]
-                item["document"] = doc if isinstance(doc, dict) else {"text": doc}
-            results.append(item)
+        echo = (lambda i: _as_document(body.documents[i])) if body.return_documents else None
+        results = _ranked(response, "relevance_score", "document", echo)
         meta: dict[str, Any] = {
             "api_version": {"version": version},
             "billed_units": {"search_units": 1},
@@ -375,41 +372,30 @@ class HttpFace:
         return out
 
     async def _tei(self, body: Any, request: Request) -> JSONResponse:
-        try:
-            single_name = [body.model] if body.model else []
-            texts = list(body.texts)
-            if body.truncate:
-                limit = self.service.models.get(body.model or self.service.default_model)
-                chars = limit.max_chars if limit is not None else None
-                if chars:
-                    left = body.truncation_direction.lower() == "left"
-                    texts = [t[-chars:] if left else t[:chars] for t in texts]
-            fmt = self.pb2.SCORE_FORMAT_RAW if body.raw_scores else self.pb2.SCORE_FORMAT_NORMALIZED
-            message = self._rerank_message(body, texts, single_name, 0, fmt)
-        except RequestError as exc:
-            raise ServiceError(INVALID_ARGUMENT, str(exc), exc.field) from None
+        single_name = [body.model] if body.model else []
+        texts = list(body.texts)
+        if body.truncate:
+            limit = self.service.models.get(body.model or self.service.default_model)
+            chars = limit.max_chars if limit is not None else None
+            if chars:
+                left = body.truncation_direction.lower() == "left"
+                texts = [t[-chars:] if left else t[:chars] for t in texts]
+        fmt = self.pb2.SCORE_FORMAT_RAW if body.raw_scores else self.pb2.SCORE_FORMAT_NORMALIZED
+        message = self._rerank_message(body, texts, single_name, 0, fmt)
         response = await self._run(request, "Rerank", message, "texts", True)
-        out = []
-        for r in response.results:
-            item: dict[str, Any] = {"index": r.index, "score": r.score}
-            if body.return_text:
-                item["text"] = body.texts[r.index]
-            out.append(item)
-        return JSONResponse(out, headers=_timing(request))
+        echo = (lambda i: body.texts[i]) if body.return_text else None
+        return JSONResponse(_ranked(response, "score", "text", echo), headers=_timing(request))
 
     async def _retrieve(self, body: Any, request: Request) -> JSONResponse:
         pb2 = self.pb2
-        try:
-            models, single = self._models(body)
-            fmt = pb2.SCORE_FORMAT_RAW if body.score_format == "raw" else pb2.SCORE_FORMAT_NORMALIZED
-            message = pb2.RetrieveAndRerankRequest(
-                query=body.query, k=body.k or 0, top_n=body.top_n or 0, models=models, score_format=fmt
-            )
-            options = set_fields(body, self.schemas.option_names)
-            if options:
-                to_message(options, message.options)
-        except RequestError as exc:
-            raise ServiceError(INVALID_ARGUMENT, str(exc), exc.field) from None
+        models, single = self._models(body)
+        fmt = pb2.SCORE_FORMAT_RAW if body.score_format == "raw" else pb2.SCORE_FORMAT_NORMALIZED
+        message = pb2.RetrieveAndRerankRequest(
+            query=body.query, k=body.k or 0, top_n=body.top_n or 0, models=models, score_format=fmt
+        )
+        options = set_fields(body, self.schemas.option_names)
+        if options:
+            to_message(options, message.options)
         response = await self._run(request, "RetrieveAndRerank", message, "documents", single)
         return JSONResponse(message_dict(response), headers=_timing(request))
 
@@ -456,6 +442,21 @@ class HttpFace:
             self._server.should_exit = True
             self._thread.join(grace + 10)
         self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _ranked(response: Any, score: str, extra: str, echo: Callable[[int], Any] | None) -> list[dict[str, Any]]:
+    """Results best first as ``{"index", <score>, <extra>?}``; ``echo(index)`` gives the extra value."""
+    out = []
+    for r in response.results:
+        item: dict[str, Any] = {"index": r.index, score: r.score}
+        if echo is not None:
+            item[extra] = echo(r.index)
+        out.append(item)
+    return out
+
+
+def _as_document(doc: str | dict[str, Any]) -> dict[str, Any]:
+    return doc if isinstance(doc, dict) else {"text": doc}
 
 
 def _timing(request: Request) -> dict[str, str]:
