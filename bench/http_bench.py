@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import socket
 import sys
 import tempfile
@@ -86,6 +87,8 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per (k, clients): pooled req/s of each mode over the repetitions, and the ratios to in-process."""
     rows = []
     for k, clients in sorted({(r["k"], r["clients"]) for r in runs}):
+        if {r["mode"] for r in runs if (r["k"], r["clients"]) == (k, clients)} != set(MODES):
+            continue  # not measured in every mode (yet)
         row: dict[str, Any] = {"k": k, "clients": clients}
         for mode in MODES:
             mine = [r for r in runs if (r["k"], r["clients"], r["mode"]) == (k, clients, mode)]
@@ -128,8 +131,8 @@ def render(results: dict[str, Any]) -> str:
             f"{r['in-process_p50_ms']:,.0f} | {errors} |"
         )
     eight = [r for r in results["summary"] if r["clients"] == 8]
-    verdict = ", ".join(f"k = {r['k']}: {r['http_ratio']:.2f}x" for r in eight)
-    met = all(r["http_ratio"] >= GOAL for r in eight)
+    verdict = ", ".join(f"k = {r['k']}: {r['http_ratio']:.2f}x" for r in eight) or "not measured"
+    met = bool(eight) and all(r["http_ratio"] >= GOAL for r in eight)
     lines += [
         "",
         f"Goal: HTTP >= {GOAL}x in-process at 8 clients ({verdict}): {'met' if met else 'NOT met'}. In-process, "
@@ -152,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="bench/results")
     parser.add_argument("--name", default="http")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a stopped benchmark still stops its server
     import fastapi
     import uvicorn
 
@@ -168,7 +172,31 @@ def main(argv: list[str] | None = None) -> int:
         "grpc": server_call(server.address, args.model),
         "in-process": inprocess_call(local),
     }
-    runs: list[dict[str, Any]] = []
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {
+        "command": "python bench/http_bench.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": machine(),
+        "fastapi": fastapi.__version__,
+        "uvicorn": uvicorn.__version__,
+        "model": args.model,
+        "inprocess_model": repr(local),
+        "server_command": "python " + " ".join(server.command[1:]),
+        "queries": {k: len(v) for k, v in requests.items()},
+        "seconds": args.seconds,
+        "reps": args.reps,
+        "goal": GOAL,
+        "runs": [],
+    }
+
+    def write() -> None:  # after every run: a stopped benchmark keeps what it measured
+        results["loadavg"] = [load0, os.getloadavg()[0]]
+        results["summary"] = summarize(results["runs"])
+        (out / f"{args.name}.json").write_text(json.dumps(results, indent=2) + "\n")
+        (out / f"{args.name}.md").write_text(render(results))
+
+    runs: list[dict[str, Any]] = results["runs"]
     try:
         for mode in MODES:  # warm-up
             makers[mode](0)(requests[ks[0]][0])
@@ -180,34 +208,14 @@ def main(argv: list[str] | None = None) -> int:
                         stats = drive(n, args.seconds, makers[mode], requests[k])
                         runs.append({"rep": rep + 1, "k": k, "clients": n, "mode": mode, **stats.summary()})
                         sys.stderr.write(f"{runs[-1]}\n")
+                        write()
     finally:
-        code = server.stop()
+        results["server_exit_code"] = server.stop()
         config_file.unlink(missing_ok=True)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    results = {
-        "command": "python bench/http_bench.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "date": time.strftime("%Y-%m-%d %H:%M"),
-        "machine": machine(),
-        "fastapi": fastapi.__version__,
-        "uvicorn": uvicorn.__version__,
-        "model": args.model,
-        "inprocess_model": repr(local),
-        "server_command": "python " + " ".join(server.command[1:]),
-        "server_exit_code": code,
-        "queries": {k: len(v) for k, v in requests.items()},
-        "seconds": args.seconds,
-        "reps": args.reps,
-        "goal": GOAL,
-        "loadavg": [load0, os.getloadavg()[0]],
-        "summary": summarize(runs),
-        "runs": runs,
-    }
-    (out / f"{args.name}.json").write_text(json.dumps(results, indent=2) + "\n")
-    (out / f"{args.name}.md").write_text(render(results))
+        write()
     sys.stderr.write(render(results))
     errors = sum(r["errors"] for r in runs)
-    return 0 if errors == 0 and code == 0 else 1
+    return 0 if errors == 0 and results["server_exit_code"] == 0 else 1
 
 
 if __name__ == "__main__":
