@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 
 from rerank.server.app import load_models
 from rerank.server.config import ServerConfig
@@ -60,6 +61,48 @@ def http_call(base: str, model: str):
         return call
 
     return make
+
+
+def overhead(requests: list[Request], pairs: int) -> dict[str, Any]:
+    """The serving cost of each face alone: a zero-cost fake model behind both faces, the same k = 20
+    request over HTTP and gRPC alternately (order flipped every pair); client latency and transport (client
+    latency minus the server's handler time) per face, and the paired HTTP - gRPC difference."""
+    port = free_port("127.0.0.1")
+    command = [sys.executable, "-m", "rerank.server.testing", "--port", "0", "--http-port", str(port)]
+    fake = ServerProcess(command=command)
+    try:
+        calls = {
+            "http": http_call(f"http://127.0.0.1:{port}", "fake")(0),
+            "grpc": server_call(fake.address, "fake")(0),
+        }
+        for call in calls.values():
+            call(requests[0])
+        rows = []
+        for i in range(pairs):
+            req = requests[i % len(requests)]
+            row: dict[str, float] = {}
+            for mode in ("http", "grpc") if i % 2 == 0 else ("grpc", "http"):
+                t0 = time.perf_counter()
+                server_ms = calls[mode](req)["server_ms"]
+                row[mode] = (time.perf_counter() - t0) * 1000.0
+                row[f"{mode}_transport"] = row[mode] - server_ms
+            rows.append(row)
+    finally:
+        code = fake.stop()
+
+    def p50(values: list[float]) -> float:
+        return round(float(np.median(values)), 3)
+
+    return {
+        "k": len(requests[0].ids),
+        "pairs": pairs,
+        "http_p50_ms": p50([r["http"] for r in rows]),
+        "grpc_p50_ms": p50([r["grpc"] for r in rows]),
+        "paired_difference_p50_ms": p50([r["http"] - r["grpc"] for r in rows]),
+        "http_transport_p50_ms": p50([r["http_transport"] for r in rows]),
+        "grpc_transport_p50_ms": p50([r["grpc_transport"] for r in rows]),
+        "fake_server_exit_code": code,
+    }
 
 
 def free_port(host: str) -> int:
@@ -140,6 +183,20 @@ def render(results: dict[str, Any]) -> str:
         "concurrent requests' comparisons into shared model calls. Every run's figures are in `http.json`.",
         "",
     ]
+    o = results.get("overhead")
+    if o:
+        lines += [
+            f"## Serving cost of each face alone (zero-cost fake model, k = {o['k']}, one client)",
+            "",
+            f"{o['pairs']} pairs of the same request over HTTP (`/v2/rerank`, httpx keep-alive) and gRPC, "
+            "alternated: client latency p50 HTTP "
+            f"**{o['http_p50_ms']:.2f} ms** vs gRPC **{o['grpc_p50_ms']:.2f} ms** (paired HTTP - gRPC "
+            f"difference p50 {o['paired_difference_p50_ms']:+.2f} ms); transport (client latency - server "
+            f"handler time) p50 HTTP {o['http_transport_p50_ms']:.2f} ms, gRPC {o['grpc_transport_p50_ms']:.2f} "
+            "ms. The HTTP handler time includes JSON parsing and validation; the gRPC one starts after "
+            "protobuf decoding.",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -152,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", default="1,8")
     parser.add_argument("--seconds", type=float, default=12.0, help="seconds per run (default 12)")
     parser.add_argument("--reps", type=int, default=2, help="repetitions (default 2)")
+    parser.add_argument(
+        "--overhead-pairs", type=int, default=300, help="HTTP/gRPC call pairs on a fake model (0 = skip)"
+    )
     parser.add_argument("--out", default="bench/results")
     parser.add_argument("--name", default="http")
     args = parser.parse_args(argv)
@@ -212,6 +272,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         results["server_exit_code"] = server.stop()
         config_file.unlink(missing_ok=True)
+        write()
+    if args.overhead_pairs > 0:
+        results["overhead"] = overhead(requests[min(ks)], args.overhead_pairs)
         write()
     sys.stderr.write(render(results))
     errors = sum(r["errors"] for r in runs)
