@@ -37,7 +37,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..pipeline import RequestError
 from .errors import INVALID_ARGUMENT, OVERLOADED, ServiceError, status_of
-from .http_schema import ErrorBody, Schemas, TeiRank, message_dict, set_fields, to_message
+from .http_schema import ErrorBody, Schemas, TeiRank, message_dict
 from .service import RerankerService
 
 log = logging.getLogger("rerank.server")
@@ -327,9 +327,7 @@ class HttpFace:
         add = message.candidates.add
         for i, text in enumerate(texts):
             add(id=str(i), text=text)
-        options = set_fields(body, self.schemas.option_names)
-        if options:
-            to_message(options, message.options)
+        self.schemas.fill_options(body, message.options)
         return message
 
     async def _cohere(self, body: Any, request: Request, version: str) -> JSONResponse:
@@ -393,9 +391,7 @@ class HttpFace:
         message = pb2.RetrieveAndRerankRequest(
             query=body.query, k=body.k or 0, top_n=body.top_n or 0, models=models, score_format=fmt
         )
-        options = set_fields(body, self.schemas.option_names)
-        if options:
-            to_message(options, message.options)
+        self.schemas.fill_options(body, message.options)
         response = await self._run(request, "RetrieveAndRerank", message, "documents", single)
         return JSONResponse(message_dict(response), headers=_timing(request))
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -114,12 +114,12 @@ def message_model(
     return model
 
 
-def set_fields(model: BaseModel, names: Mapping[str, Any]) -> dict[str, Any]:
+def set_fields(model: BaseModel, names: Iterable[str]) -> dict[str, Any]:
     """The fields of ``model`` named in ``names`` that the request set (not None), as plain JSON values."""
-    return {k: v for k, v in model.model_dump(include=set(names), exclude_none=True).items()}
+    return model.model_dump(include=set(names), exclude_none=True)
 
 
-def to_message(values: Mapping[str, Any], message: Any, field_prefix: str = "") -> Any:
+def to_message(values: Mapping[str, Any], message: Any) -> Any:
     """Fill the proto ``message`` from JSON values; a value the proto refuses is a RequestError naming it
     (two members of one oneof, e.g. ``comparisons`` and ``fraction``, name the second)."""
     for oneof in message.DESCRIPTOR.oneofs:
@@ -130,7 +130,7 @@ def to_message(values: Mapping[str, Any], message: Any, field_prefix: str = "") 
         return json_format.ParseDict(dict(values), message)
     except json_format.ParseError as exc:
         text = str(exc)
-        bad = next((k for k in values if re.search(rf"\b{re.escape(k)}\b", text)), field_prefix or "body")
+        bad = next((k for k in values if re.search(rf"\b{re.escape(k)}\b", text)), next(iter(values), "body"))
         raise RequestError(bad, text) from None
 
 
@@ -231,7 +231,6 @@ class Schemas:
     def __init__(self, pb2: Any) -> None:
         models: dict[str, type[BaseModel]] = {}
         self.options = message_model(pb2.RankOptions.DESCRIPTOR, models)
-        self.option_names = tuple(self.options.model_fields)
         self.usage = message_model(pb2.Usage.DESCRIPTOR, models)
         self.cohere_request = create_model("CohereRerankRequest", __base__=(CohereFields, self.options))
         self.tei_request = create_model("TeiRerankRequest", __base__=(TeiFields, self.options))
@@ -253,9 +252,11 @@ class Schemas:
         self.retrieve_response = message_model(pb2.RetrieveAndRerankResponse.DESCRIPTOR, models)
         self.models_response = message_model(pb2.ListModelsResponse.DESCRIPTOR, models)
 
-    def options_message(self, body: BaseModel, message: Any) -> Any:
-        """The ``RankOptions`` of a request's extra fields (only those it set)."""
-        return to_message(set_fields(body, self.options.model_fields), message)
+    def fill_options(self, body: BaseModel, message: Any) -> None:
+        """Fill the ``RankOptions`` message from a request's pairwise fields (only those it set)."""
+        values = set_fields(body, self.options.model_fields)
+        if values:
+            to_message(values, message)
 
 
 def write_openapi(schema: Mapping[str, Any], path: str | Path) -> None:
