@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from test_server_errors import _wait_for
 
 from rerank.client import RerankClient
 from rerank.evaluation.trec import rank_docs, read_corpus, read_queries, read_run
@@ -228,29 +229,29 @@ def test_openapi_is_served_and_docs_http_api_json_is_current(base) -> None:
 
 
 def test_http_and_grpc_comparisons_share_one_scheduler() -> None:
-    """An HTTP and a gRPC request in flight together are answered by one model call."""
-    model = FakeModel()
-    config = ServerConfig(port=0, http_port=0, linger_ms=400.0, max_wait_ms=1000.0, warmup=False)
+    """An HTTP and a gRPC request queued together are answered by one model call."""
+    gate = threading.Event()
+    model = FakeModel(gate=gate)
+    config = ServerConfig(port=0, http_port=0, max_wait_ms=0.0, warmup=False)
     docs = [(f"d{i}", f"passage {i}") for i in range(5)]  # all pairs: 20 comparisons each
-    with RerankServer(config, models={"fake": model}) as srv, RerankClient(srv.address, timeout=30) as c:
-        start = threading.Barrier(2)
-
-        def over_http() -> list[int]:
-            start.wait()
-            body = {"query": "q", "documents": [t for _, t in docs]}
-            r = httpx.post(f"http://127.0.0.1:{srv.http_port}/v2/rerank", json=body, timeout=30)
-            return [x["index"] for x in r.json()["results"]]
-
-        def over_grpc() -> list[int]:
-            start.wait()
-            return _indices(c.rerank("q", docs))
-
-        with ThreadPoolExecutor(2) as pool:
-            http_result, grpc_result = pool.submit(over_http), pool.submit(over_grpc)
-            assert http_result.result(30) == grpc_result.result(30) == [4, 3, 2, 1, 0]
-        assert model.batch_sizes == [40]
+    with (
+        RerankServer(config, models={"fake": model}) as srv,
+        RerankClient(srv.address, timeout=30) as c,
+        ThreadPoolExecutor(3) as pool,
+    ):
+        blocker = pool.submit(c.rerank, "q", docs[:2])  # holds the model: the next two queue behind it
+        assert model.started.wait(10)
+        body = {"query": "q", "documents": [t for _, t in docs]}
+        url = f"http://127.0.0.1:{srv.http_port}/v2/rerank"
+        over_http = pool.submit(httpx.post, url, json=body, timeout=30)
+        over_grpc = pool.submit(c.rerank, "q", docs)
+        _wait_for(lambda: srv.schedulers["fake"].queue_depth == 40)
+        gate.set()
+        assert [x["index"] for x in over_http.result(30).json()["results"]] == [4, 3, 2, 1, 0]
+        assert _indices(over_grpc.result(30)) == [4, 3, 2, 1, 0] and blocker.result(30).ids == ["d1", "d0"]
+        assert model.batch_sizes == [2, 40]  # the blocker alone, then HTTP + gRPC in one call
         merged = srv.metrics.registry.get_sample_value("rerank_batch_requests_sum", {"model": "fake"})
-        assert merged == 2
+        assert merged == 1 + 2
 
 
 def test_serve_http_port_answers_then_drains_on_sigterm(minilm_store) -> None:
