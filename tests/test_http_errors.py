@@ -16,7 +16,7 @@ import pytest
 from test_server_errors import _wait_for
 from test_server_tls_auth import _self_signed
 
-from rerank.client import RerankClient
+from rerank.client import RerankClient, RetryPolicy
 from rerank.models.errors import EmptyTextError, ModelError, TextTooLongError
 from rerank.pipeline import RequestError
 from rerank.retrieval.errors import IndexClosedError, RetrievalError
@@ -322,3 +322,22 @@ def test_stop_drains_ready_first_then_finishes_in_flight_requests() -> None:
             httpx.get(f"{base}/health", timeout=2)
     finally:
         srv.stop(grace=0)
+
+
+def test_a_busy_http_port_is_one_clear_error_and_nothing_keeps_serving() -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        config = ServerConfig(port=0, http_port=busy.getsockname()[1], warmup=False)
+        srv = RerankServer(config, models={"fake": FakeModel()})
+        try:
+            with pytest.raises(OSError, match=r"cannot listen on 127\.0\.0\.1:\d+ \(HTTP\)"):
+                srv.start()
+            with RerankClient(srv.address, timeout=3, retry=RetryPolicy(attempts=1)) as c:
+                with pytest.raises(grpc.RpcError) as err:  # the gRPC face was stopped again
+                    c.health()
+                assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        finally:
+            srv.stop(grace=0)
