@@ -38,10 +38,12 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/buf lint proto
 
-# The main job: export the embedded default once (a no-op when cached), then serve it.
+# The main job: export the embedded default once (a no-op when cached), then serve it: gRPC on 50051, the
+# HTTP API (Cohere/TEI-compatible, docs/api.md) on 8080.
+HTTP_PORT ?= 8080
 serve: install
 	$(VENV)/bin/rerank models ensure minilm
-	$(VENV)/bin/rerank serve --host 127.0.0.1 --port 50051 --model minilm
+	$(VENV)/bin/rerank serve --host 127.0.0.1 --port 50051 --http-port $(HTTP_PORT) --model minilm
 
 bench-engine: install
 	OPENBLAS_NUM_THREADS=1 $(PY) bench/engine_bench.py --out bench/results

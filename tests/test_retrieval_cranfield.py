@@ -235,14 +235,14 @@ def test_a_closed_index_answers_unavailable(cran_index, minilm):
     import grpc
 
     from rerank.retrieval import IndexClosedError
-    from rerank.server.service import _status
+    from rerank.server.errors import status_of as _status
 
     index = Index.open(cran_index, minilm)
     assert len(index.search([AIRCRAFT], 3)[0]) == 3
     index.close()
     with pytest.raises(IndexClosedError, match="closed") as err:
         index.search([AIRCRAFT], 3)
-    assert _status(err.value)[0] == grpc.StatusCode.UNAVAILABLE
+    assert _status(err.value)[0].grpc == grpc.StatusCode.UNAVAILABLE
 
 
 def test_serve_with_a_folder_that_is_not_an_index_exits_with_one_line(tmp_path, rerank_home):

@@ -1,5 +1,6 @@
 """The server process: models and schedulers, an optional document index (RetrieveAndRerank), the gRPC
-server (Reranker, Health, reflection), TLS, token auth, metrics, and graceful shutdown."""
+server (Reranker, Health, reflection), the optional HTTP face over the same servicer (``http_port``), TLS,
+token auth, metrics, and graceful shutdown."""
 
 from __future__ import annotations
 
@@ -176,6 +177,9 @@ class RerankServer:
         self._stop_lock = threading.Lock()
         self.port: int | None = None
         self.metrics_port: int | None = None
+        self.http: Any = None  # the HttpFace when config.http_port is set
+        self.http_port: int | None = None
+        self._serving = False
 
     @property
     def address(self) -> str:
@@ -232,6 +236,16 @@ class RerankServer:
         server.start()
         self._server = server
         self.port = port
+        if c.http_port is not None:
+            from .http import HttpFace
+
+            self.http = HttpFace(self.service, ready=lambda: self._serving)
+            try:
+                self.http_port = self.http.start(c.host, c.http_port)
+            except BaseException:
+                server.stop(0)
+                raise
+            log.info("serving HTTP (Cohere/TEI-compatible) on %s:%d", c.host, self.http_port)
         self.set_serving(True)
         log.info(
             "serving %s on %s (%s; models: %s; default %s)",
@@ -244,7 +258,8 @@ class RerankServer:
         return port
 
     def set_serving(self, serving: bool) -> None:
-        """Health status of the server ('') and of the Reranker service."""
+        """Health status of the server ('') and of the Reranker service, and HTTP's /ready."""
+        self._serving = serving
         status = (
             health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
         )
@@ -263,7 +278,10 @@ class RerankServer:
                 if self.config.drain_s > 0:
                     time.sleep(self.config.drain_s)  # let health checkers see NOT_SERVING first
                 log.info("stopping: finishing in-flight requests (grace %.1f s)", grace)
-                self._server.stop(grace).wait()
+                stopped = self._server.stop(grace)
+                if self.http is not None:
+                    self.http.stop(grace)
+                stopped.wait()
             for scheduler in self.schedulers.values():
                 scheduler.stop()
             if self.index is not None:

@@ -53,6 +53,13 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         help="serve Prometheus metrics on this HTTP port (0 picks one)",
     )
     parser.add_argument(
+        "--http-port",
+        type=int,
+        default=None,
+        metavar="N",
+        help="also serve the HTTP API (Cohere/TEI-compatible) on this port (0 picks one; default off)",
+    )
+    parser.add_argument(
         "--metrics-host", default=None, help="address of the metrics endpoint (default 127.0.0.1)"
     )
     parser.add_argument(
@@ -132,6 +139,7 @@ def build_config(args: argparse.Namespace) -> Any:
             "store",
             "metrics_port",
             "metrics_host",
+            "http_port",
             "max_batch_items",
             "max_wait_ms",
             "linger_ms",
@@ -186,7 +194,8 @@ def run_serve(args: argparse.Namespace) -> int:
             sys.setswitchinterval(config.switch_interval_ms / 1000.0)
         # one machine-readable line for scripts and tests (port 0 picks a free port)
         metrics = f" metrics {config.metrics_host}:{server.metrics_port}" if server.metrics_port else ""
-        print(f"rerank: serving on {config.host}:{port}{metrics}", flush=True)
+        http = f" http {config.host}:{server.http_port}" if server.http_port else ""
+        print(f"rerank: serving on {config.host}:{port}{metrics}{http}", flush=True)
         while not stop.wait(1.0):
             pass
         log.info("received %s: shutting down", received[0] if received else "stop")

@@ -40,6 +40,7 @@ class ServerConfig:
     grace_s: float = 10.0
     drain_s: float = 0.0
     metrics_port: int | None = None
+    http_port: int | None = None  # the HTTP face (Cohere/TEI-compatible) on `host`; None = off
     metrics_host: str = "127.0.0.1"
     tls_cert: str | None = None
     tls_key: str | None = None
@@ -72,8 +73,10 @@ class ServerConfig:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.switch_interval_ms is not None and not self.switch_interval_ms > 0:
             raise ConfigError(f"switch_interval_ms must be > 0, got {self.switch_interval_ms}")
-        if not 0 <= self.port <= 65535:
-            raise ConfigError(f"port must be in 0..65535, got {self.port}")
+        for name in ("port", "http_port"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value <= 65535:
+                raise ConfigError(f"{name} must be in 0..65535, got {value}")
         if not self.models:
             raise ConfigError("models must name at least one model")
         if len(set(self.models)) != len(self.models):

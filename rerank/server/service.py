@@ -1,7 +1,8 @@
 """The ``rerank.v1.Reranker`` servicer: parse and check a request, run :func:`rerank.pipeline.rerank` over
 the batching schedulers, format the answer, and map every failure to a precise status.
 
-Statuses: bad input -> INVALID_ARGUMENT naming the field (also in the ``rerank-field`` trailing metadata);
+Statuses (one table for both faces, :mod:`.errors`): bad input -> INVALID_ARGUMENT naming the field (also
+in the ``rerank-field`` trailing metadata);
 over ``max_candidates`` (candidates, or k of RetrieveAndRerank) or a full queue -> RESOURCE_EXHAUSTED with the
 limit; the caller's deadline passed (without a time budget) -> DEADLINE_EXCEEDED; RetrieveAndRerank on a
 server without an index -> FAILED_PRECONDITION; shutting down -> UNAVAILABLE. The servicer keeps no
@@ -24,7 +25,6 @@ import grpc
 import numpy as np
 
 from ..aggregation.registry import lookup
-from ..models.errors import EmptyTextError, ModelError, TextTooLongError
 from ..pipeline import (
     Candidate,
     RankOptions,
@@ -35,17 +35,10 @@ from ..pipeline import (
     validate_candidates,
     validate_options,
 )
-from ..retrieval.errors import IndexClosedError, RetrievalError
 from .config import ServerConfig
+from .errors import NO_INDEX, OK, TOO_LARGE, ServiceError, Status, status_of
 from .metrics import Metrics
-from .scheduler import (
-    BatchScheduler,
-    DeadlineExpiredError,
-    QueueFullError,
-    RequestCancelledError,
-    SchedulerStoppedError,
-    Ticket,
-)
+from .scheduler import BatchScheduler, DeadlineExpiredError, RequestCancelledError, Ticket
 
 log = logging.getLogger("rerank.server")
 
@@ -85,16 +78,6 @@ class ServedModel:
         )
 
 
-class ServiceError(Exception):
-    """A failure with its gRPC status; ``field`` names the offending request field, if any."""
-
-    def __init__(self, code: grpc.StatusCode, message: str, field: str | None = None) -> None:
-        self.code = code
-        self.message = message
-        self.field = field
-        super().__init__(message)
-
-
 def check_text(text: str, field: str, max_chars: int | None, model: str) -> None:
     if not text or not text.strip():
         raise RequestError(field, "must not be empty")
@@ -102,34 +85,6 @@ def check_text(text: str, field: str, max_chars: int | None, model: str) -> None
         raise RequestError(
             field, f"has {len(text)} characters; the limit of model {model!r} is {max_chars} (max_chars)"
         )
-
-
-def _status(exc: BaseException) -> tuple[grpc.StatusCode, str, str | None]:
-    """The status, message and field a failure maps to."""
-    if isinstance(exc, ServiceError):
-        return exc.code, exc.message, exc.field
-    if isinstance(exc, RequestError):
-        return grpc.StatusCode.INVALID_ARGUMENT, str(exc), exc.field
-    if isinstance(exc, QueueFullError):
-        return grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc), None
-    if isinstance(exc, DeadlineExpiredError):
-        return grpc.StatusCode.DEADLINE_EXCEEDED, str(exc), None
-    if isinstance(exc, RequestCancelledError):
-        return grpc.StatusCode.CANCELLED, str(exc), None
-    if isinstance(exc, SchedulerStoppedError):
-        return grpc.StatusCode.UNAVAILABLE, str(exc), None
-    if isinstance(exc, (EmptyTextError, TextTooLongError)):
-        return grpc.StatusCode.INVALID_ARGUMENT, str(exc), None
-    if isinstance(exc, IndexClosedError):
-        return grpc.StatusCode.UNAVAILABLE, "server shutting down (index closed)", None
-    if isinstance(exc, RetrievalError):
-        log.error("index error: %s", exc)
-        return grpc.StatusCode.INTERNAL, f"index error: {exc}", None
-    if isinstance(exc, ModelError):
-        log.error("model error: %s", exc)
-        return grpc.StatusCode.INTERNAL, f"model error: {exc}", None
-    log.exception("unexpected error", exc_info=exc)
-    return grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__})", None
 
 
 class RerankerService:
@@ -152,45 +107,53 @@ class RerankerService:
         self.config = config
         self.metrics = metrics
         self.index = index  # a rerank.retrieval.Index (thread-safe search) or None
+        self.handlers: dict[str, Callable[[Any, Any], Any]] = {
+            "Rerank": self._rerank,
+            "Compare": self._compare,
+            "ListModels": self._list_models,
+            "RetrieveAndRerank": self._retrieve_and_rerank,
+        }
 
     # --- RPCs ---------------------------------------------------------------------------------------
     def Rerank(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802 (proto name)
-        return self._handle("Rerank", self._rerank, request, context)
+        return self._handle("Rerank", request, context)
 
     def Compare(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
-        return self._handle("Compare", self._compare, request, context)
+        return self._handle("Compare", request, context)
 
     def ListModels(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
-        return self._handle("ListModels", self._list_models, request, context)
+        return self._handle("ListModels", request, context)
 
     def RetrieveAndRerank(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
-        return self._handle("RetrieveAndRerank", self._retrieve_and_rerank, request, context)
+        return self._handle("RetrieveAndRerank", request, context)
 
     # --- plumbing -----------------------------------------------------------------------------------
-    def _handle(
-        self,
-        method: str,
-        fn: Callable[[Any, grpc.ServicerContext], Any],
-        request: Any,
-        context: grpc.ServicerContext,
-    ) -> Any:
-        t0 = time.perf_counter()
-        self.metrics.inflight.inc()
-        code, message, field, response = grpc.StatusCode.OK, "", None, None
+    def _handle(self, method: str, request: Any, context: grpc.ServicerContext) -> Any:
         try:
-            response = fn(request, context)
-        except Exception as exc:
-            code, message, field = _status(exc)
-        finally:
-            self.metrics.inflight.dec()
-            elapsed = time.perf_counter() - t0
-            self.metrics.request(method, code.name, elapsed)
-        if code is not grpc.StatusCode.OK:
-            if field:
-                context.set_trailing_metadata(((FIELD_METADATA, field),))
-            context.abort(code, message)
+            response, elapsed = self.execute(method, request, context)
+        except ServiceError as exc:
+            if exc.field:
+                context.set_trailing_metadata(((FIELD_METADATA, exc.field),))
+            context.abort(exc.status.grpc, exc.message)
         context.set_trailing_metadata(((SERVER_TIME_METADATA, f"{elapsed * 1000.0:.3f}"),))
         return response
+
+    def execute(self, method: str, request: Any, context: Any, label: str | None = None) -> tuple[Any, float]:
+        """Run one call of any face: the handler of RPC ``method`` on a request message (``context`` needs
+        ``time_remaining()`` and ``add_callback()``), counted in the metrics under ``label`` (default
+        ``method``). Returns the response and the seconds spent; any failure is raised as a
+        :class:`ServiceError` with its status from the one table (:mod:`.errors`)."""
+        t0 = time.perf_counter()
+        self.metrics.inflight.inc()
+        status: Status = OK
+        try:
+            return self.handlers[method](request, context), time.perf_counter() - t0
+        except Exception as exc:
+            status, message, field = status_of(exc)
+            raise ServiceError(status, message, field) from exc
+        finally:
+            self.metrics.inflight.dec()
+            self.metrics.request(label or method, status.grpc.name, time.perf_counter() - t0)
 
     @staticmethod
     def _ticket(context: grpc.ServicerContext) -> Ticket:
@@ -258,7 +221,7 @@ class RerankerService:
         limit = self.config.max_candidates
         if n > limit:
             raise ServiceError(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                TOO_LARGE,
                 f"{field}: {n} {what} exceed the limit of {limit} (max_candidates); split the request",
                 field,
             )
@@ -353,7 +316,7 @@ class RerankerService:
     def _retrieve_and_rerank(self, request: Any, context: grpc.ServicerContext) -> Any:
         if self.index is None:
             raise ServiceError(
-                grpc.StatusCode.FAILED_PRECONDITION,
+                NO_INDEX,
                 "this server has no index: start it with `rerank serve --index DIR` to use RetrieveAndRerank",
             )
         k = int(request.k) or min(DEFAULT_RETRIEVE_K, self.config.max_candidates)
@@ -404,7 +367,7 @@ class RerankerService:
         limit = self.config.max_queue_items
         if n > limit:
             raise ServiceError(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                TOO_LARGE,
                 f"items: {n} items exceed the limit of {limit} (max_queue_items); split the request",
                 "items",
             )

@@ -95,12 +95,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--delay-s", type=float, default=0.0)
+    parser.add_argument("--http-port", type=int, default=None, help="also serve the HTTP face on this port")
     args = parser.parse_args(argv)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     server = RerankServer(
-        ServerConfig(host=args.host, port=args.port), models={"fake": FakeModel(delay_s=args.delay_s)}
+        ServerConfig(host=args.host, port=args.port, http_port=args.http_port),
+        models={"fake": FakeModel(delay_s=args.delay_s)},
     )
     port = server.start()
     sys.setswitchinterval(0.001)  # as `rerank serve` does

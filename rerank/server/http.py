@@ -1,0 +1,518 @@
+"""The HTTP face of the server: Cohere/Jina- and TEI-compatible re-ranking beside gRPC, in the same
+process, over the same servicer (so the same validation, limits, pipeline and batching schedulers: HTTP
+and gRPC comparisons are merged into the same model calls).
+
+Why FastAPI on uvicorn: the OpenAPI schema comes from the request and response models themselves
+(:mod:`.http_schema`, whose pairwise options are generated from the proto), request bodies are parsed and
+type-checked by pydantic, which the stack already has, and uvicorn (with httptools and uvloop) is the
+maintained ASGI server that FastAPI is deployed on. Starlette alone would leave the schema to be written
+by hand. (No ``from __future__ import annotations`` here: FastAPI reads the route annotations at run time.)
+
+Routes: ``POST /v1/rerank`` and ``/v2/rerank`` (Cohere), ``POST /rerank`` (text-embeddings-inference),
+``POST /v1/retrieve_and_rerank``, ``GET /v1/models``, ``GET /health`` (live), ``GET /ready`` (503 once a
+shutdown began), ``GET /openapi.json``. Errors are ``{"message", "field"}`` with the HTTP status of the
+one failure table (:mod:`.errors`). A blocking call runs on a thread pool; a client that disconnects or
+whose ``X-Request-Timeout`` passes cancels its queued comparisons, as a gRPC cancel or deadline does.
+"""
+
+import asyncio
+import hmac
+import json
+import logging
+import math
+import re
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..pipeline import RequestError
+from .errors import INVALID_ARGUMENT, OVERLOADED, ServiceError, status_of
+from .http_schema import ErrorBody, Schemas, TeiRank, message_dict
+from .service import RerankerService
+
+log = logging.getLogger("rerank.server")
+
+TIMEOUT_HEADER = "x-request-timeout"  # seconds (a decimal number), like a gRPC deadline
+SERVER_TIME_HEADER = "x-rerank-server-ms"
+OPEN_PATHS = frozenset({"/health", "/ready", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody, "description": text}
+    for code, text in (
+        (400, "Bad input; `field` names it"),
+        (401, "Missing or wrong bearer token"),
+        (404, "Unknown route, or retrieve_and_rerank on a server without an index"),
+        (413, "Over max_candidates, or the body over max_message_mb"),
+        (429, "Model queue full, or too many requests at once"),
+        (499, "The client went away"),
+        (500, "Model or index failure"),
+        (503, "Shutting down"),
+        (504, "X-Request-Timeout passed before the ranking was complete"),
+    )
+}
+
+
+def error_response(status: int, message: str, field: str | None = None) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse({"message": message, "field": field}, status_code=status, headers=headers)
+
+
+class HttpCall:
+    """What the servicer asks of a call's context (``time_remaining``, ``add_callback``), for HTTP: the
+    deadline from ``X-Request-Timeout``; callbacks run when the client goes away or the deadline passes."""
+
+    def __init__(self, timeout_s: float | None) -> None:
+        self.deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        self._callbacks: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
+        self._ended = False
+
+    def time_remaining(self) -> float | None:
+        return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
+
+    def add_callback(self, callback: Callable[[], None]) -> bool:
+        with self._lock:
+            if self._ended:
+                return False
+            self._callbacks.append(callback)
+            return True
+
+    def end(self) -> None:
+        """The call is over (answered, abandoned or expired): run the callbacks once."""
+        with self._lock:
+            callbacks, self._callbacks, self._ended = self._callbacks, [], True
+        for callback in callbacks:
+            callback()
+
+
+def _timeout(request: Request) -> float | None:
+    raw = request.headers.get(TIMEOUT_HEADER)
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (value > 0 and math.isfinite(value)):
+        raise ServiceError(
+            INVALID_ARGUMENT,
+            f"X-Request-Timeout: must be a number of seconds > 0, got {raw!r}",
+            "X-Request-Timeout",
+        )
+    return value
+
+
+def http_field(field: str | None, documents: str, single_model: bool) -> str | None:
+    """The HTTP name of a field the servicer names by its gRPC request (``candidates[3].text``)."""
+    if field is None:
+        return None
+    field = re.sub(r"^candidates\[(\d+)\]\.text$", rf"{documents}[\1]", field)
+    field = re.sub(r"^candidates(?=$|\[)", documents, field)
+    field = field.removeprefix("options.")
+    return "model" if single_model and field == "models[0]" else field
+
+
+class LimitsMiddleware:
+    """Pure ASGI: bearer token (except :data:`OPEN_PATHS`) and the request-size limit, before any parsing."""
+
+    def __init__(self, app: Any, token: str | None, max_bytes: int) -> None:
+        self.app = app
+        self.expected = f"Bearer {token}".encode() if token else None
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or ())
+        if (
+            self.expected is not None
+            and scope["path"] not in OPEN_PATHS
+            and not hmac.compare_digest(headers.get(b"authorization", b""), self.expected)
+        ):
+            await error_response(401, "missing or invalid bearer token (authorization)")(scope, receive, send)
+            return
+        length = headers.get(b"content-length")
+        too_large = f"request body exceeds the limit of {self.max_bytes} bytes (max_message_mb)"
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            await error_response(413, too_large)(scope, receive, send)
+            return
+        if length is None and scope["method"] in ("POST", "PUT", "PATCH"):  # chunked: count while reading
+            chunks, size, more = [], 0, True
+            while more:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return
+                chunks.append(message.get("body", b""))
+                size += len(chunks[-1])
+                more = message.get("more_body", False)
+                if size > self.max_bytes:
+                    await error_response(413, too_large)(scope, receive, send)
+                    return
+            body = b"".join(chunks)
+            replayed = False
+
+            async def replay() -> dict[str, Any]:
+                nonlocal replayed
+                if not replayed:
+                    replayed = True
+                    return {"type": "http.request", "body": body, "more_body": False}
+                return await receive()
+
+            await self.app(scope, replay, send)
+            return
+        await self.app(scope, receive, send)
+
+
+class HttpFace:
+    """The FastAPI app over one :class:`RerankerService`, served by uvicorn on its own thread."""
+
+    def __init__(self, service: RerankerService, ready: Callable[[], bool]) -> None:
+        self.service = service
+        self.ready = ready
+        self.config = service.config
+        self.pb2 = service.pb2
+        self.schemas = Schemas(self.pb2)
+        self.pool = ThreadPoolExecutor(self.config.max_workers, thread_name_prefix="rerank-http")
+        self.inflight = 0  # touched on the event loop thread only
+        self.app = self._build()
+        self.asgi = LimitsMiddleware(self.app, self.config.auth_token, self.config.max_message_mb * 1024 * 1024)
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self.port: int | None = None
+
+    # --- app ----------------------------------------------------------------------------------------
+    def _build(self) -> FastAPI:
+        s = self.schemas
+        app = FastAPI(
+            title="rerank HTTP API",
+            version="1",
+            description="Pairwise re-ranking with Cohere/Jina- and text-embeddings-inference-compatible "
+            "endpoints. The same server answers gRPC (rerank.v1.Reranker). Send `Authorization: Bearer "
+            "<token>` when the server has a token; `X-Request-Timeout: <seconds>` sets a deadline.",
+            responses=_ERRORS,
+        )
+
+        @app.exception_handler(ServiceError)
+        async def on_service_error(_request: Request, exc: ServiceError) -> JSONResponse:
+            return error_response(exc.status.http, exc.message, exc.field)
+
+        @app.exception_handler(RequestError)
+        async def on_request_error(_request: Request, exc: RequestError) -> JSONResponse:
+            status, message, field = status_of(exc)  # what the HTTP face checks itself, before the servicer
+            return error_response(status.http, message, field)
+
+        @app.exception_handler(RequestValidationError)
+        async def on_invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+            first = exc.errors()[0]
+            loc = [p for p in first.get("loc", ()) if p != "body"]
+            field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".") or None
+            extra = first.get("type") == "extra_forbidden"
+            message = "unknown field" if extra else str(first.get("msg", "invalid"))
+            return error_response(400, f"{field}: {message}" if field else message, field)
+
+        @app.exception_handler(StarletteHTTPException)
+        async def on_http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+            return error_response(exc.status_code, str(exc.detail))
+
+        def cohere(version: str) -> Callable[..., Any]:
+            async def rerank_cohere(body: s.cohere_request, request: Request) -> Any:
+                return await self._cohere(body, request, version)
+
+            return rerank_cohere
+
+        for version in ("1", "2"):
+            app.post(
+                f"/v{version}/rerank",
+                response_model=s.cohere_response,
+                summary=f"Re-rank documents (Cohere v{version} compatible)",
+                operation_id=f"rerank_v{version}",
+            )(cohere(version))
+
+        @app.post("/rerank", response_model=list[TeiRank], summary="Re-rank texts (TEI compatible)")
+        async def rerank_tei(body: s.tei_request, request: Request) -> Any:
+            return await self._tei(body, request)
+
+        @app.post(
+            "/v1/retrieve_and_rerank",
+            response_model=s.retrieve_response,
+            summary="Retrieve from the server's index, then re-rank (404 without an index)",
+        )
+        async def retrieve_and_rerank(body: s.retrieve_request, request: Request) -> Any:
+            return await self._retrieve(body, request)
+
+        @app.get("/v1/models", response_model=s.models_response, summary="The served models (and index)")
+        async def list_models(request: Request) -> Any:
+            response = await self._run(request, "ListModels", self.pb2.ListModelsRequest(), "models", False)
+            out = message_dict(response)
+            for model in out["models"]:
+                model["endpoints"] = ["rerank"]
+            return JSONResponse(out)
+
+        @app.get("/health", summary="Liveness: 200 while the process serves")
+        async def health() -> dict[str, str]:
+            return {"status": "ok"}
+
+        @app.get("/ready", summary="Readiness: 503 once a shutdown began (drain), else 200")
+        async def ready() -> Any:
+            if self.ready():
+                return {"status": "ready"}
+            return error_response(503, "not ready: the server is shutting down")
+
+        original = app.openapi
+
+        def openapi() -> dict[str, Any]:
+            schema = original()
+            components = schema.setdefault("components", {})
+            components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+            schema["security"] = [{"bearer": []}, {}]  # required only when the server has a token
+            return schema
+
+        app.openapi = openapi  # type: ignore[method-assign]
+        return app
+
+    # --- calls --------------------------------------------------------------------------------------
+    async def _run(self, request: Request, method: str, message: Any, documents: str, single: bool) -> Any:
+        """Run ``method`` of the servicer on ``message`` on the thread pool, with the call's deadline and
+        cancellation; a failure becomes a :class:`ServiceError` with HTTP field names."""
+        if self.inflight >= self.config.max_concurrent_rpcs:
+            raise ServiceError(
+                OVERLOADED,
+                f"more than {self.config.max_concurrent_rpcs} requests at once (max_concurrent_rpcs); retry",
+            )
+        call = HttpCall(_timeout(request))
+        loop = asyncio.get_running_loop()
+        watcher = asyncio.ensure_future(_on_disconnect(request, call))
+        timer = loop.call_later(call.time_remaining(), call.end) if call.deadline is not None else None
+        self.inflight += 1
+        try:
+            label = f"http {request.url.path}"
+            response, elapsed = await loop.run_in_executor(
+                self.pool, self.service.execute, method, message, call, label
+            )
+        except ServiceError as exc:
+            field = http_field(exc.field, documents, single)
+            text = exc.message
+            if exc.field and field != exc.field and text.startswith(exc.field):
+                text = field + text[len(exc.field) :]
+            raise ServiceError(exc.status, text, field) from exc
+        finally:
+            self.inflight -= 1
+            call.end()
+            watcher.cancel()
+            if timer is not None:
+                timer.cancel()
+        request.state.server_ms = elapsed * 1000.0
+        return response
+
+    def _models(self, body: Any) -> tuple[list[str], bool]:
+        if body.model and body.models:
+            raise RequestError("models", "give model or models, not both")
+        if body.models:
+            return list(body.models), False
+        return ([body.model] if body.model else []), True
+
+    def _rerank_message(self, body: Any, texts: Sequence[str], models: list[str], top_n: int, score_format: int) -> Any:
+        pb2 = self.pb2
+        message = pb2.RerankRequest(query=body.query, top_n=top_n, models=models, score_format=score_format)
+        add = message.candidates.add
+        for i, text in enumerate(texts):
+            add(id=str(i), text=text)
+        self.schemas.fill_options(body, message.options)
+        return message
+
+    async def _cohere(self, body: Any, request: Request, version: str) -> JSONResponse:
+        models, single = self._models(body)
+        texts = [_document_text(d, i, body.rank_fields) for i, d in enumerate(body.documents)]
+        warnings = self._token_warnings(body, models)
+        message = self._rerank_message(body, texts, models, body.top_n or 0, self.pb2.SCORE_FORMAT_NORMALIZED)
+        response = await self._run(request, "Rerank", message, "documents", single)
+        echo = (lambda i: _as_document(body.documents[i])) if body.return_documents else None
+        results = _ranked(response, "relevance_score", "document", echo)
+        meta: dict[str, Any] = {
+            "api_version": {"version": version},
+            "billed_units": {"search_units": 1},
+            "usage": message_dict(response.usage),
+            "models": list(response.models),
+        }
+        if warnings:
+            meta["warnings"] = warnings
+        return JSONResponse({"id": str(uuid.uuid4()), "results": results, "meta": meta}, headers=_timing(request))
+
+    def _token_warnings(self, body: Any, models: list[str]) -> list[str]:
+        """``max_tokens_per_doc`` below a model's passage budget cannot be honoured: refuse it (the model
+        would read more of each document than asked); at or above it, the model's budget truncates."""
+        out = []
+        if body.max_tokens_per_doc is not None:
+            for name in models or [self.service.default_model]:
+                served = self.service.models.get(name)
+                budget = served.max_passage_tokens if served else 0
+                if budget and body.max_tokens_per_doc < budget:
+                    raise RequestError(
+                        "max_tokens_per_doc",
+                        f"{body.max_tokens_per_doc} is below the passage budget of model {name!r} "
+                        f"({budget} tokens), which this server does not lower per request; send "
+                        f">= {budget} or omit it",
+                    )
+                if budget:
+                    out.append(f"model {name!r} reads at most {budget} tokens of each document")
+        if body.max_chunks_per_doc is not None:
+            out.append("documents are not chunked: max_chunks_per_doc has no effect")
+        return out
+
+    async def _tei(self, body: Any, request: Request) -> JSONResponse:
+        single_name = [body.model] if body.model else []
+        texts = list(body.texts)
+        if body.truncate:
+            limit = self.service.models.get(body.model or self.service.default_model)
+            chars = limit.max_chars if limit is not None else None
+            if chars:
+                left = body.truncation_direction.lower() == "left"
+                texts = [t[-chars:] if left else t[:chars] for t in texts]
+        fmt = self.pb2.SCORE_FORMAT_RAW if body.raw_scores else self.pb2.SCORE_FORMAT_NORMALIZED
+        message = self._rerank_message(body, texts, single_name, 0, fmt)
+        response = await self._run(request, "Rerank", message, "texts", True)
+        echo = (lambda i: body.texts[i]) if body.return_text else None
+        return JSONResponse(_ranked(response, "score", "text", echo), headers=_timing(request))
+
+    async def _retrieve(self, body: Any, request: Request) -> JSONResponse:
+        pb2 = self.pb2
+        models, single = self._models(body)
+        fmt = pb2.SCORE_FORMAT_RAW if body.score_format == "raw" else pb2.SCORE_FORMAT_NORMALIZED
+        message = pb2.RetrieveAndRerankRequest(
+            query=body.query, k=body.k or 0, top_n=body.top_n or 0, models=models, score_format=fmt
+        )
+        self.schemas.fill_options(body, message.options)
+        response = await self._run(request, "RetrieveAndRerank", message, "documents", single)
+        return JSONResponse(message_dict(response), headers=_timing(request))
+
+    # --- serving ------------------------------------------------------------------------------------
+    def start(self, host: str, port: int) -> int:
+        """Listen on ``host:port`` (0 picks a port) with uvicorn on a thread; return the bound port."""
+        c = self.config
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            sock.close()
+            raise OSError(f"cannot listen on {host}:{port} (HTTP): {exc.strerror}") from None
+        sock.listen(2048)
+        config = uvicorn.Config(
+            self.asgi,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            ssl_certfile=c.tls_cert,
+            ssl_keyfile=c.tls_key,
+            timeout_graceful_shutdown=max(0.5, c.grace_s),  # type: ignore[arg-type]  (a float works)
+            backlog=2048,
+        )
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="rerank-http", daemon=True)
+        thread.start()
+        end = time.monotonic() + 30
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > end:
+                sock.close()
+                raise RuntimeError(f"the HTTP server did not start on {host}:{port}")
+            time.sleep(0.01)
+        self._server, self._thread = server, thread
+        self.port = sock.getsockname()[1]
+        return self.port
+
+    def stop(self, grace: float) -> None:
+        """Stop listening, let requests in flight finish within ``grace`` seconds, then close."""
+        if self._server is not None and self._thread is not None:
+            self._server.config.timeout_graceful_shutdown = max(0.5, grace)  # type: ignore[assignment]
+            self._server.should_exit = True
+            self._thread.join(grace + 10)
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _ranked(response: Any, score: str, extra: str, echo: Callable[[int], Any] | None) -> list[dict[str, Any]]:
+    """Results best first as ``{"index", <score>, <extra>?}``; ``echo(index)`` gives the extra value."""
+    out = []
+    for r in response.results:
+        item: dict[str, Any] = {"index": r.index, score: r.score}
+        if echo is not None:
+            item[extra] = echo(r.index)
+        out.append(item)
+    return out
+
+
+def _as_document(doc: str | dict[str, Any]) -> dict[str, Any]:
+    return doc if isinstance(doc, dict) else {"text": doc}
+
+
+def _timing(request: Request) -> dict[str, str]:
+    return {SERVER_TIME_HEADER: f"{getattr(request.state, 'server_ms', 0.0):.3f}"}
+
+
+async def _on_disconnect(request: Request, call: HttpCall) -> None:
+    """End the call when its client goes away (the body is read by then: the next message is the end)."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            call.end()
+            return
+
+
+def _document_text(doc: str | dict[str, Any], i: int, rank_fields: Sequence[str] | None) -> str:
+    """The text a Cohere document is ranked on: a string as it is; an object's ``text``, or its
+    ``rank_fields`` present in it as ``field: value`` lines (non-strings as JSON)."""
+    if isinstance(doc, str):
+        return doc
+    if not rank_fields:
+        text = doc.get("text")
+        if not isinstance(text, str):
+            raise RequestError(f"documents[{i}]", "an object needs a string `text` field, or give rank_fields")
+        return text
+    parts = [
+        f"{name}: {value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)}"
+        for name in rank_fields
+        if (value := doc.get(name)) is not None
+    ]
+    if not parts:
+        raise RequestError(f"documents[{i}]", f"has none of the rank_fields {list(rank_fields)}")
+    return "\n".join(parts)
+
+
+def openapi_schema() -> dict[str, Any]:
+    """The HTTP face's OpenAPI schema, as ``/openapi.json`` serves it (no server or model needed)."""
+    from types import SimpleNamespace
+
+    from . import _proto
+    from .config import ServerConfig
+
+    pb2, _ = _proto.load()
+    face = HttpFace(SimpleNamespace(config=ServerConfig(), pb2=pb2), ready=lambda: True)  # type: ignore[arg-type]
+    face.pool.shutdown()
+    return face.app.openapi()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m rerank.server.http [FILE]``: write the OpenAPI schema (default docs/http-api.json)."""
+    import sys
+
+    from .http_schema import write_openapi
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    path = args[0] if args else "docs/http-api.json"
+    write_openapi(openapi_schema(), path)
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
