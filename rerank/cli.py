@@ -13,6 +13,15 @@ from typing import IO, NoReturn
 from . import __version__
 from .aggregation.registry import names
 from .comparison_io import InputError, read_comparison_groups
+from .distributed import (
+    PreferenceScorer,
+    QueryRanker,
+    RayOptions,
+    add_engine_arguments,
+    check_engine_arguments,
+    ray_preference_mapper,
+    ray_rank_mapper,
+)
 from .files import write_text_atomic
 from .pipeline import RankOptions, RequestError, aggregate_group
 from .retrieval.cli import add_index_parser
@@ -178,6 +187,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
     options = _rank_options(args)
     try:
         validate_options(options, 10)
+        check_engine_arguments(args)
         if args.batch_size is not None and args.batch_size < 1:
             raise RequestError("batch_size", f"must be >= 1, got {args.batch_size}")
         trec = None
@@ -189,8 +199,16 @@ def cmd_rank(args: argparse.Namespace) -> int:
                 read_queries(args.queries) if args.queries else {},
                 read_corpus(args.corpus) if args.corpus else {},
             )
-        models = [load_comparator(spec, trec=trec, max_batch_size=args.batch_size)
-                  for spec in (args.model or ["minilm"])]
+        specs = tuple(args.model or ["minilm"])
+        map_jobs = None
+        if args.engine == "ray":  # the actors load the models, each once; this process only writes
+            models = []
+            oracle = any(spec.startswith("oracle") for spec in specs)
+            ranker = QueryRanker(specs, options, None if trec_mode else args.top_n, args.batch_size,
+                                 trec if oracle else None)
+            map_jobs = ray_rank_mapper(ranker, RayOptions.from_args(args))
+        else:
+            models = [load_comparator(spec, trec=trec, max_batch_size=args.batch_size) for spec in specs]
         output = ResumableOutput(Path(args.output), overwrite=args.overwrite)
     except RequestError as exc:
         return _fail(str(exc), EXIT_USAGE)
@@ -201,20 +219,29 @@ def cmd_rank(args: argparse.Namespace) -> int:
             assert trec is not None
             run = read_run(args.run)
             jobs = trec_jobs(run, trec.queries, trec.corpus, args.depth)
-            ranked = rank_jobs(jobs, models, options, output, trec_tag=args.tag, total=len(run))
+            ranked = rank_jobs(jobs, models, options, output, trec_tag=args.tag, total=len(run), map_jobs=map_jobs)
         else:
+            total = _count_lines(args.input)
             with _open_input(args.input) as lines:
                 jobs = read_jsonl_jobs(lines, skip_bad=args.skip_bad, warn=sys.stderr)
-                ranked = rank_jobs(jobs, models, options, output, top_n=args.top_n)
+                ranked = rank_jobs(jobs, models, options, output, top_n=args.top_n, total=total, map_jobs=map_jobs)
     except InputError as exc:
         where = args.run if trec_mode else (args.input if args.input != "-" else "stdin")
         return _fail(f"{where}: {exc}", EXIT_BAD_INPUT)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RuntimeError) as exc:
         return _fail(str(exc), EXIT_BAD_INPUT)
     finally:
         output.close()
     sys.stderr.write(f"rerank: ranked {ranked} queries ({len(output.done)} done in {args.output})\n")
     return 0
+
+
+def _count_lines(path: str) -> int | None:
+    """Non-blank lines of a JSON-lines file (the progress line's total); None for stdin."""
+    if path == "-":
+        return None
+    with open(path, "rb") as handle:
+        return sum(1 for line in handle if line.strip())
 
 
 def _names_list(values: list[str]) -> list[str]:
@@ -230,14 +257,19 @@ def cmd_bench_budgets(args: argparse.Namespace) -> int:
         return _fail(f"--budgets must be fractions or percentages, got {' '.join(args.budgets)}", EXIT_USAGE)
     command = "rerank bench budgets " + " ".join(sys.argv[3:] if args.command_line is None else args.command_line)
     try:
+        check_engine_arguments(args)
+        map_prefs = None
+        if args.engine == "ray":
+            scorer = PreferenceScorer(args.model, args.dataset)
+            map_prefs = ray_preference_mapper(scorer, RayOptions.from_args(args))
         summary = run_budget_bench(
             Path(args.dataset), args.model, args.depth, _names_list(args.samplers), _names_list(args.aggregators),
             _names_list(args.calibrations), budgets, args.repeats, Path(args.out), Path(args.cache),
-            args.max_queries, command,
+            args.max_queries, command, map_prefs=map_prefs,
         )
     except RequestError as exc:
         return _fail(str(exc), EXIT_USAGE)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RuntimeError) as exc:
         return _fail(str(exc), EXIT_BAD_INPUT)
     best = summary.get("best", {})
     for fraction, row in best.items():
@@ -321,6 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     rank.add_argument("--skip-bad", action="store_true", help="skip malformed lines (reported) instead of stopping")
     rank.add_argument("--overwrite", action="store_true", help="start over instead of resuming")
     add_ranking_arguments(rank)
+    add_engine_arguments(rank)
     rank.set_defaults(func=cmd_rank)
 
     bench = sub.add_parser("bench", help="benchmarks: comparison budgets, server load")
@@ -339,6 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     bud.add_argument("--max-queries", type=int, default=None, help="only the first N judged queries")
     bud.add_argument("--cache", default="bench/cache/preferences", help="preference cache folder")
     bud.add_argument("--out", required=True, help="output folder")
+    add_engine_arguments(bud)
     bud.set_defaults(func=cmd_bench_budgets, command_line=None)
 
     load = bench_sub.add_parser("load", help="throughput and latency of a running (or started) gRPC server")

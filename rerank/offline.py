@@ -6,13 +6,14 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from .comparison_io import InputError
 from .pipeline import Candidate, Comparator, RankOptions, RequestError, RerankResult, rerank
+from .progress import eta_text
 
 
 @dataclass(frozen=True)
@@ -150,14 +151,16 @@ class ResumableOutput:
 
 
 class Progress:
-    """A one-line progress bar on a terminal, plain lines (every few seconds) otherwise."""
+    """A one-line progress bar on a terminal, plain lines (every few seconds) otherwise: queries done/total
+    (counting those done before a resume), rates of this run and, with a total, the time left."""
 
-    def __init__(self, stream: IO[str], total: int | None) -> None:
+    def __init__(self, stream: IO[str], total: int | None, done_before: int = 0) -> None:
         self.stream = stream
         self.total = total
         self.tty = stream.isatty()
         self.start = time.monotonic()
         self.last = 0.0
+        self.before = done_before
         self.queries = 0
         self.comparisons = 0
 
@@ -169,9 +172,11 @@ class Progress:
             return
         self.last = now
         elapsed = max(now - self.start, 1e-9)
+        done = self.before + self.queries
         of = f"/{self.total}" if self.total else ""
-        line = (f"queries {self.queries}{of}  {self.queries / elapsed:.2f} q/s  "
-                f"{self.comparisons / elapsed:,.0f} comparisons/s")
+        eta = f"  ETA {eta_text(max(self.total - done, 0) * elapsed / self.queries)}" if self.total else ""
+        line = (f"queries {done}{of}  {self.queries / elapsed:.2f} q/s  "
+                f"{self.comparisons / elapsed:,.0f} comparisons/s{eta}")
         self.stream.write(f"\r{line}" if self.tty else f"rerank: {line}\n")
         self.stream.flush()
 
@@ -199,6 +204,17 @@ def trec_record(job: QueryJob, result: RerankResult, tag: str) -> str:
     return "".join(f"{job.qid} Q0 {d} {rank} {n - rank + 1} {tag}\n" for rank, d in enumerate(ids, start=1))
 
 
+def rank_query(job: QueryJob, models: Sequence[Comparator], options: RankOptions, top_n: int | None) -> RerankResult:
+    """One query through the pipeline; a request the pipeline refuses is an ``InputError`` naming the query."""
+    try:
+        return rerank(job.query, job.candidates, models, options, top_n=top_n)
+    except RequestError as exc:
+        raise InputError(0, f"query {job.qid!r}: {exc}") from None
+
+
+MapJobs = Callable[[Iterable[QueryJob]], Iterator[tuple[QueryJob, RerankResult]]]
+
+
 def rank_jobs(
     jobs: Iterator[QueryJob],
     models: Sequence[Comparator],
@@ -209,18 +225,20 @@ def rank_jobs(
     top_n: int | None = None,
     total: int | None = None,
     progress_stream: IO[str] = sys.stderr,
+    map_jobs: MapJobs | None = None,
 ) -> int:
-    """Rank every job not already in ``output``; returns the number ranked now."""
-    progress = Progress(progress_stream, total)
+    """Rank every job not already in ``output``; returns the number ranked now.
+
+    ``map_jobs`` (e.g. a pool of Ray actors, :mod:`rerank.distributed`) turns the jobs left into
+    ``(job, result)`` pairs in any order, with ``top_n`` as given here; by default this process ranks them
+    one by one with ``models``. Only this function writes ``output``."""
+    progress = Progress(progress_stream, total, len(output.done))
     ranked = 0
+    if map_jobs is None:
+        keep = top_n if trec_tag is None else None
+        map_jobs = lambda todo: ((job, rank_query(job, models, options, keep)) for job in todo)  # noqa: E731
     try:
-        for job in jobs:
-            if job.qid in output.done:
-                continue
-            try:
-                result = rerank(job.query, job.candidates, models, options, top_n=top_n if trec_tag is None else None)
-            except RequestError as exc:
-                raise InputError(0, f"query {job.qid!r}: {exc}") from None
+        for job, result in map_jobs(job for job in jobs if job.qid not in output.done):
             text = trec_record(job, result, trec_tag) if trec_tag else jsonl_record(job, result)
             output.write(job.qid, text)
             ranked += 1
