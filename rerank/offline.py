@@ -168,7 +168,7 @@ class Progress:
         self.queries += 1
         self.comparisons += comparisons
         now = time.monotonic()
-        if not self.tty and now - self.last < 5.0 and self.queries != self.total:
+        if not self.tty and now - self.last < 5.0 and self.before + self.queries != self.total:
             return
         self.last = now
         elapsed = max(now - self.start, 1e-9)
