@@ -26,6 +26,8 @@ from rerank.evaluation import read_corpus, read_queries, read_run
 from rerank.server.replicas import send_concurrently, start_haproxy, start_replicas
 
 SERVE_ARGS = ["--model", "minilm", "--drain", "1", "--grace", "20"]
+# the workload repeats its requests: with the embedding cache on, every replica would answer from memory
+NO_CACHE = {"model_options": {"minilm": {"cache_items": 0}}}
 
 
 def load_requests(data: Path, queries: int, depth: int) -> list:
@@ -52,8 +54,9 @@ def main() -> int:
     args = parser.parse_args()
 
     requests = load_requests(Path(args.data), 16, args.depth)
-    replicas = start_replicas(3, SERVE_ARGS)
     folder = Path(tempfile.mkdtemp(prefix="replicas-bench-"))
+    (folder / "serve.json").write_text(json.dumps(NO_CACHE))
+    replicas = start_replicas(3, [*SERVE_ARGS, "--config", str(folder / "serve.json")])
     (folder / "one").mkdir()
     (folder / "three").mkdir()
     proxies = {1: start_haproxy([replicas[0].address], folder / "one"),
@@ -97,14 +100,16 @@ def main() -> int:
     for name in setups:
         rows[name]["throughput_vs_1_replica_client_side"] = rows[name]["requests_per_s"] / rows[base]["requests_per_s"]
     meta = {"command": "python bench/replicas_bench.py " + " ".join(sys.argv[1:]), "clients": args.clients,
-            "per_client": args.per_client, "rounds": args.rounds, "depth": args.depth, "model": "minilm (int8, CPU)",
+            "per_client": args.per_client, "rounds": args.rounds, "depth": args.depth,
+            "model": "minilm (int8, CPU, embedding cache off)",
             "cpus": os.cpu_count(), "machine": platform.platform(), "load_average": os.getloadavg()}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "replicas.json").write_text(json.dumps({"meta": meta, "results": rows}, indent=2))
     lines = [f"# Replicated serving: {args.clients} clients, 1 vs 3 replicas, client-side vs HAProxy", "",
              f"Command: `{meta['command']}`; {args.rounds} interleaved rounds of {args.clients} x {args.per_client} "
-             f"requests (DL19 queries, BM25 top {args.depth}, MiniLM, all pairs) per set-up; {meta['cpus']} CPUs, "
+             f"requests (DL19 queries, BM25 top {args.depth}, MiniLM, embedding cache off, all pairs) per set-up; "
+             f"{meta['cpus']} CPUs, "
              f"load average at the end {meta['load_average'][0]:.1f}.", "",
              "| set-up | requests/s (median of rounds) | vs 1 replica client-side | p50 ms | p99 ms | failed |",
              "| --- | --- | --- | --- | --- | --- |"]

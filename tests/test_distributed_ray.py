@@ -123,12 +123,18 @@ def _kill_group(proc: subprocess.Popen) -> None:
     proc.wait(30)
 
 
-def test_worker_and_engine_flags_need_engine_ray(rerank_home, tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "rerank.cli", "rank", "--input", "-", "--output",
-                           str(tmp_path / "o.jsonl"), "--workers", "2"], input="", capture_output=True, text=True,
-                          env={**os.environ, "RERANK_HOME": str(rerank_home)}, timeout=120)
-    assert proc.returncode == 2
-    assert proc.stderr.strip() == "rerank: error: engine: --address and --workers need --engine ray"
+@pytest.mark.parametrize("command", [
+    ["rank", "--input", "-", "--output", "OUT", "--workers", "2"],
+    ["index", "build", "--corpus", "c.jsonl", "--out", "OUT", "--address", "127.0.0.1:6379"],
+    ["bench", "budgets", "--dataset", "d", "--out", "OUT", "--workers", "0", "--engine", "ray"],
+])
+def test_ray_flags_are_checked_before_any_work(command, tmp_path):
+    argv = [str(tmp_path / "o") if a == "OUT" else a for a in command]
+    proc = subprocess.run([sys.executable, "-m", "rerank.cli", *argv], input="", capture_output=True, text=True,
+                          env={**os.environ, "RERANK_HOME": str(tmp_path)}, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("rerank: error: ") and ("need --engine ray" in line or "--workers must be >= 1" in line)
 
 
 @pytest.fixture(scope="module")
