@@ -72,13 +72,24 @@ def _ray() -> Any:
     return ray
 
 
+class WorkerSetupError(RuntimeError):
+    """A worker could not build its state (e.g. load its model): the same on every worker, so not retried."""
+
+
 class _Worker:
-    """The actor body: builds its state once (loads the model), then runs its method on each job."""
+    """The actor body: builds its state once (loads the model), then runs its method on each job. A failed
+    set-up is reported by the first job (as :class:`WorkerSetupError`), not by Ray restarting the actor."""
 
     def __init__(self, factory: Callable[[], Any]) -> None:
-        self.state = factory()
+        self.state, self.error = None, ""
+        try:
+            self.state = factory()
+        except Exception as exc:
+            self.error = f"cannot set up a Ray worker: {exc}"
 
     def call(self, method: str, job: Any) -> Any:
+        if self.error:
+            raise WorkerSetupError(self.error)
         return getattr(self.state, method)(job)
 
     def pid(self) -> int:
@@ -117,34 +128,30 @@ class RayPool:
         return self.ray.get([a.pid.remote() for a in self.actors])
 
     def map(self, method: str, jobs: Iterable[Any]) -> Iterator[tuple[Any, Any]]:
-        """``(job, state.method(job))`` in completion order, at most two jobs queued per actor (the input is
-        read lazily). An exception raised by the method is raised here as itself."""
+        """``(job, state.method(job))`` in completion order. Each actor has at most two jobs queued and gets
+        the next one when one of its own finishes (the input is read lazily). An exception raised by the
+        method is raised here as itself."""
         ray = self.ray
-        pending: dict[Any, Any] = {}
+        pending: dict[Any, tuple[Any, Any]] = {}  # object ref -> (job, actor)
         source = iter(jobs)
-        turn = 0
 
-        def submit() -> bool:
-            nonlocal turn
+        def submit(actor: Any) -> None:
             job = next(source, None)
-            if job is None:
-                return False
-            pending[self.actors[turn % len(self.actors)].call.remote(method, job)] = job
-            turn += 1
-            return True
+            if job is not None:
+                pending[actor.call.remote(method, job)] = (job, actor)
 
-        while len(pending) < 2 * len(self.actors) and submit():
-            pass
+        for actor in self.actors * 2:
+            submit(actor)
         while pending:
             [ready], _ = ray.wait(list(pending), num_returns=1)
-            job = pending.pop(ready)
+            job, actor = pending.pop(ready)
             try:
                 result = ray.get(ready)
             except ray.exceptions.RayTaskError as exc:
                 raise exc.cause if isinstance(exc.cause, Exception) else exc from None
             except ray.exceptions.RayError as exc:  # a worker that kept dying: Ray's retries are spent
                 raise RuntimeError(f"Ray gave up on a job after {type(exc).__name__}: {exc}") from None
-            submit()
+            submit(actor)
             yield job, result
 
     def close(self) -> None:

@@ -232,3 +232,16 @@ def test_a_query_the_pipeline_refuses_names_the_query(local_ray, tmp_path):
                   map_jobs=ray_rank_mapper(QueryRanker(("minilm",), bad), RayOptions(workers=1)))
     out.close()
     assert not (tmp_path / "o.jsonl").read_text()
+
+
+def test_a_model_the_workers_cannot_load_is_one_clear_error(local_ray, tmp_path):
+    from rerank.distributed import WorkerSetupError
+    from rerank.offline import QueryJob
+    from rerank.pipeline import Candidate
+
+    job = QueryJob("q1", "a query", [Candidate("a", "x"), Candidate("b", "y")])
+    out = ResumableOutput(tmp_path / "o.jsonl")
+    with pytest.raises(WorkerSetupError, match=r"cannot set up a Ray worker: .*no-such-model"):
+        rank_jobs(iter([job]), [], RankOptions(), out, progress_stream=StringIO(),
+                  map_jobs=ray_rank_mapper(QueryRanker(("no-such-model",), RankOptions()), RayOptions(workers=1)))
+    out.close()
