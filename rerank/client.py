@@ -375,6 +375,7 @@ class _Base:
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self._credentials = _credentials(tls, root_certificates)
         self._options = _channel_options(server_name, health_service)
+        self._plain_options = _channel_options(server_name, None)
         self.pb2, self.pb2_grpc = _pb()
 
     def _deadline(self, timeout: float | None) -> float | None:
@@ -391,11 +392,14 @@ class RerankClient(_Base):
 
     def __init__(self, target: Targets = "127.0.0.1:50051", **kwargs: Any) -> None:
         super().__init__(target, **kwargs)
-        if self._credentials is None:
-            self.channel = grpc.insecure_channel(self.target, options=self._options)
-        else:
-            self.channel = grpc.secure_channel(self.target, self._credentials, options=self._options)
+        self.channel = self._open(self._options)
+        self._health_channel: grpc.Channel | None = None
         self.stub = self.pb2_grpc.RerankerStub(self.channel)
+
+    def _open(self, options: list[tuple[str, Any]]) -> grpc.Channel:
+        if self._credentials is None:
+            return grpc.insecure_channel(self.target, options=options)
+        return grpc.secure_channel(self.target, self._credentials, options=options)
 
     def _call(self, method: Callable[..., Any], request: Any, timeout: float | None) -> Any:
         deadline = self._deadline(timeout)
@@ -449,10 +453,14 @@ class RerankClient(_Base):
         return _models_from_response(self._call(self.stub.ListModels, self.pb2.ListModelsRequest(), timeout))
 
     def health(self, service: str = "", *, timeout: float | None = 5.0) -> str:
-        """``SERVING``, ``NOT_SERVING`` (or ``SERVICE_UNKNOWN``) from grpc.health.v1."""
+        """``SERVING``, ``NOT_SERVING`` (or ``SERVICE_UNKNOWN``) from grpc.health.v1, of one replica (the next in
+        round-robin order). Asked on a channel of its own without client-side health checking, which would
+        hide a NOT_SERVING replica from the question itself."""
         from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-        stub = health_pb2_grpc.HealthStub(self.channel)
+        if self._health_channel is None:
+            self._health_channel = self._open(self._plain_options)
+        stub = health_pb2_grpc.HealthStub(self._health_channel)
         reply = stub.Check(
             health_pb2.HealthCheckRequest(service=service), timeout=timeout, metadata=self._metadata
         )
@@ -460,6 +468,8 @@ class RerankClient(_Base):
 
     def close(self) -> None:
         self.channel.close()
+        if self._health_channel is not None:
+            self._health_channel.close()
 
     def __enter__(self) -> RerankClient:
         return self
