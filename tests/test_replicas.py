@@ -9,6 +9,7 @@ import shutil
 import signal
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from rerank.client import RerankClient, channel_target, service_config
 from rerank.evaluation import read_corpus, read_queries, read_run
 from rerank.server.replicas import Replica, send_concurrently, start_haproxy, start_replicas
 
-SERVE_ARGS = ["--model", "minilm", "--no-warmup", "--drain", "1", "--grace", "20"]
+SERVE_ARGS = ["--model", "minilm", "--no-warmup", "--drain", "1", "--grace", "90", "--metrics-port", "0"]
 CLIENTS, PER_CLIENT = 8, 10
 
 
@@ -119,23 +120,31 @@ def test_haproxy_in_front_survives_a_replica_killed_mid_run(pool, requests, expe
     pool.refill()
 
 
+def _in_flight(replica: Replica) -> float:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{replica.metrics_port}/metrics", timeout=5).read().decode()
+    return next(float(x.split()[1]) for x in text.splitlines() if x.startswith("rerank_inflight_requests "))
+
+
 def test_sigterm_drains_not_serving_first_in_flight_finished(pool, requests, expected) -> None:
     victim = pool.replicas[1]
     query, cands = requests[0]
-    big = [(f"{d}-{i}", f"{text} ({i})") for i in range(25) for d, text in cands]  # 200 candidates: seconds
+    big = [(f"{d}-{i}", f"{text} ({i})") for i in range(15) for d, text in cands]  # 120 new texts: seconds
     direct = RerankClient(victim.address, health_service=None)
     result: dict = {}
 
     def in_flight() -> None:
         try:
-            result["reply"] = direct.rerank(query, big, sampler="window", budget=0.02, timeout=120)
+            result["reply"] = direct.rerank(query, big, timeout=120)
             result["at"] = time.monotonic()
         except Exception as exc:
             result["error"] = exc
 
     caller = threading.Thread(target=in_flight)
     caller.start()
-    time.sleep(0.3)  # the call has reached the replica
+    deadline = time.monotonic() + 60
+    while _in_flight(victim) < 1:  # the call has reached the replica (no other traffic yet)
+        assert time.monotonic() < deadline and caller.is_alive(), result
+        time.sleep(0.05)
     statuses: list[str] = []
 
     def watch_health() -> None:
@@ -160,10 +169,10 @@ def test_sigterm_drains_not_serving_first_in_flight_finished(pool, requests, exp
 
     outcomes = send_concurrently(lambda: RerankClient(pool.addresses), _calls(requests), clients=CLIENTS,
                                  per_client=PER_CLIENT, when=1, action=terminate)
-    caller.join(180)
+    caller.join(200)
     watcher.join(60)
     direct.close()
-    assert victim.process.wait(60) == 0
+    assert victim.process.wait(120) == 0
     assert "error" not in result, result.get("error")
     assert len(result["reply"].results) == len(big)  # the in-flight call finished, whole, after the SIGTERM
     assert result["at"] > sent[0]
@@ -173,3 +182,17 @@ def test_sigterm_drains_not_serving_first_in_flight_finished(pool, requests, exp
     assert any("stopped" in line for line in victim.lines)
     _check(outcomes, expected)
     pool.refill()
+
+
+def test_async_client_balances_over_the_replicas(pool, requests, expected) -> None:
+    import asyncio
+
+    from rerank.client import AsyncRerankClient
+
+    async def main() -> list:
+        async with AsyncRerankClient(pool.addresses) as client:
+            assert client.target.startswith("ipv4:") and client.target.count(",") == 2
+            return await asyncio.gather(*(client.rerank(q, c, timeout=120) for q, c in requests))
+
+    replies = asyncio.run(main())
+    assert [_answer(r) for r in replies] == expected

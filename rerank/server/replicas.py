@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SERVING = re.compile(r"rerank: serving on (\S+):(\d+)")
+SERVING = re.compile(r"rerank: serving on (\S+):(\d+)(?: metrics (\S+):(\d+))?")
 HAPROXY_CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "haproxy" / "haproxy.cfg"
 
 
@@ -30,6 +30,7 @@ class Replica:
 
     process: subprocess.Popen
     port: int = 0
+    metrics_port: int | None = None  # with --metrics-port
     lines: list[str] = field(default_factory=list)
 
     @property
@@ -80,6 +81,7 @@ def _wait_serving(replica: Replica, deadline: float) -> None:
         match = SERVING.search(line)
         if match:
             replica.port = int(match.group(2))
+            replica.metrics_port = int(match.group(4)) if match.group(4) else None
             _drain_output(replica)
             return
     raise RuntimeError("rerank serve did not start in time:\n" + "".join(replica.lines[-20:]))
