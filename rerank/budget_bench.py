@@ -8,13 +8,14 @@ without the model, so a rerun with a warm cache takes seconds.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import json
 import math
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from .aggregation.registry import lookup
 from .aggregation.samplers import run_sampler
 from .evaluation import ndcg_at_k, rank_docs, read_corpus, read_qrels, read_queries, read_run
 from .pipeline import Comparator, RequestError, TrecData, load_comparator
+from .progress import eta_text
 
 SORTING = ("heapsort", "quicksort", "sliding", "refine")
 
@@ -81,47 +83,72 @@ def query_cache_file(folder: Path, qid: str) -> Path:
     return folder / f"{_slug(qid)}.npz"
 
 
+@dataclass(frozen=True)
+class PreferenceJob:
+    """One query whose preferences to compute: its text and its top-K texts (first-stage order)."""
+
+    qid: str
+    query: str
+    texts: tuple[str, ...]
+
+
+def all_pair_preferences(model: Comparator, job: PreferenceJob) -> np.ndarray:
+    """P[a, b] = the model's P(a preferred to b) for every ordered pair a != b (NaN on the diagonal)."""
+    n = len(job.texts)
+    a, b = np.nonzero(~np.eye(n, dtype=bool))
+    p = model.compare_batch([(job.query, job.texts[i], job.texts[j]) for i, j in zip(a, b, strict=True)])
+    P = np.full((n, n), np.nan)
+    P[a, b] = np.asarray(p, dtype=np.float64)
+    return P
+
+
+MapPrefs = Callable[[Iterable[PreferenceJob]], Iterator[tuple[PreferenceJob, np.ndarray]]]
+
+
 def cached_preferences(
     data: Dataset, model_spec: str, depth: int, cache_dir: Path, comparator: Callable[[], Comparator],
-    qids: Sequence[str], log: Callable[[str], None],
+    qids: Sequence[str], log: Callable[[str], None], map_prefs: MapPrefs | None = None,
 ) -> list[QueryPrefs]:
-    """All ordered pairs of each query's top ``depth``, from the cache or computed once (and cached)."""
+    """All ordered pairs of each query's top ``depth``, from the cache or computed once (and cached).
+
+    ``map_prefs`` (e.g. a pool of Ray actors, :mod:`rerank.distributed`) computes the missing queries in any
+    order; by default this process computes them with ``comparator()`` (loaded on first need). Only this
+    function writes the cache."""
     folder = cache_dir / _slug(data.name) / _slug(model_spec) / f"depth{depth}"
     folder.mkdir(parents=True, exist_ok=True)
-    model: Comparator | None = None
-    out: list[QueryPrefs] = []
-    computed = 0
-    started = time.monotonic()
-    pairs_done = 0
+    found: dict[str, QueryPrefs] = {}
+    tops: dict[str, tuple[list[str], list[str]]] = {}
     for qid in qids:
         ranked = rank_docs(data.run[qid])
         top = [d for d in ranked[:depth] if data.corpus.get(d, "").strip()]
         rest = [d for d in ranked[:depth] if d not in set(top)] + ranked[depth:]
+        tops[qid] = (top, rest)
         path = query_cache_file(folder, qid)
         if path.exists():
             saved = np.load(path, allow_pickle=False)
             if list(saved["docids"]) == top:
-                out.append(QueryPrefs(qid, top, rest, saved["P"]))
-                continue
-        if model is None:
-            model = comparator()
-        n = len(top)
-        a, b = np.nonzero(~np.eye(n, dtype=bool))
-        texts = [data.corpus[d] for d in top]
-        query = data.queries[qid]
-        p = np.asarray(model.compare_batch([(query, texts[i], texts[j]) for i, j in zip(a, b, strict=True)]),
-                       dtype=np.float64)
-        P = np.full((n, n), np.nan)
-        P[a, b] = p
+                found[qid] = QueryPrefs(qid, top, rest, saved["P"])
+    missing = [PreferenceJob(q, data.queries[q], tuple(data.corpus[d] for d in tops[q][0]))
+               for q in qids if q not in found]
+    if map_prefs is None:
+        load = functools.cache(comparator)
+        map_prefs = lambda jobs: ((job, all_pair_preferences(load(), job)) for job in jobs)  # noqa: E731
+
+    started = time.monotonic()
+    pairs_done = 0
+    for computed, (job, P) in enumerate(map_prefs(missing), start=1):
+        top, rest = tops[job.qid]
+        path = query_cache_file(folder, job.qid)
         tmp = path.with_suffix(".tmp.npz")
         np.savez(tmp, docids=np.array(top), P=P)
         os.replace(tmp, path)
-        out.append(QueryPrefs(qid, top, rest, P))
-        computed += 1
-        pairs_done += len(p)
-        rate = pairs_done / max(time.monotonic() - started, 1e-9)
-        log(f"preferences {len(out)}/{len(qids)} (computed {computed}, {rate:,.0f} pairs/s)")
-    return out
+        found[job.qid] = QueryPrefs(job.qid, top, rest, P)
+        elapsed = max(time.monotonic() - started, 1e-9)
+        pairs_done += len(top) * (len(top) - 1)
+        eta = eta_text((len(missing) - computed) * elapsed / computed)
+        log(f"preferences {len(found)}/{len(qids)} (computed {computed}/{len(missing)}, "
+            f"{pairs_done / elapsed:,.0f} pairs/s, ETA {eta})")
+    return [found[q] for q in qids]
 
 
 def _ci(values: np.ndarray) -> tuple[float, float, float]:
@@ -293,6 +320,7 @@ def run_budget_bench(
     dataset_dir: Path, model_spec: str, depth: int, samplers: Sequence[str], aggregators: Sequence[str],
     calibrations: Sequence[str], budgets: Sequence[float], repeats: int, out: Path, cache_dir: Path,
     max_queries: int | None, command: str, log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
+    map_prefs: MapPrefs | None = None,
 ) -> dict:
     for kind, values in (("sampler", samplers), ("aggregator", aggregators), ("calibration", calibrations)):
         for v in values:
@@ -307,7 +335,7 @@ def run_budget_bench(
     trec = TrecData(data.qrels, data.queries, data.corpus)
     started = time.monotonic()
     prefs = cached_preferences(data, model_spec, depth, cache_dir, lambda: load_comparator(model_spec, trec=trec),
-                               qids, log)
+                               qids, log, map_prefs)
     prefs_s = time.monotonic() - started
     rows = replay(prefs, data.qrels, samplers=samplers, calibrations=calibrations, aggregators=aggregators,
                   budgets=budgets, repeats=repeats, log=log)

@@ -13,6 +13,15 @@ from typing import IO, NoReturn
 from . import __version__
 from .aggregation.registry import names
 from .comparison_io import InputError, read_comparison_groups
+from .distributed import (
+    PreferenceScorer,
+    QueryRanker,
+    RayOptions,
+    add_engine_arguments,
+    check_engine_arguments,
+    ray_preference_mapper,
+    ray_rank_mapper,
+)
 from .files import first_unreadable, write_text_atomic
 from .pipeline import RankOptions, RequestError, aggregate_group
 from .retrieval.cli import add_index_parser
@@ -207,6 +216,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
         setup = run_setup("jsonl", specs, options, batch_size=args.batch_size, top_n=args.top_n)
     try:
         validate_options(options, 10)
+        check_engine_arguments(args)
         trec = None
         if trec_mode or args.qrels:
             from .evaluation import read_corpus, read_qrels, read_queries, read_run
@@ -216,7 +226,15 @@ def cmd_rank(args: argparse.Namespace) -> int:
                 read_queries(args.queries) if args.queries else {},
                 read_corpus(args.corpus) if args.corpus else {},
             )
-        models = [load_comparator(spec, trec=trec, max_batch_size=args.batch_size) for spec in specs]
+        map_jobs = None
+        if args.engine == "ray":  # the actors load the models, each once; this process only writes
+            models = []
+            oracle = any(spec.startswith("oracle") for spec in specs)
+            ranker = QueryRanker(tuple(specs), options, None if trec_mode else args.top_n, args.batch_size,
+                                 trec if oracle else None)
+            map_jobs = ray_rank_mapper(ranker, RayOptions.from_args(args))
+        else:
+            models = [load_comparator(spec, trec=trec, max_batch_size=args.batch_size) for spec in specs]
         output = ResumableOutput(Path(args.output), setup, overwrite=args.overwrite)
     except RequestError as exc:
         return _fail(str(exc), EXIT_USAGE)
@@ -230,22 +248,38 @@ def cmd_rank(args: argparse.Namespace) -> int:
             selection.report(sys.stderr)
             jobs = trec_jobs(chosen, run, trec.queries, trec.corpus, args.depth)
             already = sum(q in output.done for q in chosen)
-            ranked = rank_jobs(jobs, models, options, output, trec_tag=args.tag, total=len(chosen), already=already)
+            ranked = rank_jobs(jobs, models, options, output, trec_tag=args.tag, total=len(chosen), already=already,
+                               map_jobs=map_jobs)
         else:
             with _open_input(args.input) as lines:
                 jobs = read_jsonl_jobs(lines, skip_bad=args.skip_bad, warn=sys.stderr)
+                total = _count_lines(args.input)
+                if selection.qids is not None:
+                    total = len(selection.qids)
+                if total is not None and selection.max_queries is not None:
+                    total = min(total, selection.max_queries)
+                already = len(output.done) if selection.qids is None else len(output.done & selection.qids)
                 ranked = rank_jobs(selection.apply(jobs, lambda job: job.qid), models, options, output,
-                                   top_n=args.top_n)
+                                   top_n=args.top_n, total=total, already=min(already, total or already),
+                                   map_jobs=map_jobs)
             selection.report(sys.stderr)
     except InputError as exc:
         where = args.run if trec_mode else (args.input if args.input != "-" else "stdin")
         return _fail(f"{where}: {exc}", EXIT_BAD_INPUT)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RuntimeError) as exc:
         return _fail(str(exc), EXIT_BAD_INPUT)
     finally:
         output.close()
     sys.stderr.write(f"rerank: ranked {ranked} queries ({len(output.done)} done in {args.output})\n")
     return 0
+
+
+def _count_lines(path: str) -> int | None:
+    """Non-blank lines of a JSON-lines file (the progress line's total); None for stdin."""
+    if path == "-":
+        return None
+    with open(path, "rb") as handle:
+        return sum(1 for line in handle if line.strip())
 
 
 def _names_list(values: list[str]) -> list[str]:
@@ -261,14 +295,19 @@ def cmd_bench_budgets(args: argparse.Namespace) -> int:
         return _fail(f"--budgets must be fractions or percentages, got {' '.join(args.budgets)}", EXIT_USAGE)
     command = "rerank bench budgets " + " ".join(sys.argv[3:] if args.command_line is None else args.command_line)
     try:
+        check_engine_arguments(args)
+        map_prefs = None
+        if args.engine == "ray":
+            scorer = PreferenceScorer(args.model, args.dataset)
+            map_prefs = ray_preference_mapper(scorer, RayOptions.from_args(args))
         summary = run_budget_bench(
             Path(args.dataset), args.model, args.depth, _names_list(args.samplers), _names_list(args.aggregators),
             _names_list(args.calibrations), budgets, args.repeats, Path(args.out), Path(args.cache),
-            args.max_queries, command,
+            args.max_queries, command, map_prefs=map_prefs,
         )
     except RequestError as exc:
         return _fail(str(exc), EXIT_USAGE)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RuntimeError) as exc:
         return _fail(str(exc), EXIT_BAD_INPUT)
     best = summary.get("best", {})
     for fraction, row in best.items():
@@ -384,6 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
     rank.add_argument("--max-queries", type=int, default=None, metavar="N",
                       help="rank only the first N queries (input order; TREC mode: qid order), after --qids")
     add_ranking_arguments(rank)
+    add_engine_arguments(rank)
     rank.set_defaults(func=cmd_rank)
 
     bench = sub.add_parser(
@@ -418,6 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
     bud.add_argument("--max-queries", type=int, default=None, help="only the first N judged queries")
     bud.add_argument("--cache", default="bench/cache/preferences", help="preference cache folder")
     bud.add_argument("--out", required=True, help="output folder")
+    add_engine_arguments(bud)
     bud.set_defaults(func=cmd_bench_budgets, command_line=None)
 
     load = bench_sub.add_parser(

@@ -14,7 +14,9 @@ raise :class:`RerankError` (status code, message and the offending field) for an
 from __future__ import annotations
 
 import asyncio
+import json
 import random
+import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields
@@ -274,10 +276,65 @@ def _credentials(tls: bool, root_certificates: bytes | str | Path | None) -> grp
     return grpc.ssl_channel_credentials(root_certificates=roots)
 
 
-def _channel_options(server_name: str | None) -> list[tuple[str, Any]]:
+Targets = str | Sequence[str]
+SERVICE_NAME = "rerank.v1.Reranker"
+
+
+def channel_target(targets: Targets) -> str:
+    """One gRPC target for one or several replicas.
+
+    A string is used as it is: ``host:port`` or any target gRPC resolves, e.g. ``dns:///rerank:50051`` (every
+    address of the name; re-resolved when connections fail). Several ``host:port`` strings become one static
+    ``ipv4:``/``ipv6:`` address list for gRPC's own resolver; host names in a list are looked up once, here."""
+    if isinstance(targets, str):
+        return targets
+    if not targets:
+        raise ValueError("no target address given")
+    v4: list[str] = []
+    v6: list[str] = []
+    for target in targets:
+        host, sep, port = target.rpartition(":")
+        if not sep or not port.isdigit() or not host:
+            raise ValueError(f"address {target!r} is not host:port")
+        host = host.strip("[]")
+        for family, *_, address in socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM):
+            if family == socket.AF_INET6:
+                v6.append(f"[{address[0]}]:{port}")
+            else:
+                v4.append(f"{address[0]}:{port}")
+    if v4 and v6:
+        raise ValueError("addresses mix IPv4 and IPv6: give one family (gRPC's address lists hold one)")
+    return f"ipv4:{','.join(dict.fromkeys(v4))}" if v4 else f"ipv6:{','.join(dict.fromkeys(v6))}"
+
+
+def service_config(health_service: str | None = SERVICE_NAME, attempts: int = 5) -> dict[str, Any]:
+    """gRPC service config: ``round_robin`` over every ready address, client-side health checking (an
+    address whose health service says NOT_SERVING, e.g. a draining replica, gets no new calls) and gRPC's
+    retry policy for UNAVAILABLE (a call that fails on a replica dying under it is retried on another)."""
+    config: dict[str, Any] = {
+        "loadBalancingConfig": [{"round_robin": {}}],
+        "methodConfig": [{
+            "name": [{"service": SERVICE_NAME}],
+            "retryPolicy": {
+                "maxAttempts": attempts,  # gRPC caps this at 5
+                "initialBackoff": "0.05s",
+                "maxBackoff": "1s",
+                "backoffMultiplier": 2,
+                "retryableStatusCodes": ["UNAVAILABLE"],
+            },
+        }],
+    }
+    if health_service is not None:
+        config["healthCheckConfig"] = {"serviceName": health_service}
+    return config
+
+
+def _channel_options(server_name: str | None, health_service: str | None) -> list[tuple[str, Any]]:
     opts: list[tuple[str, Any]] = [
         ("grpc.max_receive_message_length", _MESSAGE_LIMIT),
         ("grpc.max_send_message_length", _MESSAGE_LIMIT),
+        ("grpc.service_config", json.dumps(service_config(health_service))),
+        ("grpc.enable_retries", 1),
     ]
     if server_name:
         opts.append(("grpc.ssl_target_name_override", server_name))
@@ -302,7 +359,7 @@ class RetryPolicy:
 class _Base:
     def __init__(
         self,
-        target: str = "127.0.0.1:50051",
+        target: Targets = "127.0.0.1:50051",
         *,
         token: str | None = None,
         tls: bool = False,
@@ -310,13 +367,15 @@ class _Base:
         server_name: str | None = None,
         timeout: float | None = 60.0,
         retry: RetryPolicy | None = None,
+        health_service: str | None = SERVICE_NAME,
     ) -> None:
-        self.target = target
+        self.target = channel_target(target)
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self._credentials = _credentials(tls, root_certificates)
-        self._options = _channel_options(server_name)
+        self._options = _channel_options(server_name, health_service)
+        self._plain_options = _channel_options(server_name, None)
         self.pb2, self.pb2_grpc = _pb()
 
     def _deadline(self, timeout: float | None) -> float | None:
@@ -325,16 +384,22 @@ class _Base:
 
 
 class RerankClient(_Base):
-    """Blocking client. ``timeout`` (seconds) is the default deadline of every call; ``token`` is sent as
-    ``authorization: Bearer``; ``tls``/``root_certificates`` make the channel secure."""
+    """Blocking client. ``target``: one address, a list of replica addresses or a ``dns:///name:port``
+    target, balanced by gRPC's round_robin with client-side health checking on ``health_service`` (None: off)
+    and gRPC's retries for UNAVAILABLE (:func:`service_config`). ``timeout`` (seconds) is the default
+    deadline of every call; ``token`` is sent as ``authorization: Bearer``; ``tls``/``root_certificates``
+    make the channel secure."""
 
-    def __init__(self, target: str = "127.0.0.1:50051", **kwargs: Any) -> None:
+    def __init__(self, target: Targets = "127.0.0.1:50051", **kwargs: Any) -> None:
         super().__init__(target, **kwargs)
-        if self._credentials is None:
-            self.channel = grpc.insecure_channel(target, options=self._options)
-        else:
-            self.channel = grpc.secure_channel(target, self._credentials, options=self._options)
+        self.channel = self._open(self._options)
+        self._health_channel: grpc.Channel | None = None
         self.stub = self.pb2_grpc.RerankerStub(self.channel)
+
+    def _open(self, options: list[tuple[str, Any]]) -> grpc.Channel:
+        if self._credentials is None:
+            return grpc.insecure_channel(self.target, options=options)
+        return grpc.secure_channel(self.target, self._credentials, options=options)
 
     def _call(self, method: Callable[..., Any], request: Any, timeout: float | None) -> Any:
         deadline = self._deadline(timeout)
@@ -388,10 +453,14 @@ class RerankClient(_Base):
         return _models_from_response(self._call(self.stub.ListModels, self.pb2.ListModelsRequest(), timeout))
 
     def health(self, service: str = "", *, timeout: float | None = 5.0) -> str:
-        """``SERVING``, ``NOT_SERVING`` (or ``SERVICE_UNKNOWN``) from grpc.health.v1."""
+        """``SERVING``, ``NOT_SERVING`` (or ``SERVICE_UNKNOWN``) from grpc.health.v1, of one replica (the next in
+        round-robin order). Asked on a channel of its own without client-side health checking, which would
+        hide a NOT_SERVING replica from the question itself."""
         from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-        stub = health_pb2_grpc.HealthStub(self.channel)
+        if self._health_channel is None:
+            self._health_channel = self._open(self._plain_options)
+        stub = health_pb2_grpc.HealthStub(self._health_channel)
         reply = stub.Check(
             health_pb2.HealthCheckRequest(service=service), timeout=timeout, metadata=self._metadata
         )
@@ -399,6 +468,8 @@ class RerankClient(_Base):
 
     def close(self) -> None:
         self.channel.close()
+        if self._health_channel is not None:
+            self._health_channel.close()
 
     def __enter__(self) -> RerankClient:
         return self
@@ -411,12 +482,12 @@ class AsyncRerankClient(_Base):
     """``asyncio`` client on ``grpc.aio``; same arguments and retries as :class:`RerankClient`. Create it
     inside the running event loop."""
 
-    def __init__(self, target: str = "127.0.0.1:50051", **kwargs: Any) -> None:
+    def __init__(self, target: Targets = "127.0.0.1:50051", **kwargs: Any) -> None:
         super().__init__(target, **kwargs)
         if self._credentials is None:
-            self.channel = grpc.aio.insecure_channel(target, options=self._options)
+            self.channel = grpc.aio.insecure_channel(self.target, options=self._options)
         else:
-            self.channel = grpc.aio.secure_channel(target, self._credentials, options=self._options)
+            self.channel = grpc.aio.secure_channel(self.target, self._credentials, options=self._options)
         self.stub = self.pb2_grpc.RerankerStub(self.channel)
 
     async def _call(self, method: Callable[..., Any], request: Any, timeout: float | None) -> Any:

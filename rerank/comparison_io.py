@@ -20,7 +20,11 @@ class InputError(ValueError):
 
     def __init__(self, line: int, message: str) -> None:
         self.line = line
+        self.message = message
         super().__init__(f"line {line}: {message}" if line else message)
+
+    def __reduce__(self) -> tuple[type, tuple[int, str]]:  # picklable: raised in a Ray worker, re-raised here
+        return type(self), (self.line, self.message)
 
 
 @dataclass

@@ -7,7 +7,7 @@ Three stages, each its own part of this module:
    query the queries file lacks is skipped with a note, a ``--qids`` entry the input lacks is an error;
 2. the record: :class:`ResumableOutput` keeps the set-up (model, sampler, budget, ...) and the finished
    queries beside the output, and refuses to resume under another set-up;
-3. the loop: :func:`rank_jobs` ranks each job not done yet (:func:`rank_one`) and writes it.
+3. the loop: :func:`rank_jobs` ranks each job not done yet (:func:`rank_query`, here or on Ray workers) and writes it.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from typing import IO, Any, TypeVar
 from .comparison_io import InputError
 from .evaluation.trec import NotUTF8Error, numbered_lines
 from .pipeline import Candidate, Comparator, RankOptions, RequestError, RerankResult, rerank
+from .progress import eta_text
 
 T = TypeVar("T")
 
@@ -283,8 +284,8 @@ class ResumableOutput:
 
 
 class Progress:
-    """A one-line progress bar on a terminal, plain lines (every few seconds) otherwise. ``already``:
-    queries of this run done before (a resume), counted in the line but not in the rates."""
+    """A one-line progress bar on a terminal, plain lines (every few seconds) otherwise: queries done/total
+    (counting those of this run done before a resume), rates of this run and, with a total, the time left."""
 
     def __init__(self, stream: IO[str], total: int | None, already: int = 0) -> None:
         self.stream = stream
@@ -300,14 +301,15 @@ class Progress:
         self.queries += 1
         self.comparisons += comparisons
         now = time.monotonic()
-        count = self.already + self.queries
-        if not self.tty and now - self.last < 5.0 and count != self.total:
+        done = self.already + self.queries
+        if not self.tty and now - self.last < 5.0 and done != self.total:
             return
         self.last = now
         elapsed = max(now - self.start, 1e-9)
         of = f"/{self.total}" if self.total else ""
-        line = (f"queries {count}{of}  {self.queries / elapsed:.2f} q/s  "
-                f"{self.comparisons / elapsed:,.0f} comparisons/s")
+        eta = f"  ETA {eta_text(max(self.total - done, 0) * elapsed / self.queries)}" if self.total else ""
+        line = (f"queries {done}{of}  {self.queries / elapsed:.2f} q/s  "
+                f"{self.comparisons / elapsed:,.0f} comparisons/s{eta}")
         self.stream.write(f"\r{line}" if self.tty else f"rerank: {line}\n")
         self.stream.flush()
 
@@ -336,17 +338,15 @@ def trec_record(job: QueryJob, result: RerankResult, tag: str) -> str:
     return "".join(f"{job.qid} Q0 {d} {rank} {n - rank + 1} {tag}\n" for rank, d in enumerate(ids, start=1))
 
 
-def rank_one(
-    job: QueryJob, models: Sequence[Comparator], options: RankOptions, *, trec_tag: str | None = None,
-    top_n: int | None = None,
-) -> tuple[str, int]:
-    """Rank one job: its output block (a TREC block with ``trec_tag``, else a JSON line) and comparisons."""
+def rank_query(job: QueryJob, models: Sequence[Comparator], options: RankOptions, top_n: int | None) -> RerankResult:
+    """One query through the pipeline; a request the pipeline refuses is an ``InputError`` naming the query."""
     try:
-        result = rerank(job.query, job.candidates, models, options, top_n=top_n if trec_tag is None else None)
+        return rerank(job.query, job.candidates, models, options, top_n=top_n)
     except RequestError as exc:
         raise InputError(0, f"query {job.qid!r}: {exc}") from None
-    text = trec_record(job, result, trec_tag) if trec_tag else jsonl_record(job, result)
-    return text, result.usage.comparisons
+
+
+MapJobs = Callable[[Iterable[QueryJob]], Iterator[tuple[QueryJob, RerankResult]]]
 
 
 def rank_jobs(
@@ -360,19 +360,25 @@ def rank_jobs(
     total: int | None = None,
     already: int = 0,
     progress_stream: IO[str] | None = None,
+    map_jobs: MapJobs | None = None,
 ) -> int:
     """Rank every job not already in ``output``; returns the number ranked now. ``total`` and ``already``
-    (jobs of ``total`` done before) feed the progress line."""
+    (jobs of ``total`` done before) feed the progress line.
+
+    ``map_jobs`` (e.g. a pool of Ray actors, :mod:`rerank.distributed`) turns the jobs left into
+    ``(job, result)`` pairs in any order, with ``top_n`` as given here; by default this process ranks them
+    one by one with ``models``. Only this function writes ``output``."""
     progress = Progress(progress_stream or sys.stderr, total, already)
     ranked = 0
+    if map_jobs is None:
+        keep = top_n if trec_tag is None else None
+        map_jobs = lambda todo: ((job, rank_query(job, models, options, keep)) for job in todo)  # noqa: E731
     try:
-        for job in jobs:
-            if job.qid in output.done:
-                continue
-            text, comparisons = rank_one(job, models, options, trec_tag=trec_tag, top_n=top_n)
+        for job, result in map_jobs(job for job in jobs if job.qid not in output.done):
+            text = trec_record(job, result, trec_tag) if trec_tag else jsonl_record(job, result)
             output.write(job.qid, text)
             ranked += 1
-            progress.update(comparisons)
+            progress.update(result.usage.comparisons)
     finally:
         progress.close()
     return ranked

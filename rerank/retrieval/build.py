@@ -27,7 +27,7 @@ import numpy as np
 
 from .corpus import Corpus, read_documents
 from .docstore import DocStore
-from .embed import DEFAULT_BATCH_SIZE, Progress, embed_texts
+from .embed import DEFAULT_BATCH_SIZE, MapBatches, Progress, embed_texts
 from .errors import DimensionMismatchError, DuplicateIdError, NotAnIndexError, RetrievalError
 from .index import (
     check_consistent,
@@ -237,6 +237,7 @@ def build_index(
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: Progress | None = None,
     store: Any = None,
+    map_batches: MapBatches | None = None,
 ) -> BuildReport:
     """Embed ``corpus`` (JSONL) with ``model`` (a bi-encoder or its name) and write an index folder ``out``.
 
@@ -262,7 +263,8 @@ def build_index(
             return BuildReport(out, index_type, resolved, existing.count, 0, len(docs.skipped_empty), 0.0, 0.0,
                                up_to_date=True)
         t0 = time.perf_counter()
-        vectors = embed_texts(model, [d.text for d in docs.documents], batch_size=batch_size, progress=progress)
+        vectors = embed_texts(model, [d.text for d in docs.documents], batch_size=batch_size, progress=progress,
+                              map_batches=map_batches)
         embed_s = time.perf_counter() - t0
         t1 = time.perf_counter()
         faiss_index = make_index(index_type, ref.dim, resolved)
@@ -289,6 +291,7 @@ def add_documents(
     progress: Progress | None = None,
     store: Any = None,
     verify: bool = True,
+    map_batches: MapBatches | None = None,
 ) -> BuildReport:
     """Append the documents of ``corpus`` to the index at ``index_dir``.
 
@@ -323,7 +326,7 @@ def add_documents(
                 )
             t0 = time.perf_counter()
             vectors = embed_texts(model, [d.text for d in docs.documents], batch_size=batch_size,
-                                  progress=progress)
+                                  progress=progress, map_batches=map_batches)
             embed_s = time.perf_counter() - t0
             if vectors.shape[1] != manifest.dim:
                 raise DimensionMismatchError(

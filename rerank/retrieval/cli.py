@@ -13,6 +13,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..distributed import (
+    RayOptions,
+    TextEmbedder,
+    add_engine_arguments,
+    check_engine_arguments,
+    ray_embed_mapper,
+)
 from ..files import first_unreadable, write_text_atomic
 
 EXIT_OK = 0
@@ -77,15 +84,23 @@ def cmd_build(args: argparse.Namespace) -> int:
     from .build import build_index
 
     params, usage = _param_args(args, args.index)
+    try:
+        check_engine_arguments(args)
+    except ValueError as exc:
+        usage = str(exc)
     if usage:
         return _fail(usage, EXIT_USAGE)
     unreadable = first_unreadable([("--corpus", args.corpus)])
     if unreadable:
         return _fail(unreadable, EXIT_BAD_INPUT)
+    map_batches = None
+    if args.engine == "ray":
+        map_batches = ray_embed_mapper(TextEmbedder(args.model, args.store), RayOptions.from_args(args))
     try:
         report = build_index(
             args.corpus, args.out, args.model, index_type=args.index, params=params, skip_empty=args.skip_empty,
             force=args.force, batch_size=args.batch_size, progress=_progress(args, "embedded"), store=args.store,
+            map_batches=map_batches,
         )
     except (*_errors(), ValueError) as exc:
         return _fail(str(exc), EXIT_BAD_INPUT)
@@ -239,6 +254,7 @@ def add_index_parser(subparsers: Any) -> None:
     build.add_argument("--train-points", dest="train_points", type=_positive, default=None,
                        help="ivf, ivfpq: vectors sampled for training")
     _common(build)
+    add_engine_arguments(build)
     build.set_defaults(func=cmd_build)
 
     add = sub.add_parser(

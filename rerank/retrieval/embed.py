@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
 import numpy as np
+
+from ..progress import eta_text
 
 DEFAULT_BATCH_SIZE = 256
 
@@ -50,13 +52,31 @@ class Progress:
             return
         self._last = now
         elapsed = now - self._start
+        rate = self.rate(done)
+        left = f", ETA {eta_text((total - done) / rate)}" if rate > 0 and done < total else ""
         text = (f"{self.label} {done:,}/{total:,} {self.unit} ({100.0 * done / max(total, 1):.0f}%), "
-                f"{self.rate(done):,.1f} {self.unit}/s, {elapsed:.1f} s")
+                f"{rate:,.1f} {self.unit}/s, {elapsed:.1f} s{left}")
         if self._tty:
             self.stream.write("\r" + text + ("\n" if final else ""))
         else:
             self.stream.write(text + "\n")
         self.stream.flush()
+
+
+@dataclass(frozen=True)
+class EmbedBatch:
+    """One embedding call: the rows of the input it fills and their texts (already cut to ``max_chars``)."""
+
+    rows: np.ndarray
+    texts: list[str]
+    role: str
+
+
+MapBatches = Callable[[Iterable[EmbedBatch]], Iterator[tuple[EmbedBatch, np.ndarray]]]
+
+
+def embed_batch(model: Any, batch: EmbedBatch) -> np.ndarray:
+    return np.asarray(model.embed(batch.texts, role=batch.role), dtype=np.float32)
 
 
 def embed_texts(
@@ -66,12 +86,15 @@ def embed_texts(
     role: str = "passage",
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: Progress | None = None,
+    map_batches: MapBatches | None = None,
 ) -> np.ndarray:
     """``[len(texts), dim]`` float32 L2-normalised embeddings of ``texts`` by ``model.embed``.
 
     Texts longer than the model's ``max_chars`` are cut to it first (the model reads only its token budget
     of each text anyway; the document store keeps the whole text). Raises the model's ``EmptyTextError`` on an
-    empty text (callers check texts first, with file and line)."""
+    empty text (callers check texts first, with file and line). ``map_batches`` (e.g. a pool of Ray actors,
+    :mod:`rerank.distributed`) runs the same batches elsewhere, in any order; by default ``model`` runs them
+    here."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     n = len(texts)
@@ -82,14 +105,17 @@ def embed_texts(
     if progress is not None:
         progress.restart()
     done = 0
-    for start in range(0, n, batch_size):
-        rows = order[start : start + batch_size]
-        chunk = [texts[i][:max_chars] if max_chars else texts[i] for i in rows]
-        values = np.asarray(model.embed(chunk, role=role), dtype=np.float32)
+    batches = (
+        EmbedBatch(rows, [texts[i][:max_chars] if max_chars else texts[i] for i in rows], role)
+        for rows in (order[start : start + batch_size] for start in range(0, n, batch_size))
+    )
+    if map_batches is None:
+        map_batches = lambda todo: ((batch, embed_batch(model, batch)) for batch in todo)  # noqa: E731
+    for batch, values in map_batches(batches):
         if out is None:
             out = np.empty((n, values.shape[1]), dtype=np.float32)
-        out[rows] = values
-        done += len(rows)
+        out[batch.rows] = values
+        done += len(batch.rows)
         if progress is not None:
             progress.update(done, n, final=done == n)
     if out is None:

@@ -1,0 +1,247 @@
+"""``--engine ray`` on a real local Ray (2 workers, small object store): rank, bench budgets and index build
+give what the local engine gives; an interrupted driver resumes; a worker killed mid-run is restarted by Ray
+and its query retried."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from io import StringIO
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ray = pytest.importorskip("ray", reason="the 'distributed' extra (Ray) is not installed")
+
+from rerank.budget_bench import run_budget_bench  # noqa: E402
+from rerank.distributed import (  # noqa: E402
+    PreferenceScorer,
+    QueryRanker,
+    RayOptions,
+    RayPool,
+    TextEmbedder,
+    ray_embed_mapper,
+    ray_preference_mapper,
+    ray_rank_mapper,
+)
+from rerank.evaluation import read_corpus, read_queries, read_run  # noqa: E402
+from rerank.offline import ResumableOutput, rank_jobs, trec_jobs  # noqa: E402
+from rerank.pipeline import RankOptions  # noqa: E402
+
+DEPTH = 8
+WORKERS = RayOptions(workers=2)
+
+
+@pytest.fixture(scope="module")
+def dl19(data_dir: Path, tmp_path_factory) -> dict:
+    """Six DL19 queries (TREC run cut to them) and the local engine's output on their top 8."""
+    dl = data_dir / "trec-dl-2019-passage"
+    run = read_run(dl / "run.bm25.top100.trec")
+    qids = sorted(run)[:6]
+    folder = tmp_path_factory.mktemp("dl19-ray")
+    small = folder / "small.trec"
+    small.write_text("".join(f"{q} Q0 {d} {i} {s} bm25\n" for q in qids
+                             for i, (d, s) in enumerate(sorted(run[q].items(), key=lambda x: -x[1]), start=1)))
+    return {"dir": dl, "run": small, "qids": qids, "folder": folder,
+            "queries": read_queries(dl / "queries.tsv"), "corpus": read_corpus(dl / "corpus.jsonl")}
+
+
+def _jobs(dl19: dict) -> list:
+    return list(trec_jobs(read_run(dl19["run"]), dl19["queries"], dl19["corpus"], DEPTH))
+
+
+def _blocks(path: Path) -> dict[str, list[str]]:
+    """TREC run lines by query (the order of queries in a Ray run's file is the order they finished in)."""
+    out: dict[str, list[str]] = {}
+    for line in path.read_text().splitlines():
+        out.setdefault(line.split()[0], []).append(line)
+    return out
+
+
+@pytest.fixture(scope="module")
+def local_run(dl19: dict, minilm) -> dict[str, list[str]]:
+    out = ResumableOutput(dl19["folder"] / "local.trec")
+    try:
+        rank_jobs(iter(_jobs(dl19)), [minilm], RankOptions(), out, trec_tag="rerank", total=6,
+                  progress_stream=StringIO())
+    finally:
+        out.close()
+    return _blocks(dl19["folder"] / "local.trec")
+
+
+def _cli_rank(dl19: dict, out: Path, home: Path, *extra: str) -> subprocess.Popen:
+    args = [sys.executable, "-m", "rerank.cli", "rank", "--run", str(dl19["run"]), "--corpus",
+            str(dl19["dir"] / "corpus.jsonl"), "--queries", str(dl19["dir"] / "queries.tsv"), "--depth", str(DEPTH),
+            "--output", str(out), "--engine", "ray", "--workers", "2", *extra]
+    return subprocess.Popen(args, env={**os.environ, "RERANK_HOME": str(home)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def test_killed_driver_resumes_nothing_lost_nothing_twice(dl19, local_run, rerank_home, tmp_path):
+    """The CLI with a local Ray it starts itself: SIGKILL the driver after its first finished query, rerun."""
+    out = tmp_path / "ray.trec"
+    first = _cli_rank(dl19, out, rerank_home)
+    progress = out.with_name(out.name + ".progress")
+    try:
+        deadline = time.monotonic() + 240
+        while not (progress.exists() and progress.read_text().count("\n") >= 1):
+            assert first.poll() is None, first.communicate()[1]
+            assert time.monotonic() < deadline, "no query finished within 240 s"
+            time.sleep(0.2)
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(30)
+    finally:
+        _kill_group(first)
+    done_before = [json.loads(x)["qid"] for x in progress.read_text().splitlines()]
+    assert 1 <= len(done_before) < 6
+
+    second = _cli_rank(dl19, out, rerank_home)
+    try:
+        _, err = second.communicate(timeout=300)
+    finally:
+        _kill_group(second)
+    assert second.returncode == 0, err
+    assert f"ranked {6 - len(done_before)} queries (6 done" in err
+    assert "queries 6/6" in err and "ETA" in err  # done/total counts the queries of the first run too
+    lines = out.read_text().splitlines()
+    assert len(lines) == sum(len(v) for v in local_run.values())  # nothing twice
+    assert _blocks(out) == local_run  # nothing lost; equal query by query
+    qids = [json.loads(x)["qid"] for x in progress.read_text().splitlines()]
+    assert sorted(qids) == sorted(dl19["qids"]) and len(set(qids)) == 6
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """The local Ray a killed driver started runs in its process group: end it with the driver."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(30)
+
+
+@pytest.mark.parametrize("command", [
+    ["rank", "--input", "-", "--output", "OUT", "--workers", "2"],
+    ["index", "build", "--corpus", "c.jsonl", "--out", "OUT", "--address", "127.0.0.1:6379"],
+    ["bench", "budgets", "--dataset", "d", "--out", "OUT", "--workers", "0", "--engine", "ray"],
+])
+def test_ray_flags_are_checked_before_any_work(command, tmp_path):
+    argv = [str(tmp_path / "o") if a == "OUT" else a for a in command]
+    proc = subprocess.run([sys.executable, "-m", "rerank.cli", *argv], input="", capture_output=True, text=True,
+                          env={**os.environ, "RERANK_HOME": str(tmp_path)}, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("rerank: error: ") and ("need --engine ray" in line or "--workers must be >= 1" in line)
+
+
+@pytest.fixture(scope="module")
+def local_ray(rerank_home):
+    """One in-process local Ray for the tests below (2 CPUs, the smallest object store); pools join it."""
+    os.environ["RERANK_HOME"] = str(rerank_home)  # the workers inherit it
+    ray.init(address="local", num_cpus=2, object_store_memory=RayOptions().object_store_bytes,
+             include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def test_ray_rank_equals_local_query_by_query(local_ray, dl19, local_run, tmp_path):
+    out = ResumableOutput(tmp_path / "ray.trec")
+    stream = StringIO()
+    try:
+        ranked = rank_jobs(iter(_jobs(dl19)), [], RankOptions(), out, trec_tag="rerank", total=6,
+                           progress_stream=stream,
+                           map_jobs=ray_rank_mapper(QueryRanker(("minilm",), RankOptions()), WORKERS))
+    finally:
+        out.close()
+    assert ranked == 6
+    assert _blocks(tmp_path / "ray.trec") == local_run
+    assert "queries 6/6" in stream.getvalue() and "ETA" in stream.getvalue()
+
+
+def test_a_worker_killed_mid_run_is_restarted_and_its_query_retried(local_ray, dl19, local_run, tmp_path):
+    out = ResumableOutput(tmp_path / "ray.trec")
+    with RayPool(QueryRanker(("minilm",), RankOptions()), WORKERS) as pool:
+        victim = pool.pids()[0]
+
+        def map_jobs(jobs):
+            for i, pair in enumerate(pool.map("rank", jobs)):
+                if i == 0:  # the victim still has queries queued (two per actor)
+                    os.kill(victim, signal.SIGKILL)
+                yield pair
+
+        try:
+            ranked = rank_jobs(iter(_jobs(dl19)), [], RankOptions(), out, trec_tag="rerank", total=6,
+                               progress_stream=StringIO(), map_jobs=map_jobs)
+        finally:
+            out.close()
+        after = pool.pids()
+    assert ranked == 6
+    assert victim not in after and len(after) == 2  # Ray restarted the actor in a new process
+    assert _blocks(tmp_path / "ray.trec") == local_run
+
+
+def test_bench_budgets_cache_filled_by_actors_equals_local(local_ray, data_dir, tmp_path, minilm_store):
+    dl = data_dir / "trec-dl-2019-passage"
+    common = dict(dataset_dir=dl, model_spec="minilm", depth=6, samplers=["all", "random"], aggregators=["bt"],
+                  calibrations=["symmetric"], budgets=[0.2, 1.0], repeats=1, max_queries=3, command="test",
+                  log=lambda m: None)
+    local = run_budget_bench(out=tmp_path / "local", cache_dir=tmp_path / "cache-local", **common)
+    lines: list[str] = []
+    distributed = run_budget_bench(
+        out=tmp_path / "ray", cache_dir=tmp_path / "cache-ray", **{**common, "log": lines.append},
+        map_prefs=ray_preference_mapper(PreferenceScorer("minilm", str(dl)), WORKERS))
+    assert any("preferences 3/3" in m and "ETA" in m for m in lines)
+    caches = [sorted((tmp_path / c).rglob("*.npz")) for c in ("cache-local", "cache-ray")]
+    assert len(caches[0]) == len(caches[1]) == 3
+    for a, b in zip(*caches, strict=True):
+        assert a.name == b.name
+        np.testing.assert_array_equal(np.load(a)["P"], np.load(b)["P"])
+    assert (tmp_path / "local" / "results.csv").read_text() == (tmp_path / "ray" / "results.csv").read_text()
+    assert local["best"] == distributed["best"]
+
+
+def test_index_build_embeds_in_parallel_into_one_equal_index(local_ray, data_dir, tmp_path, minilm, minilm_store):
+    import faiss
+
+    from rerank.retrieval import build_index
+
+    lines = (data_dir / "cranfield" / "corpus.jsonl").read_text().splitlines(keepends=True)[:40]
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(lines))
+    local = build_index(corpus, tmp_path / "local", minilm, skip_empty=True, batch_size=8)
+    mapper = ray_embed_mapper(TextEmbedder("minilm", str(minilm_store.root)), WORKERS)
+    distributed = build_index(corpus, tmp_path / "ray", minilm, skip_empty=True, batch_size=8, map_batches=mapper)
+    assert local.count == distributed.count > 30
+    a, b = (faiss.read_index(str(tmp_path / name / "index.faiss")) for name in ("local", "ray"))
+    np.testing.assert_array_equal(a.reconstruct_n(0, a.ntotal), b.reconstruct_n(0, b.ntotal))
+
+
+def test_a_query_the_pipeline_refuses_names_the_query(local_ray, tmp_path):
+    from rerank.comparison_io import InputError
+    from rerank.offline import QueryJob
+    from rerank.pipeline import Candidate
+
+    job = QueryJob("q-bad", "a query", [Candidate("a", "x"), Candidate("b", "y")])
+    out = ResumableOutput(tmp_path / "o.jsonl")
+    bad = RankOptions(sampler="nope")  # raised in the actor, re-raised here as itself
+    with pytest.raises(InputError, match=r"query 'q-bad'.*unknown sampler 'nope'"):
+        rank_jobs(iter([job]), [], bad, out, progress_stream=StringIO(),
+                  map_jobs=ray_rank_mapper(QueryRanker(("minilm",), bad), RayOptions(workers=1)))
+    out.close()
+    assert not (tmp_path / "o.jsonl").read_text()
+
+
+def test_a_model_the_workers_cannot_load_is_one_clear_error(local_ray, tmp_path):
+    from rerank.distributed import WorkerSetupError
+    from rerank.offline import QueryJob
+    from rerank.pipeline import Candidate
+
+    job = QueryJob("q1", "a query", [Candidate("a", "x"), Candidate("b", "y")])
+    out = ResumableOutput(tmp_path / "o.jsonl")
+    with pytest.raises(WorkerSetupError, match=r"cannot set up a Ray worker: .*no-such-model"):
+        rank_jobs(iter([job]), [], RankOptions(), out, progress_stream=StringIO(),
+                  map_jobs=ray_rank_mapper(QueryRanker(("no-such-model",), RankOptions()), RayOptions(workers=1)))
+    out.close()
