@@ -90,7 +90,7 @@ def test_killed_driver_resumes_nothing_lost_nothing_twice(dl19, local_run, reran
     progress = out.with_name(out.name + ".progress")
     try:
         deadline = time.monotonic() + 240
-        while not (progress.exists() and progress.read_text().count("\n") >= 2)  # the set-up line, then a query:
+        while not (progress.exists() and progress.read_text().count("\n") >= 2):  # the set-up line, then a query
             assert first.poll() is None, first.communicate()[1]
             assert time.monotonic() < deadline, "no query finished within 240 s"
             time.sleep(0.2)
