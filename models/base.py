@@ -188,6 +188,9 @@ class Kind:
     default_max_query_tokens: ClassVar[int] = 64
     default_max_passage_tokens: ClassVar[int] = 192
     export_options: ClassVar[frozenset[str]] = frozenset()  # kind-specific options ``describe`` accepts
+    # transformers auto classes whose architectures the kind exports (checked before any weight is read)
+    architectures: ClassVar[tuple[str, ...]] = ("AutoModel",)
+    mono: ClassVar[bool] = False  # one score per (query, passage) sequence, p from two scores
 
     def __init__(self, spec: ModelSpec, encoder: Any) -> None:
         self.spec = spec

@@ -116,12 +116,46 @@ def text_encoder_from_hf(hf_tokenizer: Any) -> TextEncoder:
         return TextEncoder(tmp)
 
 
-def describe_source(source: Path, kind: str, **options: Any) -> tuple[ModelSpec, Any]:
-    """The kind's spec for a source folder, and its HF tokenizer."""
+ARCHITECTURE_NAMES = {
+    "AutoModel": "encoders (BERT, RoBERTa, XLM-R, MiniLM, ...)",
+    "AutoModelForSequenceClassification": "sequence classifiers (BERT, RoBERTa, XLM-R, ELECTRA, ...)",
+    "AutoModelForSeq2SeqLM": "encoder-decoder LMs (T5, mT5, Flan-T5, UL2)",
+    "AutoModelForCausalLM": "decoder-only LMs (Llama, Mistral, Qwen2, SmolLM2, GPT-2, ...)",
+}
+
+
+def check_architecture(kind: str, config: Any) -> None:
+    """One line naming what the kind supports when ``config``'s architecture is not among them."""
+    import transformers
+
+    cls = kind_class(kind)
+    for auto in cls.architectures:
+        if type(config) in getattr(transformers, auto)._model_mapping:
+            return
+    arch = ", ".join(getattr(config, "architectures", None) or []) or "?"
+    supported = "; ".join(ARCHITECTURE_NAMES[a] for a in cls.architectures)
+    raise ModelError(
+        f"kind {kind!r} does not support model type {getattr(config, 'model_type', '?')!r} ({arch}); "
+        f"it supports: {supported}"
+    )
+
+
+def describe_source(
+    source: Path, kind: str, *, tokenizer: str | Path | None = None, **options: Any
+) -> tuple[ModelSpec, Any]:
+    """The kind's spec for a source folder, and its HF tokenizer (read from ``tokenizer`` when given:
+    pygaggle's duoT5 reads the ``t5-base`` tokenizer, not the checkpoint's)."""
     from transformers import AutoConfig
 
-    hf_tok = load_hf_tokenizer(source)
-    config = AutoConfig.from_pretrained(str(source))
+    try:
+        config = AutoConfig.from_pretrained(str(source))
+    except (ValueError, KeyError, OSError) as exc:
+        raise ModelError(f"{source}: unreadable config.json: {str(exc).splitlines()[0]}") from exc
+    check_architecture(kind, config)
+    tok_dir = source if tokenizer is None else Path(tokenizer).expanduser()
+    if not tok_dir.is_dir():
+        raise MissingTokenizerError(f"tokenizer folder {str(tokenizer)!r} does not exist")
+    hf_tok = load_hf_tokenizer(tok_dir)
     spec = kind_class(kind).describe(source, hf_tok, config, **options)
     return spec, hf_tok
 
@@ -374,12 +408,16 @@ def export_model(
     parity_seed: int | None = None,
     optimize: bool | None = None,
     cpu_default: str | None = None,
+    tokenizer: str | Path | None = None,
     **kind_options: Any,
 ) -> Manifest:
     """Export ``source_dir_or_name`` as model kind ``kind`` into ``out_dir``; returns the manifest.
 
-    ``kind_options`` go to the kind: ``temperature`` (bi-encoder), ``segments`` (duo-cross-encoder),
-    ``prompt_template`` (duo-t5, prp), ``chat_template`` (prp: None = use the tokenizer's if it has one).
+    ``kind_options`` go to the kind: ``temperature`` (bi-encoder, mono kinds), ``segments``
+    (duo-cross-encoder), ``prompt_template`` (duo-t5, mono-t5, prp), ``chat_template`` (prp: None = use the
+    tokenizer's if it has one), ``answer_prefix`` (prp: text after the generation prompt, or the T5 decoder
+    prefix), ``truncation`` (``fields`` or ``reference``) and ``max_input_tokens`` (duo-t5, mono-t5,
+    mono-cross-encoder). ``tokenizer``: a folder to read the tokenizer from instead of the checkpoint's.
     ``optimize``: fuse the graph with ONNX Runtime's transformer optimizer (None: where the architecture is
     supported; True: required). ``cpu_default``: the variant CPU loads pick by default (``fp32`` or, with
     ``quantize``, ``int8``). Raises ``ParityError`` (and writes nothing) when the ONNX graph does not match
@@ -400,7 +438,8 @@ def export_model(
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists (pass overwrite=True to replace it)")
     spec, hf_tok = describe_source(
-        src, kind, max_query_tokens=max_query_tokens, max_passage_tokens=max_passage_tokens, **kind_options
+        src, kind, tokenizer=tokenizer, max_query_tokens=max_query_tokens, max_passage_tokens=max_passage_tokens,
+        **kind_options,
     )
     opt_type = None
     if optimize is not False:
