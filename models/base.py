@@ -190,6 +190,8 @@ class Kind:
     export_options: ClassVar[frozenset[str]] = frozenset()  # kind-specific options ``describe`` accepts
     # transformers auto classes whose architectures the kind exports (checked before any weight is read)
     architectures: ClassVar[tuple[str, ...]] = ("AutoModel",)
+    # bumped when the kind's scoring changes, so embedded exports made by older code are redone
+    revision: ClassVar[int] = 1
     mono: ClassVar[bool] = False  # one score per (query, passage) sequence, p from two scores
 
     def __init__(self, spec: ModelSpec, encoder: Any) -> None:

@@ -160,6 +160,11 @@ class MonoCrossEncoder(MonoScoring, CrossEncoder):
         self.max_input_tokens = int(spec.options.get("max_input_tokens") or DEFAULT_MAX_INPUT_TOKENS)
         super().__init__(spec, encoder)
         self.temperature = check_temperature(spec.options.get("temperature", DEFAULT_MONO_TEMPERATURE))
+        if self.max_input_tokens < self.special_tokens() + 2:
+            raise ModelError(
+                f"max_input_tokens must be >= {self.special_tokens() + 2} (the pair's special tokens and one "
+                f"token of each text), got {self.max_input_tokens}"
+            )
 
     @classmethod
     def kind_options(cls, options: dict[str, Any], type_vocab: int, source: Path) -> dict[str, Any]:

@@ -129,7 +129,12 @@ def check_architecture(kind: str, config: Any) -> None:
     import transformers
 
     cls = kind_class(kind)
+    seq2seq = bool(getattr(config, "is_encoder_decoder", False))
     for auto in cls.architectures:
+        if seq2seq and auto != "AutoModelForSeq2SeqLM":
+            continue  # T5 has classification heads too, but no kind here reads them
+        if auto == "AutoModelForCausalLM" and type(config) in transformers.AutoModelForMaskedLM._model_mapping:
+            continue  # an encoder with a causal head (BertLMHeadModel) is no chat LLM
         if type(config) in getattr(transformers, auto)._model_mapping:
             return
     arch = ", ".join(getattr(config, "architectures", None) or []) or "?"

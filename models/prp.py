@@ -54,6 +54,7 @@ class Prp(PromptKind):
     default_max_query_tokens = 64
     default_max_passage_tokens = 200
     architectures: ClassVar[tuple[str, ...]] = ("AutoModelForCausalLM", "AutoModelForSeq2SeqLM")
+    revision = 2  # 2: the label read after " Passage:" (llm-rankers), not right after the generation prompt
     # llm-rankers cuts each field to a token budget (run.py: ``ranker.truncate``), as ``fields`` does
     export_options = frozenset({"prompt_template", "chat_template", "answer_prefix"})
 
@@ -98,6 +99,7 @@ class Prp(PromptKind):
             options={
                 **prompt_options(options, template),
                 "base_prompt": base,
+                "revision": cls.revision,
                 "architecture": "encoder-decoder" if seq2seq else "decoder-only",
                 "chat_template": bool(use_chat),
                 # llm-rankers tokenizes the rendered prompt with the tokenizer's own special tokens

@@ -225,11 +225,12 @@ def ensure_embedded(
     if not force and (target / MANIFEST_FILE).is_file():
         try:
             manifest = Manifest.read(target)
-            if wanted <= set(manifest.variants) and all(
+            current = int(manifest.spec.options.get("revision", 1)) >= kind_class(spec.kind).revision
+            if current and wanted <= set(manifest.variants) and all(
                 (target / manifest.variants[v].file).is_file() for v in wanted
             ):
                 return manifest
-            log.warning("re-exporting %s: it lacks the variant(s) %s", name, sorted(wanted))
+            log.warning("re-exporting %s: older read-out or it lacks the variant(s) %s", name, sorted(wanted))
         except CorruptModelError as exc:
             log.warning("re-exporting %s: %s", name, exc)
         force = True

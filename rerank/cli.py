@@ -14,6 +14,7 @@ from . import __version__
 from .aggregation.registry import names
 from .comparison_io import InputError, read_comparison_groups
 from .files import write_text_atomic
+from .models.registry import KINDS
 from .pipeline import RankOptions, RequestError, aggregate_group
 from .retrieval.cli import add_index_parser
 from .server.cli import add_bench_load_arguments, add_serve_arguments, run_bench_load, run_serve
@@ -69,14 +70,23 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from .models import ModelError, ParityError, export_model
 
+    kind_options = {
+        name: getattr(args, name)
+        for name in ("prompt_template", "chat_template", "answer_prefix", "segments", "truncation",
+                     "max_input_tokens", "temperature")
+        if getattr(args, name) is not None
+    }
     try:
         manifest = export_model(
             args.model, args.kind, args.out, name=args.name or None, quantize=args.quantize,
             max_query_tokens=args.max_query_tokens, max_passage_tokens=args.max_passage_tokens,
-            overwrite=args.overwrite,
+            overwrite=args.overwrite, tokenizer=args.tokenizer, **kind_options,
         )
     except (ModelError, ParityError, FileExistsError, OSError) as exc:
         return _fail(f"export failed: {exc}", EXIT_BAD_INPUT)
+    except Exception as exc:  # transformers / torch.onnx errors on checkpoints we cannot read: one line
+        first = (str(exc).strip().splitlines() or [""])[0]
+        return _fail(f"export failed: {type(exc).__name__}: {first}", EXIT_BAD_INPUT)
     parity = {name: dict(v.parity) for name, v in manifest.variants.items()}
     print(json.dumps({"name": manifest.name, "kind": manifest.kind, "out": str(args.out), "parity": parity}))
     return 0
@@ -283,13 +293,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     exp = sub.add_parser("export", help="export a pairwise checkpoint to ONNX (parity-checked)")
     exp.add_argument("--model", required=True, help="checkpoint folder, or an embedded model name")
-    exp.add_argument("--kind", required=True, help="bi-encoder, duo-cross-encoder, duo-t5 or prp")
+    exp.add_argument("--kind", required=True, help=f"one of: {', '.join(sorted(KINDS))}")
     exp.add_argument("--out", required=True, help="output folder (written atomically)")
     exp.add_argument("--name", default="", help="model name in the manifest (default: the folder name)")
     exp.add_argument("--quantize", choices=["int8"], default=None, help="also write an int8 variant")
     exp.add_argument("--max-query-tokens", type=int, default=None)
     exp.add_argument("--max-passage-tokens", type=int, default=None)
     exp.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    exp.add_argument("--tokenizer", default=None,
+                     help="read the tokenizer from this folder (pygaggle's duoT5 reads t5-base's)")
+    exp.add_argument("--prompt-template", default=None,
+                     help="duo-t5, mono-t5, prp: the prompt with {query}, {a} (and {b}); default: the reference's")
+    exp.add_argument("--chat-template", action=argparse.BooleanOptionalAction, default=None,
+                     help="prp, decoder-only: wrap the prompt in the chat template (default: if the tokenizer has one)")
+    exp.add_argument("--answer-prefix", default=None,
+                     help="prp: text before the label (default ' Passage:'; T5: the decoder prefix '<pad> Passage')")
+    exp.add_argument("--segments", type=int, choices=[2, 3], default=None,
+                     help="duo-cross-encoder: token types (default 3 where the checkpoint has 3: duoBERT)")
+    exp.add_argument("--truncation", choices=["fields", "reference"], default=None,
+                     help="duo-t5, mono-t5, mono-cross-encoder: per-field budgets (default) or the reference's "
+                          "whole-input cut at --max-input-tokens")
+    exp.add_argument("--max-input-tokens", type=int, default=None, help="reference truncation length (default 512)")
+    exp.add_argument("--temperature", type=float, default=None, help="bi-encoder and mono kinds: p = sigmoid(ds / T)")
     exp.set_defaults(func=cmd_export)
 
     models = sub.add_parser("models", help="list or build models in the model store")
