@@ -33,7 +33,7 @@ class MonoScoring:
     sequences, this class maps items onto them and turns two scores into p."""
 
     reuses_sequences: ClassVar[bool] = True
-    mono: ClassVar[bool] = True
+    pointwise: ClassVar[bool] = True
 
     def encode_candidates(
         self, keys: Sequence[tuple[str, str]]
@@ -54,3 +54,12 @@ class MonoScoring:
         s = outputs.astype(np.float64).reshape(-1)
         idx = prepared.index
         return sigmoid((s[idx[:, 0]] - s[idx[:, 1]]) / self.temperature)  # type: ignore[attr-defined]
+
+    def prepare_scores(self, query: str, passages: Sequence[str]) -> Prepared:
+        slots: dict[tuple[str, str], int] = {}
+        index = np.fromiter((slots.setdefault((query, d), len(slots)) for d in passages), dtype=np.int64)
+        ids, types, truncated = self.encode_candidates(list(slots))
+        return Prepared(len(passages), ids, types, index, int(truncated.sum()), int(truncated[index].sum()))
+
+    def postprocess_scores(self, prepared: Prepared, outputs: np.ndarray) -> np.ndarray:
+        return outputs.astype(np.float64).reshape(-1)[prepared.index]

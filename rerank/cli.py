@@ -174,7 +174,7 @@ def add_ranking_arguments(parser: argparse.ArgumentParser) -> None:
 
 def cmd_rank(args: argparse.Namespace) -> int:
     from .offline import ResumableOutput, rank_jobs, read_jsonl_jobs, trec_jobs
-    from .pipeline import TrecData, load_comparator, validate_options
+    from .pipeline import Stage, TrecData, load_comparator, parse_stage, validate_options
 
     trec_mode = args.run is not None
     if trec_mode and (args.corpus is None or args.queries is None):
@@ -199,8 +199,14 @@ def cmd_rank(args: argparse.Namespace) -> int:
                 read_queries(args.queries) if args.queries else {},
                 read_corpus(args.corpus) if args.corpus else {},
             )
-        models = [load_comparator(spec, trec=trec, max_batch_size=args.batch_size)
-                  for spec in (args.model or ["minilm"])]
+        if args.stage and args.model:
+            raise RequestError("stage", "give either --stage (a cascade) or --model, not both")
+        stages = [
+            Stage(load_comparator(spec, trec=trec, max_batch_size=args.batch_size), depth, spec)
+            for spec, depth in map(parse_stage, args.stage or [])
+        ]
+        models = [] if stages else [load_comparator(spec, trec=trec, max_batch_size=args.batch_size)
+                                    for spec in (args.model or ["minilm"])]
         output = ResumableOutput(Path(args.output), overwrite=args.overwrite)
     except RequestError as exc:
         return _fail(str(exc), EXIT_USAGE)
@@ -211,11 +217,11 @@ def cmd_rank(args: argparse.Namespace) -> int:
             assert trec is not None
             run = read_run(args.run)
             jobs = trec_jobs(run, trec.queries, trec.corpus, args.depth)
-            ranked = rank_jobs(jobs, models, options, output, trec_tag=args.tag, total=len(run))
+            ranked = rank_jobs(jobs, models, options, output, trec_tag=args.tag, total=len(run), stages=stages)
         else:
             with _open_input(args.input) as lines:
                 jobs = read_jsonl_jobs(lines, skip_bad=args.skip_bad, warn=sys.stderr)
-                ranked = rank_jobs(jobs, models, options, output, top_n=args.top_n)
+                ranked = rank_jobs(jobs, models, options, output, top_n=args.top_n, stages=stages)
     except InputError as exc:
         where = args.run if trec_mode else (args.input if args.input != "-" else "stdin")
         return _fail(f"{where}: {exc}", EXIT_BAD_INPUT)
@@ -343,6 +349,10 @@ def build_parser() -> argparse.ArgumentParser:
     rank.add_argument("--qrels", default=None, help="TREC qrels (only for the oracle model)")
     rank.add_argument("--depth", type=int, default=100, help="TREC mode: re-rank the top K (default 100)")
     rank.add_argument("--tag", default="rerank", help="TREC run tag")
+    rank.add_argument("--stage", action="append", default=None, metavar="MODEL:DEPTH",
+                      help="cascade stage, repeatable, in order: MODEL re-ranks the top DEPTH of the previous "
+                           "stage (minilm:100 --stage oracle:noise=3,bias=1:20); sampler and budget apply to the "
+                           "last stage")
     rank.add_argument("--skip-bad", action="store_true", help="skip malformed lines (reported) instead of stopping")
     rank.add_argument("--overwrite", action="store_true", help="start over instead of resuming")
     add_ranking_arguments(rank)

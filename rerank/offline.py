@@ -12,7 +12,17 @@ from pathlib import Path
 from typing import IO, Any
 
 from .comparison_io import InputError
-from .pipeline import Candidate, Comparator, RankOptions, RequestError, RerankResult, rerank
+from .pipeline import (
+    Candidate,
+    Comparator,
+    RankOptions,
+    RequestError,
+    RerankResult,
+    Stage,
+    rerank,
+    rerank_cascade,
+    stage_records,
+)
 
 
 @dataclass(frozen=True)
@@ -189,6 +199,7 @@ def jsonl_record(job: QueryJob, result: RerankResult) -> str:
         "order_inconsistency": result.usage.order_inconsistency,
         "transitive_inconsistency": result.usage.transitive_inconsistency,
         "partial": result.usage.partial,
+        **({"stages": stage_records(result.stages)} if result.stages else {}),
     }) + "\n"
 
 
@@ -209,8 +220,10 @@ def rank_jobs(
     top_n: int | None = None,
     total: int | None = None,
     progress_stream: IO[str] = sys.stderr,
+    stages: Sequence[Stage] | None = None,
 ) -> int:
-    """Rank every job not already in ``output``; returns the number ranked now."""
+    """Rank every job not already in ``output``; returns the number ranked now. With ``stages`` (a
+    cascade) ``models`` is unused."""
     progress = Progress(progress_stream, total)
     ranked = 0
     try:
@@ -218,7 +231,12 @@ def rank_jobs(
             if job.qid in output.done:
                 continue
             try:
-                result = rerank(job.query, job.candidates, models, options, top_n=top_n if trec_tag is None else None)
+                keep = top_n if trec_tag is None else None
+                result = (
+                    rerank_cascade(job.query, job.candidates, stages, options, top_n=keep)
+                    if stages
+                    else rerank(job.query, job.candidates, models, options, top_n=keep)
+                )
             except RequestError as exc:
                 raise InputError(0, f"query {job.qid!r}: {exc}") from None
             text = trec_record(job, result, trec_tag) if trec_tag else jsonl_record(job, result)

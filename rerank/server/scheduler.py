@@ -423,6 +423,16 @@ class BoundComparator:
     def compare_batch(self, items: Sequence[Item]) -> np.ndarray:
         return self.scheduler.submit(self.ticket, items)
 
+    @property
+    def pointwise(self) -> bool:
+        """The model scores each passage alone (a cascade stage then ranks by ``score``)."""
+        return bool(getattr(self.scheduler.model, "pointwise", False))
+
+    def score(self, query: str, passages: Sequence[str]) -> np.ndarray:
+        """Per-passage scores of a pointwise model, on the request's thread (one call per cascade stage)."""
+        self.ticket.check()
+        return self.scheduler.model.score(query, passages)
+
 
 def _reason(job: _Job) -> str:
     if job.error is not None:
