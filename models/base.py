@@ -118,6 +118,7 @@ class Prepared:
     truncated_sequences: int
     truncated_items: int
     tokenize_s: float = 0.0
+    item_truncated: np.ndarray | None = None  # per item: its p depends on a cut text
 
 
 @dataclass(frozen=True)
@@ -152,10 +153,12 @@ class CompareStats:
 
 @dataclass(frozen=True)
 class CompareResult:
-    """p[i] = P(a_i more relevant than b_i | q_i), float64, with the call's stats."""
+    """p[i] = P(a_i more relevant than b_i | q_i), float64, with the call's stats; ``truncated[i]``: item
+    i's p depends on a text cut to its budget (None where the kind does not say per item)."""
 
     p: np.ndarray
     stats: CompareStats
+    truncated: np.ndarray | None = None
 
     def __array__(self, dtype=None, copy=None):
         return self.p if dtype is None else self.p.astype(dtype)
@@ -477,7 +480,7 @@ class PairwiseModel:
             postprocess_s=time.perf_counter() - t0,
             cached_sequences=output.cached_sequences,
         )
-        return CompareResult(p=p, stats=stats)
+        return CompareResult(p=p, stats=stats, truncated=prepared.item_truncated)
 
     # --- public calls -----------------------------------------------------------------------------
     def compare_batch(self, items: Sequence[Item]) -> CompareResult:

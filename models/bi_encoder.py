@@ -94,6 +94,7 @@ class BiEncoder(Kind):
             index=index,
             truncated_sequences=int(truncated.sum()),
             truncated_items=int(truncated[index].any(axis=1).sum()) if len(items) else 0,
+            item_truncated=truncated[index].any(axis=1) if len(items) else np.zeros(0, dtype=bool),
         )
 
     def prepare_texts(self, texts: Sequence[str], role: str) -> Prepared:

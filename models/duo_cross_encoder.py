@@ -146,7 +146,7 @@ class DuoCrossEncoder(CrossEncoder):
                 ]
             )
         n = int(truncated.sum())
-        return Prepared(len(items), ids, types, None, n, n)
+        return Prepared(len(items), ids, types, None, n, n, item_truncated=truncated)
 
 
 class MonoCrossEncoder(MonoScoring, CrossEncoder):

@@ -91,17 +91,32 @@ TOKENIZER_SOURCE_FILES = (
 )
 
 
-def load_hf_tokenizer(source: Path):
+SENTENCEPIECE_FILES = ("spiece.model", "tokenizer.model", "sentencepiece.bpe.model")
+
+
+def load_hf_tokenizer(source: Path, config: Any = None):
+    """The fast tokenizer of a folder; ``config`` (the checkpoint's) picks its class when the folder has no
+    config.json of its own (a bare ``t5-base`` tokenizer folder)."""
+    import importlib.util
+
     from transformers import AutoTokenizer
 
     if not any((source / name).is_file() for name in TOKENIZER_SOURCE_FILES):
         raise MissingTokenizerError(
             f"no tokenizer files in {source} (looked for {', '.join(TOKENIZER_SOURCE_FILES)})"
         )
+    has_json = (source / TOKENIZER_FILE).is_file()
+    sp_file = next((n for n in SENTENCEPIECE_FILES if (source / n).is_file()), None)
+    if not has_json and sp_file and importlib.util.find_spec("sentencepiece") is None:
+        raise MissingTokenizerError(
+            f"{source}: reading {sp_file} needs the sentencepiece package (pip install 'rerank[export]')"
+        )
+    kwargs = {"config": config} if config is not None and not (source / "config.json").is_file() else {}
     try:
-        tok = AutoTokenizer.from_pretrained(str(source))
+        tok = AutoTokenizer.from_pretrained(str(source), **kwargs)
     except Exception as exc:  # transformers raises OSError, ValueError, TypeError... for missing files
-        raise MissingTokenizerError(f"no usable tokenizer in {source}: {exc}") from exc
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise MissingTokenizerError(f"no usable tokenizer in {source}: {first}") from exc
     if getattr(tok, "backend_tokenizer", None) is None:
         raise MissingTokenizerError(f"{source}: only a slow tokenizer is available (no tokenizer.json)")
     if len(tok) <= len(set(tok.all_special_ids)):
@@ -160,7 +175,7 @@ def describe_source(
     tok_dir = source if tokenizer is None else Path(tokenizer).expanduser()
     if not tok_dir.is_dir():
         raise MissingTokenizerError(f"tokenizer folder {str(tokenizer)!r} does not exist")
-    hf_tok = load_hf_tokenizer(tok_dir)
+    hf_tok = load_hf_tokenizer(tok_dir, config)
     spec = kind_class(kind).describe(source, hf_tok, config, **options)
     return spec, hf_tok
 

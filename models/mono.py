@@ -47,8 +47,8 @@ class MonoScoring:
             index[i, 0] = slots.setdefault((q, a), len(slots))
             index[i, 1] = slots.setdefault((q, b), len(slots))
         ids, types, truncated = self.encode_candidates(list(slots))
-        cut_items = int(truncated[index].any(axis=1).sum()) if len(items) else 0
-        return Prepared(len(items), ids, types, index, int(truncated.sum()), cut_items)
+        cut = truncated[index].any(axis=1) if len(items) else np.zeros(0, dtype=bool)
+        return Prepared(len(items), ids, types, index, int(truncated.sum()), int(cut.sum()), item_truncated=cut)
 
     def postprocess(self, prepared: Prepared, outputs: np.ndarray) -> np.ndarray:
         s = outputs.astype(np.float64).reshape(-1)

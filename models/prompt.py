@@ -121,7 +121,7 @@ class PromptKind(Kind):
     def prepare(self, items: Sequence[Item]) -> Prepared:
         ids, truncated = self.render(items)
         n = int(truncated.sum())
-        return Prepared(len(items), ids, None, None, n, n)
+        return Prepared(len(items), ids, None, None, n, n, item_truncated=truncated)
 
 
 def prompt_options(options: Mapping[str, Any], template: str) -> dict[str, Any]:

@@ -199,6 +199,9 @@ def jsonl_record(job: QueryJob, result: RerankResult) -> str:
         "order_inconsistency": result.usage.order_inconsistency,
         "transitive_inconsistency": result.usage.transitive_inconsistency,
         "partial": result.usage.partial,
+        "truncated_items": result.usage.truncated_items,
+        "tokenize_ms": round(result.usage.tokenize_ms, 3),
+        "run_ms": round(result.usage.run_ms, 3),
         **({"stages": stage_records(result.stages)} if result.stages else {}),
     }) + "\n"
 

@@ -72,6 +72,24 @@ class Usage:
     partial: bool = False  # the time budget ran out: the ranking uses the comparisons made so far
     stopped_early: bool = False
     budget: int = 0
+    # per-request model stats (summed over models and stages; zero for comparators that do not report them)
+    truncated_items: int = 0  # comparisons whose p depends on a text cut to its token budget
+    tokenize_ms: float = 0.0
+    queue_ms: float = 0.0  # waiting for the server's batch scheduler
+    run_ms: float = 0.0  # backend run and postprocess
+
+    def add_call(self, result: Any) -> None:
+        """Add a ``compare_batch`` result's stats (a model's ``CompareResult`` or the server's answer)."""
+        stats = getattr(result, "stats", None)
+        if stats is None:
+            return
+        self.tokenize_ms += float(getattr(stats, "tokenize_s", 0.0)) * 1000.0
+        self.run_ms += (float(getattr(stats, "run_s", 0.0)) + float(getattr(stats, "postprocess_s", 0.0))) * 1000.0
+        self.queue_ms += float(getattr(stats, "queue_s", 0.0)) * 1000.0
+        cut = getattr(result, "truncated", None)
+        self.truncated_items += int(np.count_nonzero(cut)) if cut is not None else int(
+            getattr(stats, "truncated_items", 0)
+        )
 
 
 @dataclass
@@ -179,8 +197,9 @@ def rerank(
     for model in models:
 
         def compare(pairs: list[tuple[int, int]], model: Comparator = model) -> np.ndarray:
-            return np.asarray(model.compare_batch([(query, texts[a], texts[b]) for a, b in pairs]),
-                              dtype=np.float64)
+            result = model.compare_batch([(query, texts[a], texts[b]) for a, b in pairs])
+            usage.add_call(result)
+            return np.asarray(getattr(result, "p", result), dtype=np.float64)
 
         outcome = run_sampler(sampler, n, budget, compare, seed=options.seed, both_orders=options.both_orders,
                               top_n=top_n if top_n else 10, deadline=deadline)
@@ -254,6 +273,8 @@ def rerank_cascade(
             sub = rerank(query, [candidates[j] for j in top], [stage.model], opts, deadline=deadline)
             top = [top[r.index] for r in sub.results]
             calls = sub.usage.comparisons
+            for name in ("truncated_items", "tokenize_ms", "queue_ms", "run_ms"):
+                setattr(usage, name, getattr(usage, name) + getattr(sub.usage, name))
             usage.batches += sub.usage.batches
             usage.partial = usage.partial or sub.usage.partial
             usage.stopped_early = usage.stopped_early or sub.usage.stopped_early

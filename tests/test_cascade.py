@@ -97,3 +97,19 @@ def test_cli_stage_errors_are_one_line(tmp_path) -> None:
     ):
         proc = subprocess.run([*base, *extra], capture_output=True, text=True, timeout=120)
         assert proc.returncode != 0 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_usage_reports_truncation_and_stage_times(tmp_path) -> None:
+    """Per-request model stats reach ``usage``: comparisons whose texts were cut, tokenize and run ms."""
+    from rerank.models import load_model
+    from rerank.pipeline import rerank
+
+    folder = build_tiny_bert_classifier(tmp_path / "ce", num_labels=1)
+    model = load_model(folder, backend="torch", kind="mono-cross-encoder", max_passage_tokens=7)
+    cands = CANDS[:4]  # 6, 7, 8 and 9 words: the first two fit in 7 tokens, the others are cut
+    out = rerank(QUERY, cands, [model], RankOptions(sampler="all", calibration="none"))
+    cut = {c.text for c in cands if model.prepare([(QUERY, c.text, c.text)]).truncated_items}
+    texts = [c.text for c in cands]
+    expected = sum((a in cut) or (b in cut) for a in texts for b in texts if a != b)
+    assert 0 < expected < 12 and out.usage.truncated_items == expected
+    assert out.usage.tokenize_ms > 0 and out.usage.run_ms > 0 and out.usage.queue_ms == 0

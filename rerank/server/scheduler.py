@@ -111,9 +111,10 @@ class Ticket:
 class _Job:
     """One compare_batch call of one request: its items, the p filled in so far, and a done event."""
 
-    __slots__ = ("done", "enqueued", "error", "event", "items", "next", "p", "ticket")
+    __slots__ = ("done", "enqueued", "error", "event", "items", "next", "p", "stats", "ticket")
 
     def __init__(self, ticket: Ticket, items: list[Item]) -> None:
+        self.stats = JobStats()
         self.ticket = ticket
         self.items = items
         self.p = np.empty(len(items), dtype=np.float64)
@@ -125,6 +126,40 @@ class _Job:
 
     def dead(self, now: float) -> bool:
         return self.error is not None or self.ticket.cancelled or self.ticket.expired(now)
+
+
+@dataclass
+class JobStats:
+    """One request's share of the model calls that answered it: ``queue_s`` from queueing to the start of
+    the call that took its first item; tokenize and run (with postprocess) seconds of each merged call in
+    proportion to the request's items in it; ``truncated_items`` its items whose p depends on a cut text."""
+
+    truncated_items: int = 0
+    tokenize_s: float = 0.0
+    run_s: float = 0.0
+    queue_s: float = 0.0
+    started: bool = False
+
+    def add(self, result: Any, start: int, stop: int, total: int) -> None:
+        share = (stop - start) / total if total else 0.0
+        stats = getattr(result, "stats", None)
+        if stats is not None:
+            self.tokenize_s += float(stats.tokenize_s) * share
+            self.run_s += (float(stats.run_s) + float(stats.postprocess_s)) * share
+        cut = getattr(result, "truncated", None)
+        if cut is not None:
+            self.truncated_items += int(np.count_nonzero(cut[start:stop]))
+
+
+@dataclass(frozen=True)
+class RequestAnswer:
+    """What ``BoundComparator.compare_batch`` returns: p and the request's ``JobStats``."""
+
+    p: np.ndarray
+    stats: JobStats
+
+    def __array__(self, dtype=None, copy=None):
+        return self.p if dtype is None else self.p.astype(dtype)
 
 
 @dataclass(frozen=True)
@@ -226,11 +261,12 @@ class BatchScheduler:
                 if self._queue:  # the worker may be waiting for this request to queue its job
                     self._cond.notify_all()
 
-    def submit(self, ticket: Ticket, items: Sequence[Item]) -> np.ndarray:
-        """Queue ``items`` for ``ticket``'s request and block until answered; p as float64."""
+    def submit(self, ticket: Ticket, items: Sequence[Item]) -> RequestAnswer:
+        """Queue ``items`` for ``ticket``'s request and block until answered; p as float64 with the
+        request's share of the calls' stats."""
         ticket.check()
         if not items:
-            return np.zeros(0, dtype=np.float64)
+            return RequestAnswer(np.zeros(0, dtype=np.float64), JobStats())
         job = _Job(ticket, list(items))
         n = len(job.items)
         with self._cond:
@@ -255,7 +291,7 @@ class BatchScheduler:
                 self.metrics.queue_depth(self.name, self._pending)
                 self._cond.notify_all()
         if inline:
-            return self._run_inline(job.items)
+            return self._run_inline(job)
         ticket._add(job)
         if ticket.cancelled:  # cancelled before it could wake this job
             job.event.set()
@@ -269,7 +305,7 @@ class BatchScheduler:
                     ticket.check()
                     raise RequestCancelledError("request cancelled")
                 if job.done == n:
-                    return job.p
+                    return RequestAnswer(job.p, job.stats)
                 if finished or ticket.expired():
                     raise DeadlineExpiredError("deadline exceeded while waiting for the model")
                 # the wait timed out a hair early: wait again
@@ -279,17 +315,19 @@ class BatchScheduler:
         finally:
             ticket._remove(job)
 
-    def _run_inline(self, items: list[Item]) -> np.ndarray:
+    def _run_inline(self, job: _Job) -> RequestAnswer:
+        items = job.items
         t0 = time.perf_counter()
         try:
-            p = self._call(items)
+            p, result = self._call(items)
+            job.stats.add(result, 0, len(items), len(items))
         finally:
             with self._cond:
                 self._busy = False
                 if self._queue:  # jobs that arrived meanwhile wait for the model to be free
                     self._cond.notify_all()
         self.metrics.batch(self.name, BatchRecord(len(items), 1, 1, time.perf_counter() - t0))
-        return p
+        return RequestAnswer(p, job.stats)
 
     def _withdraw(self, job: _Job) -> None:
         """Drop what is left of a job from the queue at once (it stops consuming the model)."""
@@ -359,8 +397,13 @@ class BatchScheduler:
         for job, start, stop in slices:
             items.extend(job.items[start:stop])
         t0 = time.perf_counter()
+        began = time.monotonic()
+        for job, _, _ in slices:
+            if not job.stats.started:
+                job.stats.started = True
+                job.stats.queue_s = began - job.enqueued
         try:
-            p = self._call(items)
+            p, result = self._call(items)
         except Exception as exc:  # isolate the failing request(s): rerun each job's slice alone
             if len({id(job) for job, _, _ in slices}) > 1:
                 log.info("merged batch of %d items failed (%s); retrying per request", len(items), exc)
@@ -376,6 +419,7 @@ class BatchScheduler:
         for job, start, stop in slices:
             size = stop - start
             job.p[start:stop] = p[offset : offset + size]
+            job.stats.add(result, offset, offset + size, len(items))
             offset += size
             job.done += size
             if job.done == len(job.items):
@@ -383,14 +427,14 @@ class BatchScheduler:
         requests = len({id(job.ticket) for job, _, _ in slices})
         self.metrics.batch(self.name, BatchRecord(len(items), len(slices), requests, seconds))
 
-    def _call(self, items: list[Item]) -> np.ndarray:
+    def _call(self, items: list[Item]) -> tuple[np.ndarray, Any]:
         result = self.model.compare_batch(items)
         p = np.asarray(getattr(result, "p", result), dtype=np.float64).reshape(-1)
         if len(p) != len(items):
             raise RuntimeError(f"model {self.name!r} returned {len(p)} answers for {len(items)} items")
         self.calls += 1
         self.items += len(items)
-        return p
+        return p, result
 
     def _work(self) -> None:
         while True:
@@ -420,7 +464,7 @@ class BoundComparator:
         self.scheduler = scheduler
         self.ticket = ticket
 
-    def compare_batch(self, items: Sequence[Item]) -> np.ndarray:
+    def compare_batch(self, items: Sequence[Item]) -> RequestAnswer:
         return self.scheduler.submit(self.ticket, items)
 
     @property

@@ -426,7 +426,7 @@ class RerankerService:
             items.append((it.query, it.a, it.b))
         ticket = self._ticket(context)
         with served.scheduler.attached(ticket) as comparator:
-            p = comparator.compare_batch(items)
+            p = comparator.compare_batch(items).p
         return self.pb2.CompareResponse(p=[float(x) for x in p], model=served.name)
 
     # --- ListModels ---------------------------------------------------------------------------------
