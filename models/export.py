@@ -61,6 +61,10 @@ INT8_MIN_TAU = 0.7
 QUANTIZATIONS = ("int8",)
 ONNX_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
+FP16_FILE = "model.fp16.onnx"
+FP16_TOLERANCE = 0.02
+FP16_MIN_TAU = 0.95
+FP16_METHOD = "onnxruntime.transformers OnnxModel.convert_float_to_float16(keep_io_types=True)"
 
 
 # --- sources --------------------------------------------------------------------------------------------
@@ -310,6 +314,19 @@ def _quiet_onnxruntime() -> Iterator[None]:
 INT8_METHOD = "dynamic-int8-per-channel-weights"
 
 
+def _convert_fp16(src: Path, dst: Path) -> None:
+    """fp16 weights and activations (the CUDA default where exported), float32 inputs and output kept, so
+    the runtime feeds and reads the same arrays. ONNX Runtime's converter keeps the ops that are unsafe in
+    fp16 (its block list) in float32."""
+    import onnx
+    from onnxruntime.transformers.onnx_model import OnnxModel
+
+    with _quiet_onnxruntime():
+        model = OnnxModel(onnx.load(str(src)))
+        model.convert_float_to_float16(keep_io_types=True)
+        model.save_model_to_file(str(dst))
+
+
 def _quantize_int8(src: Path, dst: Path) -> None:
     """Dynamic int8: signed per-channel int8 weights of the MatMul and fused Attention nodes, activations
     quantized at run time; only products with a weight operand (``MatMulConstBOnly``), so Q x K and
@@ -428,6 +445,8 @@ def export_model(
     parity_seed: int | None = None,
     optimize: bool | None = None,
     cpu_default: str | None = None,
+    fp16: bool = False,
+    fp16_tolerance: float = FP16_TOLERANCE,
     tokenizer: str | Path | None = None,
     **kind_options: Any,
 ) -> Manifest:
@@ -438,6 +457,8 @@ def export_model(
     tokenizer's if it has one), ``answer_prefix`` (prp: text after the generation prompt, or the T5 decoder
     prefix), ``truncation`` (``fields`` or ``reference``) and ``max_input_tokens`` (duo-t5, mono-t5,
     mono-cross-encoder). ``tokenizer``: a folder to read the tokenizer from instead of the checkpoint's.
+    ``fp16``: also write ``model.fp16.onnx`` (checked on the CPU provider against torch fp32: max |dp| <=
+    ``fp16_tolerance`` and Kendall tau >= 0.95), the variant CUDA loads pick by default.
     ``optimize``: fuse the graph with ONNX Runtime's transformer optimizer (None: where the architecture is
     supported; True: required). ``cpu_default``: the variant CPU loads pick by default (``fp32`` or, with
     ``quantize``, ``int8``). Raises ``ParityError`` (and writes nothing) when the ONNX graph does not match
@@ -523,6 +544,12 @@ def export_model(
             variants["int8"] = check_variant(
                 INT8_FILE, int8_tolerance, int8_margin, int8_min_tau, INT8_METHOD
             )
+        if fp16:
+            _convert_fp16(tmp / ONNX_FILE, tmp / FP16_FILE)
+            try:
+                variants["fp16"] = check_variant(FP16_FILE, fp16_tolerance, INT8_MARGIN, FP16_MIN_TAU, "fp16")
+            except CorruptModelError as exc:
+                raise ModelError(f"the fp16 graph could not be run for its parity check: {exc}") from exc
         torch_weights = None
         if keep_torch_weights:
             shutil.copytree(src, tmp / "torch")
@@ -532,7 +559,7 @@ def export_model(
             spec=spec,
             variants=variants,
             default_variant="fp32",
-            default_variants={"cpu": cpu_default or "fp32", "cuda": "fp32"},
+            default_variants={"cpu": cpu_default or "fp32", "cuda": "fp16" if fp16 else "fp32"},
             source=str(src),
             source_sha256=source_sha,
             source_files=tuple(source_files),

@@ -80,7 +80,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         manifest = export_model(
             args.model, args.kind, args.out, name=args.name or None, quantize=args.quantize,
             max_query_tokens=args.max_query_tokens, max_passage_tokens=args.max_passage_tokens,
-            overwrite=args.overwrite, tokenizer=args.tokenizer, **kind_options,
+            overwrite=args.overwrite, tokenizer=args.tokenizer, fp16=args.fp16, **kind_options,
         )
     except (ModelError, ParityError, FileExistsError, OSError) as exc:
         return _fail(f"export failed: {exc}", EXIT_BAD_INPUT)
@@ -306,6 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--max-query-tokens", type=int, default=None)
     exp.add_argument("--max-passage-tokens", type=int, default=None)
     exp.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    exp.add_argument("--fp16", action="store_true", help="also write an fp16 variant (checked; CUDA default)")
     exp.add_argument("--tokenizer", default=None,
                      help="read the tokenizer from this folder (pygaggle's duoT5 reads t5-base's)")
     exp.add_argument("--prompt-template", default=None,

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from rerank.models.testing import build_tiny_bert_classifier
 
 RERANK = [sys.executable, "-m", "rerank.cli"]
@@ -55,6 +57,7 @@ def test_export_errors_are_one_line(tmp_path: Path) -> None:
     assert unknown.returncode == 2 and "unknown embedded model 'gpt-9'" in unknown.stderr
 
 
+@pytest.mark.timeout(1200)  # trains a sentencepiece model and runs two exports
 def test_export_castorini_duot5_layout_and_tokenizer_folder(tmp_path: Path) -> None:
     """A folder laid out as castorini/duot5-base-msmarco (spiece.model, pytorch_model.bin, no
     tokenizer.json) exports from the command line; ``--tokenizer`` reads the tokenizer elsewhere."""

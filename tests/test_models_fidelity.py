@@ -97,7 +97,7 @@ def t5_folder(tmp_path_factory):
 @pytest.fixture(scope="module")
 def duo_t5(t5_folder, tmp_path_factory):
     out = tmp_path_factory.mktemp("exp") / "duot5"
-    export_model(t5_folder, "duo-t5", out, parity_queries=2, parity_passages=3)
+    export_model(t5_folder, "duo-t5", out, parity_queries=2, parity_passages=3, fp16=True)
     return out
 
 
@@ -108,7 +108,8 @@ def test_castorini_layout_exports(t5_folder, duo_t5):
         "config.json", "pytorch_model.bin", "special_tokens_map.json", "spiece.model", "tokenizer_config.json"
     ]
     manifest = json.loads((duo_t5 / "manifest.json").read_text())
-    assert manifest["variants"]["fp32"]["parity"]["passed"]
+    assert manifest["variants"]["fp32"]["parity"]["passed"] and manifest["variants"]["fp16"]["parity"]["passed"]
+    assert manifest["default_variants"] == {"cpu": "fp32", "cuda": "fp16"}
     assert (duo_t5 / "tokenizer.json").is_file() and (duo_t5 / "model.onnx").is_file()
 
 
@@ -119,7 +120,13 @@ def test_duo_t5_matches_pygaggle(t5_folder, duo_t5):
     ours_t, ours_o = both(duo_t5)
     assert prepared_ids(ours_o, items) == [ref_model.ids(p) for p in prompts]
     assert ours_o.spec.options["label_token_ids"] == [ref_model.true_id, ref_model.false_id]
-    report("duo-t5", ours_t.compare_batch(items).p, ours_o.compare_batch(items).p, ref_model.p_true(prompts))
+    ref = ref_model.p_true(prompts)
+    report("duo-t5", ours_t.compare_batch(items).p, ours_o.compare_batch(items).p, ref)
+    fp16 = load_model(duo_t5, variant="fp16")
+    assert fp16.variant == "fp16" and prepared_ids(fp16, items) == prepared_ids(ours_o, items)
+    d16 = float(np.max(np.abs(fp16.compare_batch(items).p - ref)))
+    print(f"FIDELITY duo-t5 fp16 (CPU provider): max|dp| {d16:.2e}")
+    assert d16 <= 0.02
 
 
 def test_duo_t5_reference_truncation(t5_folder, tmp_path):

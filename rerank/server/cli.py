@@ -108,6 +108,12 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "(or set $RERANK_AUTH_TOKEN)",
     )
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    parser.add_argument("--cuda-device", type=int, default=None, metavar="N",
+                        help="ONNX Runtime CUDA: the GPU to run on (default 0)")
+    parser.add_argument("--gpu-mem-limit-mb", type=int, default=None, metavar="MB",
+                        help="ONNX Runtime CUDA: cap of each model's memory arena (default: no cap)")
+    parser.add_argument("--arena-strategy", choices=["kNextPowerOfTwo", "kSameAsRequested"], default=None,
+                        help="ONNX Runtime CUDA: how the memory arena grows (default kNextPowerOfTwo)")
 
 
 def build_config(args: argparse.Namespace) -> Any:
@@ -134,6 +140,9 @@ def build_config(args: argparse.Namespace) -> Any:
             "tls_key",
             "warmup",
             "index",
+            "cuda_device",
+            "gpu_mem_limit_mb",
+            "arena_strategy",
         )
     }
     if args.model:
