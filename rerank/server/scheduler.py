@@ -161,6 +161,12 @@ class RequestAnswer:
     def __array__(self, dtype=None, copy=None):
         return self.p if dtype is None else self.p.astype(dtype)
 
+    def __len__(self) -> int:
+        return len(self.p)
+
+    def __getitem__(self, index):
+        return self.p[index]
+
 
 @dataclass(frozen=True)
 class BatchRecord:
