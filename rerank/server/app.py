@@ -136,6 +136,7 @@ class RerankServer:
                 max_queue_items=self.config.max_queue_items,
                 linger_s=self.config.linger_ms / 1000.0,
                 metrics=self.metrics,
+                overlap=self.config.overlap,
             )
             self.schedulers[name] = scheduler
             served[name] = ServedModel.wrap(name, model, scheduler)

@@ -108,6 +108,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "(or set $RERANK_AUTH_TOKEN)",
     )
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    parser.add_argument("--overlap", action=argparse.BooleanOptionalAction, default=None,
+                        help="tokenize the next batch while the current one runs (default off)")
     parser.add_argument("--cuda-device", type=int, default=None, metavar="N",
                         help="ONNX Runtime CUDA: the GPU to run on (default 0)")
     parser.add_argument("--gpu-mem-limit-mb", type=int, default=None, metavar="MB",
@@ -140,6 +142,7 @@ def build_config(args: argparse.Namespace) -> Any:
             "tls_key",
             "warmup",
             "index",
+            "overlap",
             "cuda_device",
             "gpu_mem_limit_mb",
             "arena_strategy",

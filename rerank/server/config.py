@@ -56,6 +56,9 @@ class ServerConfig:
     index: str | None = None
     # ONNX Runtime CUDA provider options for every model (model_options.<name>.cuda_options overrides):
     # the GPU, a cap on its memory arena in MiB, the arena's growth (kNextPowerOfTwo | kSameAsRequested)
+    # tokenize the next merged batch on the worker while a second thread runs the current one (bounded
+    # hand-off of one batch); see bench/results/scheduler_overlap.md for what it buys
+    overlap: bool = False
     cuda_device: int | None = None
     gpu_mem_limit_mb: int | None = None
     arena_strategy: str | None = None

@@ -12,6 +12,11 @@ a lone request pays no batching delay (and, when the model is idle, runs in its 
 hand-off to the worker). ``linger_s`` (default 0) makes every batch wait at least that long
 after its oldest job, which also catches requests that have not reached the server yet (bursts).
 
+Overlap (``overlap=True``, for models with separate ``prepare`` / ``run`` / ``postprocess`` stages): the
+worker only takes batches and tokenizes them; a second thread runs the model and postprocesses. A bounded
+hand-off (one tokenized batch waiting) sits between them, so batch n+1 is tokenized while batch n runs and
+tokenization never runs ahead of the model by more than one batch.
+
 Per-request state lives in a :class:`Ticket` (hard deadline, cancellation) and in the jobs; the scheduler
 holds only the queue. A cancelled or expired request's queued items are dropped, so it stops consuming the
 model. Requests see the scheduler through :meth:`BatchScheduler.attached`, a comparator
@@ -21,6 +26,7 @@ model. Requests see the scheduler through :meth:`BatchScheduler.attached`, a com
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections import deque
@@ -201,6 +207,7 @@ class BatchScheduler:
         max_queue_items: int = 2_000_000,
         linger_s: float = 0.0,
         metrics: SchedulerMetrics | None = None,
+        overlap: bool = False,
     ) -> None:
         if max_batch_items < 1:
             raise ValueError(f"max_batch_items must be >= 1, got {max_batch_items}")
@@ -222,6 +229,11 @@ class BatchScheduler:
         self._running = False
         self._busy = False  # the model is running a call (worker or inline)
         self._thread: threading.Thread | None = None
+        # overlap: tokenize on the worker, run on a second thread, one tokenized batch in between
+        self.overlap = bool(overlap) and all(hasattr(model, m) for m in ("prepare", "run", "postprocess"))
+        self._handoff: queue.Queue[Any] = queue.Queue(maxsize=1)
+        self._running_batch = False  # the run thread holds a batch (overlap only)
+        self._runner: threading.Thread | None = None
         self.calls = 0  # model calls made (monotonic counters, for metrics and tests)
         self.items = 0
 
@@ -233,6 +245,9 @@ class BatchScheduler:
             self._running = True
         self._thread = threading.Thread(target=self._work, name=f"rerank-batcher-{self.name}", daemon=True)
         self._thread.start()
+        if self.overlap:
+            self._runner = threading.Thread(target=self._run_stage, name=f"rerank-run-{self.name}", daemon=True)
+            self._runner.start()
 
     def stop(self, timeout: float | None = 5.0) -> None:
         """Stop the worker; queued jobs fail with :class:`SchedulerStoppedError`."""
@@ -241,6 +256,8 @@ class BatchScheduler:
             self._cond.notify_all()
         if self._thread is not None:
             self._thread.join(timeout)
+        if self._runner is not None:
+            self._runner.join(timeout)
         with self._cond:
             while self._queue:
                 job = self._queue.popleft()
@@ -284,6 +301,8 @@ class BatchScheduler:
             # there is nobody to batch with: run in this thread and skip two thread hand-offs
             inline = (
                 not self._busy
+                and not self._running_batch
+                and self._handoff.empty()
                 and not self._queue
                 and self._attached <= 1
                 and self.linger_s == 0
@@ -446,9 +465,14 @@ class BatchScheduler:
         while True:
             slices = self._next_batch()
             if slices is None:
+                if self.overlap:
+                    self._handoff.put(None)
                 return
             try:
-                self._run(slices)
+                if self.overlap:
+                    self._tokenize(slices)
+                else:
+                    self._run(slices)
             except BaseException as exc:  # never let the worker die with jobs waiting
                 log.exception("batch worker of %s failed", self.name)
                 for job, _, _ in slices:
@@ -459,6 +483,67 @@ class BatchScheduler:
                 with self._cond:
                     self._busy = False
                     self._cond.notify_all()
+
+
+    # --- overlap: tokenize here, run on the run thread -------------------------------------------------
+    def _tokenize(self, slices: list[tuple[_Job, int, int]]) -> None:
+        """Tokenize a batch and hand it to the run thread (blocks while one tokenized batch waits)."""
+        items: list[Item] = [it for job, start, stop in slices for it in job.items[start:stop]]
+        began = time.monotonic()
+        for job, _, _ in slices:
+            if not job.stats.started:
+                job.stats.started = True
+                job.stats.queue_s = began - job.enqueued
+        try:
+            prepared = self.model.prepare(items)
+        except Exception:  # the same isolation as a failing call: each job's slice alone, fully
+            self._isolate(slices)
+            return
+        with self._cond:
+            self._busy = False  # the worker may take the next batch while this one runs
+            self._running_batch = True
+            self._cond.notify_all()
+        self._handoff.put((slices, items, prepared, time.perf_counter()))
+
+    def _run_stage(self) -> None:
+        while True:
+            staged = self._handoff.get()
+            if staged is None:
+                return
+            slices, items, prepared, t0 = staged
+            try:
+                result = self.model.postprocess(prepared, self.model.run(prepared))
+                self._deliver(slices, items, result, time.perf_counter() - t0)
+            except Exception:
+                self._isolate(slices)
+            except BaseException as exc:  # never leave jobs waiting
+                for job, _, _ in slices:
+                    job.error = job.error or exc
+                    job.event.set()
+            finally:
+                with self._cond:
+                    self._running_batch = not self._handoff.empty()
+                    self._cond.notify_all()
+
+    def _isolate(self, slices: list[tuple[_Job, int, int]]) -> None:
+        for piece in slices:
+            self._run([piece])
+
+    def _deliver(self, slices: list[tuple[_Job, int, int]], items: list[Item], result: Any, seconds: float) -> None:
+        p = np.asarray(result.p, dtype=np.float64).reshape(-1)
+        self.calls += 1
+        self.items += len(items)
+        offset = 0
+        for job, start, stop in slices:
+            size = stop - start
+            job.p[start:stop] = p[offset : offset + size]
+            job.stats.add(result, offset, offset + size, len(items))
+            offset += size
+            job.done += size
+            if job.done == len(job.items):
+                job.event.set()
+        requests = len({id(job.ticket) for job, _, _ in slices})
+        self.metrics.batch(self.name, BatchRecord(len(items), len(slices), requests, seconds))
 
 
 class BoundComparator:
