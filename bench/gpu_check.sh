@@ -342,8 +342,8 @@ def cascade_check(store, texts):
         sec = time.perf_counter() - t0
         tops[where] = [r.id for r in out.results[:10]]
         report["rows"].append({"workload": f"cascade minilm:{K} -> ce:20", "backend": f"onnx {where} "
-                               f"({stages[1].model.variant})", "seconds_per_query": sec,
-                               "stages": [vars(s) for s in out.stages]})
+                               f"({stages[1].model.variant})", "pairs_per_s": out.usage.comparisons / sec,
+                               "seconds_per_call": sec, "calls": 1, "stages": [vars(s) for s in out.stages]})
         say(json.dumps(report["rows"][-1]))
     if "cuda" in tops:
         overlap = len(set(tops["cpu"]) & set(tops["cuda"]))
