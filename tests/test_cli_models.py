@@ -15,9 +15,9 @@ from rerank.models.testing import build_tiny_bert_classifier
 RERANK = [sys.executable, "-m", "rerank.cli"]
 
 
-def run(args: list[str], home: Path) -> subprocess.CompletedProcess[str]:
+def run(args: list[str], home: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "RERANK_HOME": str(home)}
-    return subprocess.run([*RERANK, *args], capture_output=True, text=True, timeout=300, env=env)
+    return subprocess.run([*RERANK, *args], capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def test_export_writes_a_parity_checked_model_and_list_shows_it(tmp_path: Path) -> None:
@@ -75,7 +75,7 @@ def test_export_castorini_duot5_layout_and_tokenizer_folder(tmp_path: Path) -> N
     assert len(no_tok.stderr.strip().splitlines()) == 1 and not out.exists()
     args = ["export", "--model", str(src), "--kind", "duo-t5", "--out", str(out), "--tokenizer", str(tok),
             "--truncation", "reference"]
-    proc = run(args, tmp_path)
+    proc = run(args, tmp_path, timeout=1000)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["parity"]["fp32"]["passed"]
     options = json.loads((out / "manifest.json").read_text())["options"]
