@@ -221,7 +221,7 @@ def bench_smollm(
     }
     rankings: dict[str, dict[str, list[str]]] = {f"{r}_{a}": {} for r in runs for a in AGGREGATORS}
     bm25_rankings: dict[str, list[str]] = {}
-    incons, trans = [], []
+    incons, trans, share_a = [], [], []
     done = []
     for qid, docs in ranked.items():
         if comparator.model_s >= seconds or (max_queries is not None and len(done) >= max_queries):
@@ -243,6 +243,7 @@ def bench_smollm(
                     incons.append(usage.order_inconsistency)
                     trans.append(usage.transitive_inconsistency)
         bm25_rankings[qid] = docs
+        share_a.append(float(np.mean(np.fromiter(comparator.cache.values(), dtype=np.float64) > 0.5)))
         done.append(qid)
         print(
             json.dumps({"smollm_query": qid, "n": len(done), "model_s": round(comparator.model_s, 1)}),
@@ -262,6 +263,7 @@ def bench_smollm(
         "preferences": str(preferences) if preferences is not None else None,
         "order_inconsistency": float(np.mean(incons)) if incons else 0.0,
         "transitive_inconsistency": float(np.mean(trans)) if trans else 0.0,
+        "share_a": float(np.mean(share_a)) if share_a else 0.0,  # answers with p > 0.5: the first slot
         "bm25_ndcg@10_same_queries": bm25,
         "ndcg@10": {},
         "per_query": {"bm25": bm25_per_query},

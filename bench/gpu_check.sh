@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # GPU check of the pairwise models: pairs/s on CUDA for `minilm` (bi-encoder, k=100) and a MiniLM-size duo
-# cross-encoder (256 tokens, batch 32), and parity of the CUDA p against the CPU p of the same graph.
+# cross-encoder (256 tokens, batch 32), and parity of the CUDA p against the CPU p of the same graph; the
+# cross-encoder's fp16 variant (the CUDA default) against CPU fp32; a cascade (minilm on the top 100, the
+# duo cross-encoder on its top 20, CUDA defaults) against the same cascade on CPU.
 #
 #   bash bench/gpu_check.sh              # on a GPU machine; results in $OUT (default bench/results/gpu)
 #   bash bench/gpu_check.sh --dry-run    # anywhere: everything but the CUDA runs; says "no CUDA" and exits 0
@@ -97,6 +99,7 @@ DATA = Path(os.environ.get("RERANK_DATA", ROOT.parent / "shared" / "data")) / "t
 CE_BUDGETS = {"max_query_tokens": 32, "max_passage_tokens": 110}  # 256-token sequences
 FP32_TOL = 2e-3
 BF16_TOL = 0.05
+FP16_TOL = 0.02  # the export's own fp16 parity tolerance
 K = 100
 BATCH = 32
 report = {"mode": MODE, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "checks": []}
@@ -318,6 +321,37 @@ def workloads(texts):
     return bi_calls, ce_items
 
 
+def cascade_check(store, texts):
+    """minilm (pointwise, one call per candidate) on the top K, the duo cross-encoder on its top 20 (all
+    pairs, both orders): CPU fp32 against the CUDA defaults (fp16 cross-encoder); top-10 overlap >= 9."""
+    from rerank.pipeline import Candidate, RankOptions, Stage, rerank_cascade
+
+    query, docs = texts["bi"][0]
+    cands = [Candidate(f"d{i}", t) for i, t in enumerate(docs[:K])]
+    options = RankOptions(sampler="all", calibration="symmetric", aggregator="bt")
+    runs = {"cpu": dict(providers=[CPU])}
+    if MODE == "run" and ort_cuda:
+        runs["cuda"] = dict(providers=[CUDA, CPU])
+    tops = {}
+    for where, kwargs in runs.items():
+        stages = [Stage(load_model("minilm", store=store, **kwargs), K, "minilm"),
+                  Stage(load_model("ce", store=store, **kwargs), 20, "ce")]
+        rerank_cascade(query, cands, stages, options)  # warm-up
+        t0 = time.perf_counter()
+        out = rerank_cascade(query, cands, stages, options)
+        sec = time.perf_counter() - t0
+        tops[where] = [r.id for r in out.results[:10]]
+        report["rows"].append({"workload": f"cascade minilm:{K} -> ce:20", "backend": f"onnx {where} "
+                               f"({stages[1].model.variant})", "pairs_per_s": out.usage.comparisons / sec,
+                               "seconds_per_call": sec, "calls": 1, "stages": [vars(s) for s in out.stages]})
+        say(json.dumps(report["rows"][-1]))
+    if "cuda" in tops:
+        overlap = len(set(tops["cpu"]) & set(tops["cuda"]))
+        report["checks"].append({"name": "cascade: CUDA defaults vs CPU fp32, top-10 overlap", "overlap": overlap,
+                                 "max_abs_diff_p": 0.0, "tolerance": 9, "passed": overlap >= 9})
+        say(json.dumps(report["checks"][-1]))
+
+
 def main():
     import tempfile
 
@@ -328,7 +362,7 @@ def main():
     t0 = time.perf_counter()
     export_model(src, "bi-encoder", store.path("minilm"), name="minilm", parity_seed=0)
     export_model(ce_folder(src, work), "duo-cross-encoder", store.path("ce"), name="ce", parity_seed=0,
-                 **CE_BUDGETS)
+                 fp16=True, **CE_BUDGETS)
     say(f"exported both models in {time.perf_counter() - t0:.1f} s")
     bi_calls, ce_items = workloads(texts)
     cases = {
@@ -355,7 +389,10 @@ def main():
             continue
         backends = []
         if ort_cuda:
-            backends.append(("onnx fp32 CUDAExecutionProvider", dict(providers=[CUDA, CPU]), FP32_TOL))
+            backends.append(("onnx fp32 CUDAExecutionProvider", dict(providers=[CUDA, CPU], variant="fp32"),
+                             FP32_TOL))
+            if name == "ce":
+                backends.append(("onnx fp16 CUDAExecutionProvider", dict(providers=[CUDA, CPU]), FP16_TOL))
         if torch_cuda:
             for dtype, tol in (("float32", FP32_TOL), ("bfloat16", BF16_TOL)):
                 label = f"torch {'fp32' if dtype == 'float32' else 'bf16'} cuda"
@@ -380,6 +417,7 @@ def main():
             report["checks"].append({"name": f"{workload}: {label} vs ONNX Runtime CPU fp32",
                                      "max_abs_diff_p": d, "tolerance": tol, "passed": d <= tol})
             say(json.dumps(report["checks"][-1]))
+    cascade_check(store, texts)
     if MODE_PREPARE:
         (ASSETS / "reference_p.json").write_text(json.dumps(cpu_p))
         size = sum(f.stat().st_size for f in ASSETS.rglob("*") if f.is_file())

@@ -118,6 +118,7 @@ class Prepared:
     truncated_sequences: int
     truncated_items: int
     tokenize_s: float = 0.0
+    item_truncated: np.ndarray | None = None  # per item: its p depends on a cut text
 
 
 @dataclass(frozen=True)
@@ -152,10 +153,12 @@ class CompareStats:
 
 @dataclass(frozen=True)
 class CompareResult:
-    """p[i] = P(a_i more relevant than b_i | q_i), float64, with the call's stats."""
+    """p[i] = P(a_i more relevant than b_i | q_i), float64, with the call's stats; ``truncated[i]``: item
+    i's p depends on a text cut to its budget (None where the kind does not say per item)."""
 
     p: np.ndarray
     stats: CompareStats
+    truncated: np.ndarray | None = None
 
     def __array__(self, dtype=None, copy=None):
         return self.p if dtype is None else self.p.astype(dtype)
@@ -188,6 +191,13 @@ class Kind:
     default_max_query_tokens: ClassVar[int] = 64
     default_max_passage_tokens: ClassVar[int] = 192
     export_options: ClassVar[frozenset[str]] = frozenset()  # kind-specific options ``describe`` accepts
+    # transformers auto classes whose architectures the kind exports (checked before any weight is read)
+    architectures: ClassVar[tuple[str, ...]] = ("AutoModel",)
+    # bumped when the kind's scoring changes, so embedded exports made by older code are redone
+    revision: ClassVar[int] = 1
+    # one score per (query, passage): p(a, b) is a function of two scores, and ``prepare_scores`` /
+    # ``postprocess_scores`` give the scores themselves (cascade stages rank by them, one call per candidate)
+    pointwise: ClassVar[bool] = False
 
     def __init__(self, spec: ModelSpec, encoder: Any) -> None:
         self.spec = spec
@@ -218,6 +228,12 @@ class Kind:
 
     def prepare_texts(self, texts: Sequence[str], role: str) -> Prepared:
         raise UnsupportedOperationError(f"model kind {self.name!r} has no embeddings (only 'bi-encoder')")
+
+    def prepare_scores(self, query: str, passages: Sequence[str]) -> Prepared:
+        raise UnsupportedOperationError(f"model kind {self.name!r} is pairwise: it has no per-passage score")
+
+    def postprocess_scores(self, prepared: Prepared, outputs: np.ndarray) -> np.ndarray:
+        raise UnsupportedOperationError(f"model kind {self.name!r} is pairwise: it has no per-passage score")
 
     # --- export half ------------------------------------------------------------------------------
     @classmethod
@@ -464,7 +480,7 @@ class PairwiseModel:
             postprocess_s=time.perf_counter() - t0,
             cached_sequences=output.cached_sequences,
         )
-        return CompareResult(p=p, stats=stats)
+        return CompareResult(p=p, stats=stats, truncated=prepared.item_truncated)
 
     # --- public calls -----------------------------------------------------------------------------
     def compare_batch(self, items: Sequence[Item]) -> CompareResult:
@@ -479,6 +495,22 @@ class PairwiseModel:
     def compare(self, query: str, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         """p[i] = P(pairs[i][0] more relevant to ``query`` than pairs[i][1]), float64."""
         return self.compare_with_stats(query, pairs).p
+
+    @property
+    def pointwise(self) -> bool:
+        """True when the kind scores each passage alone (bi-encoder, mono kinds): see ``score``."""
+        return self._kind.pointwise
+
+    def score(self, query: str, passages: Sequence[str]) -> np.ndarray:
+        """Per-passage relevance scores (float64; higher = more relevant) of a pointwise kind: the scale p
+        is built from, p(a, b) = sigmoid((s_a - s_b) / T). Each distinct passage is run once."""
+        check_text(query, "query", self.options.max_chars)
+        for i, text in enumerate(passages):
+            check_text(text, f"passage {i}", self.options.max_chars)
+        prepared = self._kind.prepare_scores(query, passages)
+        if not len(passages):
+            return np.zeros(0)
+        return self._kind.postprocess_scores(prepared, self.run(prepared).values)
 
     def embed(self, texts: Sequence[str], *, role: str = "passage") -> np.ndarray:
         """L2-normalised float32 embeddings ``[len(texts), dim]`` (bi-encoder only).

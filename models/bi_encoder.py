@@ -48,6 +48,7 @@ class BiEncoder(Kind):
     output = "embedding"
     supports_embed = True
     reuses_sequences = True
+    pointwise = True
     default_max_query_tokens = 64
     default_max_passage_tokens = 256
     export_options = frozenset({"temperature"})
@@ -93,6 +94,7 @@ class BiEncoder(Kind):
             index=index,
             truncated_sequences=int(truncated.sum()),
             truncated_items=int(truncated[index].any(axis=1).sum()) if len(items) else 0,
+            item_truncated=truncated[index].any(axis=1) if len(items) else np.zeros(0, dtype=bool),
         )
 
     def prepare_texts(self, texts: Sequence[str], role: str) -> Prepared:
@@ -100,6 +102,15 @@ class BiEncoder(Kind):
         index = np.fromiter((slots.setdefault((role, t), len(slots)) for t in texts), dtype=np.int64)
         ids, types, truncated = self._encode(list(slots))
         return Prepared(len(texts), ids, types, index, int(truncated.sum()), int(truncated[index].sum()))
+
+    def prepare_scores(self, query: str, passages: Sequence[str]) -> Prepared:
+        return self.prepare([(query, d, d) for d in passages])
+
+    def postprocess_scores(self, prepared: Prepared, outputs: np.ndarray) -> np.ndarray:
+        """cos(q, d) per passage."""
+        emb = outputs.astype(np.float64)
+        idx = prepared.index
+        return np.einsum("ij,ij->i", emb[idx[:, 0]], emb[idx[:, 1]])
 
     def postprocess(self, prepared: Prepared, outputs: np.ndarray) -> np.ndarray:
         """Cosines of the distinct (query, passage) pairs only (k per query, not one per item)."""

@@ -1,42 +1,119 @@
-"""Kind ``duo-cross-encoder``: a sequence classifier over ``[CLS] q [SEP] a [SEP] b [SEP]``.
+"""Kinds ``duo-cross-encoder`` (duoBERT) and ``mono-cross-encoder`` (monoBERT, ms-marco cross-encoders,
+bge-reranker): sequence classifiers.
 
-Input layout. BERT-style encoders have two token types, so the default is the tokenizer's own pair
-encoding of (q, "a [SEP] b"): the query is segment A (type 0), both passages are segment B (type 1),
-separated by the tokenizer's pair separator (``[SEP]`` for BERT, ``</s></s>`` for RoBERTa). A model whose
-type vocabulary has three or more entries (duoBERT-style checkpoints trained with a third segment) gets
-the 3-segment input: q type 0, a type 1, b type 2. The choice is recorded in the manifest
-(``options.segment_types``) and can be forced at export with ``segments=2|3``.
+duo: ``[CLS] q [SEP] a [SEP] b [SEP]``. BERT-style encoders have two token types, so the default is the
+tokenizer's own pair encoding of (q, "a [SEP] b"): the query is segment A (type 0), both passages are
+segment B (type 1), separated by the tokenizer's pair separator (``[SEP]`` for BERT, ``</s></s>`` for
+RoBERTa). A model whose type vocabulary has three or more entries (duoBERT, trained with a third segment)
+gets duoBERT's layout: ``[CLS] q [SEP]`` type 0, ``a [SEP]`` type 1, ``b [SEP]`` type 2. The choice is
+recorded in the manifest (``options.segment_types``) and can be forced at export with ``segments=2|3``.
+Each field is encoded alone and cut to its budget (duoBERT: query 62, each passage 223 tokens, so
+62 + 2 * 223 + 4 special tokens = 512), so both passages always fit. p = P(class 1): sigmoid(logit) for a
+single-logit head, softmax(logits)[1] = sigmoid(logit1 - logit0) for a two-logit head; the graph outputs
+that log-odds.
 
-Each field is encoded alone and cut to its budget (query ``max_query_tokens``, each passage
-``max_passage_tokens``), so both passages always fit. p = sigmoid(logit) for a single-logit head and
-softmax(logits)[1] = sigmoid(logit1 - logit0) for a two-logit head; the graph outputs that log-odds.
+mono: the tokenizer's pair encoding of (q, d), one score per candidate (the same log-odds), p(a, b) =
+sigmoid((s_a - s_b) / T) (``mono.py``). Truncation: per-field budgets (``fields``, default) or the
+``truncation=True, max_length=512`` of sentence-transformers' CrossEncoder and pygaggle's monoBERT
+(``reference``: the tokenizer's longest-first rule over the pair).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from .base import Item, Kind, ModelSpec, Prepared
 from .errors import ModelError
+from .mono import DEFAULT_MONO_TEMPERATURE, MonoScoring, check_temperature
+from .prompt import DEFAULT_MAX_INPUT_TOKENS, check_truncation
+
+CLASSIFIER = ("AutoModelForSequenceClassification",)
 
 
-class DuoCrossEncoder(Kind):
+def longest_first(n1: int, n2: int, room: int) -> tuple[int, int]:
+    """Kept lengths of a pair under the tokenizers library's longest-first rule (``room`` = max_length
+    minus the special tokens): only the longer is cut while the shorter fits half, else both to half."""
+    if n1 + n2 <= room:
+        return n1, n2
+    short, long_ = min(n1, n2), max(n1, n2)
+    long_ = short if short > room else max(short, room - short)
+    if short + long_ > room:
+        short, long_ = room // 2, room // 2 + room % 2
+    return (short, long_) if n1 <= n2 else (long_, short)
+
+
+class CrossEncoder(Kind):
+    """Shared export half: a 1- or 2-logit sequence classifier, its token types and budgets."""
+
+    architectures: ClassVar[tuple[str, ...]] = CLASSIFIER
+
+    def __init__(self, spec: ModelSpec, encoder: Any) -> None:
+        if encoder.pair is None:
+            raise ModelError(f"{self.name} needs a tokenizer with a pair template (post-processor)")
+        super().__init__(spec, encoder)
+
+    @classmethod
+    def kind_options(cls, options: dict[str, Any], type_vocab: int, source: Path) -> dict[str, Any]:
+        return {}
+
+    @classmethod
+    def describe(cls, source: Path, hf_tokenizer: Any, hf_config: Any, **options: Any) -> ModelSpec:
+        from transformers import AutoModelForSequenceClassification
+
+        from .torch_modules import accepts_token_types
+
+        num_labels = int(getattr(hf_config, "num_labels", 1))
+        if num_labels not in (1, 2):
+            raise ModelError(f"{cls.name} needs a 1- or 2-logit head, {source} has {num_labels}")
+        inputs = ["input_ids", "attention_mask"]
+        if accepts_token_types(AutoModelForSequenceClassification, hf_config):
+            inputs.append("token_type_ids")
+        type_vocab = int(getattr(hf_config, "type_vocab_size", 0) or 0)
+        max_positions = getattr(hf_config, "max_position_embeddings", None)
+        return ModelSpec(
+            kind=cls.name,
+            inputs=tuple(inputs),
+            output=cls.output,
+            max_query_tokens=int(options.get("max_query_tokens") or cls.default_max_query_tokens),
+            max_passage_tokens=int(options.get("max_passage_tokens") or cls.default_max_passage_tokens),
+            pad_token_id=int(hf_tokenizer.pad_token_id or 0),
+            max_positions=int(max_positions) if max_positions else None,
+            options={"num_labels": num_labels, **cls.kind_options(options, type_vocab, source)},
+        )
+
+    @classmethod
+    def torch_module(
+        cls, source: Path, spec: ModelSpec, *, dtype: Any = None, attn_implementation: str = "eager"
+    ):
+        from .torch_modules import classifier_module
+
+        return classifier_module(source, dtype=dtype, attn_implementation=attn_implementation)
+
+
+class DuoCrossEncoder(CrossEncoder):
     name = "duo-cross-encoder"
-    default_max_query_tokens = 62  # duoBERT: 62 + 2 * 223 + 3 special tokens = 511
+    default_max_query_tokens = 62  # duoBERT: 62 + 2 * 223 + 4 special tokens = 512
     default_max_passage_tokens = 223
     export_options = frozenset({"segments"})
 
     def __init__(self, spec: ModelSpec, encoder: Any) -> None:
-        if encoder.pair is None:
-            raise ModelError("duo-cross-encoder needs a tokenizer with a pair template (post-processor)")
         super().__init__(spec, encoder)
         types = spec.options.get("segment_types")
         lay = encoder.pair
         self.types = tuple(int(t) for t in types) if types else (lay.type_x, lay.type_y, lay.type_y)
+
+    @classmethod
+    def kind_options(cls, options: dict[str, Any], type_vocab: int, source: Path) -> dict[str, Any]:
+        segments = int(options.get("segments") or (3 if type_vocab >= 3 else 2))
+        if segments not in (2, 3):
+            raise ModelError(f"segments must be 2 or 3, got {segments}")
+        if segments == 3 and type_vocab < 3:
+            raise ModelError(f"3-segment input needs type_vocab_size >= 3, {source} has {type_vocab}")
+        return {"segments": segments, "segment_types": [0, 1, 2] if segments == 3 else None}
 
     def max_sequence_tokens(self) -> int:
         lay = self.encoder.pair
@@ -69,43 +146,65 @@ class DuoCrossEncoder(Kind):
                 ]
             )
         n = int(truncated.sum())
-        return Prepared(len(items), ids, types, None, n, n)
+        return Prepared(len(items), ids, types, None, n, n, item_truncated=truncated)
 
-    # --- export half ------------------------------------------------------------------------------
-    @classmethod
-    def describe(cls, source: Path, hf_tokenizer: Any, hf_config: Any, **options: Any) -> ModelSpec:
-        from transformers import AutoModelForSequenceClassification
 
-        from .torch_modules import accepts_token_types
+class MonoCrossEncoder(MonoScoring, CrossEncoder):
+    name = "mono-cross-encoder"
+    default_max_query_tokens = 64
+    default_max_passage_tokens = 445  # 64 + 445 + 3 special tokens = 512
+    export_options = frozenset({"temperature", "truncation", "max_input_tokens"})
 
-        num_labels = int(getattr(hf_config, "num_labels", 1))
-        if num_labels not in (1, 2):
-            raise ModelError(f"duo-cross-encoder needs a 1- or 2-logit head, {source} has {num_labels}")
-        inputs = ["input_ids", "attention_mask"]
-        use_types = accepts_token_types(AutoModelForSequenceClassification, hf_config)
-        if use_types:
-            inputs.append("token_type_ids")
-        type_vocab = int(getattr(hf_config, "type_vocab_size", 0) or 0)
-        segments = int(options.get("segments") or (3 if type_vocab >= 3 else 2))
-        if segments == 3 and type_vocab < 3:
-            raise ModelError(f"3-segment input needs type_vocab_size >= 3, {source} has {type_vocab}")
-        segment_types = [0, 1, 2] if segments == 3 else None  # None: the tokenizer's pair layout
-        max_positions = getattr(hf_config, "max_position_embeddings", None)
-        return ModelSpec(
-            kind=cls.name,
-            inputs=tuple(inputs),
-            output=cls.output,
-            max_query_tokens=int(options.get("max_query_tokens") or cls.default_max_query_tokens),
-            max_passage_tokens=int(options.get("max_passage_tokens") or cls.default_max_passage_tokens),
-            pad_token_id=int(hf_tokenizer.pad_token_id or 0),
-            max_positions=int(max_positions) if max_positions else None,
-            options={"num_labels": num_labels, "segments": segments, "segment_types": segment_types},
-        )
+    def __init__(self, spec: ModelSpec, encoder: Any) -> None:
+        self.truncation = check_truncation(str(spec.options.get("truncation", "fields")))
+        self.max_input_tokens = int(spec.options.get("max_input_tokens") or DEFAULT_MAX_INPUT_TOKENS)
+        super().__init__(spec, encoder)
+        self.temperature = check_temperature(spec.options.get("temperature", DEFAULT_MONO_TEMPERATURE))
+        if self.max_input_tokens < self.special_tokens() + 2:
+            raise ModelError(
+                f"max_input_tokens must be >= {self.special_tokens() + 2} (the pair's special tokens and one "
+                f"token of each text), got {self.max_input_tokens}"
+            )
 
     @classmethod
-    def torch_module(
-        cls, source: Path, spec: ModelSpec, *, dtype: Any = None, attn_implementation: str = "eager"
-    ):
-        from .torch_modules import classifier_module
+    def kind_options(cls, options: dict[str, Any], type_vocab: int, source: Path) -> dict[str, Any]:
+        return {
+            "temperature": check_temperature(options.get("temperature") or DEFAULT_MONO_TEMPERATURE),
+            "truncation": check_truncation(str(options.get("truncation") or "fields")),
+            "max_input_tokens": int(options.get("max_input_tokens") or DEFAULT_MAX_INPUT_TOKENS),
+        }
 
-        return classifier_module(source, dtype=dtype, attn_implementation=attn_implementation)
+    def special_tokens(self) -> int:
+        lay = self.encoder.pair
+        return len(lay.prefix) + len(lay.middle) + len(lay.suffix)
+
+    def max_sequence_tokens(self) -> int:
+        if self.truncation == "reference":
+            return self.max_input_tokens
+        return self.special_tokens() + self.spec.max_query_tokens + self.spec.max_passage_tokens
+
+    def encode_candidates(
+        self, keys: Sequence[tuple[str, str]]
+    ) -> tuple[list[list[int]], list[list[int]], np.ndarray]:
+        lay = self.encoder.pair
+        reference = self.truncation == "reference"
+        big = 10**9
+        queries = list(dict.fromkeys(q for q, _ in keys))
+        passages = list(dict.fromkeys(d for _, d in keys))
+        qf = dict(zip(queries, self.encoder.fields(queries, big if reference else self.spec.max_query_tokens),
+                      strict=True))
+        pf = dict(zip(passages, self.encoder.fields(passages, big if reference else self.spec.max_passage_tokens),
+                      strict=True))
+        room = self.max_input_tokens - self.special_tokens()
+        ids, types = [], []
+        truncated = np.zeros(len(keys), dtype=bool)
+        for i, (q, d) in enumerate(keys):
+            fq, fd = qf[q], pf[d]
+            nq, nd = longest_first(len(fq.ids), len(fd.ids), room) if reference else (len(fq.ids), len(fd.ids))
+            truncated[i] = fq.truncated or fd.truncated or nq < len(fq.ids) or nd < len(fd.ids)
+            ids.append([*lay.prefix, *fq.ids[:nq], *lay.middle, *fd.ids[:nd], *lay.suffix])
+            types.append(
+                [*lay.prefix_types, *([lay.type_x] * nq), *lay.middle_types, *([lay.type_y] * nd),
+                 *lay.suffix_types]
+            )
+        return ids, types, truncated

@@ -1,34 +1,57 @@
-"""Kind ``duo-t5``: seq2seq over ``Query: {q} Document0: {a} Document1: {b} Relevant:``.
+"""Kinds ``duo-t5`` and ``mono-t5``: T5 read out at the first decoder step, as pygaggle's DuoT5 / MonoT5.
 
-p = softmax(logit("true"), logit("false"))["true"] at the first decoder step (decoder input = the start
-token). The exported graph is encoder + that one decoder step, no generation loop; its output is
-logit(true) - logit(false), and p = sigmoid of it.
+duoT5: ``Query: {q} Document0: {a} Document1: {b} Relevant:`` followed by ``</s>``; p = softmax over the
+logits of "▁false" and "▁true" at the first decoder step (decoder input = the start token), taken at
+"true": p = sigmoid(logit(true) - logit(false)). monoT5: ``Query: {q} Document: {d} Relevant:``; the
+candidate's score is logit(true) - logit(false) (the log-odds of pygaggle's P(true)), and p(a, b) =
+sigmoid((s_a - s_b) / T) (see ``mono.py``). The exported graph is encoder + that one decoder step, no
+generation loop. Truncation: per-field budgets (default) or pygaggle's whole-prompt cut at 512 tokens
+(``truncation="reference"``), see ``prompt.py``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+
+import numpy as np
 
 from .base import ModelSpec
-from .prompt import PromptKind, check_template, label_token_id
+from .mono import DEFAULT_MONO_TEMPERATURE, MonoScoring, check_temperature
+from .prompt import PromptKind, check_template, label_token_id, prompt_options
 
 DUO_T5_TEMPLATE = "Query: {query} Document0: {a} Document1: {b} Relevant:"
+MONO_T5_TEMPLATE = "Query: {query} Document: {a} Relevant:"
+SEQ2SEQ = ("AutoModelForSeq2SeqLM",)
 
 
-class DuoT5(PromptKind):
-    name = "duo-t5"
-    default_template = DUO_T5_TEMPLATE
-    default_max_query_tokens = 62
-    default_max_passage_tokens = 200
-    export_options = frozenset({"prompt_template"})
+def t5_label_ids(hf_tokenizer: Any) -> tuple[int, int]:
+    """Ids of "▁true" and "▁false" (pygaggle's prediction tokens), or of whichever spelling is one token."""
+    ids = []
+    for word in ("true", "false"):
+        piece = hf_tokenizer.convert_tokens_to_ids("▁" + word)
+        if piece is None or piece == hf_tokenizer.unk_token_id:
+            piece = label_token_id(hf_tokenizer, (word, " " + word))
+        ids.append(int(piece))
+    return ids[0], ids[1]
+
+
+class T5Relevance(PromptKind):
+    """Shared export half of the T5 relevance kinds (template, truncation, true/false labels)."""
+
+    architectures: ClassVar[tuple[str, ...]] = SEQ2SEQ
+    export_options = frozenset({"prompt_template", "truncation", "max_input_tokens"})
+
+    @classmethod
+    def extra_options(cls, options: dict[str, Any]) -> dict[str, Any]:
+        return {}
 
     @classmethod
     def describe(cls, source: Path, hf_tokenizer: Any, hf_config: Any, **options: Any) -> ModelSpec:
-        template = options.get("prompt_template") or DUO_T5_TEMPLATE
-        check_template(template)
-        true_id = label_token_id(hf_tokenizer, ("true", " true", "▁true"))
-        false_id = label_token_id(hf_tokenizer, ("false", " false", "▁false"))
+        template = options.get("prompt_template") or cls.default_template
+        check_template(template, cls.fields)
+        true_id, false_id = t5_label_ids(hf_tokenizer)
         return ModelSpec(
             kind=cls.name,
             inputs=("input_ids", "attention_mask"),
@@ -38,10 +61,11 @@ class DuoT5(PromptKind):
             pad_token_id=int(hf_tokenizer.pad_token_id or 0),
             max_positions=None,  # relative position buckets: no hard limit
             options={
-                "prompt_template": template,
+                **prompt_options(options, template),
                 "add_special_tokens": True,
                 "label_tokens": ["true", "false"],
                 "label_token_ids": [true_id, false_id],
+                **cls.extra_options(options),
             },
         )
 
@@ -53,3 +77,31 @@ class DuoT5(PromptKind):
 
         true_id, false_id = spec.options["label_token_ids"]
         return seq2seq_module(source, true_id, false_id, dtype=dtype, attn_implementation=attn_implementation)
+
+
+class DuoT5(T5Relevance):
+    name = "duo-t5"
+    default_template = DUO_T5_TEMPLATE
+    default_max_query_tokens = 62
+    default_max_passage_tokens = 200
+
+
+class MonoT5(MonoScoring, T5Relevance):
+    name = "mono-t5"
+    default_template = MONO_T5_TEMPLATE
+    fields = ("query", "a")
+    default_max_query_tokens = 64
+    default_max_passage_tokens = 400
+    export_options = T5Relevance.export_options | {"temperature"}
+
+    def __init__(self, spec: ModelSpec, encoder: Any) -> None:
+        super().__init__(spec, encoder)
+        self.temperature = check_temperature(spec.options.get("temperature", DEFAULT_MONO_TEMPERATURE))
+
+    @classmethod
+    def extra_options(cls, options: dict[str, Any]) -> dict[str, Any]:
+        return {"temperature": check_temperature(options.get("temperature") or DEFAULT_MONO_TEMPERATURE)}
+
+    def encode_candidates(self, keys: Sequence[tuple[str, str]]) -> tuple[list[list[int]], None, np.ndarray]:
+        ids, truncated = self.render([(q, d, d) for q, d in keys])
+        return ids, None, truncated

@@ -61,6 +61,10 @@ INT8_MIN_TAU = 0.7
 QUANTIZATIONS = ("int8",)
 ONNX_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
+FP16_FILE = "model.fp16.onnx"
+FP16_TOLERANCE = 0.02
+FP16_MIN_TAU = 0.95
+FP16_METHOD = "onnxruntime.transformers OnnxModel.convert_float_to_float16(keep_io_types=True)"
 
 
 # --- sources --------------------------------------------------------------------------------------------
@@ -91,17 +95,32 @@ TOKENIZER_SOURCE_FILES = (
 )
 
 
-def load_hf_tokenizer(source: Path):
+SENTENCEPIECE_FILES = ("spiece.model", "tokenizer.model", "sentencepiece.bpe.model")
+
+
+def load_hf_tokenizer(source: Path, config: Any = None):
+    """The fast tokenizer of a folder; ``config`` (the checkpoint's) picks its class when the folder has no
+    config.json of its own (a bare ``t5-base`` tokenizer folder)."""
+    import importlib.util
+
     from transformers import AutoTokenizer
 
     if not any((source / name).is_file() for name in TOKENIZER_SOURCE_FILES):
         raise MissingTokenizerError(
             f"no tokenizer files in {source} (looked for {', '.join(TOKENIZER_SOURCE_FILES)})"
         )
+    has_json = (source / TOKENIZER_FILE).is_file()
+    sp_file = next((n for n in SENTENCEPIECE_FILES if (source / n).is_file()), None)
+    if not has_json and sp_file and importlib.util.find_spec("sentencepiece") is None:
+        raise MissingTokenizerError(
+            f"{source}: reading {sp_file} needs the sentencepiece package (pip install 'rerank[export]')"
+        )
+    kwargs = {"config": config} if config is not None and not (source / "config.json").is_file() else {}
     try:
-        tok = AutoTokenizer.from_pretrained(str(source))
+        tok = AutoTokenizer.from_pretrained(str(source), **kwargs)
     except Exception as exc:  # transformers raises OSError, ValueError, TypeError... for missing files
-        raise MissingTokenizerError(f"no usable tokenizer in {source}: {exc}") from exc
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise MissingTokenizerError(f"no usable tokenizer in {source}: {first}") from exc
     if getattr(tok, "backend_tokenizer", None) is None:
         raise MissingTokenizerError(f"{source}: only a slow tokenizer is available (no tokenizer.json)")
     if len(tok) <= len(set(tok.all_special_ids)):
@@ -116,12 +135,51 @@ def text_encoder_from_hf(hf_tokenizer: Any) -> TextEncoder:
         return TextEncoder(tmp)
 
 
-def describe_source(source: Path, kind: str, **options: Any) -> tuple[ModelSpec, Any]:
-    """The kind's spec for a source folder, and its HF tokenizer."""
+ARCHITECTURE_NAMES = {
+    "AutoModel": "encoders (BERT, RoBERTa, XLM-R, MiniLM, ...)",
+    "AutoModelForSequenceClassification": "sequence classifiers (BERT, RoBERTa, XLM-R, ELECTRA, ...)",
+    "AutoModelForSeq2SeqLM": "encoder-decoder LMs (T5, mT5, Flan-T5, UL2)",
+    "AutoModelForCausalLM": "decoder-only LMs (Llama, Mistral, Qwen2, SmolLM2, GPT-2, ...)",
+}
+
+
+def check_architecture(kind: str, config: Any) -> None:
+    """One line naming what the kind supports when ``config``'s architecture is not among them."""
+    import transformers
+
+    cls = kind_class(kind)
+    seq2seq = bool(getattr(config, "is_encoder_decoder", False))
+    for auto in cls.architectures:
+        if seq2seq and auto != "AutoModelForSeq2SeqLM":
+            continue  # T5 has classification heads too, but no kind here reads them
+        if auto == "AutoModelForCausalLM" and type(config) in transformers.AutoModelForMaskedLM._model_mapping:
+            continue  # an encoder with a causal head (BertLMHeadModel) is no chat LLM
+        if type(config) in getattr(transformers, auto)._model_mapping:
+            return
+    arch = ", ".join(getattr(config, "architectures", None) or []) or "?"
+    supported = "; ".join(ARCHITECTURE_NAMES[a] for a in cls.architectures)
+    raise ModelError(
+        f"kind {kind!r} does not support model type {getattr(config, 'model_type', '?')!r} ({arch}); "
+        f"it supports: {supported}"
+    )
+
+
+def describe_source(
+    source: Path, kind: str, *, tokenizer: str | Path | None = None, **options: Any
+) -> tuple[ModelSpec, Any]:
+    """The kind's spec for a source folder, and its HF tokenizer (read from ``tokenizer`` when given:
+    pygaggle's duoT5 reads the ``t5-base`` tokenizer, not the checkpoint's)."""
     from transformers import AutoConfig
 
-    hf_tok = load_hf_tokenizer(source)
-    config = AutoConfig.from_pretrained(str(source))
+    try:
+        config = AutoConfig.from_pretrained(str(source))
+    except (ValueError, KeyError, OSError) as exc:
+        raise ModelError(f"{source}: unreadable config.json: {str(exc).splitlines()[0]}") from exc
+    check_architecture(kind, config)
+    tok_dir = source if tokenizer is None else Path(tokenizer).expanduser()
+    if not tok_dir.is_dir():
+        raise MissingTokenizerError(f"tokenizer folder {str(tokenizer)!r} does not exist")
+    hf_tok = load_hf_tokenizer(tok_dir, config)
     spec = kind_class(kind).describe(source, hf_tok, config, **options)
     return spec, hf_tok
 
@@ -256,6 +314,19 @@ def _quiet_onnxruntime() -> Iterator[None]:
 INT8_METHOD = "dynamic-int8-per-channel-weights"
 
 
+def _convert_fp16(src: Path, dst: Path) -> None:
+    """fp16 weights and activations (the CUDA default where exported), float32 inputs and output kept, so
+    the runtime feeds and reads the same arrays. ONNX Runtime's converter keeps the ops that are unsafe in
+    fp16 (its block list) in float32."""
+    import onnx
+    from onnxruntime.transformers.onnx_model import OnnxModel
+
+    with _quiet_onnxruntime():
+        model = OnnxModel(onnx.load(str(src)))
+        model.convert_float_to_float16(keep_io_types=True)
+        model.save_model_to_file(str(dst))
+
+
 def _quantize_int8(src: Path, dst: Path) -> None:
     """Dynamic int8: signed per-channel int8 weights of the MatMul and fused Attention nodes, activations
     quantized at run time; only products with a weight operand (``MatMulConstBOnly``), so Q x K and
@@ -374,12 +445,20 @@ def export_model(
     parity_seed: int | None = None,
     optimize: bool | None = None,
     cpu_default: str | None = None,
+    fp16: bool = False,
+    fp16_tolerance: float = FP16_TOLERANCE,
+    tokenizer: str | Path | None = None,
     **kind_options: Any,
 ) -> Manifest:
     """Export ``source_dir_or_name`` as model kind ``kind`` into ``out_dir``; returns the manifest.
 
-    ``kind_options`` go to the kind: ``temperature`` (bi-encoder), ``segments`` (duo-cross-encoder),
-    ``prompt_template`` (duo-t5, prp), ``chat_template`` (prp: None = use the tokenizer's if it has one).
+    ``kind_options`` go to the kind: ``temperature`` (bi-encoder, mono kinds), ``segments``
+    (duo-cross-encoder), ``prompt_template`` (duo-t5, mono-t5, prp), ``chat_template`` (prp: None = use the
+    tokenizer's if it has one), ``answer_prefix`` (prp: text after the generation prompt, or the T5 decoder
+    prefix), ``truncation`` (``fields`` or ``reference``) and ``max_input_tokens`` (duo-t5, mono-t5,
+    mono-cross-encoder). ``tokenizer``: a folder to read the tokenizer from instead of the checkpoint's.
+    ``fp16``: also write ``model.fp16.onnx`` (checked on the CPU provider against torch fp32: max |dp| <=
+    ``fp16_tolerance`` and Kendall tau >= 0.95), the variant CUDA loads pick by default.
     ``optimize``: fuse the graph with ONNX Runtime's transformer optimizer (None: where the architecture is
     supported; True: required). ``cpu_default``: the variant CPU loads pick by default (``fp32`` or, with
     ``quantize``, ``int8``). Raises ``ParityError`` (and writes nothing) when the ONNX graph does not match
@@ -400,7 +479,8 @@ def export_model(
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists (pass overwrite=True to replace it)")
     spec, hf_tok = describe_source(
-        src, kind, max_query_tokens=max_query_tokens, max_passage_tokens=max_passage_tokens, **kind_options
+        src, kind, tokenizer=tokenizer, max_query_tokens=max_query_tokens, max_passage_tokens=max_passage_tokens,
+        **kind_options,
     )
     opt_type = None
     if optimize is not False:
@@ -464,6 +544,12 @@ def export_model(
             variants["int8"] = check_variant(
                 INT8_FILE, int8_tolerance, int8_margin, int8_min_tau, INT8_METHOD
             )
+        if fp16:
+            _convert_fp16(tmp / ONNX_FILE, tmp / FP16_FILE)
+            try:
+                variants["fp16"] = check_variant(FP16_FILE, fp16_tolerance, INT8_MARGIN, FP16_MIN_TAU, "fp16")
+            except CorruptModelError as exc:
+                raise ModelError(f"the fp16 graph could not be run for its parity check: {exc}") from exc
         torch_weights = None
         if keep_torch_weights:
             shutil.copytree(src, tmp / "torch")
@@ -473,7 +559,7 @@ def export_model(
             spec=spec,
             variants=variants,
             default_variant="fp32",
-            default_variants={"cpu": cpu_default or "fp32", "cuda": "fp32"},
+            default_variants={"cpu": cpu_default or "fp32", "cuda": "fp16" if fp16 else "fp32"},
             source=str(src),
             source_sha256=source_sha,
             source_files=tuple(source_files),

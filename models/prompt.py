@@ -1,15 +1,21 @@
-"""Shared half of the prompt kinds (``duo-t5``, ``prp``): a text template with ``{query}``, ``{a}``, ``{b}``.
+"""Shared half of the prompt kinds (``duo-t5``, ``mono-t5``, ``prp``): a text template with ``{query}``,
+``{a}``, ``{b}`` (mono kinds: ``{query}``, ``{a}`` only).
 
-Truncation: each field is encoded alone and cut to its token budget at a token boundary (the kept text is
-the prefix up to the end offset of the last kept token); the template is then rendered with the kept texts
-and encoded whole, so the model sees the tokenization it would see for that prompt. The template's own
-tokens come on top of the budgets; ``max_sequence_tokens`` adds a small slack for tokens that merge across
-a field boundary.
+Truncation (``options.truncation`` in the manifest):
+- ``fields`` (default): each field is encoded alone and cut to its token budget at a token boundary (the
+  kept text is the prefix up to the end offset of the last kept token); the template is then rendered with
+  the kept texts and encoded whole, so the model sees the tokenization it would see for that prompt. The
+  template's own tokens come on top of the budgets; ``max_sequence_tokens`` adds a small slack for tokens
+  that merge across a field boundary. Every prompt keeps its whole template, both passages and the answer
+  cue ("Relevant:", "Output Passage A or Passage B:").
+- ``reference``: the whole rendered prompt is encoded and cut to ``max_input_tokens`` from the end, the
+  tokenizer's closing special tokens kept (what pygaggle's ``truncation=True, max_length=512`` does for
+  duoT5 and monoT5). A long pair loses its second passage and the "Relevant:" cue.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -19,17 +25,26 @@ from .errors import ModelError
 
 FIELDS = ("query", "a", "b")
 BOUNDARY_SLACK = 8
+TRUNCATIONS = ("fields", "reference")
+DEFAULT_MAX_INPUT_TOKENS = 512  # pygaggle's max_length for duoT5 and monoT5
 _SENTINELS = {"query": "\u2063RERANKQ\u2063", "a": "\u2063RERANKA\u2063", "b": "\u2063RERANKB\u2063"}
 
 
-def check_template(template: str) -> None:
+def check_template(template: str, fields: Sequence[str] = FIELDS) -> None:
+    names = ", ".join("{" + f + "}" for f in fields)
     try:
-        rendered = template.format(query="\0q", a="\0a", b="\0b")
+        rendered = template.format(**{f: f"\0{f}" for f in FIELDS})
     except (KeyError, IndexError, ValueError) as exc:
-        raise ModelError(f"prompt template must use only {{query}}, {{a}}, {{b}}: {exc}") from exc
-    for f in ("\0q", "\0a", "\0b"):
-        if rendered.count(f) != 1:
-            raise ModelError("prompt template must contain {query}, {a} and {b} once each")
+        raise ModelError(f"prompt template must use only {names}: {exc}") from exc
+    for f in FIELDS:
+        if rendered.count(f"\0{f}") != (1 if f in fields else 0):
+            raise ModelError(f"prompt template must contain {names} once each (and no other field)")
+
+
+def check_truncation(value: str) -> str:
+    if value not in TRUNCATIONS:
+        raise ModelError(f"truncation must be one of {', '.join(TRUNCATIONS)}, got {value!r}")
+    return value
 
 
 def render_chat_template(hf_tokenizer: Any, template: str) -> str:
@@ -59,20 +74,38 @@ def label_token_id(hf_tokenizer: Any, candidates: Sequence[str]) -> int:
 
 class PromptKind(Kind):
     default_template: ClassVar[str]
+    fields: ClassVar[tuple[str, ...]] = FIELDS
 
     def __init__(self, spec: ModelSpec, encoder: Any) -> None:
         self.template = str(spec.options.get("prompt_template") or self.default_template)
-        check_template(self.template)
+        check_template(self.template, self.fields)
         self.add_special_tokens = bool(spec.options.get("add_special_tokens", True))
+        self.truncation = check_truncation(str(spec.options.get("truncation", "fields")))
+        self.max_input_tokens = int(spec.options.get("max_input_tokens") or DEFAULT_MAX_INPUT_TOKENS)
         empty = self.template.format(query="", a="", b="")
         self.template_tokens = len(encoder.encode([empty], add_special_tokens=self.add_special_tokens)[0])
+        # the closing special tokens the tokenizer adds (T5: </s>), kept when a prompt is cut
+        self.closing = tuple(encoder.single.suffix) if self.add_special_tokens else ()
         super().__init__(spec, encoder)
 
     def max_sequence_tokens(self) -> int:
         s = self.spec
-        return self.template_tokens + s.max_query_tokens + 2 * s.max_passage_tokens + BOUNDARY_SLACK
+        if self.truncation == "reference":
+            return self.max_input_tokens
+        passages = (len(self.fields) - 1) * s.max_passage_tokens
+        return self.template_tokens + s.max_query_tokens + passages + BOUNDARY_SLACK
 
-    def prepare(self, items: Sequence[Item]) -> Prepared:
+    def render(self, items: Sequence[Item]) -> tuple[list[list[int]], np.ndarray]:
+        """Token ids of each item's prompt and whether a text of it was cut."""
+        if self.truncation == "reference":
+            whole = self.encoder.encode(
+                [self.template.format(query=q, a=a, b=b) for q, a, b in items],
+                add_special_tokens=self.add_special_tokens,
+            )
+            keep = self.max_input_tokens - len(self.closing)
+            cut = np.fromiter((len(ids) > self.max_input_tokens for ids in whole), dtype=bool, count=len(whole))
+            ids = [[*seq[:keep], *self.closing] if c else seq for seq, c in zip(whole, cut, strict=True)]
+            return ids, cut
         queries = list(dict.fromkeys(q for q, _, _ in items))
         passages = list(dict.fromkeys(x for _, a, b in items for x in (a, b)))
         qf = dict(zip(queries, self.encoder.fields(queries, self.spec.max_query_tokens), strict=True))
@@ -81,8 +114,20 @@ class PromptKind(Kind):
         truncated = np.zeros(len(items), dtype=bool)
         for i, (q, a, b) in enumerate(items):
             fq, fa, fb = qf[q], pf[a], pf[b]
-            truncated[i] = fq.truncated or fa.truncated or fb.truncated
+            truncated[i] = fq.truncated or fa.truncated or (fb.truncated and "b" in self.fields)
             prompts.append(self.template.format(query=fq.text, a=fa.text, b=fb.text))
-        ids = self.encoder.encode(prompts, add_special_tokens=self.add_special_tokens)
+        return self.encoder.encode(prompts, add_special_tokens=self.add_special_tokens), truncated
+
+    def prepare(self, items: Sequence[Item]) -> Prepared:
+        ids, truncated = self.render(items)
         n = int(truncated.sum())
-        return Prepared(len(items), ids, None, None, n, n)
+        return Prepared(len(items), ids, None, None, n, n, item_truncated=truncated)
+
+
+def prompt_options(options: Mapping[str, Any], template: str) -> dict[str, Any]:
+    """The truncation options every prompt kind records in its manifest."""
+    truncation = check_truncation(str(options.get("truncation") or "fields"))
+    max_input = int(options.get("max_input_tokens") or DEFAULT_MAX_INPUT_TOKENS)
+    if max_input < 2:
+        raise ModelError(f"max_input_tokens must be >= 2, got {max_input}")
+    return {"prompt_template": template, "truncation": truncation, "max_input_tokens": max_input}

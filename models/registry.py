@@ -6,12 +6,14 @@ from collections.abc import Mapping
 
 from .base import Kind
 from .bi_encoder import BiEncoder
-from .duo_cross_encoder import DuoCrossEncoder
-from .duo_t5 import DuoT5
+from .duo_cross_encoder import DuoCrossEncoder, MonoCrossEncoder
+from .duo_t5 import DuoT5, MonoT5
 from .errors import UnknownKindError
 from .prp import Prp
 
-KINDS: Mapping[str, type[Kind]] = {cls.name: cls for cls in (BiEncoder, DuoCrossEncoder, DuoT5, Prp)}
+KINDS: Mapping[str, type[Kind]] = {
+    cls.name: cls for cls in (BiEncoder, DuoCrossEncoder, DuoT5, Prp, MonoCrossEncoder, MonoT5)
+}
 
 
 def kind_class(name: str) -> type[Kind]:

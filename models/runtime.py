@@ -23,6 +23,7 @@ import logging
 import os
 import platform
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +134,54 @@ def _session_options(threads: int | None, spinning: bool | None = None):
     return opts
 
 
+ARENA_STRATEGIES = ("kNextPowerOfTwo", "kSameAsRequested")
+
+
+@dataclass(frozen=True)
+class CudaOptions:
+    """ONNX Runtime CUDA provider options: which GPU (``device_id``), a cap on the memory arena in bytes
+    (``gpu_mem_limit``; None = the provider's default, no cap) and how the arena grows
+    (``arena_extend_strategy``: ``kNextPowerOfTwo``, the provider's default, or ``kSameAsRequested``, which
+    wastes less memory when several models share a GPU)."""
+
+    device_id: int = 0
+    gpu_mem_limit: int | None = None
+    arena_extend_strategy: str | None = None
+
+    def __post_init__(self) -> None:
+        if int(self.device_id) < 0:
+            raise ModelError(f"cuda device_id must be >= 0, got {self.device_id}")
+        if self.gpu_mem_limit is not None and int(self.gpu_mem_limit) < 1:
+            raise ModelError(f"gpu_mem_limit must be >= 1 byte, got {self.gpu_mem_limit}")
+        if self.arena_extend_strategy is not None and self.arena_extend_strategy not in ARENA_STRATEGIES:
+            raise ModelError(
+                f"arena_extend_strategy must be one of {', '.join(ARENA_STRATEGIES)}, "
+                f"got {self.arena_extend_strategy!r}"
+            )
+
+    @classmethod
+    def of(cls, value: CudaOptions | Mapping[str, Any] | None) -> CudaOptions:
+        if value is None:
+            return cls()
+        if isinstance(value, CudaOptions):
+            return value
+        unknown = set(value) - {"device_id", "gpu_mem_limit", "arena_extend_strategy"}
+        if unknown:
+            raise ModelError(
+                f"unknown CUDA option(s) {sorted(unknown)}; known: device_id, gpu_mem_limit, arena_extend_strategy"
+            )
+        return cls(**value)
+
+    def provider_options(self) -> dict[str, str]:
+        """The options as ONNX Runtime takes them (strings)."""
+        out = {"device_id": str(int(self.device_id))}
+        if self.gpu_mem_limit is not None:
+            out["gpu_mem_limit"] = str(int(self.gpu_mem_limit))
+        if self.arena_extend_strategy is not None:
+            out["arena_extend_strategy"] = self.arena_extend_strategy
+        return out
+
+
 def _warmup_feeds(inputs: Sequence[str]) -> dict[str, np.ndarray]:
     feeds = {name: np.ones((1, 4), dtype=np.int64) for name in inputs}
     if "token_type_ids" in feeds:
@@ -154,8 +203,11 @@ class OnnxBackend:
         intra_op_threads: int | None = None,
         spinning: bool | None = None,
         io_binding: bool | None = None,
+        cuda: CudaOptions | Mapping[str, Any] | None = None,
     ) -> None:
         import onnxruntime as ort
+
+        self.cuda = CudaOptions.of(cuda)
 
         self._ort = ort
         self.path = Path(path)
@@ -170,8 +222,9 @@ class OnnxBackend:
         session = None
         if wanted[0] == CUDA:
             try:
+                with_options = [(p, self.cuda.provider_options()) if p == CUDA else p for p in wanted]
                 session = ort.InferenceSession(
-                    str(self.path), _session_options(intra_op_threads, spinning), providers=wanted
+                    str(self.path), _session_options(intra_op_threads, spinning), providers=with_options
                 )
                 if session.get_providers()[0] != CUDA:
                     raise RuntimeError(f"session came up on {session.get_providers()}")
@@ -200,6 +253,7 @@ class OnnxBackend:
         self.spinning = spinning_default(spinning)
         self.io_binding = self.provider == CUDA if io_binding is None else bool(io_binding)
         self._device = "cuda" if self.provider == CUDA else "cpu"
+        self._device_id = int(self.cuda.device_id) if self.provider == CUDA else 0
         log.info(
             "loaded %s on %s (intra-op threads %s%s)",
             self.path, self.provider, self.threads, ", IO binding" if self.io_binding else "",
@@ -210,9 +264,11 @@ class OnnxBackend:
             return self._session.run([self.output], {k: feeds[k] for k in self.inputs})[0]
         binding = self._session.io_binding()
         for name in self.inputs:
-            value = self._ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(feeds[name]), self._device, 0)
+            value = self._ort.OrtValue.ortvalue_from_numpy(
+                np.ascontiguousarray(feeds[name]), self._device, self._device_id
+            )
             binding.bind_ortvalue_input(name, value)
-        binding.bind_output(self.output, self._device)
+        binding.bind_output(self.output, self._device, self._device_id)
         self._session.run_with_iobinding(binding)
         return binding.copy_outputs_to_cpu()[0]
 

@@ -225,11 +225,12 @@ def ensure_embedded(
     if not force and (target / MANIFEST_FILE).is_file():
         try:
             manifest = Manifest.read(target)
-            if wanted <= set(manifest.variants) and all(
+            current = int(manifest.spec.options.get("revision", 1)) >= kind_class(spec.kind).revision
+            if current and wanted <= set(manifest.variants) and all(
                 (target / manifest.variants[v].file).is_file() for v in wanted
             ):
                 return manifest
-            log.warning("re-exporting %s: it lacks the variant(s) %s", name, sorted(wanted))
+            log.warning("re-exporting %s: older read-out or it lacks the variant(s) %s", name, sorted(wanted))
         except CorruptModelError as exc:
             log.warning("re-exporting %s: %s", name, exc)
         force = True
@@ -367,6 +368,7 @@ def _load_onnx(src: _Source, store: ModelStore, args: Mapping[str, Any]) -> Pair
         output=spec.output,
         providers=args.get("providers"),
         intra_op_threads=args.get("intra_op_threads"),
+        cuda=args.get("cuda_options"),
     )
     return PairwiseModel(
         kind, backend, name=src.name, options=_batching(args, backend), path=src.folder, variant=variant_name
@@ -447,6 +449,7 @@ def load_model(
     max_passage_tokens: int | None = None,
     temperature: float | None = None,
     verify: bool = True,
+    cuda_options: Mapping[str, Any] | None = None,
 ) -> PairwiseModel:
     """Load a model by store name, embedded name or folder.
 
@@ -459,7 +462,9 @@ def load_model(
     apply to either backend. ``max_batch_size``: sequences per backend call (default by device,
     :func:`default_batch_size`: 1 for ONNX Runtime on CPU, 8 for torch on CPU, 64 on CUDA).
     ``cache_items``: embeddings a bi-encoder keeps (0 = none). ``verify`` checks the graph's (and for torch
-    the weights') sha256."""
+    the weights') sha256. ``cuda_options``: ONNX Runtime CUDA provider options (``device_id``,
+    ``gpu_mem_limit`` in bytes, ``arena_extend_strategy``; see ``runtime.CudaOptions``), used where the
+    session runs on CUDA."""
     if backend not in BACKENDS:
         raise ModelError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
     if kind is not None:
@@ -483,6 +488,7 @@ def load_model(
         "attn_implementation": attn_implementation,
         "options": options,
         "verify": verify,
+        "cuda_options": cuda_options,
         "overrides": {
             "max_query_tokens": max_query_tokens,
             "max_passage_tokens": max_passage_tokens,

@@ -238,3 +238,152 @@ def build_tiny_llama(folder: str | Path, *, chat_template: bool = True, seed: in
     LlamaForCausalLM(config).eval().save_pretrained(str(folder))
     hf.save_pretrained(str(folder))
     return folder
+
+
+# --- real-format tokenizers trained here (sentencepiece, WordPiece, byte-level BPE) ---------------------
+PROMPT_WORDS = [
+    "Query", "Document", "Document0", "Document1", "Relevant", "true", "false", "Passage", "Given", "query",
+    "which", "of", "the", "following", "two", "passages", "is", "more", "relevant", "to", "Output", "A", "B",
+    "or",
+]
+
+
+def _corpus(n_lines: int = 2000, seed: int = 0) -> list[str]:
+    import random
+
+    rnd = random.Random(seed)
+    vocab = WORDS + PROMPT_WORDS
+    lines = [" ".join(rnd.choice(vocab) for _ in range(12)) for _ in range(n_lines)]
+    return lines + ["Query: what Document0: plants Document1: water Relevant: true false"] * 200 + [
+        'Given a query "what", which of the following two passages is more relevant to the query? '
+        'Passage A: "x" Passage B: "y" Output Passage A or Passage B:'
+    ] * 200
+
+
+def train_sentencepiece(path: str | Path, *, vocab_size: int = 400, seed: int = 0) -> Path:
+    """A unigram sentencepiece model laid out as T5's ``spiece.model`` (pad 0, </s> 1, <unk> 2, no BOS)."""
+    import io
+
+    import sentencepiece as spm
+
+    buf = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(_corpus(seed=seed)), model_writer=buf, vocab_size=vocab_size,
+        model_type="unigram", pad_id=0, eos_id=1, unk_id=2, bos_id=-1, hard_vocab_limit=False,
+        num_threads=1, minloglevel=2,
+    )
+    path = Path(path)
+    path.write_bytes(buf.getvalue())
+    return path
+
+
+def build_castorini_t5(folder: str | Path, *, seed: int = 0, extra_ids: int = 100) -> Path:
+    """A T5ForConditionalGeneration folder laid out exactly as ``castorini/duot5-base-msmarco``:
+    config.json, pytorch_model.bin, spiece.model, tokenizer_config.json, special_tokens_map.json (no
+    tokenizer.json). The sentencepiece model is trained here; the vocabulary has T5's 100 extra ids."""
+    import json
+
+    import sentencepiece as spm
+    import torch
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    sp_path = train_sentencepiece(folder / "spiece.model", seed=seed)
+    n_pieces = spm.SentencePieceProcessor(model_file=str(sp_path)).get_piece_size()
+    _seed(seed)
+    config = T5Config(
+        vocab_size=n_pieces + extra_ids, d_model=32, d_ff=64, d_kv=16, num_layers=2, num_decoder_layers=2,
+        num_heads=2, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0,
+    )
+    model = T5ForConditionalGeneration(config).eval()
+    config.architectures = ["T5ForConditionalGeneration"]
+    (folder / "config.json").write_text(config.to_json_string())
+    torch.save(model.state_dict(), folder / "pytorch_model.bin")
+    extra = [f"<extra_id_{i}>" for i in range(extra_ids)]
+    (folder / "special_tokens_map.json").write_text(json.dumps(
+        {"eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>", "additional_special_tokens": extra}
+    ))
+    (folder / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 512, "extra_ids": extra_ids}))
+    return folder
+
+
+def train_wordpiece_vocab(path: str | Path) -> Path:
+    """A BERT ``vocab.txt`` (WordPiece, uncased) trained here on the test corpus."""
+    from tokenizers import BertWordPieceTokenizer
+
+    tok = BertWordPieceTokenizer(lowercase=True)
+    tok.train_from_iterator(_corpus(), vocab_size=300, min_frequency=1, show_progress=False)
+    path = Path(path)
+    vocab = sorted(tok.get_vocab().items(), key=lambda kv: kv[1])
+    path.write_text("".join(f"{piece}\n" for piece, _ in vocab))
+    return path
+
+
+def build_wordpiece_bert(
+    folder: str | Path, *, num_labels: int = 2, type_vocab_size: int = 3, seed: int = 0
+) -> Path:
+    """BertForSequenceClassification with a WordPiece ``vocab.txt`` trained here, laid out as castorini's
+    duoBERT / monoBERT folders (config.json, pytorch_model.bin, vocab.txt, tokenizer_config.json)."""
+    import json
+
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = train_wordpiece_vocab(folder / "vocab.txt")
+    _seed(seed)
+    config = BertConfig(
+        vocab_size=len(vocab.read_text().splitlines()), hidden_size=32, num_hidden_layers=2,
+        num_attention_heads=2, intermediate_size=64, max_position_embeddings=512,
+        type_vocab_size=type_vocab_size, num_labels=num_labels, initializer_range=0.2,
+        architectures=["BertForSequenceClassification"],
+    )
+    model = BertForSequenceClassification(config).eval()
+    (folder / "config.json").write_text(config.to_json_string())
+    torch.save(model.state_dict(), folder / "pytorch_model.bin")
+    (folder / "tokenizer_config.json").write_text(
+        json.dumps({"do_lower_case": True, "model_max_length": 512, "tokenizer_class": "BertTokenizer"})
+    )
+    return folder
+
+
+BPE_CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def build_bpe_llama(folder: str | Path, *, seed: int = 0, chat_template: bool = True) -> Path:
+    """LlamaForCausalLM with a byte-level BPE tokenizer trained here and a ChatML chat template (the
+    SmolLM2 / Qwen layout: tokenizer.json, tokenizer_config.json with ``chat_template``)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    folder = Path(folder)
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=500, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(_corpus(seed=seed), trainer)
+    hf = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<|im_start|>", eos_token="<|im_end|>", unk_token="<|endoftext|>",
+        pad_token="<|endoftext|>",
+    )
+    if chat_template:
+        hf.chat_template = BPE_CHAT_TEMPLATE
+    _seed(seed)
+    config = LlamaConfig(
+        vocab_size=tok.get_vocab_size(), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+        bos_token_id=tok.token_to_id("<|im_start|>"), eos_token_id=tok.token_to_id("<|im_end|>"),
+        initializer_range=0.2, tie_word_embeddings=True,
+    )
+    LlamaForCausalLM(config).eval().save_pretrained(str(folder))
+    hf.save_pretrained(str(folder))
+    return folder

@@ -80,23 +80,26 @@ class ClassifierModule(nn.Module):
         return logits[:, 1] - logits[:, 0]
 
 
-class Seq2SeqFirstStepModule(nn.Module):
-    """Encoder + one decoder step from the start token -> logit(true) - logit(false). No generation loop."""
+class Seq2SeqLabelModule(nn.Module):
+    """Encoder + one decoder pass over a fixed decoder prefix -> logit(pos) - logit(neg) at its last step.
 
-    def __init__(self, model: nn.Module, start_id: int, true_id: int, false_id: int) -> None:
+    duoT5 / monoT5: prefix = the decoder start token, labels true/false (pygaggle's first greedy step).
+    PRP on T5: prefix = ``"<pad> Passage"``'s ids, labels A/B (llm-rankers). No generation loop."""
+
+    def __init__(self, model: nn.Module, prefix: list[int], pos_id: int, neg_id: int) -> None:
         super().__init__()
         self.model = model
-        self.start_id = int(start_id)
-        self.true_id = int(true_id)
-        self.false_id = int(false_id)
+        self.register_buffer("prefix", torch.tensor([int(i) for i in prefix], dtype=torch.long))
+        self.pos_id = int(pos_id)
+        self.neg_id = int(neg_id)
 
     def forward(self, input_ids, attention_mask):
-        start = torch.full_like(input_ids[:, :1], self.start_id)
+        decoder = self.prefix.unsqueeze(0).expand(input_ids.shape[0], -1)
         out = self.model(
-            input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=start, use_cache=False
+            input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=decoder, use_cache=False
         )
-        first = out.logits[:, 0, :].float()
-        return first[:, self.true_id] - first[:, self.false_id]
+        last = out.logits[:, -1, :].float()
+        return last[:, self.pos_id] - last[:, self.neg_id]
 
 
 class CausalLastTokenModule(nn.Module):
@@ -146,14 +149,21 @@ def classifier_module(source: Path, *, dtype=None, attn_implementation="eager") 
     return ClassifierModule(model, accepts_token_types(AutoModelForSequenceClassification, config)).eval()
 
 
-def seq2seq_module(source: Path, true_id: int, false_id: int, *, dtype=None, attn_implementation="eager"):
+def decoder_start_id(config: Any) -> int:
+    start = config.decoder_start_token_id
+    return int(start if start is not None else (config.pad_token_id or 0))
+
+
+def seq2seq_module(
+    source: Path, pos_id: int, neg_id: int, *, prefix: list[int] | None = None, dtype=None,
+    attn_implementation="eager",
+):
+    """Seq2seq LM read out at the end of ``prefix`` (default: the decoder start token alone)."""
     from transformers import AutoModelForSeq2SeqLM
 
     model = _load(AutoModelForSeq2SeqLM, source, dtype, attn_implementation)
-    start = model.config.decoder_start_token_id
-    if start is None:
-        start = model.config.pad_token_id or 0
-    return Seq2SeqFirstStepModule(model, start, true_id, false_id).eval()
+    prefix = list(prefix) if prefix else [decoder_start_id(model.config)]
+    return Seq2SeqLabelModule(model, prefix, pos_id, neg_id).eval()
 
 
 def causal_module(

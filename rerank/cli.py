@@ -23,6 +23,7 @@ from .distributed import (
     ray_rank_mapper,
 )
 from .files import first_unreadable, write_text_atomic
+from .models.registry import KINDS
 from .pipeline import RankOptions, RequestError, aggregate_group
 from .retrieval.cli import add_index_parser
 from .server.cli import add_bench_load_arguments, add_serve_arguments, run_bench_load, run_serve
@@ -78,14 +79,23 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from .models import ModelError, ParityError, export_model
 
+    kind_options = {
+        name: getattr(args, name)
+        for name in ("prompt_template", "chat_template", "answer_prefix", "segments", "truncation",
+                     "max_input_tokens", "temperature")
+        if getattr(args, name) is not None
+    }
     try:
         manifest = export_model(
             args.model, args.kind, args.out, name=args.name or None, quantize=args.quantize,
             max_query_tokens=args.max_query_tokens, max_passage_tokens=args.max_passage_tokens,
-            overwrite=args.overwrite,
+            overwrite=args.overwrite, tokenizer=args.tokenizer, fp16=args.fp16, **kind_options,
         )
     except (ModelError, ParityError, FileExistsError, OSError) as exc:
         return _fail(f"export failed: {exc}", EXIT_BAD_INPUT)
+    except Exception as exc:  # transformers / torch.onnx errors on checkpoints we cannot read: one line
+        first = (str(exc).strip().splitlines() or [""])[0]
+        return _fail(f"export failed: {type(exc).__name__}: {first}", EXIT_BAD_INPUT)
     parity = {name: dict(v.parity) for name, v in manifest.variants.items()}
     print(json.dumps({"name": manifest.name, "kind": manifest.kind, "out": str(args.out), "parity": parity}))
     return 0
@@ -196,7 +206,7 @@ def _rank_usage(args: argparse.Namespace) -> str | None:
 
 def cmd_rank(args: argparse.Namespace) -> int:
     from .offline import ResumableOutput, Selection, rank_jobs, read_jsonl_jobs, run_setup, trec_jobs, trec_qids
-    from .pipeline import TrecData, load_comparator, validate_options
+    from .pipeline import Stage, TrecData, load_comparator, parse_stage, validate_options
 
     usage = _rank_usage(args)
     if usage:
@@ -210,10 +220,13 @@ def cmd_rank(args: argparse.Namespace) -> int:
                               ("--queries", args.queries), ("--qrels", args.qrels)])
     if unreadable:
         return _fail(unreadable, EXIT_BAD_INPUT)
+    if args.stage:
+        specs = []
     if trec_mode:
-        setup = run_setup("trec", specs, options, batch_size=args.batch_size, depth=args.depth, tag=args.tag)
+        setup = run_setup("trec", specs, options, batch_size=args.batch_size, depth=args.depth, tag=args.tag,
+                          stage=args.stage)
     else:
-        setup = run_setup("jsonl", specs, options, batch_size=args.batch_size, top_n=args.top_n)
+        setup = run_setup("jsonl", specs, options, batch_size=args.batch_size, top_n=args.top_n, stage=args.stage)
     try:
         validate_options(options, 10)
         check_engine_arguments(args)
@@ -227,6 +240,14 @@ def cmd_rank(args: argparse.Namespace) -> int:
                 read_corpus(args.corpus) if args.corpus else {},
             )
         map_jobs = None
+        if args.stage and args.model:
+            raise RequestError("stage", "give either --stage (a cascade) or --model, not both")
+        if args.stage and args.engine == "ray":
+            raise RequestError("stage", "--engine ray does not run cascades yet; use --engine local with --stage")
+        stages = [
+            Stage(load_comparator(spec, trec=trec, max_batch_size=args.batch_size), depth, spec)
+            for spec, depth in map(parse_stage, args.stage or [])
+        ]
         if args.engine == "ray":  # the actors load the models, each once; this process only writes
             models = []
             oracle = any(spec.startswith("oracle") for spec in specs)
@@ -234,7 +255,8 @@ def cmd_rank(args: argparse.Namespace) -> int:
                                  trec if oracle else None)
             map_jobs = ray_rank_mapper(ranker, RayOptions.from_args(args))
         else:
-            models = [load_comparator(spec, trec=trec, max_batch_size=args.batch_size) for spec in specs]
+            models = [] if stages else [load_comparator(spec, trec=trec, max_batch_size=args.batch_size)
+                                        for spec in specs]
         output = ResumableOutput(Path(args.output), setup, overwrite=args.overwrite)
     except RequestError as exc:
         return _fail(str(exc), EXIT_USAGE)
@@ -249,7 +271,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
             jobs = trec_jobs(chosen, run, trec.queries, trec.corpus, args.depth)
             already = sum(q in output.done for q in chosen)
             ranked = rank_jobs(jobs, models, options, output, trec_tag=args.tag, total=len(chosen), already=already,
-                               map_jobs=map_jobs)
+                               map_jobs=map_jobs, stages=stages)
         else:
             with _open_input(args.input) as lines:
                 jobs = read_jsonl_jobs(lines, skip_bad=args.skip_bad, warn=sys.stderr)
@@ -261,7 +283,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
                 already = len(output.done) if selection.qids is None else len(output.done & selection.qids)
                 ranked = rank_jobs(selection.apply(jobs, lambda job: job.qid), models, options, output,
                                    top_n=args.top_n, total=total, already=min(already, total or already),
-                                   map_jobs=map_jobs)
+                                   map_jobs=map_jobs, stages=stages)
             selection.report(sys.stderr)
     except InputError as exc:
         where = args.run if trec_mode else (args.input if args.input != "-" else "stdin")
@@ -359,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "with --model OUT in rank, or copy it into the model store.",
     )
     exp.add_argument("--model", required=True, help="checkpoint folder, or an embedded model name")
-    exp.add_argument("--kind", required=True, help="bi-encoder, duo-cross-encoder, duo-t5 or prp")
+    exp.add_argument("--kind", required=True, help=f"one of: {', '.join(sorted(KINDS))}")
     exp.add_argument("--out", required=True, help="output folder (written atomically)")
     exp.add_argument("--name", default="", help="model name in the manifest (default: the folder name)")
     exp.add_argument("--quantize", choices=["int8"], default=None, help="also write an int8 variant")
@@ -369,6 +391,22 @@ def build_parser() -> argparse.ArgumentParser:
                      help="passage tokens kept per passage (longer passages are cut; default by kind, e.g. "
                           "256 for a bi-encoder, 223 for duoBERT)")
     exp.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    exp.add_argument("--fp16", action="store_true", help="also write an fp16 variant (checked; CUDA default)")
+    exp.add_argument("--tokenizer", default=None,
+                     help="read the tokenizer from this folder (pygaggle's duoT5 reads t5-base's)")
+    exp.add_argument("--prompt-template", default=None,
+                     help="duo-t5, mono-t5, prp: the prompt with {query}, {a} (and {b}); default: the reference's")
+    exp.add_argument("--chat-template", action=argparse.BooleanOptionalAction, default=None,
+                     help="prp, decoder-only: wrap the prompt in the chat template (default: if the tokenizer has one)")
+    exp.add_argument("--answer-prefix", default=None,
+                     help="prp: text before the label (default ' Passage:'; T5: the decoder prefix '<pad> Passage')")
+    exp.add_argument("--segments", type=int, choices=[2, 3], default=None,
+                     help="duo-cross-encoder: token types (default 3 where the checkpoint has 3: duoBERT)")
+    exp.add_argument("--truncation", choices=["fields", "reference"], default=None,
+                     help="duo-t5, mono-t5, mono-cross-encoder: per-field budgets (default) or the reference's "
+                          "whole-input cut at --max-input-tokens")
+    exp.add_argument("--max-input-tokens", type=int, default=None, help="reference truncation length (default 512)")
+    exp.add_argument("--temperature", type=float, default=None, help="bi-encoder and mono kinds: p = sigmoid(ds / T)")
     exp.set_defaults(func=cmd_export)
 
     models = sub.add_parser(
@@ -414,6 +452,10 @@ def build_parser() -> argparse.ArgumentParser:
     rank.add_argument("--qrels", default=None, help="TREC qrels (only for the oracle model)")
     rank.add_argument("--depth", type=int, default=100, help="TREC mode: re-rank the top K (default 100)")
     rank.add_argument("--tag", default="rerank", help="TREC mode: the run tag written in column 6 (default rerank)")
+    rank.add_argument("--stage", action="append", default=None, metavar="MODEL:DEPTH",
+                      help="cascade stage, repeatable, in order: MODEL re-ranks the top DEPTH of the previous "
+                           "stage (minilm:100 --stage oracle:noise=3,bias=1:20); sampler and budget apply to the "
+                           "last stage")
     rank.add_argument("--skip-bad", action="store_true", help="skip malformed lines (reported) instead of stopping")
     rank.add_argument("--overwrite", action="store_true",
                       help="start afresh (delete the output and its progress) instead of resuming")

@@ -24,7 +24,17 @@ from typing import IO, Any, TypeVar
 
 from .comparison_io import InputError
 from .evaluation.trec import NotUTF8Error, numbered_lines
-from .pipeline import Candidate, Comparator, RankOptions, RequestError, RerankResult, rerank
+from .pipeline import (
+    Candidate,
+    Comparator,
+    RankOptions,
+    RequestError,
+    RerankResult,
+    Stage,
+    rerank,
+    rerank_cascade,
+    stage_records,
+)
 from .progress import eta_text
 
 T = TypeVar("T")
@@ -328,6 +338,10 @@ def jsonl_record(job: QueryJob, result: RerankResult) -> str:
         "order_inconsistency": result.usage.order_inconsistency,
         "transitive_inconsistency": result.usage.transitive_inconsistency,
         "partial": result.usage.partial,
+        "truncated_items": result.usage.truncated_items,
+        "tokenize_ms": round(result.usage.tokenize_ms, 3),
+        "run_ms": round(result.usage.run_ms, 3),
+        **({"stages": stage_records(result.stages)} if result.stages else {}),
     }) + "\n"
 
 
@@ -338,9 +352,15 @@ def trec_record(job: QueryJob, result: RerankResult, tag: str) -> str:
     return "".join(f"{job.qid} Q0 {d} {rank} {n - rank + 1} {tag}\n" for rank, d in enumerate(ids, start=1))
 
 
-def rank_query(job: QueryJob, models: Sequence[Comparator], options: RankOptions, top_n: int | None) -> RerankResult:
-    """One query through the pipeline; a request the pipeline refuses is an ``InputError`` naming the query."""
+def rank_query(
+    job: QueryJob, models: Sequence[Comparator], options: RankOptions, top_n: int | None,
+    stages: Sequence[Stage] | None = None,
+) -> RerankResult:
+    """One query through the pipeline (or the cascade of ``stages``); a request the pipeline refuses is an
+    ``InputError`` naming the query."""
     try:
+        if stages:
+            return rerank_cascade(job.query, job.candidates, stages, options, top_n=top_n)
         return rerank(job.query, job.candidates, models, options, top_n=top_n)
     except RequestError as exc:
         raise InputError(0, f"query {job.qid!r}: {exc}") from None
@@ -361,18 +381,19 @@ def rank_jobs(
     already: int = 0,
     progress_stream: IO[str] | None = None,
     map_jobs: MapJobs | None = None,
+    stages: Sequence[Stage] | None = None,
 ) -> int:
     """Rank every job not already in ``output``; returns the number ranked now. ``total`` and ``already``
-    (jobs of ``total`` done before) feed the progress line.
+    (jobs of ``total`` done before) feed the progress line. With ``stages`` (a cascade) ``models`` is unused.
 
     ``map_jobs`` (e.g. a pool of Ray actors, :mod:`rerank.distributed`) turns the jobs left into
     ``(job, result)`` pairs in any order, with ``top_n`` as given here; by default this process ranks them
-    one by one with ``models``. Only this function writes ``output``."""
+    one by one. Only this function writes ``output``."""
     progress = Progress(progress_stream or sys.stderr, total, already)
     ranked = 0
     if map_jobs is None:
         keep = top_n if trec_tag is None else None
-        map_jobs = lambda todo: ((job, rank_query(job, models, options, keep)) for job in todo)  # noqa: E731
+        map_jobs = lambda todo: ((job, rank_query(job, models, options, keep, stages)) for job in todo)  # noqa: E731
     try:
         for job, result in map_jobs(job for job in jobs if job.qid not in output.done):
             text = trec_record(job, result, trec_tag) if trec_tag else jsonl_record(job, result)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -72,6 +72,36 @@ class Usage:
     partial: bool = False  # the time budget ran out: the ranking uses the comparisons made so far
     stopped_early: bool = False
     budget: int = 0
+    # per-request model stats (summed over models and stages; zero for comparators that do not report them)
+    truncated_items: int = 0  # comparisons whose p depends on a text cut to its token budget
+    tokenize_ms: float = 0.0
+    queue_ms: float = 0.0  # waiting for the server's batch scheduler
+    run_ms: float = 0.0  # backend run and postprocess
+
+    def add_call(self, result: Any) -> None:
+        """Add a ``compare_batch`` result's stats (a model's ``CompareResult`` or the server's answer)."""
+        stats = getattr(result, "stats", None)
+        if stats is None:
+            return
+        self.tokenize_ms += float(getattr(stats, "tokenize_s", 0.0)) * 1000.0
+        self.run_ms += (float(getattr(stats, "run_s", 0.0)) + float(getattr(stats, "postprocess_s", 0.0))) * 1000.0
+        self.queue_ms += float(getattr(stats, "queue_s", 0.0)) * 1000.0
+        cut = getattr(result, "truncated", None)
+        self.truncated_items += int(np.count_nonzero(cut)) if cut is not None else int(
+            getattr(stats, "truncated_items", 0)
+        )
+
+
+@dataclass
+class StageUsage:
+    """What one cascade stage did: the candidates it re-ranked (``depth``) and its model calls
+    (``comparisons``: pairwise comparisons, or candidates scored by a pointwise stage)."""
+
+    model: str
+    depth: int
+    comparisons: int
+    pointwise: bool
+    elapsed_ms: float
 
 
 @dataclass
@@ -79,6 +109,16 @@ class RerankResult:
     results: list[RankedItem]
     usage: Usage
     per_model: list[RankingReport] = field(default_factory=list)
+    stages: list[StageUsage] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One cascade stage: ``model`` re-ranks the top ``depth`` of the previous stage's order."""
+
+    model: Comparator
+    depth: int
+    name: str = ""
 
 
 def validate_options(options: RankOptions, n_items: int) -> int:
@@ -157,8 +197,9 @@ def rerank(
     for model in models:
 
         def compare(pairs: list[tuple[int, int]], model: Comparator = model) -> np.ndarray:
-            return np.asarray(model.compare_batch([(query, texts[a], texts[b]) for a, b in pairs]),
-                              dtype=np.float64)
+            result = model.compare_batch([(query, texts[a], texts[b]) for a, b in pairs])
+            usage.add_call(result)
+            return np.asarray(getattr(result, "p", result), dtype=np.float64)
 
         outcome = run_sampler(sampler, n, budget, compare, seed=options.seed, both_orders=options.both_orders,
                               top_n=top_n if top_n else 10, deadline=deadline)
@@ -183,6 +224,91 @@ def rerank(
     ]
     usage.elapsed_ms = (time.monotonic() - started) * 1000.0
     return RerankResult(results=results, usage=usage, per_model=reports)
+
+
+def rerank_cascade(
+    query: str,
+    candidates: Sequence[Candidate],
+    stages: Sequence[Stage],
+    options: RankOptions = RankOptions(),
+    *,
+    top_n: int | None = None,
+    deadline: float | None = None,
+) -> RerankResult:
+    """Multi-stage re-ranking as duoT5 is used in its papers (mono on the top k1, pairwise on the top k2 of
+    that): stage i re-ranks the top ``depth_i`` of stage i-1's order, the rest keeps its place.
+
+    A stage before the last whose model is pointwise (``model.pointwise``: bi-encoder, mono kinds) ranks by
+    its per-passage scores, one model call per candidate; any other earlier stage compares all pairs with
+    the request's aggregator and calibration. The last stage runs the request's options (sampler, budget,
+    time budget, calibration, aggregator). Scores are rank-based (n - position), since stages score on
+    different scales. ``usage`` sums the stages' model calls; its diagnostics and budget are the last
+    stage's; ``stages`` reports each stage.
+    """
+    started = time.monotonic()
+    validate_candidates(query, candidates)
+    if not stages:
+        raise RequestError("options.stages", "no stage given")
+    for i, stage in enumerate(stages):
+        if stage.depth < 1:
+            raise RequestError(f"options.stages[{i}].depth", f"must be >= 1, got {stage.depth}")
+    if top_n is not None and top_n < 0:
+        raise RequestError("top_n", f"must be >= 0, got {top_n}")
+    validate_options(options, len(candidates))
+    order = list(range(len(candidates)))
+    usage = Usage()
+    report: list[StageUsage] = []
+    per_model: list[RankingReport] = []
+    for i, stage in enumerate(stages):
+        t0 = time.monotonic()
+        top = order[: min(stage.depth, len(order))]
+        last = i == len(stages) - 1
+        pointwise = not last and bool(getattr(stage.model, "pointwise", False))
+        if pointwise:
+            scores = np.asarray(stage.model.score(query, [candidates[j].text for j in top]), dtype=np.float64)  # type: ignore[attr-defined]
+            top = [top[j] for j in np.argsort(-scores, kind="stable")]
+            calls = len(top)
+        else:
+            opts = options if last else replace(options, sampler="all", budget=None, time_budget_ms=None)
+            sub = rerank(query, [candidates[j] for j in top], [stage.model], opts, deadline=deadline)
+            top = [top[r.index] for r in sub.results]
+            calls = sub.usage.comparisons
+            for name in ("truncated_items", "tokenize_ms", "queue_ms", "run_ms"):
+                setattr(usage, name, getattr(usage, name) + getattr(sub.usage, name))
+            usage.batches += sub.usage.batches
+            usage.partial = usage.partial or sub.usage.partial
+            usage.stopped_early = usage.stopped_early or sub.usage.stopped_early
+            if last:
+                usage.order_inconsistency = sub.usage.order_inconsistency
+                usage.transitive_inconsistency = sub.usage.transitive_inconsistency
+                usage.budget = sub.usage.budget
+            per_model.extend(sub.per_model)
+        order = top + order[len(top):]
+        usage.comparisons += calls
+        report.append(StageUsage(stage.name, len(top), calls, pointwise, (time.monotonic() - t0) * 1000.0))
+    n = len(order)
+    keep = order if top_n is None or top_n == 0 else order[:top_n]
+    results = [RankedItem(candidates[j].id, int(j), float(n - pos)) for pos, j in enumerate(keep)]
+    usage.elapsed_ms = (time.monotonic() - started) * 1000.0
+    return RerankResult(results=results, usage=usage, per_model=per_model, stages=report)
+
+
+def parse_stage(text: str) -> tuple[str, int]:
+    """``MODEL:DEPTH`` (the depth after the last colon: ``oracle:noise=3,bias=1:20``)."""
+    spec, colon, depth = text.rpartition(":")
+    if not colon or not spec:
+        raise RequestError("stage", f"{text!r}: expected MODEL:DEPTH (e.g. minilm:100)")
+    try:
+        value = int(depth)
+    except ValueError:
+        raise RequestError("stage", f"{text!r}: the depth after the last ':' must be an integer") from None
+    if value < 1:
+        raise RequestError("stage", f"{text!r}: the depth must be >= 1")
+    return spec, value
+
+
+def stage_records(stages: Sequence[StageUsage]) -> list[dict[str, Any]]:
+    return [asdict(s) for s in stages]
 
 
 def ranking_record(report: RankingReport, ids: list[ItemId]) -> dict[str, Any]:

@@ -49,10 +49,16 @@ def is_permutation(ranking: np.ndarray, n: int) -> bool:
 
 # ---------------------------------------------------------------------------------------------- registry
 
+# aggregators that read both slots of a row (``sum`` is duoBERT's first-slot sum: b's side adds nothing)
+SLOT_AWARE = {name: f for name, f in AGGREGATORS.items() if name != "sum"}
+
 
 def test_registry_keys_and_names():
-    assert list(AGGREGATORS) == ["borda", "ebc", "bt", "greedy", "pagerank", "kwiksort", "copeland", "hodgerank"]
+    assert list(AGGREGATORS) == [
+        "borda", "ebc", "bt", "greedy", "pagerank", "kwiksort", "copeland", "hodgerank", "sum"
+    ]
     assert {f.__name__ for f in AGGREGATORS.values()} == {
+        "first_slot_sum",
         "borda",
         "enhanced_borda",
         "bradley_terry",
@@ -176,7 +182,7 @@ def test_disconnected_components_and_isolated_items():
     # components {0, 1, 2} and {4, 5, 7}; items 3 and 6 never compared
     rows = [[0, 1, 1.0], [1, 2, 1.0], [2, 0, 0.0], [5, 4, 0.9], [4, 5, 0.2], [4, 7, 0.8], [7, 5, 0.3]]
     c = make(8, rows)
-    for name, f in AGGREGATORS.items():
+    for name, f in SLOT_AWARE.items():
         result = f(c)
         ranking = result.ranking()
         assert is_permutation(ranking, 8), name
@@ -200,7 +206,7 @@ def test_weight_counts_as_repeated_rows():
             np.testing.assert_allclose(r1.stderr, r2.stderr, rtol=1e-10, atol=1e-12, err_msg=name)
     # and the weight matters: with weight 2 on (0, 1, 0.1) item 1 wins the pair on the mean
     c = make(2, [[0, 1, 0.8], [0, 1, 0.1, 2.0]])
-    for name, f in AGGREGATORS.items():
+    for name, f in SLOT_AWARE.items():
         assert f(c).ranking().tolist() == [1, 0], name
 
 
@@ -395,3 +401,16 @@ def test_hodgerank_keeps_margins_that_bradley_terry_flattens():
     assert bradley_terry(c).ranking().tolist() == [2, 0, 1]
     assert hodgerank(c).ranking().tolist() == [0, 2, 1]
     assert hodgerank(make(2, [[0, 1, 1.0]]), max_logit=3.0).scores[0] == pytest.approx(1.0)  # y = 3, ridge 1
+
+
+def test_first_slot_sum_is_duobert_sum():
+    """duoBERT's SUM: s_i = sum_j p(i, j) over the rows where i is first; a second slot adds nothing."""
+    rng = np.random.default_rng(5)
+    n = 6
+    P = rng.random((n, n))
+    a, b = np.nonzero(~np.eye(n, dtype=bool))
+    result = AGGREGATORS["sum"](Comparisons(n, a, b, P[a, b]))
+    expected = [sum(P[i, j] for j in range(n) if j != i) for i in range(n)]
+    np.testing.assert_allclose(result.scores, expected, rtol=0, atol=1e-12)
+    # only second-slot appearances: zero
+    assert AGGREGATORS["sum"](make(3, [[0, 1, 0.2], [0, 2, 0.9]])).scores.tolist() == [1.1, 0.0, 0.0]

@@ -8,14 +8,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from rerank.models.testing import build_tiny_bert_classifier
 
 RERANK = [sys.executable, "-m", "rerank.cli"]
 
 
-def run(args: list[str], home: Path) -> subprocess.CompletedProcess[str]:
+def run(args: list[str], home: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "RERANK_HOME": str(home)}
-    return subprocess.run([*RERANK, *args], capture_output=True, text=True, timeout=300, env=env)
+    return subprocess.run([*RERANK, *args], capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def test_export_writes_a_parity_checked_model_and_list_shows_it(tmp_path: Path) -> None:
@@ -53,3 +55,45 @@ def test_export_errors_are_one_line(tmp_path: Path) -> None:
     assert not (tmp_path / "o").exists()
     unknown = run(["models", "ensure", "gpt-9"], home)
     assert unknown.returncode == 2 and "unknown embedded model 'gpt-9'" in unknown.stderr
+
+
+@pytest.mark.timeout(1200)  # trains a sentencepiece model and runs two exports
+def test_export_castorini_duot5_layout_and_tokenizer_folder(tmp_path: Path) -> None:
+    """A folder laid out as castorini/duot5-base-msmarco (spiece.model, pytorch_model.bin, no
+    tokenizer.json) exports from the command line; ``--tokenizer`` reads the tokenizer elsewhere."""
+    from rerank.models.testing import build_castorini_t5
+
+    src = build_castorini_t5(tmp_path / "duot5-base-msmarco")
+    tok = tmp_path / "t5-base"
+    tok.mkdir()
+    for name in ("spiece.model", "special_tokens_map.json", "tokenizer_config.json"):
+        (tok / name).write_bytes((src / name).read_bytes())
+    (src / "spiece.model").unlink()  # only the --tokenizer folder has it now
+    out = tmp_path / "out"
+    no_tok = run(["export", "--model", str(src), "--kind", "duo-t5", "--out", str(out)], tmp_path)
+    assert no_tok.returncode == 1 and "no tokenizer files" in no_tok.stderr
+    assert len(no_tok.stderr.strip().splitlines()) == 1 and not out.exists()
+    args = ["export", "--model", str(src), "--kind", "duo-t5", "--out", str(out), "--tokenizer", str(tok),
+            "--truncation", "reference"]
+    proc = run(args, tmp_path, timeout=1000)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["parity"]["fp32"]["passed"]
+    options = json.loads((out / "manifest.json").read_text())["options"]
+    assert options["truncation"] == "reference" and options["max_input_tokens"] == 512
+
+
+@pytest.mark.timeout(1200)  # five command-line runs, each importing transformers
+def test_export_architecture_and_option_errors_are_one_line(tmp_path: Path) -> None:
+    src = build_tiny_bert_classifier(tmp_path / "ckpt")
+    cases = {
+        ("--kind", "prp"): "does not support model type 'bert'",
+        ("--kind", "duo-t5"): "encoder-decoder LMs (T5, mT5, Flan-T5, UL2)",
+        ("--kind", "duo-cross-encoder", "--chat-template"): "does not take the option(s) chat_template",
+        ("--kind", "duo-cross-encoder", "--segments", "3"): "3-segment input needs type_vocab_size >= 3",
+        ("--kind", "mono-cross-encoder", "--truncation", "reference", "--max-input-tokens", "1"): "must be",
+    }
+    for extra, message in cases.items():
+        proc = run(["export", "--model", str(src), "--out", str(tmp_path / "o"), *extra], tmp_path)
+        assert proc.returncode == 1, (extra, proc.stderr)
+        assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, (extra, proc.stderr)
+        assert not (tmp_path / "o").exists()

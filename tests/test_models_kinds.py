@@ -38,6 +38,8 @@ CASES = {
     "duo-t5": (tiny.build_tiny_t5, {}),
     "prp": (tiny.build_tiny_llama, {}),
     "prp-no-chat-template": (lambda d: tiny.build_tiny_llama(d, chat_template=False), {}),
+    "mono-cross-encoder": (tiny.build_tiny_bert_classifier, {}),
+    "mono-t5": (tiny.build_tiny_t5, {}),
 }
 
 
@@ -56,7 +58,7 @@ def exported(request, tmp_path_factory):
 
 
 def test_kind_registry():
-    assert set(KINDS) == {"bi-encoder", "duo-cross-encoder", "duo-t5", "prp"}
+    assert set(KINDS) == {"bi-encoder", "duo-cross-encoder", "duo-t5", "prp", "mono-cross-encoder", "mono-t5"}
 
 
 def test_parity_onnx_vs_torch(exported):
@@ -82,7 +84,7 @@ def test_manifest_fields(exported):
         assert key in data
     assert data["source"]["sha256"] and data["opset"] == 17
     assert (data["max_query_tokens"], data["max_passage_tokens"]) == (12, 20)
-    if kind_of(case) in ("duo-t5", "prp"):
+    if kind_of(case) in ("duo-t5", "prp", "mono-t5"):
         assert "{query}" in data["prompt_template"] and "{a}" in data["prompt_template"]
         assert len(data["options"]["label_token_ids"]) == 2
     else:
@@ -94,7 +96,7 @@ def test_budgets_always_fit_both_passages(exported):
     model = load_model(folder)
     long = "photosynthesis sunlight " * 60
     prepared = model.prepare([("plants " * 40, long, long + "sugar")])
-    assert prepared.truncated_sequences == 1
+    assert prepared.truncated_sequences == (2 if model.pointwise else 1)  # mono: one sequence per passage
     assert len(prepared.input_ids[0]) <= model._kind.max_sequence_tokens()
     result = model.compare_batch([("plants " * 40, long, "water")])
     assert result.stats.truncated_items == 1

@@ -170,3 +170,31 @@ def test_async_client(minilm_server) -> None:
     replies, models, p = asyncio.run(main())
     assert {r.ids[0] for r in replies} <= {"photo", "leaves"} and len({r.ids[0] for r in replies}) == 1
     assert models[0].name == "minilm" and p[0] > 0.9
+
+
+def test_cascade_stages_over_grpc(client) -> None:
+    """``options.stages``: MiniLM (pointwise) on all five, then ``minilm-b`` pairwise on its top 3."""
+    from rerank.client import RerankError, build_rerank_request
+
+    request = build_rerank_request(QUERY, DOCS, sampler="all")
+    request.options.stages.add(model="minilm", depth=5)
+    request.options.stages.add(model="minilm-b", depth=3)
+    response = client.rerank_request(request)
+    ids = [r.id for r in response.results]
+    assert set(ids[:2]) == {"photo", "leaves"} and sorted(ids) == sorted(d for d, _ in DOCS)
+    stages = response.usage.stages
+    assert [(s.model, s.depth, s.comparisons, s.pointwise) for s in stages] == [
+        ("minilm", 5, 5, True), ("minilm-b", 3, 6, False)
+    ]
+    assert response.usage.comparisons == 11 and [r.score for r in response.results] == [5, 4, 3, 2, 1]
+    assert response.usage.tokenize_ms > 0 and response.usage.run_ms > 0 and response.usage.truncated_items == 0
+    bad = build_rerank_request(QUERY, DOCS)
+    bad.options.stages.add(model="minilm", depth=0)
+    with pytest.raises(RerankError) as err:
+        client.rerank_request(bad)
+    assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT and err.value.field == "options.stages[0].depth"
+    both = build_rerank_request(QUERY, DOCS, models=["minilm"])
+    both.options.stages.add(model="minilm", depth=3)
+    with pytest.raises(RerankError) as err:
+        client.rerank_request(both)
+    assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT and err.value.field == "models"

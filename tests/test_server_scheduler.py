@@ -229,3 +229,28 @@ def test_ticket_cancel_wakes_a_waiting_submit() -> None:
             sched.submit(Ticket(deadline=time.monotonic() - 1), [("q", "a", "b")])
     finally:
         sched.stop()
+
+
+def test_overlap_tokenizes_ahead_and_answers_as_without(tmp_path) -> None:
+    """``overlap=True`` (tokenize on the worker, run on a second thread, one batch handed off between them)
+    gives every concurrent request the p of a plain call, with its tokenize/run share and queue time."""
+    pytest.importorskip("torch")
+    from rerank.models import load_model
+    from rerank.models.testing import build_tiny_bert_classifier
+
+    model = load_model(build_tiny_bert_classifier(tmp_path / "duo"), backend="torch", kind="duo-cross-encoder")
+    jobs = [[("q", f"alpha {i} {j}", f"beta {j} plants") for j in range(12)] for i in range(8)]
+    expected = [model.compare_batch(items).p for items in jobs]
+    sched = BatchScheduler(model, "duo", max_batch_items=16, max_wait_s=0.0, overlap=True)
+    assert sched.overlap
+    sched.start()
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda items: sched.submit(Ticket(), items), jobs))
+    finally:
+        sched.stop()
+    for got, want in zip(answers, expected, strict=True):
+        np.testing.assert_allclose(got.p, want, atol=1e-6)
+    assert sched.items == 96 and sched.calls >= 6
+    assert all(a.stats.tokenize_s > 0 and a.stats.run_s > 0 for a in answers)
+    assert BatchScheduler(FakeModel(), "fake", overlap=True).overlap is False  # no stages: plain calls

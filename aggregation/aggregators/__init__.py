@@ -14,6 +14,7 @@ from .borda import borda
 from .bt import DEFAULT_ALPHA, bradley_terry
 from .copeland import copeland
 from .ebc import enhanced_borda
+from .first_slot_sum import first_slot_sum
 from .greedy import greedy
 from .hodgerank import hodgerank
 from .kwiksort import kwiksort
@@ -28,6 +29,7 @@ AGGREGATORS: dict[str, Callable[..., AggregateResult]] = {
     "kwiksort": kwiksort,
     "copeland": copeland,
     "hodgerank": hodgerank,
+    "sum": first_slot_sum,
 }
 
 __all__ = [
@@ -37,6 +39,7 @@ __all__ = [
     "bradley_terry",
     "copeland",
     "enhanced_borda",
+    "first_slot_sum",
     "greedy",
     "hodgerank",
     "kwiksort",

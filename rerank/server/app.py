@@ -44,6 +44,8 @@ def load_models(config: ServerConfig) -> dict[str, Any]:
             ensure_embedded(name, store=store)
         options = dict(config.model_options.get(name, {}))
         backend = options.pop("backend", config.backend)
+        if backend == "onnx" and config.cuda_options() is not None:
+            options.setdefault("cuda_options", config.cuda_options())
         model = load_model(name, backend, store=store, **options)
         fixed = _batch_independent_variant(store, name, model) if "variant" not in options else None
         if fixed is not None:
@@ -157,6 +159,7 @@ class RerankServer:
                 max_queue_items=self.config.max_queue_items,
                 linger_s=self.config.linger_ms / 1000.0,
                 metrics=self.metrics,
+                overlap=self.config.overlap,
             )
             self.schedulers[name] = scheduler
             served[name] = ServedModel.wrap(name, model, scheduler)

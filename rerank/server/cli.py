@@ -125,6 +125,14 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "(or set $RERANK_AUTH_TOKEN)",
     )
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    parser.add_argument("--overlap", action=argparse.BooleanOptionalAction, default=None,
+                        help="tokenize the next batch while the current one runs (default off)")
+    parser.add_argument("--cuda-device", type=int, default=None, metavar="N",
+                        help="ONNX Runtime CUDA: the GPU to run on (default 0)")
+    parser.add_argument("--gpu-mem-limit-mb", type=int, default=None, metavar="MB",
+                        help="ONNX Runtime CUDA: cap of each model's memory arena (default: no cap)")
+    parser.add_argument("--arena-strategy", choices=["kNextPowerOfTwo", "kSameAsRequested"], default=None,
+                        help="ONNX Runtime CUDA: how the memory arena grows (default kNextPowerOfTwo)")
 
 
 def build_config(args: argparse.Namespace) -> Any:
@@ -153,6 +161,10 @@ def build_config(args: argparse.Namespace) -> Any:
             "warmup",
             "index",
             "verify_index",
+            "overlap",
+            "cuda_device",
+            "gpu_mem_limit_mb",
+            "arena_strategy",
         )
     }
     if args.model:

@@ -9,6 +9,9 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from ..models.errors import ModelError
+from ..models.runtime import CudaOptions
+
 # Comparisons merged into one model call when the config does not say: a bi-encoder's cost is its distinct
 # texts (all pairs of k candidates cost k + 1 encodings), so its items are cheap and merging many is right;
 # pairwise kinds run one sequence per comparison, and the model splits a call into backend batches anyway.
@@ -54,6 +57,25 @@ class ServerConfig:
     index: str | None = None
     # check the index files against the checksums in its manifest when opening it (huge indexes may skip it)
     verify_index: bool = True
+    # ONNX Runtime CUDA provider options for every model (model_options.<name>.cuda_options overrides):
+    # the GPU, a cap on its memory arena in MiB, the arena's growth (kNextPowerOfTwo | kSameAsRequested)
+    # tokenize the next merged batch on the worker while a second thread runs the current one (bounded
+    # hand-off of one batch); see bench/results/scheduler_overlap.md for what it buys
+    overlap: bool = False
+    cuda_device: int | None = None
+    gpu_mem_limit_mb: int | None = None
+    arena_strategy: str | None = None
+
+    def cuda_options(self) -> dict[str, Any] | None:
+        """The CUDA provider options these settings give (None when none is set); checked at load."""
+        out: dict[str, Any] = {}
+        if self.cuda_device is not None:
+            out["device_id"] = int(self.cuda_device)
+        if self.gpu_mem_limit_mb is not None:
+            out["gpu_mem_limit"] = int(self.gpu_mem_limit_mb) * 1024 * 1024
+        if self.arena_strategy is not None:
+            out["arena_extend_strategy"] = self.arena_strategy
+        return out or None
 
     def __post_init__(self) -> None:
         positive = (
@@ -81,6 +103,12 @@ class ServerConfig:
             raise ConfigError("models must name at least one model")
         if len(set(self.models)) != len(self.models):
             raise ConfigError(f"models lists a model twice: {list(self.models)}")
+        if self.cuda_options() is not None:
+
+            try:
+                CudaOptions.of(self.cuda_options())
+            except ModelError as exc:
+                raise ConfigError(str(exc)) from None
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ConfigError("tls_cert and tls_key go together")
 

@@ -12,6 +12,11 @@ a lone request pays no batching delay (and, when the model is idle, runs in its 
 hand-off to the worker). ``linger_s`` (default 0) makes every batch wait at least that long
 after its oldest job, which also catches requests that have not reached the server yet (bursts).
 
+Overlap (``overlap=True``, for models with separate ``prepare`` / ``run`` / ``postprocess`` stages): the
+worker only takes batches and tokenizes them; a second thread runs the model and postprocesses. A bounded
+hand-off (one tokenized batch waiting) sits between them, so batch n+1 is tokenized while batch n runs and
+tokenization never runs ahead of the model by more than one batch.
+
 Per-request state lives in a :class:`Ticket` (hard deadline, cancellation) and in the jobs; the scheduler
 holds only the queue. A cancelled or expired request's queued items are dropped, so it stops consuming the
 model. Requests see the scheduler through :meth:`BatchScheduler.attached`, a comparator
@@ -21,6 +26,7 @@ model. Requests see the scheduler through :meth:`BatchScheduler.attached`, a com
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections import deque
@@ -111,9 +117,10 @@ class Ticket:
 class _Job:
     """One compare_batch call of one request: its items, the p filled in so far, and a done event."""
 
-    __slots__ = ("done", "enqueued", "error", "event", "items", "next", "p", "ticket")
+    __slots__ = ("done", "enqueued", "error", "event", "items", "next", "p", "stats", "ticket")
 
     def __init__(self, ticket: Ticket, items: list[Item]) -> None:
+        self.stats = JobStats()
         self.ticket = ticket
         self.items = items
         self.p = np.empty(len(items), dtype=np.float64)
@@ -125,6 +132,46 @@ class _Job:
 
     def dead(self, now: float) -> bool:
         return self.error is not None or self.ticket.cancelled or self.ticket.expired(now)
+
+
+@dataclass
+class JobStats:
+    """One request's share of the model calls that answered it: ``queue_s`` from queueing to the start of
+    the call that took its first item; tokenize and run (with postprocess) seconds of each merged call in
+    proportion to the request's items in it; ``truncated_items`` its items whose p depends on a cut text."""
+
+    truncated_items: int = 0
+    tokenize_s: float = 0.0
+    run_s: float = 0.0
+    queue_s: float = 0.0
+    started: bool = False
+
+    def add(self, result: Any, start: int, stop: int, total: int) -> None:
+        share = (stop - start) / total if total else 0.0
+        stats = getattr(result, "stats", None)
+        if stats is not None:
+            self.tokenize_s += float(stats.tokenize_s) * share
+            self.run_s += (float(stats.run_s) + float(stats.postprocess_s)) * share
+        cut = getattr(result, "truncated", None)
+        if cut is not None:
+            self.truncated_items += int(np.count_nonzero(cut[start:stop]))
+
+
+@dataclass(frozen=True)
+class RequestAnswer:
+    """What ``BoundComparator.compare_batch`` returns: p and the request's ``JobStats``."""
+
+    p: np.ndarray
+    stats: JobStats
+
+    def __array__(self, dtype=None, copy=None):
+        return self.p if dtype is None else self.p.astype(dtype)
+
+    def __len__(self) -> int:
+        return len(self.p)
+
+    def __getitem__(self, index):
+        return self.p[index]
 
 
 @dataclass(frozen=True)
@@ -160,6 +207,7 @@ class BatchScheduler:
         max_queue_items: int = 2_000_000,
         linger_s: float = 0.0,
         metrics: SchedulerMetrics | None = None,
+        overlap: bool = False,
     ) -> None:
         if max_batch_items < 1:
             raise ValueError(f"max_batch_items must be >= 1, got {max_batch_items}")
@@ -181,6 +229,11 @@ class BatchScheduler:
         self._running = False
         self._busy = False  # the model is running a call (worker or inline)
         self._thread: threading.Thread | None = None
+        # overlap: tokenize on the worker, run on a second thread, one tokenized batch in between
+        self.overlap = bool(overlap) and all(hasattr(model, m) for m in ("prepare", "run", "postprocess"))
+        self._handoff: queue.Queue[Any] = queue.Queue(maxsize=1)
+        self._running_batch = False  # the run thread holds a batch (overlap only)
+        self._runner: threading.Thread | None = None
         self.calls = 0  # model calls made (monotonic counters, for metrics and tests)
         self.items = 0
 
@@ -192,6 +245,9 @@ class BatchScheduler:
             self._running = True
         self._thread = threading.Thread(target=self._work, name=f"rerank-batcher-{self.name}", daemon=True)
         self._thread.start()
+        if self.overlap:
+            self._runner = threading.Thread(target=self._run_stage, name=f"rerank-run-{self.name}", daemon=True)
+            self._runner.start()
 
     def stop(self, timeout: float | None = 5.0) -> None:
         """Stop the worker; queued jobs fail with :class:`SchedulerStoppedError`."""
@@ -200,6 +256,8 @@ class BatchScheduler:
             self._cond.notify_all()
         if self._thread is not None:
             self._thread.join(timeout)
+        if self._runner is not None:
+            self._runner.join(timeout)
         with self._cond:
             while self._queue:
                 job = self._queue.popleft()
@@ -226,11 +284,12 @@ class BatchScheduler:
                 if self._queue:  # the worker may be waiting for this request to queue its job
                     self._cond.notify_all()
 
-    def submit(self, ticket: Ticket, items: Sequence[Item]) -> np.ndarray:
-        """Queue ``items`` for ``ticket``'s request and block until answered; p as float64."""
+    def submit(self, ticket: Ticket, items: Sequence[Item]) -> RequestAnswer:
+        """Queue ``items`` for ``ticket``'s request and block until answered; p as float64 with the
+        request's share of the calls' stats."""
         ticket.check()
         if not items:
-            return np.zeros(0, dtype=np.float64)
+            return RequestAnswer(np.zeros(0, dtype=np.float64), JobStats())
         job = _Job(ticket, list(items))
         n = len(job.items)
         with self._cond:
@@ -242,6 +301,8 @@ class BatchScheduler:
             # there is nobody to batch with: run in this thread and skip two thread hand-offs
             inline = (
                 not self._busy
+                and not self._running_batch
+                and self._handoff.empty()
                 and not self._queue
                 and self._attached <= 1
                 and self.linger_s == 0
@@ -255,7 +316,7 @@ class BatchScheduler:
                 self.metrics.queue_depth(self.name, self._pending)
                 self._cond.notify_all()
         if inline:
-            return self._run_inline(job.items)
+            return self._run_inline(job)
         ticket._add(job)
         if ticket.cancelled:  # cancelled before it could wake this job
             job.event.set()
@@ -269,7 +330,7 @@ class BatchScheduler:
                     ticket.check()
                     raise RequestCancelledError("request cancelled")
                 if job.done == n:
-                    return job.p
+                    return RequestAnswer(job.p, job.stats)
                 if finished or ticket.expired():
                     raise DeadlineExpiredError("deadline exceeded while waiting for the model")
                 # the wait timed out a hair early: wait again
@@ -279,17 +340,19 @@ class BatchScheduler:
         finally:
             ticket._remove(job)
 
-    def _run_inline(self, items: list[Item]) -> np.ndarray:
+    def _run_inline(self, job: _Job) -> RequestAnswer:
+        items = job.items
         t0 = time.perf_counter()
         try:
-            p = self._call(items)
+            p, result = self._call(items)
+            job.stats.add(result, 0, len(items), len(items))
         finally:
             with self._cond:
                 self._busy = False
                 if self._queue:  # jobs that arrived meanwhile wait for the model to be free
                     self._cond.notify_all()
         self.metrics.batch(self.name, BatchRecord(len(items), 1, 1, time.perf_counter() - t0))
-        return p
+        return RequestAnswer(p, job.stats)
 
     def _withdraw(self, job: _Job) -> None:
         """Drop what is left of a job from the queue at once (it stops consuming the model)."""
@@ -359,8 +422,13 @@ class BatchScheduler:
         for job, start, stop in slices:
             items.extend(job.items[start:stop])
         t0 = time.perf_counter()
+        began = time.monotonic()
+        for job, _, _ in slices:
+            if not job.stats.started:
+                job.stats.started = True
+                job.stats.queue_s = began - job.enqueued
         try:
-            p = self._call(items)
+            p, result = self._call(items)
         except Exception as exc:  # isolate the failing request(s): rerun each job's slice alone
             if len({id(job) for job, _, _ in slices}) > 1:
                 log.info("merged batch of %d items failed (%s); retrying per request", len(items), exc)
@@ -376,6 +444,7 @@ class BatchScheduler:
         for job, start, stop in slices:
             size = stop - start
             job.p[start:stop] = p[offset : offset + size]
+            job.stats.add(result, offset, offset + size, len(items))
             offset += size
             job.done += size
             if job.done == len(job.items):
@@ -383,22 +452,27 @@ class BatchScheduler:
         requests = len({id(job.ticket) for job, _, _ in slices})
         self.metrics.batch(self.name, BatchRecord(len(items), len(slices), requests, seconds))
 
-    def _call(self, items: list[Item]) -> np.ndarray:
+    def _call(self, items: list[Item]) -> tuple[np.ndarray, Any]:
         result = self.model.compare_batch(items)
         p = np.asarray(getattr(result, "p", result), dtype=np.float64).reshape(-1)
         if len(p) != len(items):
             raise RuntimeError(f"model {self.name!r} returned {len(p)} answers for {len(items)} items")
         self.calls += 1
         self.items += len(items)
-        return p
+        return p, result
 
     def _work(self) -> None:
         while True:
             slices = self._next_batch()
             if slices is None:
+                if self.overlap:
+                    self._handoff.put(None)
                 return
             try:
-                self._run(slices)
+                if self.overlap:
+                    self._tokenize(slices)
+                else:
+                    self._run(slices)
             except BaseException as exc:  # never let the worker die with jobs waiting
                 log.exception("batch worker of %s failed", self.name)
                 for job, _, _ in slices:
@@ -411,6 +485,67 @@ class BatchScheduler:
                     self._cond.notify_all()
 
 
+    # --- overlap: tokenize here, run on the run thread -------------------------------------------------
+    def _tokenize(self, slices: list[tuple[_Job, int, int]]) -> None:
+        """Tokenize a batch and hand it to the run thread (blocks while one tokenized batch waits)."""
+        items: list[Item] = [it for job, start, stop in slices for it in job.items[start:stop]]
+        began = time.monotonic()
+        for job, _, _ in slices:
+            if not job.stats.started:
+                job.stats.started = True
+                job.stats.queue_s = began - job.enqueued
+        try:
+            prepared = self.model.prepare(items)
+        except Exception:  # the same isolation as a failing call: each job's slice alone, fully
+            self._isolate(slices)
+            return
+        with self._cond:
+            self._busy = False  # the worker may take the next batch while this one runs
+            self._running_batch = True
+            self._cond.notify_all()
+        self._handoff.put((slices, items, prepared, time.perf_counter()))
+
+    def _run_stage(self) -> None:
+        while True:
+            staged = self._handoff.get()
+            if staged is None:
+                return
+            slices, items, prepared, t0 = staged
+            try:
+                result = self.model.postprocess(prepared, self.model.run(prepared))
+                self._deliver(slices, items, result, time.perf_counter() - t0)
+            except Exception:
+                self._isolate(slices)
+            except BaseException as exc:  # never leave jobs waiting
+                for job, _, _ in slices:
+                    job.error = job.error or exc
+                    job.event.set()
+            finally:
+                with self._cond:
+                    self._running_batch = not self._handoff.empty()
+                    self._cond.notify_all()
+
+    def _isolate(self, slices: list[tuple[_Job, int, int]]) -> None:
+        for piece in slices:
+            self._run([piece])
+
+    def _deliver(self, slices: list[tuple[_Job, int, int]], items: list[Item], result: Any, seconds: float) -> None:
+        p = np.asarray(result.p, dtype=np.float64).reshape(-1)
+        self.calls += 1
+        self.items += len(items)
+        offset = 0
+        for job, start, stop in slices:
+            size = stop - start
+            job.p[start:stop] = p[offset : offset + size]
+            job.stats.add(result, offset, offset + size, len(items))
+            offset += size
+            job.done += size
+            if job.done == len(job.items):
+                job.event.set()
+        requests = len({id(job.ticket) for job, _, _ in slices})
+        self.metrics.batch(self.name, BatchRecord(len(items), len(slices), requests, seconds))
+
+
 class BoundComparator:
     """A request's view of one scheduler: ``compare_batch`` queues and waits under the request's ticket."""
 
@@ -420,8 +555,18 @@ class BoundComparator:
         self.scheduler = scheduler
         self.ticket = ticket
 
-    def compare_batch(self, items: Sequence[Item]) -> np.ndarray:
+    def compare_batch(self, items: Sequence[Item]) -> RequestAnswer:
         return self.scheduler.submit(self.ticket, items)
+
+    @property
+    def pointwise(self) -> bool:
+        """The model scores each passage alone (a cascade stage then ranks by ``score``)."""
+        return bool(getattr(self.scheduler.model, "pointwise", False))
+
+    def score(self, query: str, passages: Sequence[str]) -> np.ndarray:
+        """Per-passage scores of a pointwise model, on the request's thread (one call per cascade stage)."""
+        self.ticket.check()
+        return self.scheduler.model.score(query, passages)
 
 
 def _reason(job: _Job) -> str:

@@ -30,8 +30,10 @@ from ..pipeline import (
     RankOptions,
     RequestError,
     RerankResult,
+    Stage,
     Usage,
     rerank,
+    rerank_cascade,
     validate_candidates,
     validate_options,
 )
@@ -230,7 +232,13 @@ class RerankerService:
         n = len(request.candidates)
         self.metrics.candidates.observe(n)
         self._check_size(n, "candidates", "candidates")
-        served = self._served(list(request.models), "models")
+        stages = list(request.options.stages) if request.HasField("options") else []
+        if stages and request.models:
+            raise RequestError("models", "give either models or options.stages (a cascade), not both")
+        served = self._served([st.model for st in stages] or list(request.models), "models")
+        for i, st in enumerate(stages):
+            if st.depth < 1:
+                raise RequestError(f"options.stages[{i}].depth", f"must be >= 1, got {st.depth}")
         candidates = [
             Candidate(c.id, c.text, c.score if c.HasField("score") else None) for c in request.candidates
         ]
@@ -244,7 +252,8 @@ class RerankerService:
                 if len(c.text) > limit or not c.text.strip():  # the message is built only for a bad one
                     check_text(c.text, f"candidates[{i}].text", s.max_chars, s.name)
         ticket = self._ticket(context)
-        out = self._rank(ticket, request.query, candidates, served, options, request.top_n)
+        depths = [int(st.depth) for st in stages]
+        out = self._rank(ticket, request.query, candidates, served, options, request.top_n, depths)
         scores = self._scores(out, options, n, request.score_format)
         # filled in place: a message passed to a constructor is copied
         response = self.pb2.RerankResponse(models=[s.name for s in served])
@@ -264,20 +273,20 @@ class RerankerService:
         served: list[ServedModel],
         options: RankOptions,
         top_n: int,
+        depths: Sequence[int] = (),
     ) -> RerankResult:
-        """Rank checked candidates over the models' schedulers; map a cancelled or expired request to its
-        status (a time budget makes an expired one a partial answer instead)."""
+        """Rank checked candidates over the models' schedulers (a cascade when ``depths`` gives each served
+        model's stage depth); map a cancelled or expired request to its status (a time budget makes an
+        expired one a partial answer instead)."""
         ticket.check()
+        deadline = self._pipeline_deadline(ticket, options)
         with ExitStack() as stack:
             comparators = [stack.enter_context(s.scheduler.attached(ticket)) for s in served]
-            out = rerank(
-                query,
-                candidates,
-                comparators,
-                options,
-                top_n=top_n or None,
-                deadline=self._pipeline_deadline(ticket, options),
-            )
+            if depths:
+                stages = [Stage(c, d, s.name) for c, d, s in zip(comparators, depths, served, strict=True)]
+                out = rerank_cascade(query, candidates, stages, options, top_n=top_n or None, deadline=deadline)
+            else:
+                out = rerank(query, candidates, comparators, options, top_n=top_n or None, deadline=deadline)
         if ticket.cancelled:
             ticket.check()  # DEADLINE_EXCEEDED when the deadline ended the RPC, else CANCELLED
             raise RequestCancelledError("request cancelled")
@@ -322,6 +331,8 @@ class RerankerService:
         k = int(request.k) or min(DEFAULT_RETRIEVE_K, self.config.max_candidates)
         self._check_size(k, "k", "documents")
         served = self._served(list(request.models), "models")
+        if request.HasField("options") and request.options.stages:
+            raise RequestError("options.stages", "cascades are served by Rerank only")
         options = self._options(request.options if request.HasField("options") else None)
         for s in served:
             check_text(request.query, "query", s.max_chars, s.name)
@@ -378,7 +389,7 @@ class RerankerService:
             items.append((it.query, it.a, it.b))
         ticket = self._ticket(context)
         with served.scheduler.attached(ticket) as comparator:
-            p = comparator.compare_batch(items)
+            p = comparator.compare_batch(items).p
         return self.pb2.CompareResponse(p=[float(x) for x in p], model=served.name)
 
     # --- ListModels ---------------------------------------------------------------------------------
@@ -421,6 +432,10 @@ def _fill_usage(message: Any, out: RerankResult) -> None:
     usage = out.usage
     for name in _USAGE_FIELDS:
         setattr(message, name, getattr(usage, name))
+    add = message.stages.add
+    for stage in out.stages:
+        add(model=stage.model, depth=stage.depth, comparisons=stage.comparisons, pointwise=stage.pointwise,
+            elapsed_ms=stage.elapsed_ms)
 
 
 def _string_map(metadata: Mapping[str, Any]) -> dict[str, str]:
@@ -430,6 +445,8 @@ def _string_map(metadata: Mapping[str, Any]) -> dict[str, str]:
 
 def _all_scores(out: RerankResult, options: RankOptions, n: int) -> np.ndarray:
     """Scores of every candidate (not only the top_n returned), for normalisation."""
+    if out.stages:  # a cascade's scores are rank-based: n - position
+        return np.arange(1, n + 1, dtype=np.float64)
     if len(out.per_model) == 1:
         return np.asarray(out.per_model[0].scores, dtype=np.float64)
     fused = lookup("fusion", options.fusion)([r.order for r in out.per_model], n)

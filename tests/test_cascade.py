@@ -1,0 +1,115 @@
+"""Cascades (``rerank_cascade``, ``rerank rank --stage``, gRPC ``options.stages``): a pointwise model on the
+top k1, a pairwise model on the top k2 of that, the tail in its earlier order."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from rerank.models.testing import WORDS, build_tiny_bert_classifier
+from rerank.pipeline import Candidate, RankOptions, RequestError, Stage, parse_stage, rerank_cascade
+
+pytest.importorskip("torch")
+
+QUERY = "what do plants need"
+CANDS = [Candidate(f"d{i}", " ".join(WORDS[(3 * i + j) % len(WORDS)] for j in range(6 + i))) for i in range(8)]
+
+
+class GradedOracle:
+    """Pairwise answers from known grades (the qrels oracle's rule without noise)."""
+
+    def __init__(self, grades: dict[str, float]) -> None:
+        self.grades = grades
+        self.calls = 0
+
+    def compare_batch(self, items):
+        self.calls += len(items)
+        return np.array([1 / (1 + np.exp(-2 * (self.grades[a] - self.grades[b]))) for _, a, b in items])
+
+
+@pytest.fixture(scope="module")
+def mono(tmp_path_factory):
+    from rerank.models import load_model
+
+    folder = build_tiny_bert_classifier(tmp_path_factory.mktemp("mono") / "ce", num_labels=1)
+    return load_model(folder, backend="torch", kind="mono-cross-encoder")
+
+
+def test_mono_then_pairwise(mono) -> None:
+    grades = {c.text: float(i % 3) for i, c in enumerate(CANDS)}
+    oracle = GradedOracle(grades)
+    out = rerank_cascade(QUERY, CANDS, [Stage(mono, 6, "mono"), Stage(oracle, 3, "oracle")],
+                         RankOptions(sampler="all", calibration="symmetric"))
+    ids = [r.id for r in out.results]
+    scores = mono.score(QUERY, [c.text for c in CANDS[:6]])
+    by_mono = [CANDS[j].id for j in np.argsort(-scores, kind="stable")]
+    top3 = sorted(by_mono[:3], key=lambda d: -grades[CANDS[int(d[1:])].text])
+    assert set(ids[:3]) == set(by_mono[:3]) and [grades[CANDS[int(d[1:])].text] for d in ids[:3]] == [
+        grades[CANDS[int(d[1:])].text] for d in top3
+    ]
+    assert ids[3:6] == by_mono[3:6] and ids[6:] == ["d6", "d7"]  # the tail keeps the earlier order
+    assert [s.comparisons for s in out.stages] == [6, 6] and out.usage.comparisons == 12 == 6 + oracle.calls
+    assert [s.pointwise for s in out.stages] == [True, False] and [s.depth for s in out.stages] == [6, 3]
+    assert [r.score for r in out.results] == [8.0 - i for i in range(8)]
+
+
+def test_budget_applies_to_the_last_stage_only(mono) -> None:
+    oracle = GradedOracle({c.text: float(i) for i, c in enumerate(CANDS)})
+    out = rerank_cascade(QUERY, CANDS, [Stage(mono, 8, "mono"), Stage(oracle, 6, "oracle")],
+                         RankOptions(sampler="random", budget=10, calibration="none"))
+    assert out.stages[0].comparisons == 8 and out.stages[1].comparisons == 10 == oracle.calls
+    assert out.usage.budget == 10
+
+
+def test_pointwise_scores_are_the_pairwise_model(mono) -> None:
+    texts = [c.text for c in CANDS[:4]]
+    s = mono.score(QUERY, texts)
+    p = mono.compare(QUERY, [(texts[0], texts[1]), (texts[2], texts[3])])
+    np.testing.assert_allclose(p, 1 / (1 + np.exp(-(s[[0, 2]] - s[[1, 3]]))), atol=1e-9)
+
+
+def test_bad_stages() -> None:
+    oracle = GradedOracle({c.text: 0.0 for c in CANDS})
+    with pytest.raises(RequestError) as err:
+        rerank_cascade(QUERY, CANDS, [Stage(oracle, 0)])
+    assert err.value.field == "options.stages[0].depth"
+    with pytest.raises(RequestError) as err:
+        rerank_cascade(QUERY, CANDS, [])
+    assert err.value.field == "options.stages"
+    assert parse_stage("oracle:noise=3,bias=1:20") == ("oracle:noise=3,bias=1", 20)
+    for bad in ("minilm", "minilm:x", "minilm:0", ":5"):
+        with pytest.raises(RequestError):
+            parse_stage(bad)
+
+
+def test_cli_stage_errors_are_one_line(tmp_path) -> None:
+    jobs = tmp_path / "in.jsonl"
+    jobs.write_text(json.dumps({"qid": "1", "query": QUERY, "candidates": [
+        {"id": c.id, "text": c.text} for c in CANDS]}) + "\n")
+    base = [sys.executable, "-m", "rerank.cli", "rank", "--input", str(jobs), "--output", str(tmp_path / "o")]
+    for extra, message in (
+        (["--stage", "minilm"], "expected MODEL:DEPTH"),
+        (["--stage", "minilm:100", "--model", "minilm"], "either --stage"),
+    ):
+        proc = subprocess.run([*base, *extra], capture_output=True, text=True, timeout=120)
+        assert proc.returncode != 0 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_usage_reports_truncation_and_stage_times(tmp_path) -> None:
+    """Per-request model stats reach ``usage``: comparisons whose texts were cut, tokenize and run ms."""
+    from rerank.models import load_model
+    from rerank.pipeline import rerank
+
+    folder = build_tiny_bert_classifier(tmp_path / "ce", num_labels=1)
+    model = load_model(folder, backend="torch", kind="mono-cross-encoder", max_passage_tokens=7)
+    cands = CANDS[:4]  # 6, 7, 8 and 9 words: the first two fit in 7 tokens, the others are cut
+    out = rerank(QUERY, cands, [model], RankOptions(sampler="all", calibration="none"))
+    cut = {c.text for c in cands if model.prepare([(QUERY, c.text, c.text)]).truncated_items}
+    texts = [c.text for c in cands]
+    expected = sum((a in cut) or (b in cut) for a in texts for b in texts if a != b)
+    assert 0 < expected < 12 and out.usage.truncated_items == expected
+    assert out.usage.tokenize_ms > 0 and out.usage.run_ms > 0 and out.usage.queue_ms == 0
