@@ -40,7 +40,8 @@ def test_hodgerank_through_the_pipeline_recovers_the_margins() -> None:
     # the comparator answers logit p = relevance gap + slot bias: after the bias calibration the log-odds
     # are exact, so least squares gives back the relevances (centred), with standard errors
     oracle = BiasedOracle(REL, bias=0.8)
-    out = rerank("q", CANDS, [oracle], RankOptions(sampler="all", calibration="bias", aggregator="hodgerank"))
+    out = rerank("q", CANDS, [oracle], RankOptions(sampler="all", calibration="bias", aggregator="hodgerank",
+                                                      prior_weight=0.0))
     assert [r.id for r in out.results] == ["d3", "d5", "d1", "d4", "d2", "d0"]
     rel = np.array([REL[f"text {r.index}"] for r in out.results])
     scores = np.array([r.score for r in out.results])
@@ -103,3 +104,32 @@ def test_real_minilm_end_to_end(minilm) -> None:
     out = rerank("what is the capital of France", cands, [minilm], RankOptions(sampler="all"))
     assert out.results[0].id == "paris"
     assert out.usage.comparisons == 6
+
+
+@pytest.mark.parametrize(
+    ("cands", "budget", "asked"),
+    [
+        (CANDS[:2], 0.1, "a fraction 0.1 of k(k-1) = 2"),  # 10% of 2 ordered pairs rounds to 0
+        (CANDS, 0.01, "a fraction 0.01 of k(k-1) = 30"),
+        (CANDS, 0, "0 resolves"),
+    ],
+)
+@pytest.mark.parametrize("sampler", ["auto", "all", "heapsort", "active"])
+def test_a_budget_that_resolves_to_no_comparison_is_an_error(cands, budget, asked, sampler) -> None:
+    """Issue 13 item 3: the model used never to be asked and every score was 0; now the error names the
+    field, k and the minimum, whatever the sampler."""
+    oracle = BiasedOracle(REL)
+    with pytest.raises(RequestError) as err:
+        rerank("q", cands, [oracle], RankOptions(sampler=sampler, budget=budget))
+    assert err.value.field == "options.budget"
+    message = str(err.value)
+    assert asked in message and f"k = {len(cands)} candidates" in message and "at least 1 is needed" in message
+    assert oracle.calls == 0
+
+
+def test_the_smallest_budget_asks_once_and_one_candidate_needs_none() -> None:
+    oracle = BiasedOracle(REL)
+    out = rerank("q", CANDS, [oracle], RankOptions(budget=1))
+    assert out.usage.comparisons == oracle.calls == 1
+    single = rerank("q", CANDS[:1], [oracle], RankOptions(budget=0.1))
+    assert [r.id for r in single.results] == ["d0"] and oracle.calls == 1

@@ -65,6 +65,20 @@ def test_invalid_argument_names_the_field(client, query, docs, options, field) -
     assert err.value.details.startswith(field)
 
 
+@pytest.mark.parametrize(
+    ("budget", "field", "asked"),
+    [(0.01, "options.fraction", "a fraction 0.01 of k(k-1) = 30"), (0, "options.comparisons", "0 resolves")],
+)
+def test_a_budget_below_the_minimum_is_the_shared_rule(client, budget, field, asked) -> None:
+    """The same rule and message as the Python and CLI faces (rerank.pipeline.validate_options)."""
+    with pytest.raises(RerankError) as err:
+        client.rerank("q", DOCS, budget=budget)
+    assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.value.field == field
+    assert asked in err.value.details and "k = 6 candidates" in err.value.details
+    assert "at least 1 is needed" in err.value.details
+
+
 def test_text_over_the_limit_says_the_limit(client) -> None:
     with pytest.raises(RerankError) as err:
         client.rerank("q", [("a", "x 1"), ("b", "y" * 101)])
