@@ -44,11 +44,28 @@ class Candidate:
 #: The defaults are the best configuration measured (docs/benchmarks.md, "Defaults"): ``auto`` asks all pairs
 #: when the budget pays for them and runs the ``active`` sampler otherwise; symmetric calibration and
 #: HodgeRank were the best calibration and aggregator for both at every budget on DL19 (MiniLM and the
-#: noisy oracle); the first-stage prior keeps a ranking from few comparisons at the first stage.
+#: noisy oracle); the first-stage prior (weight 1 at k comparisons, :func:`prior_weight_for`) keeps a ranking
+#: from few comparisons at the first stage.
 DEFAULT_SAMPLER = "auto"
 DEFAULT_AGGREGATOR = "hodgerank"
 DEFAULT_CALIBRATION = "symmetric"
 DEFAULT_PRIOR_WEIGHT = 1.0
+#: The prior's weight grows as comparisons get fewer, up to this many times ``prior_weight``.
+PRIOR_CAP = 2.0
+
+
+def prior_weight_for(weight: float, n_items: int, comparisons: int) -> float:
+    """The weight of each first-stage pseudo-comparison for a ranking made from ``comparisons`` model calls:
+    ``weight * k / comparisons``, at most ``PRIOR_CAP * weight``.
+
+    The first stage counts as about k comparisons' worth of evidence however many were made: with few
+    comparisons it holds the order (one answer moves an item a few places, not to the top), with many it
+    gives way (at 5% of k(k-1) = 2.5 k its rows weigh 0.4, at 33% 0.06). Measured on DL19 (docs/benchmarks.md,
+    "Defaults"): a fixed weight either let one late winner reach rank 1 (0.25) or cost nDCG@10 at 5% (1.0).
+    """
+    if weight == 0 or n_items < 2:
+        return 0.0
+    return weight * min(PRIOR_CAP, n_items / max(comparisons, 1))
 
 
 @dataclass(frozen=True)
@@ -61,7 +78,7 @@ class RankOptions:
     seed: int = 0
     time_budget_ms: float | None = None
     both_orders: bool | None = None
-    prior_weight: float = DEFAULT_PRIOR_WEIGHT
+    prior_weight: float = DEFAULT_PRIOR_WEIGHT  # first-stage prior at k comparisons (see prior_weight_for)
     # sampler parameters (SAMPLER_PARAMETERS says which sampler takes which); None = the sampler's own
     window: int | None = None  # window size m of window and skip
     skip: int | None = None  # dilation of skip
@@ -205,7 +222,7 @@ def rerank(
         outcome = run_sampler(sampler, n, budget, compare, seed=options.seed, both_orders=options.both_orders,
                               deadline=deadline, max_rounds=options.rounds, **keywords)
         report = aggregate(outcome.comparisons, method=options.aggregator, calibration=options.calibration,
-                           seed=options.seed, prior_weight=options.prior_weight)
+                           seed=options.seed, prior_weight=prior_weight_for(options.prior_weight, n, outcome.used))
         reports.append(report)
         usage.comparisons += outcome.used
         usage.batches += outcome.rounds

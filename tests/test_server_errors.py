@@ -55,6 +55,10 @@ def test_the_fake_ranks_by_its_relevance(client) -> None:
         ("q" * 101, DOCS, {}, "query"),
         ("q", DOCS, {"budget": 1.5}, "options.fraction"),
         ("q", DOCS, {"budget": 0}, "options.comparisons"),
+        ("q", DOCS, {"sampler": "heapsort", "window": 2}, "options.window"),
+        ("q", DOCS, {"sampler": "window", "skip": 2}, "options.skip"),
+        ("q", DOCS, {"sampler": "all", "sampler_top_n": 3}, "options.sampler_top_n"),
+        ("q", DOCS, {"rounds": 0}, "options.rounds"),
     ],
 )
 def test_invalid_argument_names_the_field(client, query, docs, options, field) -> None:
@@ -77,6 +81,12 @@ def test_a_budget_below_the_minimum_is_the_shared_rule(client, budget, field, as
     assert err.value.field == field
     assert asked in err.value.details and "k = 6 candidates" in err.value.details
     assert "at least 1 is needed" in err.value.details
+
+
+def test_sampler_parameters_reach_the_sampler_over_grpc(client) -> None:
+    assert client.rerank("q", DOCS, sampler="window", window=1).usage.comparisons == 6  # the ring only
+    assert client.rerank("q", DOCS, sampler="sliding", rounds=1).usage.batches == 1
+    assert client.rerank("q", DOCS).usage.comparisons == 30  # auto with no budget: all pairs, both orders
 
 
 def test_text_over_the_limit_says_the_limit(client) -> None:
