@@ -80,6 +80,19 @@ def grid_best(path: Path) -> dict[float, dict]:
     return best
 
 
+def compare_with_grid(res: dict, grid: Path) -> None:
+    """Add the grid's best at each budget (waits for a grid run still writing its results.csv)."""
+    while not grid.exists():
+        time.sleep(10)
+    best = grid_best(grid)
+    for row in res["defaults"]:
+        g = best[row["budget_fraction"]]
+        row.update(grid_best=float(g["ndcg10_mean"]), share_of_grid_best=row["ndcg10"] / float(g["ndcg10_mean"]),
+                   grid_best_config=f"{g['sampler']}+{g['calibration']}+{g['aggregator']}")
+        print(f"{row['budget_fraction']:.0%}: defaults {row['ndcg10']:.4f} vs grid {row['grid_best']:.4f} "
+              f"({row['share_of_grid_best']:.1%})", file=sys.stderr)
+
+
 def timed(model: Comparator, data, prefs: list[QueryPrefs], qrels: dict, budget: float | None) -> list[dict]:
     """nDCG@10 against time_budget_ms with the real model and the real clock."""
     rows = []
@@ -143,6 +156,7 @@ def main() -> int:
     parser.add_argument("--grid-oracle", default="bench/results/budgets/oracle-noise3/results.csv")
     parser.add_argument("--out", required=True)
     parser.add_argument("--skip-time", action="store_true", help="leave out the time-budget part")
+    parser.add_argument("--render", action="store_true", help="only rewrite summary.md and the plot from results.json")
     parser.add_argument("--model", action="append", choices=list(MODELS),
                         help="repeatable; default all; results of other models already in --out are kept")
     args = parser.parse_args()
@@ -153,6 +167,11 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     previous = out / "results.json"
     results: dict = json.loads(previous.read_text())["models"] if previous.exists() else {}
+    if args.render:
+        saved = json.loads(previous.read_text())
+        write_summary(out, saved, saved["models"])
+        plot(out, saved["models"])
+        return 0
     for name in args.model or list(MODELS):
         seeds = MODELS[name]
         started = time.monotonic()
@@ -161,16 +180,10 @@ def main() -> int:
         assert all(len(rank_docs(data.run[q.qid])) >= DEPTH for q in prefs)
         first = first_stage_level(prefs, data.qrels)
         res: dict = {"first_stage": first, "queries": len(prefs), "seeds": seeds, "defaults": [], "counts": []}
-        best = grid_best(grids[name])
         for fraction in GRID_BUDGETS:
             got = replay_defaults(prefs, data.qrels, fraction, seeds)
-            g = best[fraction]
-            share = got["ndcg10"] / float(g["ndcg10_mean"])
-            res["defaults"].append({"budget_fraction": fraction, **got, "grid_best": float(g["ndcg10_mean"]),
-                                    "grid_best_config": f"{g['sampler']}+{g['calibration']}+{g['aggregator']}",
-                                    "share_of_grid_best": share})
-            print(f"{name} {fraction:.0%}: defaults {got['ndcg10']:.4f} vs grid {float(g['ndcg10_mean']):.4f} "
-                  f"({share:.1%})", file=sys.stderr)
+            res["defaults"].append({"budget_fraction": fraction, **got})
+            print(f"{name} {fraction:.0%}: defaults {got['ndcg10']:.4f}", file=sys.stderr)
         for count in COUNTS:
             with_prior = replay_defaults(prefs, data.qrels, count, seeds)
             without = replay_defaults(prefs, data.qrels, count, seeds, prior_weight=0.0)
@@ -183,6 +196,7 @@ def main() -> int:
         if not args.skip_time:
             model = load_comparator(name, trec=trec)
             res["time"] = timed(model, data, prefs, data.qrels, None) + timed(model, data, prefs, data.qrels, 0.1)
+        compare_with_grid(res, grids[name])
         results[name] = res
     meta = {"command": "RERANK_HOME=bench/cache OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/defaults_bench.py "
                        "--out " + args.out + " [--model M: one model per run]",
