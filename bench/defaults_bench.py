@@ -80,6 +80,22 @@ def grid_best(path: Path) -> dict[float, dict]:
     return best
 
 
+def replay_parts(prefs: list[QueryPrefs], qrels: dict, first: float, seeds: int, name: str) -> dict:
+    """The defaults at the grid's budgets, and the defaults with and without the prior from 1 comparison up."""
+    res: dict = {"first_stage": first, "queries": len(prefs), "seeds": seeds, "defaults": [], "counts": []}
+    for fraction in GRID_BUDGETS:
+        got = replay_defaults(prefs, qrels, fraction, seeds)
+        res["defaults"].append({"budget_fraction": fraction, **got})
+        print(f"{name} {fraction:.0%}: defaults {got['ndcg10']:.4f}", file=sys.stderr)
+    for count in COUNTS:
+        with_prior = replay_defaults(prefs, qrels, count, seeds)
+        without = replay_defaults(prefs, qrels, count, seeds, prior_weight=0.0)
+        res["counts"].append({"comparisons": count, "defaults": with_prior["ndcg10"], "no_prior": without["ndcg10"]})
+        print(f"{name} {count} comparisons: defaults {with_prior['ndcg10']:.4f}, no prior "
+              f"{without['ndcg10']:.4f} (first stage {first:.4f})", file=sys.stderr)
+    return res
+
+
 def compare_with_grid(res: dict, grid: Path) -> None:
     """Add the grid's best at each budget (waits for a grid run still writing its results.csv)."""
     while not grid.exists():
@@ -93,10 +109,11 @@ def compare_with_grid(res: dict, grid: Path) -> None:
               f"({row['share_of_grid_best']:.1%})", file=sys.stderr)
 
 
-def timed(model: Comparator, data, prefs: list[QueryPrefs], qrels: dict, budget: float | None) -> list[dict]:
+def timed(model: Comparator, data, prefs: list[QueryPrefs], qrels: dict, budget: float | None,
+          time_ms: tuple[int, ...] = TIME_MS) -> list[dict]:
     """nDCG@10 against time_budget_ms with the real model and the real clock."""
     rows = []
-    for ms in TIME_MS:
+    for ms in time_ms:
         values, used, partial, elapsed = [], [], [], []
         for q in prefs:
             cands = [Candidate(d, data.corpus[d]) for d in q.docids]
@@ -156,6 +173,9 @@ def main() -> int:
     parser.add_argument("--grid-oracle", default="bench/results/budgets/oracle-noise3/results.csv")
     parser.add_argument("--out", required=True)
     parser.add_argument("--skip-time", action="store_true", help="leave out the time-budget part")
+    parser.add_argument("--time-only", action="store_true",
+                        help="only the time-budget part; the other parts are kept from results.json in --out")
+    parser.add_argument("--time-ms", default=",".join(map(str, TIME_MS)), help="time budgets (ms), comma-separated")
     parser.add_argument("--render", action="store_true", help="only rewrite summary.md and the plot from results.json")
     parser.add_argument("--model", action="append", choices=list(MODELS),
                         help="repeatable; default all; results of other models already in --out are kept")
@@ -179,24 +199,18 @@ def main() -> int:
             name, trec=trec), data.judged_qids, lambda m: print(m, file=sys.stderr))
         assert all(len(rank_docs(data.run[q.qid])) >= DEPTH for q in prefs)
         first = first_stage_level(prefs, data.qrels)
-        res: dict = {"first_stage": first, "queries": len(prefs), "seeds": seeds, "defaults": [], "counts": []}
-        for fraction in GRID_BUDGETS:
-            got = replay_defaults(prefs, data.qrels, fraction, seeds)
-            res["defaults"].append({"budget_fraction": fraction, **got})
-            print(f"{name} {fraction:.0%}: defaults {got['ndcg10']:.4f}", file=sys.stderr)
-        for count in COUNTS:
-            with_prior = replay_defaults(prefs, data.qrels, count, seeds)
-            without = replay_defaults(prefs, data.qrels, count, seeds, prior_weight=0.0)
-            res["counts"].append({"comparisons": count, "defaults": with_prior["ndcg10"],
-                                  "no_prior": without["ndcg10"]})
-            print(f"{name} {count} comparisons: defaults {with_prior['ndcg10']:.4f}, no prior "
-                  f"{without['ndcg10']:.4f} (first stage {first:.4f})", file=sys.stderr)
-        res["replay_seconds"] = time.monotonic() - started
+        if args.time_only:
+            res = results.get(name) or {"first_stage": first, "queries": len(prefs), "seeds": seeds, "defaults": [],
+                                        "counts": []}
+        else:
+            res = replay_parts(prefs, data.qrels, first, seeds, name)
+            res["replay_seconds"] = time.monotonic() - started
+            compare_with_grid(res, grids[name])
         res["time"] = []
         if not args.skip_time:
             model = load_comparator(name, trec=trec)
-            res["time"] = timed(model, data, prefs, data.qrels, None) + timed(model, data, prefs, data.qrels, 0.1)
-        compare_with_grid(res, grids[name])
+            ms = tuple(int(x) for x in args.time_ms.split(","))
+            res["time"] = [row for budget in (None, 0.1) for row in timed(model, data, prefs, data.qrels, budget, ms)]
         results[name] = res
     meta = {"command": "RERANK_HOME=bench/cache OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/defaults_bench.py "
                        "--out " + args.out + " [--model M: one model per run]",
@@ -219,11 +233,12 @@ def write_summary(out: Path, meta: dict, results: dict) -> None:
         for r in res["defaults"]:
             lines.append(f"| {r['budget_fraction']:.0%} | {r['comparisons_per_query']:.0f} | {r['ndcg10']:.4f} | "
                          f"{r['grid_best']:.4f} | {r['grid_best_config']} | {r['share_of_grid_best']:.1%} |")
-        floor = min(r["defaults"] for r in res["counts"])
-        lines += ["", "| comparisons | defaults | prior_weight=0 |", "| --- | --- | --- |"]
-        lines += [f"| {r['comparisons']} | {r['defaults']:.4f} | {r['no_prior']:.4f} |" for r in res["counts"]]
-        lines += ["", f"Lowest nDCG@10 of the defaults over the budgets: {floor:.4f} "
-                      f"({'not below' if floor >= res['first_stage'] - 1e-12 else 'BELOW'} the first stage)."]
+        if res["counts"]:
+            floor = min(r["defaults"] for r in res["counts"])
+            lines += ["", "| comparisons | defaults | prior_weight=0 |", "| --- | --- | --- |"]
+            lines += [f"| {r['comparisons']} | {r['defaults']:.4f} | {r['no_prior']:.4f} |" for r in res["counts"]]
+            lines += ["", f"Lowest nDCG@10 of the defaults over the budgets: {floor:.4f} "
+                          f"({'not below' if floor >= res['first_stage'] - 1e-12 else 'BELOW'} the first stage)."]
         if res["time"]:
             lines += ["", "| time_budget_ms | budget | nDCG@10 | comparisons/query | partial | mean elapsed ms |",
                       "| --- | --- | --- | --- | --- | --- |"]
