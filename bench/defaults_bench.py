@@ -176,6 +176,8 @@ def main() -> int:
     parser.add_argument("--time-only", action="store_true",
                         help="only the time-budget part; the other parts are kept from results.json in --out")
     parser.add_argument("--time-ms", default=",".join(map(str, TIME_MS)), help="time budgets (ms), comma-separated")
+    parser.add_argument("--time-budgets", default="all,0.1",
+                        help="comparison budgets of the time part: all and/or fractions, comma-separated")
     parser.add_argument("--render", action="store_true", help="only rewrite summary.md and the plot from results.json")
     parser.add_argument("--model", action="append", choices=list(MODELS),
                         help="repeatable; default all; results of other models already in --out are kept")
@@ -210,7 +212,8 @@ def main() -> int:
         if not args.skip_time:
             model = load_comparator(name, trec=trec)
             ms = tuple(int(x) for x in args.time_ms.split(","))
-            res["time"] = [row for budget in (None, 0.1) for row in timed(model, data, prefs, data.qrels, budget, ms)]
+            budgets = [None if b == "all" else float(b) for b in args.time_budgets.split(",")]
+            res["time"] = [row for budget in budgets for row in timed(model, data, prefs, data.qrels, budget, ms)]
         results[name] = res
     meta = {"command": "RERANK_HOME=bench/cache OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/defaults_bench.py "
                        "--out " + args.out + " [--model M: one model per run]",
@@ -221,6 +224,10 @@ def main() -> int:
     write_summary(out, meta, results)
     plot(out, results)
     return 0
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
 
 
 def write_summary(out: Path, meta: dict, results: dict) -> None:
@@ -243,8 +250,8 @@ def write_summary(out: Path, meta: dict, results: dict) -> None:
             lines += ["", "| time_budget_ms | budget | nDCG@10 | comparisons/query | partial | mean elapsed ms |",
                       "| --- | --- | --- | --- | --- | --- |"]
             lines += [f"| {r['time_budget_ms']} | {'all' if r['budget'] is None else '10%'} | {r['ndcg10']:.4f} | "
-                      f"{r['comparisons_per_query']:.0f} | {r['partial_share']:.0%} | {r['elapsed_ms_mean']:.0f} |"
-                      for r in res["time"]]
+                      f"{r['comparisons_per_query']:.0f} | {_fmt(r.get('partial_share'), '.0%')} | "
+                      f"{_fmt(r.get('elapsed_ms_mean'), '.0f')} |" for r in res["time"]]
         lines.append("")
     lines += ["![nDCG@10 against budget and time](ndcg_vs_budget_and_time.png)", ""]
     (out / "summary.md").write_text("\n".join(lines))
