@@ -153,7 +153,8 @@ def plot(out: Path, results: dict) -> None:
                     color=line.get_color(), label=f"{name}: defaults, budget {'all' if budget is None else '10%'}")
     for ax, xlabel in zip(axes, ("comparisons per query (budget)", "time_budget_ms"), strict=True):
         ax.axhline(first, color="gray", linestyle="--", label=f"first stage (BM25) {first:.4f}")
-        ax.set_xscale("log")
+        if any(len(line.get_xdata()) for line in ax.lines):
+            ax.set_xscale("log")
         ax.set_xlabel(xlabel)
         ax.set_ylabel("nDCG@10")
         ax.grid(True, which="both", alpha=0.3)
