@@ -1,5 +1,5 @@
 """The ranking engine: comparison sampling, order calibration and aggregation (no model inside)."""
 
-from .comparisons import AggregateResult, Comparisons, resolve_budget
+from .comparisons import AggregateResult, Comparisons, check_budget, minimum_budget, resolve_budget
 
-__all__ = ["AggregateResult", "Comparisons", "resolve_budget"]
+__all__ = ["AggregateResult", "Comparisons", "check_budget", "minimum_budget", "resolve_budget"]

@@ -140,6 +140,29 @@ def resolve_budget(n_items: int, budget: int | float | None) -> int:
     return value
 
 
+def minimum_budget(n_items: int) -> int:
+    """The fewest comparisons a re-ranking of ``n_items`` rests on: one as soon as there is a pair.
+
+    Every sampler works from one comparison up (a sorting sampler stops with a partial order, the static
+    ones ask the first pairs in their priority order), so the minimum is the same for all of them; a
+    budget below it would rank without ever asking the model.
+    """
+    return 1 if n_items >= 2 else 0
+
+
+def check_budget(n_items: int, budget: int | float | None) -> int:
+    """:func:`resolve_budget`, then refuse a budget below :func:`minimum_budget` with a message that gives
+    what was asked, k and the minimum. Raises ``ValueError``."""
+    value = resolve_budget(n_items, budget)
+    need = minimum_budget(n_items)
+    if value < need:
+        asked = f"a fraction {budget:g} of k(k-1) = {n_items * (n_items - 1)}" if isinstance(budget, float) else (
+            f"{budget}")
+        raise ValueError(f"{asked} resolves to {value} comparisons for k = {n_items} candidates; "
+                         f"at least {need} is needed")
+    return value
+
+
 def logit(p: np.ndarray) -> np.ndarray:
     """Log-odds of p, clipped to [EPS, 1 - EPS]."""
     q = np.clip(np.asarray(p, dtype=np.float64), EPS, 1 - EPS)

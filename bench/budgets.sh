@@ -14,6 +14,10 @@ $R bench budgets --dataset "$DATA" --model minilm --depth 100 --repeats 1 --budg
     --samplers all,random,window,skip,heapsort,quicksort,sliding,refine --out bench/results/budgets/minilm
 $R bench budgets --dataset "$DATA" --model minilm --depth 100 --repeats 1 --budgets 0.02,0.05,0.1,0.2 \
     --samplers active --out bench/results/budgets/minilm-active
+# The grid the defaults are measured against (issue 13; bench/defaults_bench.py): MiniLM at depth 50, seeds 0-2
+# (the sampler's seed matters even for a deterministic model), the budgets the defaults are judged at.
+RERANK_HOME=bench/cache $R bench budgets --dataset "$DATA" --model minilm --depth 50 --repeats 3 \
+    --budgets 0.05,0.1,0.33 --out bench/results/budgets/minilm-depth50
 # smollm-prp (SmolLM2-135M PRP) scores about 3-4 ordered pairs/s on this 2-core CPU: 380 pairs per query at depth
 # 20, about 2-3 minutes a query (all 43 judged queries: about 1.7 hours). The cache keeps every finished query, so
 # this line can be stopped and rerun (SMOLLM_QUERIES=N: the first N judged queries only); the figures in

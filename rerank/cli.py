@@ -156,6 +156,7 @@ def _rank_options(args: argparse.Namespace) -> RankOptions:
     return RankOptions(
         sampler=args.sampler, budget=args.budget, aggregator=args.aggregator, calibration=args.calibration,
         fusion=args.fusion, seed=args.seed, both_orders=args.both_orders, prior_weight=args.prior_weight,
+        window=args.window, skip=args.skip, sampler_top_n=args.sampler_top_n, rounds=args.rounds,
     )
 
 
@@ -165,15 +166,29 @@ def add_ranking_arguments(parser: argparse.ArgumentParser) -> None:
                         help="model spec, repeatable (fused with --fusion): minilm (default), a store name, a "
                              "folder, or oracle:noise=N,bias=B (needs --qrels)")
     parser.add_argument("--fusion", default="rrf", help=f"one of: {', '.join(names('fusion'))} (default rrf)")
-    parser.add_argument("--sampler", default="all", help=f"one of: {', '.join(names('sampler'))} (default all)")
+    d = RankOptions()
+    parser.add_argument("--sampler", default=d.sampler, help=f"one of: {', '.join(names('sampler'))} (default "
+                        f"{d.sampler}: all pairs when the budget pays for them, else active)")
     parser.add_argument("--budget", type=parse_budget, default=None,
-                        help="comparisons per query: a count, a fraction of k(k-1) or a percentage (default all)")
-    parser.add_argument("--aggregator", default="bt", help=f"one of: {', '.join(names('aggregator'))} (default bt)")
-    parser.add_argument("--calibration", default="symmetric",
-                        help=f"one of: {', '.join(names('calibration'))} (default symmetric)")
+                        help="comparisons per query: a count, a fraction of k(k-1) or a percentage (default all); "
+                             "at least 1 comparison per query with 2 or more candidates")
+    parser.add_argument("--aggregator", default=d.aggregator,
+                        help=f"one of: {', '.join(names('aggregator'))} (default {d.aggregator})")
+    parser.add_argument("--calibration", default=d.calibration,
+                        help=f"one of: {', '.join(names('calibration'))} (default {d.calibration})")
     parser.add_argument("--both-orders", action=argparse.BooleanOptionalAction, default=None,
                         help="ask both orders of each pair (default: the sampler's own choice)")
-    parser.add_argument("--prior-weight", type=float, default=0.0, help="first-stage prior weight (default 0)")
+    parser.add_argument("--prior-weight", type=float, default=d.prior_weight,
+                        help=f"weight of the first-stage prior, which keeps a ranking from few comparisons near "
+                             f"the first stage (default {d.prior_weight:g}; 0 = none)")
+    parser.add_argument("--window", type=int, default=None, help="window size m of the window and skip samplers")
+    parser.add_argument("--skip", type=int, default=None,
+                        help="dilation of the skip sampler (default: the smallest >= 2 coprime with k)")
+    parser.add_argument("--sampler-top-n", type=int, default=None,
+                        help="positions heapsort, quicksort, sliding, active and auto settle (default: --top-n, "
+                             "else 10)")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="at most this many sampling rounds (model batches) per query, any sampler")
     parser.add_argument("--top-n", type=int, default=None,
                         help="JSON-lines mode: keep the best N of each query (default, or 0: all)")
     parser.add_argument("--seed", type=int, default=0, help="seed of randomised samplers and aggregators (default 0)")
@@ -228,7 +243,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
     else:
         setup = run_setup("jsonl", specs, options, batch_size=args.batch_size, top_n=args.top_n, stage=args.stage)
     try:
-        validate_options(options, 10)
+        validate_options(options, None)  # the budget against k is checked per query
         check_engine_arguments(args)
         trec = None
         if trec_mode or args.qrels:

@@ -143,9 +143,14 @@ def build_rank_options(
     seed: int = 0,
     time_budget_ms: int | None = None,
     both_orders: bool | None = None,
-    prior_weight: float = 0.0,
+    prior_weight: float | None = None,
+    window: int | None = None,
+    skip: int | None = None,
+    sampler_top_n: int | None = None,
+    rounds: int | None = None,
 ) -> Any:
-    """A ``RankOptions`` message. ``budget``: an int is comparisons, a float in (0, 1] a fraction of k(k-1)."""
+    """A ``RankOptions`` message. ``budget``: an int is comparisons, a float in (0, 1] a fraction of k(k-1).
+    ``None`` (and "" for names) leaves an option to the server's default; the server validates them all."""
     pb2, _ = _pb()
     options = pb2.RankOptions(
         sampler=sampler,
@@ -154,7 +159,6 @@ def build_rank_options(
         fusion=fusion,
         seed=seed,
         time_budget_ms=int(time_budget_ms or 0),
-        prior_weight=prior_weight,
     )
     if isinstance(budget, bool):
         raise TypeError("budget must be an int (comparisons) or a float (fraction)")
@@ -162,8 +166,11 @@ def build_rank_options(
         options.comparisons = budget
     elif isinstance(budget, float):
         options.fraction = budget
-    if both_orders is not None:
-        options.both_orders = both_orders
+    optional = {"both_orders": both_orders, "prior_weight": prior_weight, "window": window, "skip": skip,
+                "sampler_top_n": sampler_top_n, "rounds": rounds}
+    for name, value in optional.items():
+        if value is not None:
+            setattr(options, name, value)
     return options
 
 

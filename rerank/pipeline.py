@@ -13,10 +13,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .aggregation import resolve_budget
+from .aggregation import check_budget, resolve_budget
 from .aggregation.engine import RankingReport, aggregate
 from .aggregation.registry import REGISTRY, lookup
-from .aggregation.samplers import run_sampler
+from .aggregation.samplers import PARAMETER_KEYWORDS, SAMPLER_PARAMETERS, run_sampler
 from .comparison_io import ComparisonGroup, ItemId
 
 
@@ -41,17 +41,54 @@ class Candidate:
     score: float | None = None  # first-stage score, informational: the candidates' order is the first stage
 
 
+#: The defaults are the best configuration measured (docs/benchmarks.md, "Defaults"): ``auto`` asks all pairs
+#: when the budget pays for them and runs the ``active`` sampler otherwise; symmetric calibration and
+#: HodgeRank were the best calibration and aggregator for both at every budget on DL19 (MiniLM and the
+#: noisy oracle); the first-stage prior (weight 1 at k comparisons, :func:`prior_weight_for`) keeps a ranking
+#: from few comparisons at the first stage.
+DEFAULT_SAMPLER = "auto"
+DEFAULT_AGGREGATOR = "hodgerank"
+DEFAULT_CALIBRATION = "symmetric"
+DEFAULT_PRIOR_WEIGHT = 1.0
+#: The prior's weight grows as comparisons get fewer, up to this many times ``prior_weight``.
+PRIOR_CAP = 2.0
+
+
+def prior_weight_for(weight: float, n_items: int, comparisons: int) -> float:
+    """The weight of each first-stage pseudo-comparison for a ranking made from ``comparisons`` model calls:
+    ``weight * k / comparisons``, at most ``PRIOR_CAP * weight``.
+
+    The first stage counts as about k comparisons' worth of evidence however many were made: with few
+    comparisons it holds the order (one answer moves an item a few places, not to the top), with many it
+    gives way (at 5% of k(k-1) = 2.5 k its rows weigh 0.4, at 33% 0.06). Measured on DL19 (docs/benchmarks.md,
+    "Defaults"): a fixed weight either let one late winner reach rank 1 (0.25) or cost nDCG@10 at 5% (1.0).
+    """
+    if weight == 0 or n_items < 2:
+        return 0.0
+    return weight * min(PRIOR_CAP, n_items / max(comparisons, 1))
+
+
 @dataclass(frozen=True)
 class RankOptions:
-    sampler: str = "all"
+    sampler: str = DEFAULT_SAMPLER
     budget: int | float | None = None  # comparisons, or a fraction of k(k-1); None = the sampler's all
-    aggregator: str = "bt"
-    calibration: str = "symmetric"
+    aggregator: str = DEFAULT_AGGREGATOR
+    calibration: str = DEFAULT_CALIBRATION
     fusion: str = "rrf"
     seed: int = 0
     time_budget_ms: float | None = None
     both_orders: bool | None = None
-    prior_weight: float = 0.0
+    prior_weight: float = DEFAULT_PRIOR_WEIGHT  # first-stage prior at k comparisons (see prior_weight_for)
+    # sampler parameters (SAMPLER_PARAMETERS says which sampler takes which); None = the sampler's own
+    window: int | None = None  # window size m of window and skip
+    skip: int | None = None  # dilation of skip
+    sampler_top_n: int | None = None  # positions heapsort/quicksort/sliding/active settle (default: top_n, else 10)
+    rounds: int | None = None  # at most this many sampling rounds (model batches), any sampler
+
+    def sampler_keywords(self) -> dict[str, int]:
+        """The sampler parameters set, under the sampler function's keywords (``window`` -> ``m``)."""
+        given = {"window": self.window, "skip": self.skip, "top_n": self.sampler_top_n}
+        return {PARAMETER_KEYWORDS[k]: int(v) for k, v in given.items() if v is not None}
 
 
 @dataclass(frozen=True)
@@ -121,8 +158,28 @@ class Stage:
     name: str = ""
 
 
-def validate_options(options: RankOptions, n_items: int) -> int:
-    """Check every option against the registry; return the budget in comparisons."""
+def _check_sampler_parameters(options: RankOptions) -> None:
+    takes = SAMPLER_PARAMETERS.get(options.sampler, frozenset())
+    for name, field_name, value in (("window", "options.window", options.window),
+                                    ("skip", "options.skip", options.skip),
+                                    ("top_n", "options.sampler_top_n", options.sampler_top_n),
+                                    ("rounds", "options.rounds", options.rounds)):
+        if value is None:
+            continue
+        if isinstance(value, bool) or int(value) != value or value < 1:
+            raise RequestError(field_name, f"must be a whole number >= 1, got {value!r}")
+        if name != "rounds" and name not in takes:
+            users = ", ".join(s for s, params in SAMPLER_PARAMETERS.items() if name in params)
+            raise RequestError(field_name, f"sampler {options.sampler!r} does not take it; used by: {users}")
+
+
+def validate_options(options: RankOptions, n_items: int | None, *, budget_field: str = "options.budget") -> int:
+    """Check every option against the registry; return the budget in comparisons.
+
+    The one budget rule for every face (Python, CLI, gRPC): a budget that resolves to fewer comparisons than
+    ``n_items`` candidates need (:func:`~rerank.aggregation.minimum_budget`) is an error naming
+    ``budget_field``, k and the minimum. ``n_items=None`` checks only what does not depend on k (returns 0).
+    """
     for kind, name, value in (
         ("sampler", "options.sampler", options.sampler),
         ("aggregator", "options.aggregator", options.aggregator),
@@ -132,15 +189,16 @@ def validate_options(options: RankOptions, n_items: int) -> int:
         if value not in REGISTRY[kind]:
             known = ", ".join(sorted(REGISTRY[kind]))
             raise RequestError(name, f"unknown {kind} {value!r}; known: {known}")
+    _check_sampler_parameters(options)
     try:
-        budget = resolve_budget(n_items, options.budget)
+        budget = resolve_budget(2, options.budget) if n_items is None else check_budget(n_items, options.budget)
     except ValueError as exc:
-        raise RequestError("options.budget", str(exc)) from None
+        raise RequestError(budget_field, str(exc)) from None
     if options.time_budget_ms is not None and not (options.time_budget_ms > 0):
         raise RequestError("options.time_budget_ms", f"must be > 0, got {options.time_budget_ms}")
     if options.prior_weight < 0 or not np.isfinite(options.prior_weight):
         raise RequestError("options.prior_weight", f"must be >= 0, got {options.prior_weight}")
-    return budget
+    return 0 if n_items is None else budget
 
 
 def validate_candidates(
@@ -201,10 +259,11 @@ def rerank(
             usage.add_call(result)
             return np.asarray(getattr(result, "p", result), dtype=np.float64)
 
+        keywords = {"top_n": top_n if top_n else 10, **options.sampler_keywords()}
         outcome = run_sampler(sampler, n, budget, compare, seed=options.seed, both_orders=options.both_orders,
-                              top_n=top_n if top_n else 10, deadline=deadline)
+                              deadline=deadline, max_rounds=options.rounds, **keywords)
         report = aggregate(outcome.comparisons, method=options.aggregator, calibration=options.calibration,
-                           seed=options.seed, prior_weight=options.prior_weight)
+                           seed=options.seed, prior_weight=prior_weight_for(options.prior_weight, n, outcome.used))
         reports.append(report)
         usage.comparisons += outcome.used
         usage.batches += outcome.rounds

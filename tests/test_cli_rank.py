@@ -99,6 +99,26 @@ def test_a_block_cut_off_mid_write_is_dropped_on_resume(tmp_path: Path, data_dir
     assert len(read_run(out)[qids[0]]) == len(run_file[qids[0]])  # the rest of the run is kept below
 
 
+def test_a_budget_that_resolves_to_no_comparison_fails_naming_k_and_the_minimum(tmp_path: Path,
+                                                                                data_dir: Path) -> None:
+    """10% of a 2-candidate query's 2 ordered pairs is 0 comparisons: an error, not a ranking of zeros; and a
+    fraction that would be too small for 10 candidates is fine for the query's real k (no early guess of k)."""
+    dl = data_dir / "trec-dl-2019-passage"
+    run_file = read_run(dl / "run.bm25.top100.trec")
+    qid = sorted(run_file)[0]
+    small = tmp_path / "small.trec"
+    docs = sorted(run_file[qid].items(), key=lambda x: -x[1])
+    small.write_text("".join(f"{qid} Q0 {d} {i} {s} bm25\n" for i, (d, s) in enumerate(docs, start=1)))
+    common = ["--run", str(small), "--corpus", str(dl / "corpus.jsonl"), "--queries", str(dl / "queries.tsv"),
+              "--qrels", str(dl / "qrels.txt"), "--model", "oracle:noise=0"]
+    bad = run([*common, "--depth", "2", "--budget", "10%", "--output", str(tmp_path / "bad.trec")], tmp_path)
+    assert bad.returncode != 0
+    last = bad.stderr.strip().splitlines()[-1]
+    assert "options.budget" in last and "k = 2 candidates" in last and "at least 1 is needed" in last
+    good = run([*common, "--depth", "50", "--budget", "1%", "--output", str(tmp_path / "good.trec")], tmp_path)
+    assert good.returncode == 0, good.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "stdin", "code", "message"),
     [
@@ -106,6 +126,9 @@ def test_a_block_cut_off_mid_write_is_dropped_on_resume(tmp_path: Path, data_dir
         (["--input", "-"], "", 2, "--output FILE is required"),
         (["--input", "-", "--output", "o.jsonl", "--sampler", "nope"], "", 2, "options.sampler: unknown sampler"),
         (["--input", "-", "--output", "o.jsonl", "--budget", "lots"], "", 2, "invalid budget 'lots'"),
+        (["--input", "-", "--output", "o.jsonl", "--sampler", "heapsort", "--window", "3"], "", 2,
+         "options.window: sampler 'heapsort' does not take it; used by: window, skip"),
+        (["--input", "-", "--output", "o.jsonl", "--rounds", "0"], "", 2, "options.rounds: must be a whole number"),
         (["--input", "-", "--output", "o.jsonl", "--model", "oracle"], "", 2, "the oracle needs relevance"),
         (["--input", "-", "--output", "o.jsonl", "--model", "no-such-model"], "", 2, "model:"),
         (["--run", "r.trec", "--output", "o.trec"], "", 2, "--run needs --corpus and --queries"),

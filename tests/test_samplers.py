@@ -53,8 +53,38 @@ def run(name, k, budget, compare, **kw):
 
 
 def test_registry_names():
-    assert set(SAMPLERS) == {"all", "random", "window", "skip", "heapsort", "quicksort", "sliding", "active",
-                             "refine"}
+    assert set(SAMPLERS) == {"auto", "all", "random", "window", "skip", "heapsort", "quicksort", "sliding",
+                             "active", "refine"}
+
+
+def test_every_sampler_declares_the_parameters_its_function_takes():
+    import inspect
+
+    from rerank.aggregation.samplers import PARAMETER_KEYWORDS, SAMPLER_PARAMETERS
+
+    assert set(SAMPLER_PARAMETERS) == set(SAMPLERS)
+    for name, params in SAMPLER_PARAMETERS.items():
+        signature = inspect.signature(SAMPLERS[name]).parameters
+        assert all(PARAMETER_KEYWORDS[p] in signature for p in params), name
+        assert ("m" in signature) == ("window" in params) and ("lam" in signature) == ("skip" in params), name
+
+
+def test_max_rounds_stops_between_rounds():
+    out = run("sliding", 12, 200, random_comparator(0), seed=0, max_rounds=3)
+    assert out.rounds == 3 and out.reason == "3 rounds done" and out.order is None and not out.timed_out
+    with pytest.raises(ValueError, match="max_rounds"):
+        run("sliding", 12, 200, random_comparator(0), max_rounds=0)
+
+
+@pytest.mark.parametrize(("budget", "both", "expected"), [(90, None, "all"), (45, False, "all"), (89, None, "active")])
+def test_auto_runs_all_when_the_budget_pays_for_every_pair(budget, both, expected):
+    def compare(pairs):  # deterministic, so both runs see the same answers
+        return np.array([((7 * a + 3 * b) % 10 + 0.5) / 10 for a, b in pairs])
+
+    got = run("auto", 10, budget, compare, seed=4, both_orders=both)
+    ref = run(expected, 10, budget, compare, seed=4, both_orders=both)
+    assert got.round_sizes == ref.round_sizes
+    assert np.array_equal(got.comparisons.a, ref.comparisons.a) and np.array_equal(got.comparisons.b, ref.comparisons.b)
 
 
 # --------------------------------------------------------------------------- the budget, for every sampler

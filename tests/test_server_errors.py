@@ -55,6 +55,10 @@ def test_the_fake_ranks_by_its_relevance(client) -> None:
         ("q" * 101, DOCS, {}, "query"),
         ("q", DOCS, {"budget": 1.5}, "options.fraction"),
         ("q", DOCS, {"budget": 0}, "options.comparisons"),
+        ("q", DOCS, {"sampler": "heapsort", "window": 2}, "options.window"),
+        ("q", DOCS, {"sampler": "window", "skip": 2}, "options.skip"),
+        ("q", DOCS, {"sampler": "all", "sampler_top_n": 3}, "options.sampler_top_n"),
+        ("q", DOCS, {"rounds": 0}, "options.rounds"),
     ],
 )
 def test_invalid_argument_names_the_field(client, query, docs, options, field) -> None:
@@ -63,6 +67,26 @@ def test_invalid_argument_names_the_field(client, query, docs, options, field) -
     assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT
     assert err.value.field == field
     assert err.value.details.startswith(field)
+
+
+@pytest.mark.parametrize(
+    ("budget", "field", "asked"),
+    [(0.01, "options.fraction", "a fraction 0.01 of k(k-1) = 30"), (0, "options.comparisons", "0 resolves")],
+)
+def test_a_budget_below_the_minimum_is_the_shared_rule(client, budget, field, asked) -> None:
+    """The same rule and message as the Python and CLI faces (rerank.pipeline.validate_options)."""
+    with pytest.raises(RerankError) as err:
+        client.rerank("q", DOCS, budget=budget)
+    assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.value.field == field
+    assert asked in err.value.details and "k = 6 candidates" in err.value.details
+    assert "at least 1 is needed" in err.value.details
+
+
+def test_sampler_parameters_reach_the_sampler_over_grpc(client) -> None:
+    assert client.rerank("q", DOCS, sampler="window", window=1).usage.comparisons == 6  # the ring only
+    assert client.rerank("q", DOCS, sampler="sliding", rounds=1).usage.batches == 1
+    assert client.rerank("q", DOCS).usage.comparisons == 30  # auto with no budget: all pairs, both orders
 
 
 def test_text_over_the_limit_says_the_limit(client) -> None:

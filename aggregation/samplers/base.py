@@ -68,18 +68,22 @@ def run_sampler(
     top_n: int = 10,
     deadline: float | None = None,
     clock: Callable[[], float] = time.monotonic,
+    max_rounds: int | None = None,
     **options: object,
 ) -> SamplingOutcome:
     """Drive ``sampler`` to the end (or to ``deadline``, a ``clock()`` time) and collect its comparisons.
 
     ``compare`` gets one round of pairs and returns their p. Stopping at the deadline happens between
-    rounds; the comparisons seen so far are kept and the outcome is marked ``timed_out``.
+    rounds; the comparisons seen so far are kept and the outcome is marked ``timed_out``. ``max_rounds``
+    stops the run after that many rounds (model batches) the same way, without the timed-out mark.
     Raises ``ValueError`` for bad arguments and ``RuntimeError`` if a sampler breaks its contract.
     """
     if n_items < 0:
         raise ValueError(f"n_items must be >= 0, got {n_items}")
     if budget < 0:
         raise ValueError(f"budget must be >= 0, got {budget}")
+    if max_rounds is not None and max_rounds < 1:
+        raise ValueError(f"max_rounds must be >= 1, got {max_rounds}")
     rng = np.random.default_rng(seed)
     gen = sampler(n_items, budget, rng=rng, both_orders=both_orders, top_n=top_n, **options)
     a_parts: list[np.ndarray] = []
@@ -89,11 +93,16 @@ def run_sampler(
     sizes: list[int] = []
     report = SamplerReport()
     timed_out = False
+    capped = False
     try:
         pairs = next(gen)
         while True:
             if deadline is not None and clock() >= deadline:
                 timed_out = True
+                gen.close()
+                break
+            if max_rounds is not None and len(sizes) >= max_rounds and pairs:
+                capped = True
                 gen.close()
                 break
             if used + len(pairs) > budget:
@@ -128,7 +137,7 @@ def run_sampler(
         budget=budget,
         stopped_early=report.stopped_early and not timed_out,
         timed_out=timed_out,
-        reason="time limit reached" if timed_out else report.reason,
-        order=None if timed_out else report.order,
+        reason="time limit reached" if timed_out else f"{max_rounds} rounds done" if capped else report.reason,
+        order=None if timed_out or capped else report.order,
         round_sizes=sizes,
     )

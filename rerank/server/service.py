@@ -184,18 +184,21 @@ class RerankerService:
 
     @staticmethod
     def _options(msg: Any | None) -> RankOptions:
+        """The request's options; the budget and sampler parameters are checked by ``validate_options``."""
         if msg is None:
             return _DEFAULTS
-        budget: int | float | None = None
         which = msg.WhichOneof("budget")
+        budget: int | float | None = None
         if which == "comparisons":
-            if msg.comparisons < 1:
-                raise RequestError("options.comparisons", f"must be >= 1, got {msg.comparisons}")
             budget = int(msg.comparisons)
         elif which == "fraction":
             if not (0.0 < msg.fraction <= 1.0):
                 raise RequestError("options.fraction", f"must be in (0, 1], got {msg.fraction}")
             budget = float(msg.fraction)
+
+        def optional(name: str) -> Any:
+            return getattr(msg, name) if msg.HasField(name) else getattr(_DEFAULTS, name)
+
         return RankOptions(
             sampler=msg.sampler or _DEFAULTS.sampler,
             budget=budget,
@@ -204,9 +207,19 @@ class RerankerService:
             fusion=msg.fusion or _DEFAULTS.fusion,
             seed=int(msg.seed),
             time_budget_ms=float(msg.time_budget_ms) if msg.time_budget_ms else None,
-            both_orders=msg.both_orders if msg.HasField("both_orders") else None,
-            prior_weight=float(msg.prior_weight),
+            both_orders=optional("both_orders"),
+            prior_weight=float(optional("prior_weight")),
+            window=optional("window"),
+            skip=optional("skip"),
+            sampler_top_n=optional("sampler_top_n"),
+            rounds=optional("rounds"),
         )
+
+    @staticmethod
+    def _budget_field(msg: Any | None) -> str:
+        """The request field a budget error names: ``options.comparisons`` or ``options.fraction``."""
+        which = msg.WhichOneof("budget") if msg is not None else None
+        return f"options.{which}" if which else "options.budget"
 
     @staticmethod
     def _pipeline_deadline(ticket: Ticket, options: RankOptions) -> float | None:
@@ -242,9 +255,10 @@ class RerankerService:
         candidates = [
             Candidate(c.id, c.text, c.score if c.HasField("score") else None) for c in request.candidates
         ]
-        options = self._options(request.options if request.HasField("options") else None)
+        msg = request.options if request.HasField("options") else None
+        options = self._options(msg)
         validate_candidates(request.query, candidates)
-        validate_options(options, n)
+        validate_options(options, n, budget_field=self._budget_field(msg))
         for s in served:
             check_text(request.query, "query", s.max_chars, s.name)
             limit = s.max_chars if s.max_chars is not None else math.inf
@@ -331,12 +345,13 @@ class RerankerService:
         k = int(request.k) or min(DEFAULT_RETRIEVE_K, self.config.max_candidates)
         self._check_size(k, "k", "documents")
         served = self._served(list(request.models), "models")
-        if request.HasField("options") and request.options.stages:
+        msg = request.options if request.HasField("options") else None
+        if msg is not None and msg.stages:
             raise RequestError("options.stages", "cascades are served by Rerank only")
-        options = self._options(request.options if request.HasField("options") else None)
+        options = self._options(msg)
         for s in served:
             check_text(request.query, "query", s.max_chars, s.name)
-        validate_options(options, k)  # method names and budget, before any work
+        validate_options(options, k, budget_field=self._budget_field(msg))  # names and budget, before any work
         ticket = self._ticket(context)
         t0 = time.perf_counter()
         hits = self.index.search([request.query], k)[0]
