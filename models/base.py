@@ -188,6 +188,9 @@ class Kind:
     default_max_query_tokens: ClassVar[int] = 64
     default_max_passage_tokens: ClassVar[int] = 192
     export_options: ClassVar[frozenset[str]] = frozenset()  # kind-specific options ``describe`` accepts
+    # a pairwise LLM (seq2seq or causal prompt): the export measures its CPU backends and keeps the fastest
+    # that holds the fp32 decisions as the CPU default (models/cpu_default.py)
+    measured_cpu_default: ClassVar[bool] = False
 
     def __init__(self, spec: ModelSpec, encoder: Any) -> None:
         self.spec = spec

@@ -36,7 +36,7 @@ import shutil
 import tempfile
 import uuid
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -382,15 +382,21 @@ def export_model(
     ``prompt_template`` (duo-t5, prp), ``chat_template`` (prp: None = use the tokenizer's if it has one).
     ``optimize``: fuse the graph with ONNX Runtime's transformer optimizer (None: where the architecture is
     supported; True: required). ``cpu_default``: the variant CPU loads pick by default (``fp32`` or, with
-    ``quantize``, ``int8``). Raises ``ParityError`` (and writes nothing) when the ONNX graph does not match
-    torch."""
+    ``quantize``, ``int8``), or ``auto`` (the default for LLM kinds, ``Kind.measured_cpu_default``): the
+    fastest backend measured on this machine that holds the fp32 decisions (models/cpu_default.py),
+    recorded in the manifest's ``cpu_default``. Raises ``ParityError`` (and writes nothing) when the ONNX
+    graph does not match torch."""
     import torch
 
     if quantize is not None and quantize not in QUANTIZATIONS:
         raise ModelError(f"unknown quantization {quantize!r}; known: {', '.join(QUANTIZATIONS)}")
-    if cpu_default not in (None, "fp32", quantize):
-        raise ModelError(f"cpu_default {cpu_default!r} is not a variant of this export (fp32, {quantize})")
     cls = kind_class(kind)
+    if cpu_default is None and cls.measured_cpu_default:
+        cpu_default = "auto"
+    if cpu_default not in (None, "auto", "fp32", quantize):
+        raise ModelError(
+            f"cpu_default {cpu_default!r} is not a variant of this export (fp32, {quantize}) nor 'auto'"
+        )
     unknown = sorted(set(kind_options) - cls.export_options)
     if unknown:
         allowed = ", ".join(sorted(cls.export_options)) or "none"
@@ -464,6 +470,13 @@ def export_model(
             variants["int8"] = check_variant(
                 INT8_FILE, int8_tolerance, int8_margin, int8_min_tau, INT8_METHOD
             )
+        measured_default: dict[str, Any] = {}
+        if cpu_default == "auto":
+            measured_default = _measure_cpu_default(cls, src, spec, runtime_kind, tmp, variants, items,
+                                                    ref_result.p, options)
+            cpu_default = measured_default.get("variant", "fp32")
+            log.info("%s: CPU default %s (%s)", src.name, measured_default["choice"],
+                     {k: v["seconds_per_item"] for k, v in measured_default["candidates"].items()})
         torch_weights = None
         if keep_torch_weights:
             shutil.copytree(src, tmp / "torch")
@@ -481,6 +494,7 @@ def export_model(
             created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             versions=_versions(),
             torch_weights=torch_weights,
+            cpu_default=measured_default,
         )
         manifest.write(tmp)
         _place(tmp, out, overwrite)
@@ -488,6 +502,35 @@ def export_model(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return manifest
+
+
+def _measure_cpu_default(
+    cls: Any, src: Path, spec: Any, runtime_kind: Any, folder: Path, variants: Mapping[str, Variant],
+    items: Sequence[Item], reference: np.ndarray, options: RuntimeOptions,
+) -> dict[str, Any]:
+    """Measure the CPU candidates of an LLM kind on the parity items; see models/cpu_default.py."""
+    import torch
+
+    from .cpu_default import BF16_TOLERANCE, Candidate, choose, has_bf16_units
+
+    def onnx_run(file: str):
+        model = PairwiseModel(runtime_kind, OnnxBackend(folder / file, output=spec.output, providers=[CPU]),
+                              options=options)
+        return lambda: model.compare_batch(items).p
+
+    candidates = [Candidate("onnx-fp32", "onnx", "fp32", None, FP32_TOLERANCE, onnx_run(variants["fp32"].file))]
+    if "int8" in variants:
+        candidates.append(Candidate("onnx-int8", "onnx", "int8", None, INT8_TOLERANCE, onnx_run(variants["int8"].file)))
+    if has_bf16_units():
+        module = cls.torch_module(src, spec, dtype=torch.bfloat16, attn_implementation="sdpa")
+        bf16 = PairwiseModel(runtime_kind, TorchBackend(module, spec.inputs), options=options)
+
+        def bf16_run() -> np.ndarray:
+            with torch.inference_mode():
+                return bf16.compare_batch(items).p
+
+        candidates.append(Candidate("torch-bf16", "torch", None, "bfloat16", BF16_TOLERANCE, bf16_run))
+    return choose(candidates, reference)
 
 
 def export_items_parity(
