@@ -45,7 +45,7 @@ import numpy as np
 
 from .base import Item, ModelSpec, PairwiseModel, RuntimeOptions
 from .errors import CorruptModelError, MissingTokenizerError, ModelError, ParityError, UnknownModelError
-from .manifest import Manifest, Variant, sha256_file, sha256_weights
+from .manifest import Manifest, Variant, replace_manifest, sha256_file, sha256_weights
 from .registry import kind_class
 from .runtime import CPU, OnnxBackend, TorchBackend
 from .textenc import TOKENIZER_FILE, TextEncoder
@@ -531,6 +531,35 @@ def _measure_cpu_default(
 
         candidates.append(Candidate("torch-bf16", "torch", None, "bfloat16", BF16_TOLERANCE, bf16_run))
     return choose(candidates, reference)
+
+
+def measure_cpu_default(folder: str | Path, *, seed: int = 0, queries: int = 2, passages: int = 3) -> Manifest:
+    """Measure the CPU default of the exported LLM in ``folder`` on this machine and record it in its manifest
+    (for a store copied to another CPU, or an export made before the rule); returns the new manifest."""
+    import dataclasses
+
+    import torch
+    from transformers import AutoTokenizer
+
+    folder = Path(folder)
+    manifest = Manifest.read(folder)
+    cls = kind_class(manifest.kind)
+    src = folder / manifest.torch_weights if manifest.torch_weights else Path(manifest.source)
+    spec = manifest.spec
+    runtime_kind = cls(spec, TextEncoder(folder))
+    items = random_items(AutoTokenizer.from_pretrained(str(folder)), spec, np.random.default_rng(seed), queries,
+                         passages)
+    options = RuntimeOptions(max_chars=10**9)
+    module = cls.torch_module(src, spec, attn_implementation="eager")
+    with torch.inference_mode():
+        reference = PairwiseModel(runtime_kind, TorchBackend(module, spec.inputs), options=options)
+        reference_p = reference.compare_batch(items).p
+    record = _measure_cpu_default(cls, src, spec, runtime_kind, folder, manifest.variants, items, reference_p,
+                                  options)
+    cpu_variant = record.get("variant", manifest.default_variants.get("cpu", "fp32"))
+    manifest = dataclasses.replace(manifest, cpu_default=record,
+                                   default_variants={**manifest.default_variants, "cpu": cpu_variant})
+    return replace_manifest(folder, manifest)
 
 
 def export_items_parity(

@@ -198,8 +198,6 @@ def record_measurements(
     variant CPU loads pick by default. The manifest is replaced atomically (write to a temporary file,
     then rename); graphs and digests are untouched."""
     import dataclasses
-    import os
-    import tempfile
 
     folder = Path(folder)
     manifest = Manifest.read(folder)
@@ -216,6 +214,15 @@ def record_measurements(
     manifest = dataclasses.replace(
         manifest, variants={**manifest.variants, variant: new_variant}, default_variants=defaults
     )
+    return replace_manifest(folder, manifest)
+
+
+def replace_manifest(folder: str | Path, manifest: Manifest) -> Manifest:
+    """Replace the manifest in ``folder`` atomically (temporary file, then rename); returns ``manifest``."""
+    import os
+    import tempfile
+
+    folder = Path(folder)
     fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".json", dir=folder)
     try:
         with os.fdopen(fd, "w") as fh:
