@@ -465,15 +465,28 @@ def export_model(
         if "fp32" not in variants:
             variants["fp32"] = check_variant(ONNX_FILE, tolerance, ORDER_MARGIN, None, None)
         variants["fp32"] = replace(variants["fp32"], graph=graph)
+        rejected: dict[str, Any] = {}
         if quantize == "int8":
             _quantize_int8(tmp / ONNX_FILE, tmp / INT8_FILE)
             variants["int8"] = check_variant(
                 INT8_FILE, int8_tolerance, int8_margin, int8_min_tau, INT8_METHOD
             )
+        elif cpu_default == "auto" and cls.measured_cpu_default:
+            # an LLM's int8 graph is a CPU-default candidate only when it passes its parity check; a failed
+            # check is recorded with the choice, and the graph is not kept
+            _quantize_int8(tmp / ONNX_FILE, tmp / INT8_FILE)
+            try:
+                variants["int8"] = check_variant(INT8_FILE, int8_tolerance, int8_margin, int8_min_tau, INT8_METHOD)
+            except ParityError as exc:
+                log.info("%s: int8 is no CPU-default candidate: %s", src.name, exc)
+                rejected["onnx-int8"] = {"backend": "onnx", "variant": "int8", "eligible": False,
+                                         "parity_failed": str(exc)}
+                (tmp / INT8_FILE).unlink()
         measured_default: dict[str, Any] = {}
         if cpu_default == "auto":
             measured_default = _measure_cpu_default(cls, src, spec, runtime_kind, tmp, variants, items,
                                                     ref_result.p, options)
+            measured_default["candidates"].update(rejected)
             cpu_default = measured_default.get("variant", "fp32")
             log.info("%s: CPU default %s (%s)", src.name, measured_default["choice"],
                      {k: v["seconds_per_item"] for k, v in measured_default["candidates"].items()})

@@ -152,9 +152,10 @@ EMBEDDED: Mapping[str, EmbeddedModel] = {
             "HuggingFaceTB/SmolLM2-135M-Instruct (GGUF Q4_1, dequantized to float32), pairwise ranking "
             "prompting with its chat template; p = softmax(logit A, logit B)"
         ),
-        # a 135M causal LM: the parity check runs 12 random prompts of up to ~600 tokens, not 90; the int8
-        # variant is a CPU-default candidate (models/cpu_default.py picks per machine at export)
-        export_options={"parity_queries": 2, "parity_passages": 3, "quantize": "int8"},
+        # a 135M causal LM: the parity check runs 12 random prompts of up to ~600 tokens, not 90. The CPU
+        # default is measured at export (models/cpu_default.py): int8 is tried as a candidate and dropped when
+        # it fails its parity check (dynamic int8 breaks this model's answers: max |dp| 0.97, tau -0.27)
+        export_options={"parity_queries": 2, "parity_passages": 3},
     ),
 }
 

@@ -110,3 +110,16 @@ def test_bi_encoder_export_has_no_measured_default(tmp_path):
     manifest = export_model(src, "duo-cross-encoder", tmp_path / "model", parity_seed=0, **BUDGETS)
     assert manifest.cpu_default == {}
     assert "cpu_default" not in (tmp_path / "model" / "manifest.json").read_text()
+
+
+def test_llm_export_tries_int8_as_a_candidate_and_keeps_it_only_when_it_passes_parity(tmp_path, monkeypatch):
+    monkeypatch.setattr(cpu_default, "cpu_flags", lambda: frozenset({"avx2"}))
+    src = tiny.build_tiny_llama(tmp_path / "src")
+    manifest = export_model(src, "prp", tmp_path / "model", parity_seed=0, **BUDGETS)  # no quantize asked
+    int8 = manifest.cpu_default["candidates"]["onnx-int8"]
+    if "int8" in manifest.variants:
+        assert manifest.variants["int8"].parity["passed"] and "parity_failed" not in int8
+    else:
+        assert int8["eligible"] is False and "parity failed" in int8["parity_failed"]
+        assert not (tmp_path / "model" / "model.int8.onnx").exists()
+        assert manifest.cpu_default["choice"] == "onnx-fp32"
