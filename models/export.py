@@ -489,7 +489,7 @@ def export_model(
             measured_default["candidates"].update(rejected)
             cpu_default = measured_default.get("variant", "fp32")
             log.info("%s: CPU default %s (%s)", src.name, measured_default["choice"],
-                     {k: v["seconds_per_item"] for k, v in measured_default["candidates"].items()})
+                     {k: v.get("seconds_per_item") for k, v in measured_default["candidates"].items()})
         torch_weights = None
         if keep_torch_weights:
             shutil.copytree(src, tmp / "torch")
