@@ -46,7 +46,7 @@ serve: install
 	$(VENV)/bin/rerank serve --host 127.0.0.1 --port 50051 --http-port $(HTTP_PORT) --model minilm
 
 bench-engine: install
-	OPENBLAS_NUM_THREADS=1 $(PY) bench/engine_bench.py --out bench/results
+	$(PY) bench/engine_bench.py --out bench/results
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .hypothesis

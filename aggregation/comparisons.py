@@ -88,9 +88,10 @@ class Comparisons:
     def win_matrix(self) -> tuple[np.ndarray, np.ndarray]:
         """Dense sufficient statistics: ``W[i, j]`` = weighted soft wins of i over j, ``N = W + W.T``."""
         n = self.n_items
-        W = np.zeros((n, n))
-        np.add.at(W, (self.a, self.b), self.weight * self.p)
-        np.add.at(W, (self.b, self.a), self.weight * (1.0 - self.p))
+        # np.bincount sums in row order, like np.add.at, at a fraction of its cost
+        W = np.bincount(self.a * n + self.b, weights=self.weight * self.p, minlength=n * n)
+        W += np.bincount(self.b * n + self.a, weights=self.weight * (1.0 - self.p), minlength=n * n)
+        W = W.reshape(n, n)
         return W, W + W.T
 
     def preference_matrix(self) -> tuple[np.ndarray, np.ndarray]:

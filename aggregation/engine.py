@@ -12,6 +12,7 @@ from .calibration import Diagnostics, diagnose
 from .comparisons import Comparisons
 from .prior import first_stage_prior
 from .registry import lookup
+from .threads import small_solve_threads
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class RankingReport:
     calibration: str
 
 
+@small_solve_threads
 def aggregate(
     comparisons: Comparisons,
     method: str = "bt",
@@ -41,6 +43,8 @@ def aggregate(
     ``seed`` reaches the aggregators that draw random numbers (kwiksort) and is ignored by the others;
     ``options`` go to the aggregator as they are (e.g. ``alpha`` for bt). ``prior_weight > 0`` appends
     the first-stage prior (:func:`first_stage_prior`) after calibration; it never counts as comparisons.
+    BLAS runs on the thread count the engine picks for the problem size (:mod:`.threads`), whatever the
+    environment says.
     Raises ``UnknownMethodError`` (a ``ValueError``) for an unknown method or calibration.
     """
     aggregator = lookup("aggregator", method)

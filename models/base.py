@@ -198,6 +198,9 @@ class Kind:
     # one score per (query, passage): p(a, b) is a function of two scores, and ``prepare_scores`` /
     # ``postprocess_scores`` give the scores themselves (cascade stages rank by them, one call per candidate)
     pointwise: ClassVar[bool] = False
+    # a pairwise LLM (seq2seq or causal prompt): the export measures its CPU backends and keeps the fastest
+    # that holds the fp32 decisions as the CPU default (models/cpu_default.py)
+    measured_cpu_default: ClassVar[bool] = False
 
     def __init__(self, spec: ModelSpec, encoder: Any) -> None:
         self.spec = spec

@@ -36,7 +36,7 @@ import shutil
 import tempfile
 import uuid
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -45,7 +45,7 @@ import numpy as np
 
 from .base import Item, ModelSpec, PairwiseModel, RuntimeOptions
 from .errors import CorruptModelError, MissingTokenizerError, ModelError, ParityError, UnknownModelError
-from .manifest import Manifest, Variant, sha256_file, sha256_weights
+from .manifest import Manifest, Variant, replace_manifest, sha256_file, sha256_weights
 from .registry import kind_class
 from .runtime import CPU, OnnxBackend, TorchBackend
 from .textenc import TOKENIZER_FILE, TextEncoder
@@ -461,15 +461,21 @@ def export_model(
     ``fp16_tolerance`` and Kendall tau >= 0.95), the variant CUDA loads pick by default.
     ``optimize``: fuse the graph with ONNX Runtime's transformer optimizer (None: where the architecture is
     supported; True: required). ``cpu_default``: the variant CPU loads pick by default (``fp32`` or, with
-    ``quantize``, ``int8``). Raises ``ParityError`` (and writes nothing) when the ONNX graph does not match
-    torch."""
+    ``quantize``, ``int8``), or ``auto`` (the default for LLM kinds, ``Kind.measured_cpu_default``): the
+    fastest backend measured on this machine that holds the fp32 decisions (models/cpu_default.py),
+    recorded in the manifest's ``cpu_default``. Raises ``ParityError`` (and writes nothing) when the ONNX
+    graph does not match torch."""
     import torch
 
     if quantize is not None and quantize not in QUANTIZATIONS:
         raise ModelError(f"unknown quantization {quantize!r}; known: {', '.join(QUANTIZATIONS)}")
-    if cpu_default not in (None, "fp32", quantize):
-        raise ModelError(f"cpu_default {cpu_default!r} is not a variant of this export (fp32, {quantize})")
     cls = kind_class(kind)
+    if cpu_default is None and cls.measured_cpu_default:
+        cpu_default = "auto"
+    if cpu_default not in (None, "auto", "fp32", quantize):
+        raise ModelError(
+            f"cpu_default {cpu_default!r} is not a variant of this export (fp32, {quantize}) nor 'auto'"
+        )
     unknown = sorted(set(kind_options) - cls.export_options)
     if unknown:
         allowed = ", ".join(sorted(cls.export_options)) or "none"
@@ -539,11 +545,31 @@ def export_model(
         if "fp32" not in variants:
             variants["fp32"] = check_variant(ONNX_FILE, tolerance, ORDER_MARGIN, None, None)
         variants["fp32"] = replace(variants["fp32"], graph=graph)
+        rejected: dict[str, Any] = {}
         if quantize == "int8":
             _quantize_int8(tmp / ONNX_FILE, tmp / INT8_FILE)
             variants["int8"] = check_variant(
                 INT8_FILE, int8_tolerance, int8_margin, int8_min_tau, INT8_METHOD
             )
+        elif cpu_default == "auto" and cls.measured_cpu_default:
+            # an LLM's int8 graph is a CPU-default candidate only when it passes its parity check; a failed
+            # check is recorded with the choice, and the graph is not kept
+            _quantize_int8(tmp / ONNX_FILE, tmp / INT8_FILE)
+            try:
+                variants["int8"] = check_variant(INT8_FILE, int8_tolerance, int8_margin, int8_min_tau, INT8_METHOD)
+            except ParityError as exc:
+                log.info("%s: int8 is no CPU-default candidate: %s", src.name, exc)
+                rejected["onnx-int8"] = {"backend": "onnx", "variant": "int8", "eligible": False,
+                                         "parity_failed": str(exc)}
+                (tmp / INT8_FILE).unlink()
+        measured_default: dict[str, Any] = {}
+        if cpu_default == "auto":
+            measured_default = _measure_cpu_default(cls, src, spec, runtime_kind, tmp, variants, items,
+                                                    ref_result.p, options)
+            measured_default["candidates"].update(rejected)
+            cpu_default = measured_default.get("variant", "fp32")
+            log.info("%s: CPU default %s (%s)", src.name, measured_default["choice"],
+                     {k: v.get("seconds_per_item") for k, v in measured_default["candidates"].items()})
         if fp16:
             _convert_fp16(tmp / ONNX_FILE, tmp / FP16_FILE)
             try:
@@ -567,6 +593,7 @@ def export_model(
             created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             versions=_versions(),
             torch_weights=torch_weights,
+            cpu_default=measured_default,
         )
         manifest.write(tmp)
         _place(tmp, out, overwrite)
@@ -574,6 +601,64 @@ def export_model(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return manifest
+
+
+def _measure_cpu_default(
+    cls: Any, src: Path, spec: Any, runtime_kind: Any, folder: Path, variants: Mapping[str, Variant],
+    items: Sequence[Item], reference: np.ndarray, options: RuntimeOptions,
+) -> dict[str, Any]:
+    """Measure the CPU candidates of an LLM kind on the parity items; see models/cpu_default.py."""
+    import torch
+
+    from .cpu_default import BF16_TOLERANCE, Candidate, choose, has_bf16_units
+
+    def onnx_run(file: str):
+        model = PairwiseModel(runtime_kind, OnnxBackend(folder / file, output=spec.output, providers=[CPU]),
+                              options=options)
+        return lambda: model.compare_batch(items).p
+
+    candidates = [Candidate("onnx-fp32", "onnx", "fp32", None, FP32_TOLERANCE, onnx_run(variants["fp32"].file))]
+    if "int8" in variants:
+        candidates.append(Candidate("onnx-int8", "onnx", "int8", None, INT8_TOLERANCE, onnx_run(variants["int8"].file)))
+    if has_bf16_units():
+        module = cls.torch_module(src, spec, dtype=torch.bfloat16, attn_implementation="sdpa")
+        bf16 = PairwiseModel(runtime_kind, TorchBackend(module, spec.inputs), options=options)
+
+        def bf16_run() -> np.ndarray:
+            with torch.inference_mode():
+                return bf16.compare_batch(items).p
+
+        candidates.append(Candidate("torch-bf16", "torch", None, "bfloat16", BF16_TOLERANCE, bf16_run))
+    return choose(candidates, reference)
+
+
+def measure_cpu_default(folder: str | Path, *, seed: int = 0, queries: int = 2, passages: int = 3) -> Manifest:
+    """Measure the CPU default of the exported LLM in ``folder`` on this machine and record it in its manifest
+    (for a store copied to another CPU, or an export made before the rule); returns the new manifest."""
+    import dataclasses
+
+    import torch
+    from transformers import AutoTokenizer
+
+    folder = Path(folder)
+    manifest = Manifest.read(folder)
+    cls = kind_class(manifest.kind)
+    src = folder / manifest.torch_weights if manifest.torch_weights else Path(manifest.source)
+    spec = manifest.spec
+    runtime_kind = cls(spec, TextEncoder(folder))
+    items = random_items(AutoTokenizer.from_pretrained(str(folder)), spec, np.random.default_rng(seed), queries,
+                         passages)
+    options = RuntimeOptions(max_chars=10**9)
+    module = cls.torch_module(src, spec, attn_implementation="eager")
+    with torch.inference_mode():
+        reference = PairwiseModel(runtime_kind, TorchBackend(module, spec.inputs), options=options)
+        reference_p = reference.compare_batch(items).p
+    record = _measure_cpu_default(cls, src, spec, runtime_kind, folder, manifest.variants, items, reference_p,
+                                  options)
+    cpu_variant = record.get("variant", manifest.default_variants.get("cpu", "fp32"))
+    manifest = dataclasses.replace(manifest, cpu_default=record,
+                                   default_variants={**manifest.default_variants, "cpu": cpu_variant})
+    return replace_manifest(folder, manifest)
 
 
 def export_items_parity(

@@ -100,6 +100,8 @@ class Manifest:
     torch_weights: str | None = None
     format_version: int = FORMAT_VERSION
     default_variants: Mapping[str, str] = field(default_factory=dict)  # per device: {"cpu": "int8", ...}
+    # the CPU backend measured fastest at export (models/cpu_default.py): backend, variant/dtype, figures
+    cpu_default: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def kind(self) -> str:
@@ -128,6 +130,7 @@ class Manifest:
             "default_variant": self.default_variant,
             "default_variants": dict(self.default_variants),
             "variants": {k: v.to_dict() for k, v in self.variants.items()},
+            **({"cpu_default": dict(self.cpu_default)} if self.cpu_default else {}),
             **spec,
             "torch_weights": self.torch_weights,
             "created": self.created,
@@ -160,6 +163,7 @@ class Manifest:
             torch_weights=data.get("torch_weights"),
             format_version=int(data.get("format_version", FORMAT_VERSION)),
             default_variants={str(k): str(v) for k, v in (data.get("default_variants") or {}).items()},
+            cpu_default=dict(data.get("cpu_default") or {}),
         )
 
     @classmethod
@@ -194,8 +198,6 @@ def record_measurements(
     variant CPU loads pick by default. The manifest is replaced atomically (write to a temporary file,
     then rename); graphs and digests are untouched."""
     import dataclasses
-    import os
-    import tempfile
 
     folder = Path(folder)
     manifest = Manifest.read(folder)
@@ -212,6 +214,15 @@ def record_measurements(
     manifest = dataclasses.replace(
         manifest, variants={**manifest.variants, variant: new_variant}, default_variants=defaults
     )
+    return replace_manifest(folder, manifest)
+
+
+def replace_manifest(folder: str | Path, manifest: Manifest) -> Manifest:
+    """Replace the manifest in ``folder`` atomically (temporary file, then rename); returns ``manifest``."""
+    import os
+    import tempfile
+
+    folder = Path(folder)
     fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".json", dir=folder)
     try:
         with os.fdopen(fd, "w") as fh:

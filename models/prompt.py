@@ -75,6 +75,7 @@ def label_token_id(hf_tokenizer: Any, candidates: Sequence[str]) -> int:
 class PromptKind(Kind):
     default_template: ClassVar[str]
     fields: ClassVar[tuple[str, ...]] = FIELDS
+    measured_cpu_default: ClassVar[bool] = True  # every prompt kind: causal (prp) and seq2seq (duo-t5, ...)
 
     def __init__(self, spec: ModelSpec, encoder: Any) -> None:
         self.template = str(spec.options.get("prompt_template") or self.default_template)

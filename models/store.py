@@ -152,7 +152,9 @@ EMBEDDED: Mapping[str, EmbeddedModel] = {
             "HuggingFaceTB/SmolLM2-135M-Instruct (GGUF Q4_1, dequantized to float32), pairwise ranking "
             "prompting with its chat template; p = softmax(logit A, logit B)"
         ),
-        # a 135M causal LM: the parity check runs 12 random prompts of up to ~600 tokens, not 90
+        # a 135M causal LM: the parity check runs 12 random prompts of up to ~600 tokens, not 90. The CPU
+        # default is measured at export (models/cpu_default.py): int8 is tried as a candidate and dropped when
+        # it fails its parity check (dynamic int8 breaks this model's answers: max |dp| 0.97, tau -0.27)
         export_options={"parity_queries": 2, "parity_passages": 3},
     ),
 }
@@ -431,7 +433,7 @@ BACKENDS: Mapping[str, Callable[[_Source, ModelStore, Mapping[str, Any]], Pairwi
 
 def load_model(
     name_or_path: str | Path,
-    backend: str = "onnx",
+    backend: str | None = None,
     *,
     store: ModelStore | str | Path | None = None,
     kind: str | None = None,
@@ -453,6 +455,9 @@ def load_model(
 ) -> PairwiseModel:
     """Load a model by store name, embedded name or folder.
 
+    ``backend=None`` (default): ``onnx``, except that a CPU load of a model whose manifest records a measured
+    CPU default (LLM kinds, models/cpu_default.py) takes that backend when this machine supports it (torch
+    bfloat16 needs bf16 units) and no variant or dtype was asked for.
     ``backend="onnx"``: an exported model (store name or folder with ``manifest.json``); ``variant`` picks
     ``fp32`` or ``int8`` (default: the manifest's ``default_variants`` for the device the session runs on,
     e.g. ``int8`` on CPU where the export chose it, always ``fp32`` on CUDA); ``providers`` forces ONNX
@@ -465,12 +470,20 @@ def load_model(
     the weights') sha256. ``cuda_options``: ONNX Runtime CUDA provider options (``device_id``,
     ``gpu_mem_limit`` in bytes, ``arena_extend_strategy``; see ``runtime.CudaOptions``), used where the
     session runs on CUDA."""
-    if backend not in BACKENDS:
+    if backend is not None and backend not in BACKENDS:
         raise ModelError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
     if kind is not None:
         kind_class(kind)
     st = _store(store)
     src = _resolve(name_or_path, st, kind)
+    if backend is None:
+        backend = "onnx"
+        record = src.manifest.cpu_default if src.manifest is not None else None
+        if record and variant is None and dtype is None and device in (None, "cpu") and _device_of(providers) == "cpu":
+            from .cpu_default import backend_for_load
+
+            backend, chosen = backend_for_load(record)
+            dtype = chosen.get("dtype")
     base = RuntimeOptions()
     options = RuntimeOptions(
         max_tokens_per_batch=max_tokens_per_batch or base.max_tokens_per_batch,

@@ -8,7 +8,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, NoReturn
+from typing import IO, TYPE_CHECKING, NoReturn
 
 from . import __version__
 from .aggregation.registry import names
@@ -27,6 +27,12 @@ from .models.registry import KINDS
 from .pipeline import RankOptions, RequestError, aggregate_group
 from .retrieval.cli import add_index_parser
 from .server.cli import add_bench_load_arguments, add_serve_arguments, run_bench_load, run_serve
+
+if TYPE_CHECKING:
+    from .pipeline import RankOptions
+
+# The engine (pipeline, comparison parsing) is imported inside the commands that run it, so that
+# ``rerank --help`` and argument errors cost no more than the argument parser (tests/test_cli_startup.py).
 
 EXIT_BAD_INPUT = 1
 EXIT_USAGE = 2
@@ -57,6 +63,9 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
     if args.calibration not in calibrations:
         known = ", ".join(calibrations)
         return _fail(f"unknown --calibration {args.calibration!r}; known: {known}", EXIT_USAGE)
+    from .comparison_io import InputError, read_comparison_groups
+    from .pipeline import aggregate_group
+
     try:
         handle = _open_input(args.input)
     except OSError as exc:
@@ -153,6 +162,8 @@ def parse_budget(text: str | None) -> int | float | None:
 
 
 def _rank_options(args: argparse.Namespace) -> RankOptions:
+    from .pipeline import RankOptions
+
     return RankOptions(
         sampler=args.sampler, budget=args.budget, aggregator=args.aggregator, calibration=args.calibration,
         fusion=args.fusion, seed=args.seed, both_orders=args.both_orders, prior_weight=args.prior_weight,
@@ -325,6 +336,7 @@ def _names_list(values: list[str]) -> list[str]:
 
 def cmd_bench_budgets(args: argparse.Namespace) -> int:
     from .budget_bench import run_budget_bench
+    from .pipeline import RequestError
 
     try:
         budgets = [float(b.rstrip("%")) / (100.0 if b.endswith("%") else 1.0) for b in _names_list(args.budgets)]

@@ -20,16 +20,18 @@ def win_matrix(comparisons: Comparisons) -> tuple[np.ndarray, np.ndarray]:
     """``W[i, j]`` = weighted soft wins of i over j, ``N = W + W.T``; bit-identical under row permutation.
 
     Same definition as :meth:`Comparisons.win_matrix`, but the rows are summed in a canonical order
-    (and with ``np.bincount``, which is much faster than ``np.add.at``).
+    (and with ``np.bincount``, which is much faster than ``np.add.at``); without repeated ordered pairs
+    each cell of a bincount has one term, so no sort is needed.
     """
     n = comparisons.n_items
     a, b, p, w = comparisons.a, comparisons.b, comparisons.p, comparisons.weight
     if len(p) == 0:
         W = np.zeros((n, n))
         return W, W.copy()
-    idx = np.lexsort((w, p, b, a))
-    a, b, p, w = a[idx], b[idx], p[idx], w[idx]
     size = n * n
+    if int(np.bincount(a * n + b, minlength=size).max()) > 1:
+        idx = np.lexsort((w, p, b, a))
+        a, b, p, w = a[idx], b[idx], p[idx], w[idx]
     W = np.bincount(a * n + b, weights=w * p, minlength=size)
     W += np.bincount(b * n + a, weights=w * (1.0 - p), minlength=size)
     W = W.reshape(n, n)

@@ -5,19 +5,32 @@ from __future__ import annotations
 import numpy as np
 
 from ..comparisons import AggregateResult, Comparisons
+from ..threads import small_solve_threads
 from ._common import TIE_TOL, preference, soft_tiebreak
 
 
 def transitive_closure(M: np.ndarray) -> np.ndarray:
-    """Reachability closure of a boolean adjacency matrix (Floyd–Warshall, one vectorised update per k)."""
-    R = np.array(M, dtype=bool, copy=True)
-    for k in range(R.shape[0]):
-        rows = np.flatnonzero(R[:, k])
-        if len(rows):
-            R[rows] |= R[k]
-    return R
+    """Reachability closure of a boolean adjacency matrix: ``R[i, j]`` = a path of length >= 1 from i to j.
+
+    Repeated squaring of ``I + M`` (paths of length <= 2^t) in single-precision BLAS until it stops
+    changing, then one product with ``M``; entries are path counts, only their sign is read, so float32
+    is exact enough. Comparison graphs have a small diameter, so a few products suffice: faster than
+    Floyd-Warshall's n row updates and than a breadth-first search from every item
+    (bench/results/aggregators_vs_peers.md).
+    """
+    edges = np.asarray(M, dtype=bool)
+    n = edges.shape[0]
+    reach = edges | np.eye(n, dtype=bool)
+    while True:
+        F = reach.astype(np.float32)
+        longer = (F @ F) > 0
+        if np.array_equal(longer, reach):
+            break
+        reach = longer
+    return (reach.astype(np.float32) @ edges.astype(np.float32)) > 0
 
 
+@small_solve_threads
 def enhanced_borda(comparisons: Comparisons) -> AggregateResult:
     """Enhanced Borda Count: Borda count over the transitive closure of the binarised preferences.
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.linalg
+import scipy.sparse
 from scipy.sparse.csgraph import connected_components
 
 from ..comparisons import AggregateResult, Comparisons
+from ..threads import small_solve_threads
 
 #: Default ridge (penalty ``alpha * ||s||^2``): worth one comparison per item, small next to the data.
 DEFAULT_ALPHA = 1.0
@@ -16,6 +18,15 @@ DEFAULT_MAX_LOGIT = 8.0
 _SNAP_DECIMALS = 12  # as in bt: exact ties stay ties
 
 
+def _components(n: int, a: np.ndarray, b: np.ndarray, A: np.ndarray) -> int:
+    """Connected components of the comparison graph (1 without a search when every pair was compared)."""
+    if np.count_nonzero(A) == n * (n - 1):
+        return 1
+    graph = scipy.sparse.csr_matrix((np.ones(len(a)), (a, b)), shape=(n, n))
+    return int(connected_components(graph, directed=False)[0])
+
+
+@small_solve_threads
 def hodgerank(
     comparisons: Comparisons,
     *,
@@ -48,7 +59,11 @@ def hodgerank(
     if n == 0:
         return AggregateResult(scores=np.zeros(0), stderr=np.zeros(0))
     a, b, p, w = comparisons.a, comparisons.b, comparisons.p, comparisons.weight
-    idx = np.lexsort((w, p, b, a))  # canonical row order: the sums do not depend on how rows arrive
+    # canonical row order, so that the sums do not depend on how rows arrive: by ordered pair, which is a
+    # plain integer sort when no ordered pair repeats, else by all columns
+    key = a * n + b
+    repeats = int(np.bincount(key, minlength=n * n).max(initial=0)) > 1
+    idx = np.lexsort((w, p, b, a)) if repeats else np.argsort(key)
     a, b, p, w = a[idx], b[idx], p[idx], w[idx]
     tiny = 1e-300
     y = np.clip(np.log(np.maximum(p, tiny)) - np.log(np.maximum(1.0 - p, tiny)), -max_logit, max_logit)
@@ -65,13 +80,16 @@ def hodgerank(
     scores = scipy.linalg.cho_solve(factor, flow, check_finite=False)
     scores = np.round(scores - scores.mean(), _SNAP_DECIMALS) + 0.0
     rows = len(p)
-    dof = float(np.sum(w)) - (n - connected_components(A > 0, directed=False)[0]) if rows else 0.0
+    dof = float(np.sum(w)) - (n - _components(n, a, b, A)) if rows else 0.0
     if dof > 0:
         resid = scores[a] - scores[b] - y
         sigma2 = float(np.sum(w * resid**2) / dof)
     else:
         sigma2 = 1.0
-    inv_diag = np.diag(scipy.linalg.cho_solve(factor, np.eye(n), check_finite=False))
+    inverse, info = scipy.linalg.lapack.dpotri(factor[0], lower=factor[1])  # the inverse from the factor
+    if info != 0:
+        raise np.linalg.LinAlgError(f"HodgeRank covariance: potri failed (info {info})")
+    inv_diag = np.diag(inverse)
     centred_var = inv_diag - 1.0 / (n * (alpha + beta * n))
     stderr = np.sqrt(np.maximum(centred_var, 0.0) * sigma2)
     return AggregateResult(scores=scores, stderr=stderr)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import numpy as np
+import scipy.linalg
 
 from ..comparisons import AggregateResult, Comparisons
+from ..threads import small_solve_threads
 from ._common import win_matrix
 
+_SNAP_DECIMALS = 14  # the mass is ~1/n; the LU's rounding is ~1e-17
 
-def pagerank(
-    comparisons: Comparisons, *, damping: float = 0.85, tol: float = 1e-12, max_iter: int = 10_000
-) -> AggregateResult:
+
+@small_solve_threads
+def pagerank(comparisons: Comparisons, *, damping: float = 0.85) -> AggregateResult:
     """Rank by the stationary mass of a random walk that moves from losers to winners.
 
     Source: PageRank aggregation as evaluated by Gienapp et al. (ICTIR 2022) for pairwise re-ranking;
@@ -21,7 +24,10 @@ def pagerank(
     Callaghan, Mucha, Porter 2007). Without the self-loops the out-weights are normalised away and a
     two-item graph gets equal mass whatever p says. The walk follows out-edges proportionally with
     probability ``damping`` (0.85, Brin and Page 1998) and teleports uniformly otherwise; the mass of
-    dangling items (never compared) is spread uniformly. Power iteration until the L1 change is below ``tol``.
+    dangling items (never compared) is spread uniformly. The stationary vector is the solution of one dense
+    linear system, ``r (I - damping P) = (1 - damping) / n`` with ``P`` the row-stochastic walk (dangling
+    rows uniform), which is nonsingular for damping < 1: the fixed point power iteration converges to,
+    at the cost of one LU factorisation instead of ~150 matrix-vector products.
 
     ``scores`` = stationary mass (sums to 1). An item never compared receives only the uniform
     teleport/dangling share.
@@ -37,13 +43,14 @@ def pagerank(
     dangling = out <= 0
     T = np.zeros_like(E)
     np.divide(E, out[:, None], out=T, where=~dangling[:, None])
-    r = np.full(n, 1.0 / n)
-    base = (1.0 - damping) / n
-    for _ in range(max_iter):
-        new = damping * (r @ T + r[dangling].sum() / n) + base
-        new /= new.sum()
-        delta = np.abs(new - r).sum()
-        r = new
-        if delta < tol:
-            break
+    P = T
+    P[dangling] = 1.0 / n
+    system = (np.eye(n) - damping * P).T  # I - damping P^T, in the Fortran order LAPACK takes without a copy
+    # LAPACK gesv directly: scipy.linalg.solve's checks cost more than the solve at these sizes
+    _, _, r, info = scipy.linalg.lapack.dgesv(system, np.full(n, (1.0 - damping) / n), overwrite_a=True)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"PageRank: gesv failed (info {info})")
+    r /= r.sum()
+    # as in bt: exact ties (items in symmetric positions) must not be broken by the solver's rounding
+    r = np.round(r, _SNAP_DECIMALS) + 0.0
     return AggregateResult(scores=r)

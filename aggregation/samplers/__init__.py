@@ -2,32 +2,42 @@
 
 ``SAMPLERS`` maps the method names to the sampler functions (protocol and driver in :mod:`.base`).
 Default order per sampler: ``all`` asks both orders (``auto`` too when it runs ``all``); every other
-sampler asks one order with a random slot assignment unless ``both_orders=True``.
+sampler asks one order with a random slot assignment unless ``both_orders=True``. The sampler modules are
+imported on first use (:mod:`..lazy`): ``active`` needs scipy, listing the names does not.
 """
 
-from .active import active
-from .all_pairs import all_pairs
-from .auto import auto
-from .base import Pair, Sampler, SamplerReport, SamplerRun, SamplingOutcome, run_sampler
-from .heapsort import heapsort
-from .quicksort import quicksort
-from .random_pairs import random_pairs
-from .refine import refine
-from .sliding import sliding
-from .window import skip_window, window
+from __future__ import annotations
 
-SAMPLERS: dict[str, Sampler] = {
-    "auto": auto,
-    "all": all_pairs,
-    "random": random_pairs,
-    "window": window,
-    "skip": skip_window,
-    "heapsort": heapsort,
-    "quicksort": quicksort,
-    "sliding": sliding,
-    "active": active,
-    "refine": refine,
+from ..lazy import LazyTable, lazy_exports
+from .base import Pair, Sampler, SamplerReport, SamplerRun, SamplingOutcome, run_sampler
+
+_EXPORTS = {
+    "auto": "auto:auto",
+    "all_pairs": "all_pairs:all_pairs",
+    "random_pairs": "random_pairs:random_pairs",
+    "window": "window:window",
+    "skip_window": "window:skip_window",
+    "heapsort": "heapsort:heapsort",
+    "quicksort": "quicksort:quicksort",
+    "sliding": "sliding:sliding",
+    "active": "active:active",
+    "refine": "refine:refine",
 }
+
+SAMPLERS = LazyTable(__name__, {
+    "auto": _EXPORTS["auto"],
+    "all": _EXPORTS["all_pairs"],
+    "random": _EXPORTS["random_pairs"],
+    "window": _EXPORTS["window"],
+    "skip": _EXPORTS["skip_window"],
+    "heapsort": _EXPORTS["heapsort"],
+    "quicksort": _EXPORTS["quicksort"],
+    "sliding": _EXPORTS["sliding"],
+    "active": _EXPORTS["active"],
+    "refine": _EXPORTS["refine"],
+})
+
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
 #: The request-level parameters each sampler takes (beside the budget, ``both_orders`` and the round limit
 #: every sampler honours): ``window`` = window size m, ``skip`` = dilation lam, ``top_n`` = the positions a
@@ -56,15 +66,6 @@ __all__ = [
     "SamplerReport",
     "SamplerRun",
     "SamplingOutcome",
-    "active",
-    "all_pairs",
-    "auto",
-    "heapsort",
-    "quicksort",
-    "random_pairs",
-    "refine",
     "run_sampler",
-    "skip_window",
-    "sliding",
-    "window",
+    *_EXPORTS,
 ]

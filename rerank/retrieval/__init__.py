@@ -12,53 +12,42 @@ Retrieve then re-rank: :func:`retrieve_and_rerank` (the gRPC ``RetrieveAndRerank
 ``rerank index build | add | search`` (:func:`rerank.retrieval.cli.add_index_parser`).
 """
 
-from .build import BuildReport, add_documents, build_index, is_index
-from .corpus import Corpus, Document, read_documents, read_query_file
-from .docstore import DocStore, StoredDoc
-from .embed import Progress, embed_texts
-from .errors import (
-    CorpusError,
-    CorruptIndexError,
-    DimensionMismatchError,
-    DuplicateIdError,
-    IndexClosedError,
-    IndexModelMismatchError,
-    NotAnIndexError,
-    RetrievalError,
-)
-from .index import INDEX_TYPES, Hit, Index, gpu_count, load_embedding_model, resolve_params
-from .manifest import IndexManifest, ModelRef
-from .retrieve import RetrieveAndRerankResult, retrieve_and_rerank
+from ..aggregation.lazy import lazy_exports
 
-__all__ = [
-    "INDEX_TYPES",
-    "BuildReport",
-    "Corpus",
-    "CorpusError",
-    "CorruptIndexError",
-    "DimensionMismatchError",
-    "DocStore",
-    "Document",
-    "DuplicateIdError",
-    "Hit",
-    "Index",
-    "IndexClosedError",
-    "IndexManifest",
-    "IndexModelMismatchError",
-    "ModelRef",
-    "NotAnIndexError",
-    "Progress",
-    "RetrievalError",
-    "RetrieveAndRerankResult",
-    "StoredDoc",
-    "add_documents",
-    "build_index",
-    "embed_texts",
-    "gpu_count",
-    "is_index",
-    "load_embedding_model",
-    "read_documents",
-    "read_query_file",
-    "resolve_params",
-    "retrieve_and_rerank",
-]
+# Imported on first use, so that `rerank --help` (which wires in `rerank index`) loads none of it.
+_EXPORTS = {
+    "add_documents": "build:add_documents",
+    "build_index": "build:build_index",
+    "BuildReport": "build:BuildReport",
+    "Corpus": "corpus:Corpus",
+    "CorpusError": "errors:CorpusError",
+    "CorruptIndexError": "errors:CorruptIndexError",
+    "DimensionMismatchError": "errors:DimensionMismatchError",
+    "DocStore": "docstore:DocStore",
+    "Document": "corpus:Document",
+    "DuplicateIdError": "errors:DuplicateIdError",
+    "embed_texts": "embed:embed_texts",
+    "gpu_count": "index:gpu_count",
+    "Hit": "index:Hit",
+    "Index": "index:Index",
+    "INDEX_TYPES": "index:INDEX_TYPES",
+    "IndexClosedError": "errors:IndexClosedError",
+    "IndexManifest": "manifest:IndexManifest",
+    "IndexModelMismatchError": "errors:IndexModelMismatchError",
+    "is_index": "build:is_index",
+    "load_embedding_model": "index:load_embedding_model",
+    "ModelRef": "manifest:ModelRef",
+    "NotAnIndexError": "errors:NotAnIndexError",
+    "Progress": "embed:Progress",
+    "read_documents": "corpus:read_documents",
+    "read_query_file": "corpus:read_query_file",
+    "resolve_params": "index:resolve_params",
+    "RetrievalError": "errors:RetrievalError",
+    "retrieve_and_rerank": "retrieve:retrieve_and_rerank",
+    "RetrieveAndRerankResult": "retrieve:RetrieveAndRerankResult",
+    "StoredDoc": "docstore:StoredDoc",
+}
+
+__getattr__ = lazy_exports(__name__, _EXPORTS)
+
+__all__ = list(_EXPORTS)

@@ -30,7 +30,7 @@ class ServerConfig:
     port: int = 50051
     models: tuple[str, ...] = ("minilm",)  # the first is the default model
     store: str | None = None  # model store folder (default $RERANK_HOME/models)
-    backend: str = "onnx"
+    backend: str | None = None  # None: ONNX, or the CPU default an LLM's manifest records (models/cpu_default.py)
     model_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # load_model kwargs by name
     max_batch_items: int | None = None  # None: by model kind (AUTO_MAX_BATCH_ITEMS)
     max_wait_ms: float = 5.0  # wait for requests in flight to join a batch, at most this long

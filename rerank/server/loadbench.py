@@ -6,7 +6,11 @@ Phases (``--phases``; results merge into ``<out>/<name>.json`` and ``.md``, so p
 - ``throughput``: req/s and p50/p95/p99 latency at 1, 8 and 32 concurrent clients (one channel each) for
   each k, each for ``--seconds`` (every client finishes the request it started);
 - ``compare``: the server at 8 clients against the same work in-process (``pipeline.rerank`` with the same
-  model, 8 threads), alternated A/B/A/B; ratio of throughputs;
+  model, 8 threads) for each k of ``--compare-ks`` and each traffic pattern of ``--patterns``: ``steady``
+  (every client sends its next request as soon as the last one returns) and ``bursty`` (the 8 clients
+  send together and wait for each other: synchronised bursts). The server is called through a bare stub
+  and through ``RerankClient.rerank`` (``--client-paths``), the modes rotating within each rep; the
+  figure is the median over reps of the per-rep throughput ratio server / in-process;
 - ``overhead``: one client, k = 20: server and in-process calls of the same request alternated; the p50
   difference, plus the overhead measured directly (client latency minus the server's handler time, and
   handler time minus the pipeline's own time);
@@ -63,7 +67,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=15.0,
         help="seconds per server / in-process run of the compare phase (default 15)",
     )
-    parser.add_argument("--compare-reps", type=int, default=2, help="A/B repetitions (default 2)")
+    parser.add_argument("--compare-reps", type=int, default=3, help="repetitions of the compare phase (default 3)")
+    parser.add_argument("--compare-ks", default="20,100", help="candidates per request in the compare phase")
+    parser.add_argument("--patterns", default="steady,bursty", help="traffic patterns: steady, bursty (default both)")
+    parser.add_argument(
+        "--client-paths", default="stub,client",
+        help="server call paths: stub (bare generated stub), client (RerankClient.rerank); default both",
+    )
     parser.add_argument("--overhead-pairs", type=int, default=12, help="paired calls (default 12)")
     parser.add_argument(
         "--overhead-fake-pairs",
@@ -197,6 +207,57 @@ def drive(
     return stats
 
 
+def drive_bursty(
+    n_clients: int,
+    seconds: float,
+    make_call: Callable[[int], Callable[[Request], dict[str, float] | None]],
+    requests: Sequence[Request],
+) -> RunStats:
+    """Synchronised bursts: all ``n_clients`` threads send one request each at the same moment, and the next
+    burst starts when the whole burst has returned; bursts start until ``seconds`` have passed."""
+    stats = RunStats()
+    lock = threading.Lock()
+    calls = [make_call(i) for i in range(n_clients)]
+    start = threading.Barrier(n_clients + 1)
+    done = threading.Barrier(n_clients + 1)
+    burst = {"index": 0, "stop": False}
+
+    def worker(i: int) -> None:
+        while True:
+            start.wait()
+            if burst["stop"]:
+                return
+            req = requests[(burst["index"] * n_clients + i) % len(requests)]
+            t0 = time.perf_counter()
+            try:
+                calls[i](req)
+                with lock:
+                    stats.latencies.append(time.perf_counter() - t0)
+            except Exception as exc:
+                code = getattr(getattr(exc, "code", None), "name", None) or type(exc).__name__
+                with lock:
+                    stats.errors[str(code)] += 1
+            done.wait()
+
+    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(n_clients)]
+    for t in threads:
+        t.start()
+    t_start = time.perf_counter()
+    while time.perf_counter() < t_start + seconds:
+        start.wait()
+        done.wait()
+        burst["index"] += 1
+    stats.wall = time.perf_counter() - t_start
+    burst["stop"] = True
+    start.wait()
+    for t in threads:
+        t.join()
+    return stats
+
+
+DRIVERS = {"steady": drive, "bursty": drive_bursty}
+
+
 class ServerProcess:
     """``python -m rerank.server serve`` on a free port, with metrics; stopped with SIGTERM."""
 
@@ -308,6 +369,23 @@ def server_call(address: str, model: str) -> Callable[[int], Callable[[Request],
     return make
 
 
+def client_call(address: str, model: str) -> Callable[[int], Callable[[Request], dict[str, float]]]:
+    """The server through the user-facing path: ``RerankClient.rerank`` (request building, retries, reply)."""
+    from ..client import RerankClient
+
+    def make(_i: int) -> Callable[[Request], dict[str, float]]:
+        client = RerankClient(address, timeout=600)
+
+        def call(req: Request) -> dict[str, float]:
+            reply = client.rerank(req.query, list(zip(req.ids, req.texts, strict=True)), models=[model],
+                                  sampler="all")
+            return {"pipeline_ms": reply.usage.elapsed_ms}
+
+        return call
+
+    return make
+
+
 def inprocess_call(model: Any) -> Callable[[int], Callable[[Request], dict[str, float]]]:
     from ..pipeline import Candidate, RankOptions, rerank
 
@@ -345,30 +423,41 @@ def phase_throughput(
 
 
 def phase_compare(
-    args: argparse.Namespace, address: str, model: Any, requests: list[Request]
+    args: argparse.Namespace, address: str, model: Any, requests: dict[int, list[Request]]
 ) -> dict[str, Any]:
-    runs = []
-    for rep in range(args.compare_reps):
-        for mode in ("server", "in-process"):
-            make = server_call(address, args.model) if mode == "server" else inprocess_call(model)
-            stats = drive(8, args.compare_seconds, make, requests)
-            runs.append({"rep": rep + 1, "mode": mode, **stats.summary()})
-            _log(f"compare {mode} rep {rep + 1}: {runs[-1]}")
-    server = sum(r["requests"] for r in runs if r["mode"] == "server") / sum(
-        r["seconds"] for r in runs if r["mode"] == "server"
-    )
-    local = sum(r["requests"] for r in runs if r["mode"] == "in-process") / sum(
-        r["seconds"] for r in runs if r["mode"] == "in-process"
-    )
-    return {
-        "k": 20,
-        "clients": 8,
-        "runs": runs,
-        "server_req_per_s": round(server, 3),
-        "inprocess_req_per_s": round(local, 3),
-        "ratio": round(server / local, 3),
-        "target": 0.8,
+    """Per k and traffic pattern: reps of server (per call path) and in-process runs in rotating order; the
+    ratio is the median over reps of the per-rep ratio, so one slow run does not lift or sink it."""
+    makers: dict[str, Callable[[], Callable[[int], Callable[[Request], dict[str, float]]]]] = {
+        "server": lambda: server_call(address, args.model),
+        "server-client": lambda: client_call(address, args.model),
+        "in-process": lambda: inprocess_call(model),
     }
+    paths = {p.strip() for p in args.client_paths.split(",") if p.strip()}
+    modes = [m for m in makers if m == "in-process" or {"server": "stub", "server-client": "client"}[m] in paths]
+    runs, summary = [], []
+    for k in _ints(args.compare_ks):
+        for pattern in [p.strip() for p in args.patterns.split(",") if p.strip()]:
+            driver = DRIVERS[pattern]
+            for rep in range(args.compare_reps):
+                shift = rep % len(modes)
+                for mode in modes[shift:] + modes[:shift]:
+                    stats = driver(8, args.compare_seconds, makers[mode](), requests[k])
+                    runs.append({"k": k, "pattern": pattern, "rep": rep + 1, "mode": mode, **stats.summary()})
+                    _log(f"compare k={k} {pattern} {mode} rep {rep + 1}: {runs[-1]}")
+            local = [r for r in runs if (r["k"], r["pattern"], r["mode"]) == (k, pattern, "in-process")]
+            for mode in modes:
+                if mode == "in-process":
+                    continue
+                mine = [r for r in runs if (r["k"], r["pattern"], r["mode"]) == (k, pattern, mode)]
+                ratios = [a["req_per_s"] / b["req_per_s"] for a, b in zip(mine, local, strict=True)
+                          if b["req_per_s"] > 0]
+                summary.append({
+                    "k": k, "pattern": pattern, "mode": mode, "per_rep_ratios": [round(x, 3) for x in ratios],
+                    "ratio": round(float(np.median(ratios)), 3) if ratios else None,
+                    "server_p50_ms": round(float(np.median([r["p50_ms"] for r in mine])), 1),
+                    "inprocess_p50_ms": round(float(np.median([r["p50_ms"] for r in local])), 1),
+                })
+    return {"clients": 8, "runs": runs, "summary": summary, "target": 0.85}
 
 
 def _paired(
@@ -550,29 +639,38 @@ def render(results: dict[str, Any]) -> str:
             )
         lines += ["", "p95/p99 over few requests are close to the maximum; read them as such.", ""]
     c = results.get("compare")
-    if c:
-        met = "met" if c["ratio"] >= c["target"] else "NOT met"
+    if c and "summary" in c:
         lines += [
-            "## Server vs in-process (k = 20, 8 concurrent clients / threads)",
+            "## Server vs in-process (8 concurrent clients / threads; steady and bursty traffic)",
             "",
-            f"Command: `{c['command']}` ({c['date']}).",
+            f"Command: `{c['command']}` ({c['date']}). Steady: each client sends its next request when the last "
+            "returns. Bursty: the 8 clients send together and wait for each other. `server` calls a bare "
+            "generated stub, `server-client` goes through `RerankClient.rerank`. Ratio: median over reps of "
+            "the per-rep throughput ratio server / in-process (modes rotate within each rep).",
             "",
-            "| rep | mode | requests | errors | req/s | p50 ms | p95 ms |",
-            "| ---: | --- | ---: | ---: | ---: | ---: | ---: |",
+            "| k | pattern | mode | per-rep ratios | **median ratio** | server p50 ms | in-process p50 ms |",
+            "| ---: | --- | --- | --- | ---: | ---: | ---: |",
+        ]
+        for r in c["summary"]:
+            lines.append(
+                f"| {r['k']} | {r['pattern']} | {r['mode']} | {', '.join(f'{x:.2f}' for x in r['per_rep_ratios'])}"
+                f" | **{r['ratio']:.2f}** | {r['server_p50_ms']:,.0f} | {r['inprocess_p50_ms']:,.0f} |"
+            )
+        worst = min(r["ratio"] for r in c["summary"] if r["ratio"] is not None)
+        lines += [
+            "",
+            f"Target >= {c['target']}x in every pattern and k: worst {worst:.2f}x "
+            f"({'met' if worst >= c['target'] else 'NOT met'}). Load average (1 min): {_load(c)}.",
+            "",
+            "| k | pattern | rep | mode | requests | errors | req/s | p50 ms | p95 ms |",
+            "| ---: | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |",
         ]
         for r in c["runs"]:
             lines.append(
-                f"| {r['rep']} | {r['mode']} | {r['requests']} | {r['errors']} | {r['req_per_s']:.2f} | "
-                f"{r['p50_ms']:,.0f} | {r['p95_ms']:,.0f} |"
+                f"| {r['k']} | {r['pattern']} | {r['rep']} | {r['mode']} | {r['requests']} | {r['errors']} | "
+                f"{r['req_per_s']:.2f} | {r['p50_ms'] or 0:,.0f} | {r['p95_ms'] or 0:,.0f} |"
             )
-        lines += [
-            "",
-            f"Throughput ratio server / in-process: **{c['ratio']:.2f}x** ({c['server_req_per_s']:.2f} vs "
-            f"{c['inprocess_req_per_s']:.2f} req/s); target >= {c['target']}x: {met}. In-process, the 8 "
-            "threads call the model concurrently (one ONNX Runtime session); the server merges their "
-            f"comparisons into shared model calls. Load average (1 min): {_load(c)}.",
-            "",
-        ]
+        lines.append("")
     o = results.get("overhead")
     if o and "model" in o:
         cols = [("model", "MiniLM (real model)")] + (
@@ -660,7 +758,8 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.write(f"rerank: error: unknown phase(s) {', '.join(bad)}; known: {', '.join(PHASES)}\n")
         return 2
     folder = data_folder(args.data)
-    ks = sorted(set(_ints(args.ks)) | ({20} if {"compare", "overhead", "memory"} & set(phases) else set()))
+    ks = sorted(set(_ints(args.ks)) | ({20} if {"compare", "overhead", "memory"} & set(phases) else set())
+                | (set(_ints(args.compare_ks)) if "compare" in phases else set()))
     requests = {k: load_requests(folder, k) for k in ks}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -719,7 +818,7 @@ def run(args: argparse.Namespace) -> int:
             results["throughput"] = {"rows": merged}
         if "compare" in phases:
             load0 = os.getloadavg()[0]
-            res = phase_compare(args, address, local_model, requests[20])
+            res = phase_compare(args, address, local_model, requests)
             errors += sum(r["errors"] for r in res["runs"])
             results["compare"] = {
                 "command": command,

@@ -1,0 +1,128 @@
+"""CPU default of the LLM kinds: the fastest backend measured on this machine that keeps the fp32 decisions.
+
+A pairwise LLM (any :class:`~.prompt.PromptKind`: causal ``prp``, seq2seq ``duo-t5``, and every prompt kind
+added later; :attr:`~.base.Kind.measured_cpu_default`) is expensive on a CPU, and which backend is fastest
+depends on the CPU: torch bfloat16 runs 2.5x fp32 where the CPU has bf16 units (``avx512_bf16``,
+``amx_bf16``) and is emulated, slower than fp32, where it has none; dynamic int8 ONNX gains where int8
+dot products are fast. So the export measures, on this machine and on its own parity items:
+
+- ``onnx-fp32`` (the exported graph), ``onnx-int8`` (when the export quantized),
+- ``torch-bf16`` only when the CPU has bf16 units,
+
+and keeps as the CPU default the fastest candidate whose decisions (p > 1/2) agree with the torch fp32
+reference on at least :data:`MIN_DECISION_AGREEMENT` of the items and whose max |dp| is within its
+tolerance. The choice, the figures and the CPU they were measured on go into the manifest
+(``cpu_default``); ``load_model(backend=None)`` follows it on a CPU, and falls back to ONNX when the
+record asks for bf16 and the loading machine has no bf16 units (a store copied to another machine).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .runtime import cpu_name
+
+#: Decisions (p > 1/2) a candidate must share with the torch fp32 reference.
+MIN_DECISION_AGREEMENT = 0.95
+#: Largest |p - p_fp32| a bf16 candidate may show (bf16 keeps 8 bits of mantissa; measured max 0.012).
+BF16_TOLERANCE = 0.05
+#: CPU flags that mean native bf16 arithmetic.
+BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+TIMING_REPS = 3
+
+
+def cpu_flags() -> frozenset[str]:
+    """The flags of the first CPU in ``/proc/cpuinfo`` (empty where there is none)."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def has_bf16_units(flags: frozenset[str] | None = None) -> bool:
+    """Whether the CPU computes in bfloat16 natively (otherwise torch emulates it, slower than fp32)."""
+    return bool(BF16_FLAGS & (cpu_flags() if flags is None else flags))
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One way to run the model on a CPU: ``backend`` (``onnx``/``torch``), ``variant`` or ``dtype``."""
+
+    name: str
+    backend: str
+    variant: str | None  # ONNX graph variant
+    dtype: str | None  # torch dtype
+    tolerance: float
+    run: Callable[[], np.ndarray]  # p for the measurement items
+
+
+def candidate_record(c: Candidate) -> dict[str, Any]:
+    return {"backend": c.backend, **({"variant": c.variant} if c.variant else {}), **({"dtype": c.dtype} if c.dtype
+                                                                                       else {})}
+
+
+def choose(candidates: Sequence[Candidate], reference: np.ndarray, reps: int = TIMING_REPS) -> dict[str, Any]:
+    """Time the candidates on the same items (interleaved) and pick the fastest that keeps the decisions.
+
+    Returns the manifest record: the choice, every candidate's figures, the CPU and the rule.
+    """
+    reference = np.asarray(reference, dtype=np.float64)
+    figures: dict[str, dict[str, Any]] = {}
+    outputs = {c.name: np.asarray(c.run(), dtype=np.float64) for c in candidates}  # warm-up, and the answers
+    times: dict[str, list[float]] = {c.name: [] for c in candidates}
+    for rep in range(reps):
+        for c in candidates[rep % len(candidates):] + candidates[: rep % len(candidates)]:
+            t0 = time.perf_counter()
+            c.run()
+            times[c.name].append(time.perf_counter() - t0)
+    n = max(len(reference), 1)
+    for c in candidates:
+        p = outputs[c.name]
+        agreement = float(np.mean((p > 0.5) == (reference > 0.5))) if len(reference) else 1.0
+        max_dp = float(np.max(np.abs(p - reference))) if len(reference) else 0.0
+        figures[c.name] = {
+            **candidate_record(c),
+            "seconds_per_item": statistics.median(times[c.name]) / n,
+            "decision_agreement": round(agreement, 4),
+            "max_abs_diff_p": max_dp,
+            "tolerance": c.tolerance,
+            "eligible": agreement >= MIN_DECISION_AGREEMENT and max_dp <= c.tolerance,
+        }
+    eligible = [c for c in candidates if figures[c.name]["eligible"]] or [candidates[0]]
+    best = min(eligible, key=lambda c: figures[c.name]["seconds_per_item"])
+    base = figures[candidates[0].name]["seconds_per_item"]
+    for f in figures.values():
+        f["speedup_vs_" + candidates[0].name.replace("-", "_")] = round(base / f["seconds_per_item"], 3)
+    return {
+        "choice": best.name,
+        **candidate_record(best),
+        "candidates": figures,
+        "items": len(reference),
+        "reps": reps,
+        "cpu": cpu_name(),
+        "bf16_units": has_bf16_units(),
+        "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "rule": f"fastest candidate with decision agreement >= {MIN_DECISION_AGREEMENT} against torch fp32 "
+        "and max |dp| within its tolerance; torch-bf16 is a candidate only on CPUs with bf16 units",
+    }
+
+
+def backend_for_load(record: Mapping[str, Any] | None) -> tuple[str, dict[str, Any]]:
+    """The backend (and its load options) a CPU load takes from a manifest's ``cpu_default`` record.
+
+    A record measured elsewhere that asks for torch bf16 is only followed where this CPU has bf16 units;
+    otherwise (and without a record) ONNX with the manifest's CPU variant.
+    """
+    if record and record.get("backend") == "torch" and has_bf16_units():
+        return "torch", {"dtype": record.get("dtype", "bfloat16")}
+    return "onnx", {}
