@@ -22,7 +22,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-import scipy.linalg  # noqa: F401  -- loads scipy's own OpenBLAS, so that the controller below sees it
 from threadpoolctl import ThreadpoolController
 
 #: Largest problem (items) whose BLAS calls run on one thread.
@@ -40,6 +39,9 @@ def _blas_libraries() -> list[Any]:
     """threadpoolctl controllers of the BLAS libraries loaded (numpy's and scipy's), found once."""
     global _libraries
     if _libraries is None:
+        # scipy's own OpenBLAS must be loaded for the controller to see it; importing it here, at the first
+        # solve, keeps `import rerank.pipeline` (and so `rerank --help`) free of scipy
+        import scipy.linalg  # noqa: F401
         _libraries = list(ThreadpoolController().select(user_api="blas").lib_controllers)
     return _libraries
 
