@@ -10,6 +10,12 @@ from .calibration import CALIBRATIONS
 from .fusion import FUSIONS
 from .samplers import SAMPLERS
 
+#: Request defaults, the best configuration measured (docs/benchmarks.md, "Defaults"; see rerank.pipeline).
+DEFAULT_SAMPLER = "auto"
+DEFAULT_AGGREGATOR = "hodgerank"
+DEFAULT_CALIBRATION = "symmetric"
+DEFAULT_PRIOR_WEIGHT = 1.0
+
 REGISTRY: Mapping[str, Mapping[str, Callable[..., Any]]] = {
     "sampler": SAMPLERS,
     "calibration": CALIBRATIONS,

@@ -11,20 +11,16 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, NoReturn
 
 from . import __version__
-from .aggregation.registry import names
-from .comparison_io import InputError, read_comparison_groups
-from .distributed import (
-    PreferenceScorer,
-    QueryRanker,
-    RayOptions,
-    add_engine_arguments,
-    check_engine_arguments,
-    ray_preference_mapper,
-    ray_rank_mapper,
+from .aggregation.registry import (
+    DEFAULT_AGGREGATOR,
+    DEFAULT_CALIBRATION,
+    DEFAULT_PRIOR_WEIGHT,
+    DEFAULT_SAMPLER,
+    names,
 )
+from .engine_options import add_engine_arguments
 from .files import first_unreadable, write_text_atomic
 from .models.registry import KINDS
-from .pipeline import RankOptions, RequestError, aggregate_group
 from .retrieval.cli import add_index_parser
 from .server.cli import add_bench_load_arguments, add_serve_arguments, run_bench_load, run_serve
 
@@ -177,21 +173,20 @@ def add_ranking_arguments(parser: argparse.ArgumentParser) -> None:
                         help="model spec, repeatable (fused with --fusion): minilm (default), a store name, a "
                              "folder, or oracle:noise=N,bias=B (needs --qrels)")
     parser.add_argument("--fusion", default="rrf", help=f"one of: {', '.join(names('fusion'))} (default rrf)")
-    d = RankOptions()
-    parser.add_argument("--sampler", default=d.sampler, help=f"one of: {', '.join(names('sampler'))} (default "
-                        f"{d.sampler}: all pairs when the budget pays for them, else active)")
+    parser.add_argument("--sampler", default=DEFAULT_SAMPLER, help=f"one of: {', '.join(names('sampler'))} (default "
+                        f"{DEFAULT_SAMPLER}: all pairs when the budget pays for them, else active)")
     parser.add_argument("--budget", type=parse_budget, default=None,
                         help="comparisons per query: a count, a fraction of k(k-1) or a percentage (default all); "
                              "at least 1 comparison per query with 2 or more candidates")
-    parser.add_argument("--aggregator", default=d.aggregator,
-                        help=f"one of: {', '.join(names('aggregator'))} (default {d.aggregator})")
-    parser.add_argument("--calibration", default=d.calibration,
-                        help=f"one of: {', '.join(names('calibration'))} (default {d.calibration})")
+    parser.add_argument("--aggregator", default=DEFAULT_AGGREGATOR,
+                        help=f"one of: {', '.join(names('aggregator'))} (default {DEFAULT_AGGREGATOR})")
+    parser.add_argument("--calibration", default=DEFAULT_CALIBRATION,
+                        help=f"one of: {', '.join(names('calibration'))} (default {DEFAULT_CALIBRATION})")
     parser.add_argument("--both-orders", action=argparse.BooleanOptionalAction, default=None,
                         help="ask both orders of each pair (default: the sampler's own choice)")
-    parser.add_argument("--prior-weight", type=float, default=d.prior_weight,
+    parser.add_argument("--prior-weight", type=float, default=DEFAULT_PRIOR_WEIGHT,
                         help=f"weight of the first-stage prior, which keeps a ranking from few comparisons near "
-                             f"the first stage (default {d.prior_weight:g}; 0 = none)")
+                             f"the first stage (default {DEFAULT_PRIOR_WEIGHT:g}; 0 = none)")
     parser.add_argument("--window", type=int, default=None, help="window size m of the window and skip samplers")
     parser.add_argument("--skip", type=int, default=None,
                         help="dilation of the skip sampler (default: the smallest >= 2 coprime with k)")
@@ -231,8 +226,10 @@ def _rank_usage(args: argparse.Namespace) -> str | None:
 
 
 def cmd_rank(args: argparse.Namespace) -> int:
+    from .comparison_io import InputError
+    from .distributed import QueryRanker, RayOptions, check_engine_arguments, ray_rank_mapper
     from .offline import ResumableOutput, Selection, rank_jobs, read_jsonl_jobs, run_setup, trec_jobs, trec_qids
-    from .pipeline import Stage, TrecData, load_comparator, parse_stage, validate_options
+    from .pipeline import RequestError, Stage, TrecData, load_comparator, parse_stage, validate_options
 
     usage = _rank_usage(args)
     if usage:
@@ -336,6 +333,7 @@ def _names_list(values: list[str]) -> list[str]:
 
 def cmd_bench_budgets(args: argparse.Namespace) -> int:
     from .budget_bench import run_budget_bench
+    from .distributed import PreferenceScorer, RayOptions, check_engine_arguments, ray_preference_mapper
     from .pipeline import RequestError
 
     try:

@@ -22,25 +22,14 @@ from typing import Any
 import numpy as np
 
 from .budget_bench import MapPrefs, PreferenceJob, all_pair_preferences, load_dataset
+from .engine_options import ENGINES, add_engine_arguments  # noqa: F401  (re-exported)
 from .offline import MapJobs, QueryJob, rank_query
 from .pipeline import RankOptions, RequestError, RerankResult, TrecData, load_comparator
 from .retrieval.embed import EmbedBatch, MapBatches, embed_batch
 from .retrieval.index import load_embedding_model
 
-ENGINES = ("local", "ray")
 # Ray's own floor for the object store is 75 MiB; jobs here are text and small arrays.
 LOCAL_OBJECT_STORE_BYTES = 128 * 1024 * 1024
-
-
-def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--engine``, ``--address``, ``--workers`` (the same for ``rank``, ``bench budgets``, ``index build``)."""
-    parser.add_argument("--engine", choices=ENGINES, default="local",
-                        help="local: this process (default); ray: a pool of Ray actors (extra 'distributed')")
-    parser.add_argument("--address", default=None,
-                        help="--engine ray: join this Ray cluster (host:port or ray://...); default: start a "
-                             "local Ray on this machine")
-    parser.add_argument("--workers", type=int, default=None,
-                        help="--engine ray: actors, each loading the model once (default: one per CPU)")
 
 
 def check_engine_arguments(args: argparse.Namespace) -> None:

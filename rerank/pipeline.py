@@ -15,7 +15,14 @@ import numpy as np
 
 from .aggregation import check_budget, resolve_budget
 from .aggregation.engine import RankingReport, aggregate
-from .aggregation.registry import REGISTRY, lookup
+from .aggregation.registry import (
+    DEFAULT_AGGREGATOR,
+    DEFAULT_CALIBRATION,
+    DEFAULT_PRIOR_WEIGHT,
+    DEFAULT_SAMPLER,
+    REGISTRY,
+    lookup,
+)
 from .aggregation.samplers import PARAMETER_KEYWORDS, SAMPLER_PARAMETERS, run_sampler
 from .comparison_io import ComparisonGroup, ItemId
 
@@ -46,10 +53,7 @@ class Candidate:
 #: HodgeRank were the best calibration and aggregator for both at every budget on DL19 (MiniLM and the
 #: noisy oracle); the first-stage prior (weight 1 at k comparisons, :func:`prior_weight_for`) keeps a ranking
 #: from few comparisons at the first stage.
-DEFAULT_SAMPLER = "auto"
-DEFAULT_AGGREGATOR = "hodgerank"
-DEFAULT_CALIBRATION = "symmetric"
-DEFAULT_PRIOR_WEIGHT = 1.0
+#: (The constants live in the registry, so the CLI can show them without importing the pipeline.)
 #: The prior's weight grows as comparisons get fewer, up to this many times ``prior_weight``.
 PRIOR_CAP = 2.0
 

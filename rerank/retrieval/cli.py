@@ -13,13 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..distributed import (
-    RayOptions,
-    TextEmbedder,
-    add_engine_arguments,
-    check_engine_arguments,
-    ray_embed_mapper,
-)
+from ..engine_options import add_engine_arguments
 from ..files import first_unreadable, write_text_atomic
 
 EXIT_OK = 0
@@ -81,6 +75,7 @@ def _param_args(args: argparse.Namespace, index_type: str) -> tuple[dict[str, in
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    from ..distributed import RayOptions, TextEmbedder, check_engine_arguments, ray_embed_mapper
     from .build import build_index
 
     params, usage = _param_args(args, args.index)
