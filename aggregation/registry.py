@@ -16,6 +16,18 @@ DEFAULT_AGGREGATOR = "hodgerank"
 DEFAULT_CALIBRATION = "symmetric"
 DEFAULT_PRIOR_WEIGHT = 1.0
 
+#: Aggregators that read which slot each answer came from, so only raw rows (calibration ``none``) make sense:
+#: a calibrated row merges both orders of a pair.
+RAW_ROW_AGGREGATORS = frozenset({"sum"})
+
+
+def calibration_conflict(aggregator: str, calibration: str) -> str | None:
+    """Why ``aggregator`` cannot run after ``calibration`` (None when it can)."""
+    if aggregator in RAW_ROW_AGGREGATORS and calibration != "none":
+        return (f"aggregator {aggregator!r} (duoBERT's first-slot sum) reads which slot each answer came from "
+                f"and needs calibration 'none' (a calibrated row merges both orders), got {calibration!r}")
+    return None
+
 REGISTRY: Mapping[str, Mapping[str, Callable[..., Any]]] = {
     "sampler": SAMPLERS,
     "calibration": CALIBRATIONS,

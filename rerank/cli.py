@@ -16,6 +16,7 @@ from .aggregation.registry import (
     DEFAULT_CALIBRATION,
     DEFAULT_PRIOR_WEIGHT,
     DEFAULT_SAMPLER,
+    calibration_conflict,
     names,
 )
 from .engine_options import add_engine_arguments
@@ -59,6 +60,9 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
     if args.calibration not in calibrations:
         known = ", ".join(calibrations)
         return _fail(f"unknown --calibration {args.calibration!r}; known: {known}", EXIT_USAGE)
+    conflict = calibration_conflict(args.method, args.calibration)
+    if conflict:
+        return _fail(f"--calibration: {conflict}", EXIT_USAGE)
     from .comparison_io import InputError, read_comparison_groups
     from .pipeline import aggregate_group
 

@@ -21,6 +21,7 @@ from .aggregation.registry import (
     DEFAULT_PRIOR_WEIGHT,
     DEFAULT_SAMPLER,
     REGISTRY,
+    calibration_conflict,
     lookup,
 )
 from .aggregation.samplers import PARAMETER_KEYWORDS, SAMPLER_PARAMETERS, run_sampler
@@ -193,6 +194,9 @@ def validate_options(options: RankOptions, n_items: int | None, *, budget_field:
         if value not in REGISTRY[kind]:
             known = ", ".join(sorted(REGISTRY[kind]))
             raise RequestError(name, f"unknown {kind} {value!r}; known: {known}")
+    conflict = calibration_conflict(options.aggregator, options.calibration)
+    if conflict:
+        raise RequestError("options.calibration", conflict)
     _check_sampler_parameters(options)
     try:
         budget = resolve_budget(2, options.budget) if n_items is None else check_budget(n_items, options.budget)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rerank.aggregation.registry import names
+from rerank.aggregation.registry import RAW_ROW_AGGREGATORS, names
 
 RERANK = [sys.executable, "-m", "rerank.cli"]
 
@@ -53,8 +53,9 @@ def test_every_method_ranks_groups_separately(method: str, tmp_path: Path) -> No
     src = tmp_path / "in.jsonl"
     src.write_text(lines(rows))
     dst = tmp_path / "out.jsonl"
+    calibration = "none" if method in RAW_ROW_AGGREGATORS else "symmetric"
     proc = run(["aggregate", "--input", str(src), "--output", str(dst), "--method", method,
-                "--calibration", "symmetric"])
+                "--calibration", calibration])
     assert proc.returncode == 0, proc.stderr
     out = [json.loads(x) for x in dst.read_text().splitlines()]
     assert [o["group"] for o in out] == ["q1", "q2"]
@@ -110,3 +111,14 @@ def test_disconnected_items_are_all_ranked() -> None:
         assert proc.returncode == 0, proc.stderr
         rec = json.loads(proc.stdout)
         assert sorted(r["id"] for r in rec["ranking"]) == ["a", "b", "c", "d"]
+
+
+def test_first_slot_sum_refuses_calibrated_rows(tmp_path: Path) -> None:
+    """duoBERT's sum reads the slot of each answer: after a calibration that merges both orders it would rank
+    by the lower item id, so the combination is a usage error, not a silently wrong ranking."""
+    src = tmp_path / "in.jsonl"
+    src.write_text(lines(BIASED))
+    proc = run(["aggregate", "--input", str(src), "--method", "sum", "--calibration", "symmetric"])
+    assert proc.returncode == 2
+    assert "--calibration" in proc.stderr and "needs calibration 'none'" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1

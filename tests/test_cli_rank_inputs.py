@@ -94,7 +94,7 @@ def test_a_resume_with_other_options_is_refused_naming_them(collection, tmp_path
     assert main(changed) == 1
     (line,) = errors(capsys.readouterr().err)
     assert "records 1 queries ranked with another set-up" in line
-    assert "--sampler all (now window)" in line and "--budget unset (now 5)" in line and "--seed 0 (now 3)" in line
+    assert "--sampler auto (now window)" in line and "--budget unset (now 5)" in line and "--seed 0 (now 3)" in line
     assert "--aggregator" not in line and "--overwrite" in line
     assert out.read_text() == first  # nothing appended under the other set-up
 
