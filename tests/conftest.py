@@ -3,9 +3,35 @@
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+
+def _wait_for(cond: Callable[[], object], timeout: float = 10.0) -> None:
+    end = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > end:
+            raise AssertionError("condition not reached")
+        time.sleep(0.005)
+
+
+def _sample(registry, name: str, **labels: str) -> float:
+    return registry.get_sample_value(name, labels) or 0.0
+
+
+@pytest.fixture
+def wait_for() -> Callable[..., None]:
+    """``wait_for(cond, timeout=10)``: poll ``cond()`` until true; AssertionError after ``timeout`` s."""
+    return _wait_for
+
+
+@pytest.fixture
+def sample() -> Callable[..., float]:
+    """``sample(registry, name, **labels)``: a Prometheus sample's value (0 when absent)."""
+    return _sample
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,7 @@ from grpc_reflection.v1alpha import reflection
 from . import _proto
 from .auth import TokenAuthInterceptor, server_credentials
 from .config import ServerConfig
+from .guard import MalformedRequestGuard
 from .metrics import Metrics
 from .scheduler import BatchScheduler
 from .service import RerankerService, ServedModel
@@ -161,7 +162,10 @@ class RerankServer:
 
     def _build(self) -> grpc.Server:
         c = self.config
-        interceptors = [TokenAuthInterceptor(c.auth_token)] if c.auth_token else []
+        # auth first: an unauthenticated call is refused before its body is even looked at
+        interceptors: list[grpc.ServerInterceptor] = [MalformedRequestGuard(self._rejected)]
+        if c.auth_token:
+            interceptors.insert(0, TokenAuthInterceptor(c.auth_token, on_reject=self._rejected))
         limit = c.max_message_mb * 1024 * 1024
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=c.max_workers, thread_name_prefix="rerank-rpc"),
@@ -182,6 +186,9 @@ class RerankServer:
         )
         reflection.enable_server_reflection(names, server)
         return server
+
+    def _rejected(self, method: str, code: grpc.StatusCode) -> None:
+        self.metrics.rejected(method.rsplit("/", 1)[-1], code.name)
 
     def start(self) -> int:
         """Start schedulers, metrics and the gRPC server; mark SERVING; return the bound port."""
@@ -208,13 +215,20 @@ class RerankServer:
         self.port = port
         self.set_serving(True)
         log.info(
-            "serving %s on %s (%s; models: %s; default %s)",
+            "serving %s on %s (TLS %s, token auth %s; models: %s; default %s)",
             SERVICE_NAME,
             self.address,
-            "TLS" if c.tls_cert else "plaintext",
+            "on" if c.tls_cert else "off: plaintext",
+            "on" if c.auth_token else "off",
             ", ".join(self.schedulers),
             self.default_model,
         )
+        if c.auth_token and not c.tls_cert:
+            log.warning(
+                "the bearer token travels over plaintext: anyone on the network path to %s can read it; "
+                "serve with --tls-cert and --tls-key",
+                self.address,
+            )
         return port
 
     def set_serving(self, serving: bool) -> None:

@@ -49,14 +49,24 @@ class DeadlineExpiredError(SchedulerError):
 
 
 class QueueFullError(SchedulerError):
-    """Admitting the job would exceed ``max_queue_items`` pending comparisons."""
+    """Admitting the job would exceed ``max_queue_items`` pending comparisons (``retryable``), or the job
+    alone is larger than the queue can ever hold (not ``retryable``)."""
 
     def __init__(self, pending: int, size: int, limit: int) -> None:
         self.limit = limit
-        super().__init__(
-            f"queue full: {pending} comparisons pending + {size} requested exceed the limit of {limit} "
-            "(max_queue_items); retry later"
-        )
+        self.retryable = size <= limit
+        if self.retryable:
+            message = (
+                f"queue full: {pending} comparisons pending + {size} requested exceed the limit of {limit} "
+                "(max_queue_items); retry later"
+            )
+        else:
+            message = (
+                f"request too large: one round of {size} comparisons exceeds the queue limit of {limit} "
+                "(max_queue_items), so retrying will not help; lower the budget or the candidates, or raise "
+                "max_queue_items"
+            )
+        super().__init__(message)
 
 
 class SchedulerStoppedError(SchedulerError):

@@ -272,6 +272,7 @@ class RerankerService:
             Candidate(c.id, c.text, c.score if c.HasField("score") else None) for c in request.candidates
         ]
         options = self._options(request.options if request.HasField("options") else None)
+        self._check_score_format(request.score_format)
         validate_candidates(request.query, candidates)
         validate_options(options, n)
         for s in served:
@@ -324,6 +325,13 @@ class RerankerService:
             self.metrics.partial.inc()
         return out
 
+    def _check_score_format(self, value: int) -> None:
+        """proto3 enums are open: an unknown number arrives as itself and must be refused, not read as RAW."""
+        known = self.pb2.ScoreFormat.values()
+        if value not in known:
+            names = ", ".join(f"{self.pb2.ScoreFormat.Name(v)} ({v})" for v in known)
+            raise RequestError("score_format", f"unknown value {value}; known: {names}")
+
     def _scores(
         self, out: RerankResult, options: RankOptions, n: int, score_format: int
     ) -> Callable[[Any], dict[str, float]]:
@@ -360,6 +368,7 @@ class RerankerService:
         self._check_size(k, "k", "documents")
         served = self._served(list(request.models), "models")
         options = self._options(request.options if request.HasField("options") else None)
+        self._check_score_format(request.score_format)
         for s in served:
             check_text(request.query, "query", s.max_chars, s.name)
         validate_options(options, k)  # method names and budget, before any work
