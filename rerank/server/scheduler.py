@@ -191,6 +191,8 @@ class BatchScheduler:
         self._running = False
         self._busy = False  # the model is running a call (worker or inline)
         self._thread: threading.Thread | None = None
+        self._current: list[_Job] = []  # jobs in the worker's model call now running
+        self._stop_reason = "server shutting down"
         self.calls = 0  # model calls made (monotonic counters, for metrics and tests)
         self.items = 0
 
@@ -203,19 +205,23 @@ class BatchScheduler:
         self._thread = threading.Thread(target=self._work, name=f"rerank-batcher-{self.name}", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float | None = 5.0) -> None:
-        """Stop the worker; queued jobs fail with :class:`SchedulerStoppedError`."""
+    def stop(self, timeout: float | None = None, reason: str = "server shutting down") -> None:
+        """Refuse new jobs, fail every job still waiting (queued, or in the model call now running) with
+        :class:`SchedulerStoppedError` at once, then wait for that model call to end (``timeout`` None:
+        however long it takes, so that no model call is left running when the process exits)."""
         with self._cond:
             self._running = False
+            self._stop_reason = reason
+            waiting = list(self._queue) + self._current
+            self._queue.clear()
+            self._pending = 0
             self._cond.notify_all()
+        for job in waiting:
+            if job.error is None and job.done < len(job.items):
+                job.error = SchedulerStoppedError(reason)
+                job.event.set()
         if self._thread is not None:
             self._thread.join(timeout)
-        with self._cond:
-            while self._queue:
-                job = self._queue.popleft()
-                job.error = SchedulerStoppedError("server shutting down")
-                job.event.set()
-            self._pending = 0
 
     @property
     def queue_depth(self) -> int:
@@ -245,7 +251,7 @@ class BatchScheduler:
         n = len(job.items)
         with self._cond:
             if not self._running:
-                raise SchedulerStoppedError("server shutting down")
+                raise SchedulerStoppedError(self._stop_reason)
             if self._pending + n > self.max_queue_items:
                 raise QueueFullError(self._pending, n, self.max_queue_items)
             # fast path: the model is idle, nothing is queued and no other request is in flight here, so
@@ -362,6 +368,7 @@ class BatchScheduler:
                         self._queue.popleft()
                 self.metrics.queue_depth(self.name, self._pending)
                 self._busy = True
+                self._current = [job for job, _, _ in slices]
                 return slices
 
     def _run(self, slices: list[tuple[_Job, int, int]]) -> None:
@@ -418,6 +425,7 @@ class BatchScheduler:
             finally:
                 with self._cond:
                     self._busy = False
+                    self._current = []
                     self._cond.notify_all()
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
@@ -85,6 +86,28 @@ class ServedModel:
         )
 
 
+class InFlight:
+    """The RPCs being handled, as a context manager per call; :meth:`wait_idle` blocks until none is."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self.count = 0
+
+    def __enter__(self) -> None:
+        with self._cond:
+            self.count += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self._cond:
+            self.count -= 1
+            if self.count == 0:
+                self._cond.notify_all()
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: self.count == 0, timeout)
+
+
 class ServiceError(Exception):
     """A failure with its gRPC status; ``field`` names the offending request field, if any."""
 
@@ -152,6 +175,7 @@ class RerankerService:
         self.config = config
         self.metrics = metrics
         self.index = index  # a rerank.retrieval.Index (thread-safe search) or None
+        self.inflight = InFlight()
 
     # --- RPCs ---------------------------------------------------------------------------------------
     def Rerank(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802 (proto name)
@@ -178,7 +202,8 @@ class RerankerService:
         self.metrics.inflight.inc()
         code, message, field, response = grpc.StatusCode.OK, "", None, None
         try:
-            response = fn(request, context)
+            with self.inflight:
+                response = fn(request, context)
         except Exception as exc:
             code, message, field = _status(exc)
         finally:
