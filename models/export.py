@@ -39,7 +39,7 @@ import shutil
 import tempfile
 import uuid
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -500,9 +500,3 @@ def export_model(
         raise
     return manifest
 
-
-def export_items_parity(
-    model_a: PairwiseModel, model_b: PairwiseModel, items: Sequence[Item]
-) -> dict[str, Any]:
-    """Parity figures of two loaded models on the same items (for tests and checks)."""
-    return parity_figures(model_a.compare_batch(items).p, model_b.compare_batch(items).p, ORDER_MARGIN)
