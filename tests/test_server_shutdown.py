@@ -28,23 +28,25 @@ NO_RETRY = RetryPolicy(attempts=1)
 
 
 def test_stop_finishes_in_flight_requests_and_refuses_new_ones() -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
     model = SlowFakeModel(delay_s=0.4)
     config = ServerConfig(port=0, max_wait_ms=0.0, drain_s=0.3, grace_s=10.0)
     srv = RerankServer(config, models={"slow": model})
     srv.start()
     client = RerankClient(srv.address, timeout=30, retry=NO_RETRY)
     try:
+        # health pushed as it changes (Watch), so the test sees NOT_SERVING however short the drain
+        watch = health_pb2_grpc.HealthStub(client.channel).Watch(health_pb2.HealthCheckRequest(), timeout=30)
+        assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
         with ThreadPoolExecutor(8) as pool:
             # sliding: several slow rounds each, so these are mid-flight when the stop begins
             futures = [pool.submit(client.rerank, "q", DOCS, sampler="sliding") for _ in range(6)]
             assert model.started.wait(10)
             stopper = threading.Thread(target=srv.stop)
             stopper.start()
-            statuses = set()
-            end = time.monotonic() + 5
-            while time.monotonic() < end and "NOT_SERVING" not in statuses:
-                statuses.add(client.health())  # during the drain
-            assert "NOT_SERVING" in statuses
+            assert next(watch).status == health_pb2.HealthCheckResponse.NOT_SERVING
+            watch.cancel()  # an open stream would hold the stop for the whole grace
             stopper.join(30)
             assert not stopper.is_alive()
             replies = [f.result(30) for f in futures]  # none lost

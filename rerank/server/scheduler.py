@@ -34,6 +34,7 @@ import numpy as np
 log = logging.getLogger("rerank.server")
 
 Item = tuple[str, str, str]
+DEADLINE_SLACK_S = 0.01
 
 
 class SchedulerError(Exception):
@@ -102,9 +103,15 @@ class Ticket:
         for job in jobs:
             job.event.set()
 
+    def by_deadline(self) -> bool:
+        """Whether the request is over because of its deadline. gRPC ends (and so cancels) an RPC at its
+        deadline, which this ticket computed from the same clock a few microseconds later: a cancellation
+        within ``DEADLINE_SLACK_S`` of the deadline counts as the deadline."""
+        return self.deadline is not None and time.monotonic() >= self.deadline - DEADLINE_SLACK_S
+
     def check(self) -> None:
         """Raise if the request is over: past its deadline (which also ends the RPC) or cancelled."""
-        if self.expired():
+        if self.expired() or (self._cancelled and self.by_deadline()):
             raise DeadlineExpiredError("deadline exceeded")
         if self._cancelled:
             raise RequestCancelledError("request cancelled")
@@ -445,4 +452,4 @@ class BoundComparator:
 def _reason(job: _Job) -> str:
     if job.error is not None:
         return "error"
-    return "cancelled" if job.ticket.cancelled else "deadline"
+    return "deadline" if job.ticket.by_deadline() else "cancelled"
