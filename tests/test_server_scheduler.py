@@ -72,7 +72,7 @@ def test_a_lone_request_does_not_wait_for_company() -> None:
         c.rerank("warm-up", DOCS)
         t0 = time.perf_counter()
         c.rerank("q", DOCS)
-        assert time.perf_counter() - t0 < 0.5  # far below max_wait: nobody else was in flight
+        assert time.perf_counter() - t0 < 1.5  # far below the 2 s max_wait: nobody else was in flight
 
 
 def test_scheduler_splits_a_job_over_batches_and_keeps_the_order() -> None:
