@@ -208,10 +208,10 @@ def rank_jobs(
     trec_tag: str | None = None,
     top_n: int | None = None,
     total: int | None = None,
-    progress_stream: IO[str] = sys.stderr,
+    progress_stream: IO[str] | None = None,  # None: sys.stderr at call time
 ) -> int:
     """Rank every job not already in ``output``; returns the number ranked now."""
-    progress = Progress(progress_stream, total)
+    progress = Progress(progress_stream or sys.stderr, total)
     ranked = 0
     try:
         for job in jobs:

@@ -53,3 +53,19 @@ def test_export_errors_are_one_line(tmp_path: Path) -> None:
     assert not (tmp_path / "o").exists()
     unknown = run(["models", "ensure", "gpt-9"], home)
     assert unknown.returncode == 2 and "unknown embedded model 'gpt-9'" in unknown.stderr
+
+
+def test_python_m_rerank_models_lists_and_ensures(minilm_store) -> None:
+    """``python -m rerank.models`` (its one subprocess smoke test): list, and ensure as a no-op."""
+    store = str(minilm_store.root)
+    listed = subprocess.run([sys.executable, "-m", "rerank.models", "--store", store, "list"], capture_output=True,
+                            text=True, timeout=300)  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    infos = {r["name"]: r for r in map(json.loads, listed.stdout.splitlines())}
+    assert infos["minilm"]["exported"] and infos["minilm"]["kind"] == "bi-encoder"
+    graph = minilm_store.path("minilm") / "model.onnx"
+    before = graph.stat().st_mtime_ns
+    from rerank.models.__main__ import main
+
+    assert main(["--store", store, "ensure", "minilm"]) == 0
+    assert graph.stat().st_mtime_ns == before  # already exported: nothing rewritten
