@@ -20,7 +20,7 @@ import pytest
 from rerank.client import RerankClient, RerankError, RetryPolicy
 from rerank.server.app import RerankServer
 from rerank.server.config import ServerConfig
-from rerank.server.testing import SlowFakeModel
+from rerank.server.testing import FakeModel, SlowFakeModel
 
 DOCS = [(f"d{i}", f"passage {i}") for i in range(6)]
 REPO = Path(__file__).resolve().parents[1]
@@ -58,6 +58,33 @@ def test_stop_finishes_in_flight_requests_and_refuses_new_ones() -> None:
     finally:
         client.close()
         srv.stop(grace=0)
+
+
+def test_past_the_grace_requests_get_unavailable_and_stop_waits_for_the_model_call() -> None:
+    gate = threading.Event()
+    model = FakeModel(gate=gate)
+    config = ServerConfig(port=0, max_wait_ms=0.0, linger_ms=1.0)  # linger: the call runs on the batch worker
+    srv = RerankServer(config, models={"fake": model})
+    srv.start()
+    client = RerankClient(srv.address, timeout=30, retry=NO_RETRY)
+    stopped = threading.Event()
+    stopper = threading.Thread(target=lambda: (srv.stop(grace=0.0), stopped.set()))
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            future = pool.submit(client.rerank, "q", DOCS)
+            assert model.started.wait(10)  # the model call is running, held at the gate
+            stopper.start()
+            with pytest.raises(RerankError) as err:
+                future.result(30)
+            assert err.value.code == grpc.StatusCode.UNAVAILABLE
+            assert "grace of 0 s ran out" in err.value.details  # answered by the server, not cut off
+        assert not stopped.wait(1.0)  # the model call still runs: no exit under it
+        gate.set()
+        assert stopped.wait(30)
+    finally:
+        gate.set()
+        client.close()
+        stopper.join(30)
 
 
 def test_client_retries_unavailable_until_the_server_is_up() -> None:
