@@ -208,7 +208,7 @@ def _sigterm_past_the_grace(store, run: int) -> tuple[int, list[str], str, str]:
         served.kill()
 
 
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1800)  # twenty server processes: about a minute on a quiet 2-core machine
 def test_sigterm_while_model_calls_outlive_the_grace_always_ends_in_order(minilm_store) -> None:
     """Model calls still running when the grace runs out: every in-flight call is answered UNAVAILABLE and
     the server exits 0, without an abort (``terminate called without an active exception``), 20 of 20 times
