@@ -18,6 +18,7 @@ import json
 import random
 import socket
 import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -84,6 +85,8 @@ class RetrieveReply:
 
 @dataclass(frozen=True)
 class ModelDescription:
+    """One served model, as ListModels describes it (``ModelInfo``)."""
+
     name: str
     kind: str
     provider: str
@@ -92,6 +95,38 @@ class ModelDescription:
     max_chars: int
     max_batch_items: int
     is_default: bool
+
+
+@dataclass(frozen=True)
+class IndexDescription:
+    """The server's document index, as ListModels describes it (``IndexInfo``)."""
+
+    name: str
+    index_type: str
+    count: int
+    dim: int
+    model: str
+    device: str
+
+
+@dataclass(frozen=True)
+class ServedModels(Sequence[ModelDescription]):
+    """Everything ListModels answers: the models (default first; the object is a sequence of them), the
+    most candidates one request may carry, and the server's index (None when it has none)."""
+
+    models: tuple[ModelDescription, ...]
+    max_candidates: int
+    index: IndexDescription | None
+
+    def __getitem__(self, i: Any) -> Any:
+        return self.models[i]
+
+    def __len__(self) -> int:
+        return len(self.models)
+
+
+class TokenOverPlaintextWarning(UserWarning):
+    """A client sends its bearer token over an unencrypted channel."""
 
 
 class RerankError(Exception):
@@ -258,20 +293,17 @@ def retrieve_reply_from_response(response: Any) -> RetrieveReply:
     )
 
 
-def _models_from_response(response: Any) -> list[ModelDescription]:
-    return [
-        ModelDescription(
-            m.name,
-            m.kind,
-            m.provider,
-            m.max_query_tokens,
-            m.max_passage_tokens,
-            m.max_chars,
-            m.max_batch_items,
-            m.is_default,
-        )
-        for m in response.models
-    ]
+def _from_message(cls: type, message: Any) -> Any:
+    """A dataclass from the proto message fields of the same names."""
+    return cls(**{f.name: getattr(message, f.name) for f in fields(cls)})
+
+
+def _models_from_response(response: Any) -> ServedModels:
+    return ServedModels(
+        models=tuple(_from_message(ModelDescription, m) for m in response.models),
+        max_candidates=response.max_candidates,
+        index=_from_message(IndexDescription, response.index) if response.HasField("index") else None,
+    )
 
 
 def _credentials(tls: bool, root_certificates: bytes | str | Path | None) -> grpc.ChannelCredentials | None:
@@ -381,6 +413,13 @@ class _Base:
         self.retry = retry or RetryPolicy()
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self._credentials = _credentials(tls, root_certificates)
+        if token and self._credentials is None:
+            warnings.warn(
+                f"sending a bearer token to {target} over plaintext: anyone on the network path can read it; "
+                "pass tls=True (and root_certificates) to encrypt the channel",
+                TokenOverPlaintextWarning,
+                stacklevel=3,
+            )
         self._options = _channel_options(server_name, health_service)
         self._plain_options = _channel_options(server_name, None)
         self.pb2, self.pb2_grpc = _pb()
@@ -456,7 +495,7 @@ class RerankClient(_Base):
         )
         return list(self._call(self.stub.Compare, request, timeout).p)
 
-    def list_models(self, *, timeout: float | None = None) -> list[ModelDescription]:
+    def list_models(self, *, timeout: float | None = None) -> ServedModels:
         return _models_from_response(self._call(self.stub.ListModels, self.pb2.ListModelsRequest(), timeout))
 
     def health(self, service: str = "", *, timeout: float | None = 5.0) -> str:
@@ -538,7 +577,7 @@ class AsyncRerankClient(_Base):
         )
         return list((await self._call(self.stub.Compare, request, timeout)).p)
 
-    async def list_models(self, *, timeout: float | None = None) -> list[ModelDescription]:
+    async def list_models(self, *, timeout: float | None = None) -> ServedModels:
         response = await self._call(self.stub.ListModels, self.pb2.ListModelsRequest(), timeout)
         return _models_from_response(response)
 

@@ -252,7 +252,7 @@ def rerank(
     if top_n is not None and top_n < 0:
         raise RequestError("top_n", f"must be >= 0, got {top_n}")
     n = len(candidates)
-    budget = validate_options(options, n)
+    budget = min(validate_options(options, n), n * (n - 1))  # no sampler can use more than all ordered pairs
     if options.time_budget_ms is not None:
         limit = started + options.time_budget_ms / 1000.0
         deadline = limit if deadline is None else min(deadline, limit)

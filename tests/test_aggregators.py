@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -329,29 +328,20 @@ def test_bt_stderr_shrinks_with_more_comparisons():
 
 
 def test_bt_large_k_runs():
+    # speed is measured in bench/engine_bench.py (interleaved, on a quiet machine), not by a wall clock here
     rng = np.random.default_rng(2)
     theta = rng.normal(size=1000)
-    c = bt_sample(theta, 100_000, rng)
-    t0 = time.perf_counter()
-    r = bradley_terry(c)
-    elapsed = time.perf_counter() - t0
+    r = bradley_terry(bt_sample(theta, 100_000, rng))
     assert np.all(np.isfinite(r.scores)) and np.all(np.isfinite(r.stderr))
     assert np.corrcoef(r.scores, theta)[0, 1] > 0.95
-    assert elapsed < 20.0  # generous: about 0.25 s on an idle laptop core
 
 
-def test_bt_all_pairs_k100_is_fast():
+def test_bt_all_pairs_k100_orders_by_strength():
     rng = np.random.default_rng(4)
     theta = rng.normal(size=100)
     a, b = np.nonzero(~np.eye(100, dtype=bool))
-    c = Comparisons(100, a, b, sigmoid(theta[a] - theta[b]))
-    times = []
-    for _ in range(7):
-        t0 = time.perf_counter()
-        bradley_terry(c)
-        times.append(time.perf_counter() - t0)
-    # the target is well under 50 ms; the bound is loose so a busy shared machine does not fail it
-    assert np.median(times) < 0.2
+    r = bradley_terry(Comparisons(100, a, b, sigmoid(theta[a] - theta[b])))
+    assert r.ranking().tolist() == np.argsort(-theta, kind="stable").tolist()
 
 
 # ---------------------------------------------------------------------------------------------- HodgeRank

@@ -1,4 +1,4 @@
-"""`rerank aggregate`, checked from outside as a user runs it (a real subprocess)."""
+"""`rerank aggregate` as a user runs it: one subprocess smoke test of the entry point, the other cases\nin-process."""
 
 from __future__ import annotations
 
@@ -14,8 +14,19 @@ from rerank.aggregation.registry import RAW_ROW_AGGREGATORS, names
 RERANK = [sys.executable, "-m", "rerank.cli"]
 
 
-def run(args: list[str], stdin: str = "") -> subprocess.CompletedProcess[str]:
+def run_subprocess(args: list[str], stdin: str = "") -> subprocess.CompletedProcess[str]:
     return subprocess.run([*RERANK, *args], input=stdin, capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture
+def run(cli):
+    """``rerank`` in-process, answered like a finished subprocess."""
+
+    def go(args: list[str], stdin: str = "") -> subprocess.CompletedProcess[str]:
+        code, out, err = cli(args, stdin)
+        return subprocess.CompletedProcess(args, code, out, err)
+
+    return go
 
 
 def lines(rows: list[dict]) -> str:
@@ -31,7 +42,7 @@ BIASED = [
 
 
 def test_default_is_bt_with_symmetric_calibration_and_reports_stderr() -> None:
-    proc = run(["aggregate", "--input", "-"], lines(BIASED))
+    proc = run_subprocess(["aggregate", "--input", "-"], lines(BIASED))  # the entry point's smoke test
     assert proc.returncode == 0, proc.stderr
     out = [json.loads(x) for x in proc.stdout.splitlines()]
     assert len(out) == 1
@@ -46,7 +57,7 @@ def test_default_is_bt_with_symmetric_calibration_and_reports_stderr() -> None:
 
 
 @pytest.mark.parametrize("method", names("aggregator"))
-def test_every_method_ranks_groups_separately(method: str, tmp_path: Path) -> None:
+def test_every_method_ranks_groups_separately(method: str, tmp_path: Path, run) -> None:
     rows = [{**r, "group": "q1"} for r in BIASED] + [
         {"a": 7, "b": 8, "p": 0.2, "group": "q2"}, {"a": 8, "b": 7, "p": 0.9, "group": "q2"},
     ]
@@ -64,7 +75,7 @@ def test_every_method_ranks_groups_separately(method: str, tmp_path: Path) -> No
     assert ("stderr" in out[0]["ranking"][0]) == (method in ("bt", "hodgerank"))  # the two with standard errors
 
 
-def test_help_lists_every_method_and_calibration() -> None:
+def test_help_lists_every_method_and_calibration(run) -> None:
     proc = run(["aggregate", "--help"])
     assert proc.returncode == 0
     for name in names("aggregator") + names("calibration"):
@@ -88,7 +99,7 @@ def test_help_lists_every_method_and_calibration() -> None:
         (["--bogus"], "", 2, "unrecognized arguments: --bogus"),
     ],
 )
-def test_bad_input_exits_non_zero_with_one_line(args: list[str], stdin: str, code: int, message: str) -> None:
+def test_bad_input_exits_non_zero_with_one_line(args: list[str], stdin: str, code: int, message: str, run) -> None:
     proc = run(["aggregate", *args], stdin)
     assert proc.returncode == code
     assert proc.stdout == ""
@@ -97,14 +108,14 @@ def test_bad_input_exits_non_zero_with_one_line(args: list[str], stdin: str, cod
     assert message in err[0]
 
 
-def test_bad_input_leaves_no_output_file(tmp_path: Path) -> None:
+def test_bad_input_leaves_no_output_file(tmp_path: Path, run) -> None:
     dst = tmp_path / "out.jsonl"
     proc = run(["aggregate", "--output", str(dst)], lines(BIASED) + '{"a": 1}\n')
     assert proc.returncode == 1
     assert not dst.exists()
 
 
-def test_disconnected_items_are_all_ranked() -> None:
+def test_disconnected_items_are_all_ranked(run) -> None:
     rows = [{"a": "a", "b": "b", "p": 0.8}, {"a": "c", "b": "d", "p": 0.3}]
     for method in names("aggregator"):
         proc = run(["aggregate", "--method", method], lines(rows))

@@ -43,18 +43,33 @@ def test_export_writes_a_parity_checked_model_and_list_shows_it(tmp_path: Path) 
     assert table.stdout.splitlines()[0].split()[:3] == ["name", "kind", "provider"]
 
 
-def test_export_errors_are_one_line(tmp_path: Path) -> None:
+def test_export_errors_are_one_line(tmp_path: Path, cli) -> None:
     home = tmp_path / "home"
     out = str(tmp_path / "o")
-    missing = run(["export", "--model", str(tmp_path / "nope"), "--kind", "duo-t5", "--out", out], home)
-    assert missing.returncode == 1 and len(missing.stderr.strip().splitlines()) == 1
-    assert "export failed" in missing.stderr
+    code, _, err = cli(["export", "--model", str(tmp_path / "nope"), "--kind", "duo-t5", "--out", out], home=home)
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "export failed" in err
     src = build_tiny_bert_classifier(tmp_path / "ckpt")
-    bad_kind = run(["export", "--model", str(src), "--kind", "triple-encoder", "--out", out], home)
-    assert bad_kind.returncode == 1 and "triple-encoder" in bad_kind.stderr
+    code, _, err = cli(["export", "--model", str(src), "--kind", "triple-encoder", "--out", out], home=home)
+    assert code == 1 and "triple-encoder" in err
     assert not (tmp_path / "o").exists()
-    unknown = run(["models", "ensure", "gpt-9"], home)
-    assert unknown.returncode == 2 and "unknown embedded model 'gpt-9'" in unknown.stderr
+    code, _, err = cli(["models", "ensure", "gpt-9"], home=home)
+    assert code == 2 and "unknown embedded model 'gpt-9'" in err
+
+
+def test_python_m_rerank_models_lists_and_ensures(minilm_store) -> None:
+    """``python -m rerank.models`` (its one subprocess smoke test): list, and ensure as a no-op."""
+    store = str(minilm_store.root)
+    listed = subprocess.run([sys.executable, "-m", "rerank.models", "--store", store, "list"], capture_output=True,
+                            text=True, timeout=300)  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    infos = {r["name"]: r for r in map(json.loads, listed.stdout.splitlines())}
+    assert infos["minilm"]["exported"] and infos["minilm"]["kind"] == "bi-encoder"
+    graph = minilm_store.path("minilm") / "model.onnx"
+    before = graph.stat().st_mtime_ns
+    from rerank.models.__main__ import main
+
+    assert main(["--store", store, "ensure", "minilm"]) == 0
+    assert graph.stat().st_mtime_ns == before  # already exported: nothing rewritten
 
 
 @pytest.mark.timeout(1200)  # trains a sentencepiece model and runs two exports

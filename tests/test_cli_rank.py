@@ -134,10 +134,34 @@ def test_a_budget_that_resolves_to_no_comparison_fails_naming_k_and_the_minimum(
         (["--run", "r.trec", "--output", "o.trec"], "", 2, "--run needs --corpus and --queries"),
     ],
 )
-def test_bad_arguments_fail_with_one_line(args, stdin, code, message, tmp_path: Path, rerank_home: Path) -> None:
-    env = {**os.environ, "RERANK_HOME": str(rerank_home)}
-    proc = subprocess.run([*RERANK, "rank", *args], input=stdin, capture_output=True, text=True, timeout=300,
-                          env=env, cwd=tmp_path)
-    assert proc.returncode == code, proc.stderr
-    lines = [x for x in proc.stderr.strip().splitlines() if x.startswith("rerank")]
-    assert len(lines) == 1 and message in lines[0], proc.stderr
+def test_bad_arguments_fail_with_one_line(args, stdin, code, message, tmp_path, rerank_home, cli, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    got, _, err = cli(["rank", *args], stdin, home=rerank_home)
+    assert got == code, err
+    lines = [x for x in err.strip().splitlines() if x.startswith("rerank")]
+    assert len(lines) == 1 and message in lines[0], err
+
+
+def test_trec_mode_with_minilm_reranks_the_top_and_keeps_the_rest(tmp_path, data_dir, rerank_home, cli) -> None:
+    dl = data_dir / "trec-dl-2019-passage"
+    bm25 = read_run(dl / "run.bm25.top100.trec")
+    qids = sorted(bm25)[:2]
+    small = tmp_path / "small.trec"
+    small.write_text("".join(
+        f"{q} Q0 {d} {i} {s} bm25\n"
+        for q in qids for i, (d, s) in enumerate(sorted(bm25[q].items(), key=lambda x: -x[1]), start=1)))  # fmt: skip
+    out = tmp_path / "minilm.trec"
+    code, _, err = cli(["rank", "--run", str(small), "--corpus", str(dl / "corpus.jsonl"), "--queries",
+                        str(dl / "queries.tsv"), "--depth", "10", "--model", "minilm", "--output", str(out)],
+                       home=rerank_home)  # fmt: skip
+    assert code == 0, err
+    assert "ranked 2 queries" in err
+    ranked = read_run(out)
+    moved = 0
+    for q in qids:
+        first = [d for d, _ in sorted(bm25[q].items(), key=lambda x: -x[1])]
+        mine = [d for d, _ in sorted(ranked[q].items(), key=lambda x: -x[1])]
+        assert sorted(mine[:10]) == sorted(first[:10]) and mine[10:] == first[10:]  # only the top 10 moves
+        moved += mine[:10] != first[:10]
+    assert moved >= 1  # the model re-ordered something
+

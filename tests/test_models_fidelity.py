@@ -48,7 +48,7 @@ def report(name: str, ours_torch, ours_onnx, ref) -> None:
 
 
 def both(folder):
-    return load_model(folder, backend="torch", attn_implementation="eager"), load_model(folder)
+    return load_model(folder, backend="torch", attn_implementation="eager"), load_model(folder, backend="onnx", variant="fp32")
 
 
 def prepared_ids(model, items):

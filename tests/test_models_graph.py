@@ -17,6 +17,7 @@ pytest.importorskip("transformers")
 from rerank.models import Manifest, ModelError, export_model, load_model, record_measurements
 from rerank.models import export as export_mod
 from rerank.models import testing as tiny
+from rerank.models.errors import ParityError
 from rerank.models.runtime import CPU, spinning_default
 
 BUDGETS = {"max_query_tokens": 12, "max_passage_tokens": 20}
@@ -49,6 +50,22 @@ def test_encoder_graph_is_fused_and_checked(exported):
     assert m.variants["fp32"].parity["passed"] and m.variants["fp32"].parity["max_abs_diff_p"] < 1e-4
     assert m.variants["int8"].quantization == export_mod.INT8_METHOD
     assert not (exported / "model.plain.onnx").exists()
+
+
+def test_int8_order_check_counts_only_pairs_apart_by_more_than_the_margin() -> None:
+    # a random model's p lie within a few hundredths, where int8 noise of the same size scrambles the order
+    # of near-equal pairs (tau over all pairs about 0.5): that is no export defect. A graph that reverses
+    # the order of pairs the reference separates clearly is one.
+    rng = np.random.default_rng(0)
+    ref = 0.33 + 0.1 * rng.random(90)
+    noisy = ref + rng.normal(0.0, 0.016, 90)
+    figures = export_mod.parity_figures(ref, noisy, export_mod.INT8_MARGIN)
+    assert figures["kendall_tau"] < 0.7 < figures["kendall_tau_at_margin"] and figures["pairs_at_margin"] > 50
+    export_mod._check(figures, export_mod.INT8_TOLERANCE, export_mod.INT8_MIN_TAU, "noisy")
+    assert figures["passed"]
+    reversed_ = export_mod.parity_figures(ref, 0.76 - ref, export_mod.INT8_MARGIN)
+    with pytest.raises(ParityError, match="parity failed"):
+        export_mod._check(reversed_, export_mod.INT8_TOLERANCE, export_mod.INT8_MIN_TAU, "reversed")
 
 
 def test_unfused_export_matches_fused(source, exported, tmp_path):

@@ -158,7 +158,6 @@ def test_retrieve_and_rerank_over_grpc(index_server, cran_index):
     with RerankClient(server.address, timeout=60) as client:
         reply = client.retrieve_and_rerank(AIRCRAFT, k=20, top_n=5, budget=0.5, sampler="random", seed=3)
         models = client.list_models()
-        info = client.stub.ListModels(client.pb2.ListModelsRequest(), timeout=10).index
         default_k = client.retrieve_and_rerank(AIRCRAFT, aggregator="borda", calibration="none")
     with Index.open(cran_index, model) as index:  # the same retrieval and ranking in-process
         local = retrieve_and_rerank(
@@ -176,6 +175,7 @@ def test_retrieve_and_rerank_over_grpc(index_server, cran_index):
         assert r.text == docs[r.id].text and r.metadata["title"] == docs[r.id].meta["title"]
         assert r.stderr is not None
     assert reply.models == ["minilm"] and models[0].name == "minilm"
+    info = models.index  # the client keeps what ListModels says of the index
     assert (info.name, info.index_type, info.count, info.dim, info.model, info.device) == (
         cran_index.name, "flat", 1398, 384, "minilm", "cpu"
     )

@@ -90,7 +90,8 @@ def test_resolve_params_defaults_and_errors():
     assert resolve_params("flat", 10, 384) == {}
     assert resolve_params("hnsw", 10, 384) == {"M": 32, "efConstruction": 80, "efSearch": 128}
     ivf = resolve_params("ivf", 100_000, 384)
-    assert ivf["nlist"] == 1265 and ivf["nprobe"] == 1265 // 8 and ivf["train_points"] == 64 * 1265
+    # 4 sqrt(n) lists, an eighth of them probed, 64 training points per list (FAISS's guidelines)
+    assert ivf == {"nlist": 1265, "nprobe": 158, "train_points": 80_960}
     pq = resolve_params("ivfpq", 1_000_000, 384, {"nprobe": 32})
     assert pq["pq_m"] == 48 and pq["nbits"] == 8 and pq["nprobe"] == 32 and pq["k_factor"] == 8
     assert resolve_params("ivfpq", 1400, 384)["nbits"] == 5  # 2**5 * 39 <= 1400

@@ -89,7 +89,23 @@ def test_list_models(client, minilm_server) -> None:
     m = models[0]
     assert m.is_default and m.kind == "bi-encoder" and m.provider.endswith("ExecutionProvider")
     assert m.max_query_tokens > 0 and m.max_passage_tokens > 0 and m.max_chars == 20_000
-    assert m.max_batch_items == minilm_server.schedulers["minilm"].max_batch_items
+    assert m.max_batch_items == 1 << 20  # a bi-encoder's items are cheap: the server merges up to 2^20
+    assert models.max_candidates == 1000 and models.index is None  # the server's default; no --index
+
+
+def test_the_client_keeps_every_field_list_models_sends() -> None:
+    from dataclasses import fields
+
+    from rerank.client import IndexDescription, ModelDescription, ServedModels
+    from rerank.server._proto import load
+
+    pb2, _ = load()
+    for cls, message in (
+        (ModelDescription, pb2.ModelInfo),
+        (IndexDescription, pb2.IndexInfo),
+        (ServedModels, pb2.ListModelsResponse),
+    ):
+        assert {f.name for f in fields(cls)} == {f.name for f in message.DESCRIPTOR.fields}, cls.__name__
 
 
 def test_health_serving_and_not_serving(client, minilm_server) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from rerank.server import _proto
 from rerank.server.cli import add_serve_arguments, build_config, run_serve
-from rerank.server.config import AUTO_MAX_BATCH_ITEMS, ConfigError, ServerConfig, load_config
+from rerank.server.config import ConfigError, ServerConfig, load_config
 
 
 def _args(*argv: str) -> argparse.Namespace:
@@ -48,7 +48,7 @@ def test_bad_configs_say_what_is_wrong(tmp_path: Path, text: str, message: str) 
 
 
 def test_batch_size_by_model_kind() -> None:
-    assert ServerConfig().batch_items_for("bi-encoder") == AUTO_MAX_BATCH_ITEMS["bi-encoder"]
+    assert ServerConfig().batch_items_for("bi-encoder") == 1_048_576  # 2^20: a bi-encoder's items are cheap
     assert ServerConfig().batch_items_for("duo-cross-encoder") == 512
     assert ServerConfig(max_batch_items=64).batch_items_for("bi-encoder") == 64
 
@@ -110,3 +110,51 @@ def test_the_server_serves_only_batch_independent_answers(minilm_store) -> None:
         model_options={"minilm": {"variant": "int8", "max_batch_size": 32}},
     )
     assert load_models(explicit)["minilm"].variant == "int8"
+
+
+def test_bench_load_runs_against_a_server(tmp_path: Path, data_dir: Path, cli) -> None:
+    import json
+
+    from rerank.server.app import RerankServer
+    from rerank.server.testing import FakeModel
+
+    with RerankServer(ServerConfig(port=0), models={"fake": FakeModel()}) as srv:
+        code, _, err = cli(["bench", "load", "--target", srv.address, "--model", "fake", "--phases", "throughput",
+                            "--ks", "20", "--clients", "1,2", "--seconds", "0.3", "--out", str(tmp_path),
+                            "--data", str(data_dir)])  # fmt: skip
+    assert code == 0, err
+    rows = json.loads((tmp_path / "load.json").read_text())["throughput"]["rows"]
+    assert [(r["k"], r["clients"]) for r in rows] == [(20, 1), (20, 2)]
+    assert all(r["requests"] >= 1 and r["errors"] == 0 for r in rows)
+    assert "| k | clients | requests | errors | req/s |" in (tmp_path / "load.md").read_text()
+    code, _, err = cli(["bench", "load", "--phases", "nope", "--out", str(tmp_path), "--data", str(data_dir)])
+    assert code == 2 and "unknown phase(s) nope" in err
+
+
+def test_rerank_serve_through_the_cli(minilm_store) -> None:
+    """``rerank serve`` (the main CLI's entry, one subprocess smoke test) serves, answers and stops on SIGTERM."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from rerank.client import RerankClient
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rerank.cli", "serve", "--port", "0", "--store", str(minilm_store.root),
+         "--no-warmup", "--log-level", "WARNING"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ),
+    )  # fmt: skip
+    try:
+        first = proc.stdout.readline()
+        assert first.startswith("rerank: serving on "), proc.stderr.read() if proc.poll() is not None else first
+        with RerankClient(first.split()[3], timeout=120) as client:
+            reply = client.rerank("capital of france", [("a", "pasta boils in water"), ("b", "Paris is in France")])
+            assert reply.ids[0] == "b" and client.list_models()[0].name == "minilm"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(120) == 0
+        assert proc.stdout.read().strip() == "rerank: stopped"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

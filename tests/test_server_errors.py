@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 import pytest
 
-from rerank.client import RerankClient, RerankError
+from rerank.client import RerankClient, RerankError, build_rerank_request
 from rerank.server.app import RerankServer
 from rerank.server.config import ServerConfig
 from rerank.server.testing import FakeModel
@@ -127,7 +127,7 @@ def test_compare_matches_the_fake(client) -> None:
     )
 
 
-def test_full_queue_is_resource_exhausted_and_the_server_survives() -> None:
+def test_full_queue_is_resource_exhausted_and_the_server_survives(wait_for) -> None:
     gate = threading.Event()
     model = FakeModel(gate=gate)
     config = ServerConfig(port=0, max_queue_items=100, max_wait_ms=0.0)
@@ -137,7 +137,7 @@ def test_full_queue_is_resource_exhausted_and_the_server_survives() -> None:
             first = pool.submit(c.rerank, "q", docs)  # taken by the worker, held at the gate
             assert model.started.wait(10)
             second = pool.submit(c.rerank, "q", docs)  # queued: 90 of 100
-            _wait_for(lambda: srv.schedulers["fake"].queue_depth == 90)
+            wait_for(lambda: srv.schedulers["fake"].queue_depth == 90)
             with pytest.raises(RerankError) as err:
                 c.rerank("q", docs)  # 90 + 90 > 100
             assert err.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -147,7 +147,7 @@ def test_full_queue_is_resource_exhausted_and_the_server_survives() -> None:
         assert c.rerank("q", docs).ids[0] == "d9"  # still serving
 
 
-def test_too_many_concurrent_rpcs_is_resource_exhausted() -> None:
+def test_too_many_concurrent_rpcs_is_resource_exhausted(wait_for) -> None:
     gate = threading.Event()
     config = ServerConfig(port=0, max_concurrent_rpcs=2, max_wait_ms=0.0)
     with (
@@ -156,7 +156,7 @@ def test_too_many_concurrent_rpcs_is_resource_exhausted() -> None:
         ThreadPoolExecutor(3) as pool,
     ):
         busy = [pool.submit(c.rerank, "q", DOCS) for _ in range(2)]
-        _wait_for(lambda: srv.metrics.inflight._value.get() == 2)
+        wait_for(lambda: srv.metrics.inflight._value.get() == 2)
         with pytest.raises(RerankError) as err:
             c.rerank("q", DOCS)
         assert err.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -164,27 +164,78 @@ def test_too_many_concurrent_rpcs_is_resource_exhausted() -> None:
         assert all(f.result(30).ids[0] == "d5" for f in busy)
 
 
-def test_a_failing_request_does_not_fail_the_requests_merged_with_it() -> None:
-    model = FakeModel(fail_marker="BOOM", delay_s=0.05)
-    config = ServerConfig(port=0, max_wait_ms=200.0)
+def test_a_failing_request_does_not_fail_the_requests_merged_with_it(wait_for, caplog) -> None:
+    gate = threading.Event()
+    model = FakeModel(fail_marker="BOOM", gate=gate)
+    config = ServerConfig(port=0, max_wait_ms=0.0)
     with (
         RerankServer(config, models={"fake": model}) as srv,
         RerankClient(srv.address, timeout=30) as c,
         ThreadPoolExecutor(4) as pool,
+        caplog.at_level("INFO", logger="rerank.server"),
     ):
-        good = [pool.submit(c.rerank, "q", DOCS) for _ in range(3)]
+        first = pool.submit(c.rerank, "q", DOCS)  # runs alone, held at the gate
+        assert model.started.wait(10)
+        good = [pool.submit(c.rerank, "q", DOCS) for _ in range(2)]
         bad = pool.submit(c.rerank, "q", [("x", "BOOM 1"), ("y", "ok 2")])
-        assert all(f.result(30).ids[0] == "d5" for f in good)
+        wait_for(lambda: srv.schedulers["fake"].queue_depth == 30 + 30 + 2)  # all three queued: one batch
+        gate.set()
+        assert all(f.result(30).ids[0] == "d5" for f in [first, *good])
         with pytest.raises(RerankError) as err:
             bad.result(30)
         assert err.value.code == grpc.StatusCode.INTERNAL
+    assert any("merged batch of 62 items failed" in r.getMessage() for r in caplog.records)
+    assert model.batch_sizes == [30, 30, 30]  # the good requests' slices, rerun alone after the merged failure
 
 
-def _wait_for(cond, timeout: float = 10.0) -> None:
-    import time
+# --- refused before the servicer: malformed bodies, requests that can never fit ----------------------------
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"\xff\xff\xff\xff",  # not protobuf
+        b"\x0a\x02\xff\xfe",  # field 1 (query), a string that is not UTF-8
+    ],
+    ids=["broken-protobuf", "invalid-utf8"],
+)
+def test_malformed_request_is_invalid_argument_with_one_log_line(server, body, sample, caplog) -> None:
+    before = sample(server.metrics.registry, "rerank_requests_total", method="Rerank", code="INVALID_ARGUMENT")
+    with grpc.insecure_channel(server.address) as channel, caplog.at_level("INFO"):
+        raw = channel.unary_unary("/rerank.v1.Reranker/Rerank")  # bytes in, bytes out
+        with pytest.raises(grpc.RpcError) as err:
+            raw(body, timeout=10)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "malformed request" in err.value.details()
+    after = sample(server.metrics.registry, "rerank_requests_total", method="Rerank", code="INVALID_ARGUMENT")
+    assert after == before + 1
+    lines = [r for r in caplog.records if r.levelname in ("WARNING", "ERROR", "CRITICAL")]
+    assert len(lines) == 1 and "malformed request to /rerank.v1.Reranker/Rerank" in lines[0].getMessage()
+    assert lines[0].exc_info is None  # no traceback
 
-    end = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > end:
-            raise AssertionError("condition not reached")
-        time.sleep(0.01)
+
+def test_a_request_larger_than_the_queue_is_told_retrying_will_not_help() -> None:
+    config = ServerConfig(port=0, max_queue_items=10, max_wait_ms=0.0)
+    with (
+        RerankServer(config, models={"fake": FakeModel()}) as srv,
+        RerankClient(srv.address, timeout=30) as c,
+    ):
+        with pytest.raises(RerankError) as err:
+            c.rerank("q", DOCS, sampler="all")  # one round of 30 comparisons > 10
+        assert err.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "limit of 10" in err.value.details and "retrying will not help" in err.value.details
+        assert "retry later" not in err.value.details
+
+
+def test_usage_budget_is_the_budget_used_not_the_one_asked(client) -> None:
+    reply = client.rerank("q", DOCS, budget=4294967295)  # the most a uint32 holds
+    assert reply.usage.budget == 30  # all ordered pairs of 6 candidates: nothing more can be used
+    assert reply.usage.comparisons <= reply.usage.budget
+    assert client.rerank("q", DOCS, budget=12).usage.budget == 12
+
+
+def test_unknown_score_format_is_refused(client) -> None:
+    request = build_rerank_request("q", DOCS)
+    request.score_format = 7  # proto3 enums are open: the number arrives as it is
+    with pytest.raises(RerankError) as err:
+        client.rerank_request(request)
+    assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT and err.value.field == "score_format"
+    assert "unknown value 7" in err.value.details

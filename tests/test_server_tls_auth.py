@@ -9,7 +9,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from rerank.client import RerankClient, RerankError, RetryPolicy
+from rerank.client import RerankClient, RerankError, RetryPolicy, TokenOverPlaintextWarning
 from rerank.server.app import RerankServer
 from rerank.server.config import ServerConfig, load_config
 from rerank.server.testing import FakeModel
@@ -81,25 +81,58 @@ def test_tls_with_the_token_works(tls_server) -> None:
 
 
 @pytest.mark.parametrize("token", [None, "wrong", TOKEN + "x"])
-def test_missing_or_wrong_token_is_unauthenticated(tls_server, token) -> None:
+def test_missing_or_wrong_token_is_unauthenticated_counted_and_logged(tls_server, token, sample, caplog) -> None:
     srv, cert = tls_server
-    with RerankClient(f"localhost:{srv.port}", root_certificates=cert, token=token, timeout=20) as c:
+    registry = srv.metrics.registry
+    methods = ("Rerank", "ListModels", "Compare")
+    before = {m: sample(registry, "rerank_requests_total", method=m, code="UNAUTHENTICATED") for m in methods}
+    with (
+        RerankClient(f"localhost:{srv.port}", root_certificates=cert, token=token, timeout=20) as c,
+        caplog.at_level("INFO", logger="rerank.server"),
+    ):
         for call in (lambda: c.rerank("q", DOCS), c.list_models, lambda: c.compare([("q", "a", "b")])):
             with pytest.raises(RerankError) as err:
                 call()
             assert err.value.code == grpc.StatusCode.UNAUTHENTICATED
         assert c.health() == "SERVING"  # health checks need no token
+    for m in methods:
+        assert sample(registry, "rerank_requests_total", method=m, code="UNAUTHENTICATED") == before[m] + 1
+    lines = [r.getMessage() for r in caplog.records if "unauthenticated call" in r.getMessage()]
+    assert len(lines) == 3 and all(TOKEN not in line and "from ipv" in line for line in lines)
+
+
+def test_a_malformed_unauthenticated_call_is_unauthenticated(tls_server) -> None:
+    srv, cert = tls_server
+    credentials = grpc.ssl_channel_credentials(root_certificates=cert.read_bytes())
+    with (
+        grpc.secure_channel(f"localhost:{srv.port}", credentials) as channel,
+        pytest.raises(grpc.RpcError) as err,
+    ):
+        channel.unary_unary("/rerank.v1.Reranker/Rerank")(b"\xff\xff\xff", timeout=10)
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED  # its body is never looked at
+
+
+def test_start_up_says_whether_tls_and_auth_are_on(tls_server, caplog) -> None:
+    plain = RerankServer(ServerConfig(port=0), models={"fake": FakeModel()})
+    with caplog.at_level("INFO", logger="rerank.server"), plain:
+        pass
+    started = [r.getMessage() for r in caplog.records if r.getMessage().startswith("serving rerank.v1")]
+    assert len(started) == 1 and "TLS off: plaintext, token auth off" in started[0]
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]  # no token: nothing to warn about
 
 
 def test_plaintext_client_cannot_talk_to_the_tls_server(tls_server) -> None:
     srv, _ = tls_server
-    with RerankClient(f"127.0.0.1:{srv.port}", token=TOKEN, timeout=3, retry=NO_RETRY) as c:
+    with (
+        pytest.warns(TokenOverPlaintextWarning),
+        RerankClient(f"127.0.0.1:{srv.port}", token=TOKEN, timeout=3, retry=NO_RETRY) as c,
+    ):
         with pytest.raises(RerankError) as err:
             c.rerank("q", DOCS)
         assert err.value.code == grpc.StatusCode.UNAVAILABLE
 
 
-def test_token_without_tls_and_token_from_file_or_env(tmp_path, monkeypatch) -> None:
+def test_token_without_tls_warns_and_token_from_file_or_env(tmp_path, monkeypatch, caplog) -> None:
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN + "\n")
     cfg = tmp_path / "server.json"
@@ -108,8 +141,14 @@ def test_token_without_tls_and_token_from_file_or_env(tmp_path, monkeypatch) -> 
     assert config.auth_token == TOKEN and config.max_candidates == 7
     monkeypatch.setenv("RERANK_AUTH_TOKEN", "from-env")
     assert load_config().auth_token == "from-env"
-    with RerankServer(config, models={"fake": FakeModel()}) as srv:
-        with RerankClient(srv.address, token=TOKEN, timeout=20) as c:
+    with caplog.at_level("INFO", logger="rerank.server"), RerankServer(config, models={"fake": FakeModel()}) as srv:
+        started = [r.getMessage() for r in caplog.records if r.getMessage().startswith("serving rerank.v1")]
+        assert "TLS off: plaintext, token auth on" in started[0]
+        warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        assert len(warned) == 1 and "bearer token travels over plaintext" in warned[0]
+        with pytest.warns(TokenOverPlaintextWarning, match="over plaintext"):
+            client = RerankClient(srv.address, token=TOKEN, timeout=20)
+        with client as c:
             assert c.rerank("q", DOCS).ids[0] == "d3"
         with RerankClient(srv.address, timeout=20) as c, pytest.raises(RerankError) as err:
             c.rerank("q", DOCS)

@@ -20,6 +20,7 @@ from grpc_reflection.v1alpha import reflection
 from . import _proto
 from .auth import TokenAuthInterceptor, server_credentials
 from .config import ServerConfig
+from .guard import MalformedRequestGuard
 from .metrics import Metrics
 from .scheduler import BatchScheduler
 from .service import RerankerService, ServedModel
@@ -27,6 +28,7 @@ from .service import RerankerService, ServedModel
 log = logging.getLogger("rerank.server")
 
 SERVICE_NAME = "rerank.v1.Reranker"
+ANSWER_S = 1.0  # after the grace: time for requests failed by the server to send UNAVAILABLE themselves
 
 
 def load_models(config: ServerConfig) -> dict[str, Any]:
@@ -190,7 +192,10 @@ class RerankServer:
 
     def _build(self) -> grpc.Server:
         c = self.config
-        interceptors = [TokenAuthInterceptor(c.auth_token)] if c.auth_token else []
+        # auth first: an unauthenticated call is refused before its body is even looked at
+        interceptors: list[grpc.ServerInterceptor] = [MalformedRequestGuard(self._rejected)]
+        if c.auth_token:
+            interceptors.insert(0, TokenAuthInterceptor(c.auth_token, on_reject=self._rejected))
         limit = c.max_message_mb * 1024 * 1024
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=c.max_workers, thread_name_prefix="rerank-rpc"),
@@ -211,6 +216,9 @@ class RerankServer:
         )
         reflection.enable_server_reflection(names, server)
         return server
+
+    def _rejected(self, method: str, code: grpc.StatusCode) -> None:
+        self.metrics.rejected(method.rsplit("/", 1)[-1], code.name)
 
     def start(self) -> int:
         """Start schedulers, metrics and the gRPC server; mark SERVING; return the bound port."""
@@ -251,13 +259,20 @@ class RerankServer:
             log.info("serving HTTP (Cohere/TEI-compatible) on %s:%d", c.host, self.http_port)
         self.set_serving(True)
         log.info(
-            "serving %s on %s (%s; models: %s; default %s)",
+            "serving %s on %s (TLS %s, token auth %s; models: %s; default %s)",
             SERVICE_NAME,
             self.address,
-            "TLS" if c.tls_cert else "plaintext",
+            "on" if c.tls_cert else "off: plaintext",
+            "on" if c.auth_token else "off",
             ", ".join(self.schedulers),
             self.default_model,
         )
+        if c.auth_token and not c.tls_cert:
+            log.warning(
+                "the bearer token travels over plaintext: anyone on the network path to %s can read it; "
+                "serve with --tls-cert and --tls-key",
+                self.address,
+            )
         return port
 
     def set_serving(self, serving: bool) -> None:
@@ -271,7 +286,10 @@ class RerankServer:
 
     def stop(self, grace: float | None = None) -> None:
         """Graceful stop: NOT_SERVING, optional drain, refuse new RPCs, let in-flight ones finish within
-        ``grace`` seconds (``config.grace_s`` by default), then stop the schedulers and metrics."""
+        ``grace`` seconds (``config.grace_s`` by default). When the grace runs out, requests still waiting
+        for the model are answered UNAVAILABLE at once (gRPC cancels any other one, UNAVAILABLE too,
+        ``ANSWER_S`` later). Returns only when no request and no model call is running any more, so that a
+        process may exit right after (a model call left running at exit can abort the process)."""
         with self._stop_lock:
             if self._stopped.is_set():
                 return
@@ -281,12 +299,20 @@ class RerankServer:
                 if self.config.drain_s > 0:
                     time.sleep(self.config.drain_s)  # let health checkers see NOT_SERVING first
                 log.info("stopping: finishing in-flight requests (grace %.1f s)", grace)
-                stopped = self._server.stop(grace)
+                done = self._server.stop(grace + ANSWER_S)
                 if self.http is not None:
                     self.http.stop(grace)
-                stopped.wait()
+                if not self.service.inflight.wait_idle(grace):
+                    log.warning(
+                        "grace of %.1f s ran out with %d requests in flight: answering them UNAVAILABLE",
+                        grace, self.service.inflight.count,
+                    )  # fmt: skip
+                    for scheduler in self.schedulers.values():
+                        scheduler.stop(timeout=0.0, reason=f"server shutting down (grace of {grace:g} s ran out)")
+                done.wait()
+                self.service.inflight.wait_idle()  # a request thread in a model call ends with the call
             for scheduler in self.schedulers.values():
-                scheduler.stop()
+                scheduler.stop()  # waits for a model call still running on its worker
             if self.index is not None:
                 self.index.close()
             self.metrics.close()

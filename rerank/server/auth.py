@@ -3,24 +3,34 @@
 from __future__ import annotations
 
 import hmac
+import logging
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import grpc
 
+log = logging.getLogger("rerank.server")
+
 # Health checks stay open so that load balancers and orchestrators can probe without the token.
 OPEN_METHODS_PREFIXES = ("/grpc.health.v1.Health/",)
 
 
 class TokenAuthInterceptor(grpc.ServerInterceptor):
-    """Rejects calls without ``authorization: Bearer <token>`` metadata with UNAUTHENTICATED."""
+    """Rejects calls without ``authorization: Bearer <token>`` metadata with UNAUTHENTICATED; each refusal
+    is logged (one line, with the peer) and reported to ``on_reject(method, status)`` (the metrics)."""
 
-    def __init__(self, token: str, open_prefixes: Iterable[str] = OPEN_METHODS_PREFIXES) -> None:
+    def __init__(
+        self,
+        token: str,
+        open_prefixes: Iterable[str] = OPEN_METHODS_PREFIXES,
+        on_reject: Callable[[str, grpc.StatusCode], None] | None = None,
+    ) -> None:
         if not token:
             raise ValueError("the auth token must not be empty")
         self._expected = f"Bearer {token}".encode()
         self._open = tuple(open_prefixes)
+        self._on_reject = on_reject
 
     def _authorised(self, metadata: Iterable[tuple[str, Any]] | None) -> bool:
         for key, value in metadata or ():
@@ -42,6 +52,9 @@ class TokenAuthInterceptor(grpc.ServerInterceptor):
             return None  # unknown method: let gRPC answer UNIMPLEMENTED
 
         def deny(request: Any, context: grpc.ServicerContext) -> Any:
+            if self._on_reject is not None:
+                self._on_reject(method, grpc.StatusCode.UNAUTHENTICATED)
+            log.warning("unauthenticated call to %s from %s (missing or wrong bearer token)", method, context.peer())
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or invalid bearer token (authorization)")
 
         def deny_stream(request: Any, context: grpc.ServicerContext) -> Any:

@@ -55,16 +55,20 @@ class ServiceError(Exception):
 
 @dataclass(frozen=True)
 class Rule:
-    """Failures of class ``error`` answer ``status`` with ``message(exc)``; ``logged`` ones are logged."""
+    """Failures of class ``error`` (for which ``applies(exc)``) answer ``status`` with ``message(exc)``;
+    ``logged`` ones are logged."""
 
     error: type[BaseException]
     status: Status
     message: Callable[[BaseException], str] = str
     logged: bool = False
+    applies: Callable[[BaseException], bool] = lambda _: True
 
 
 RULES: tuple[Rule, ...] = (
     Rule(RequestError, INVALID_ARGUMENT),
+    # a round larger than the whole queue can never be admitted: a size limit (413), not load (429)
+    Rule(QueueFullError, TOO_LARGE, applies=lambda e: not getattr(e, "retryable", True)),
     Rule(QueueFullError, OVERLOADED),
     Rule(DeadlineExpiredError, DEADLINE_EXCEEDED),
     Rule(RequestCancelledError, CANCELLED),
@@ -83,7 +87,7 @@ def status_of(exc: BaseException) -> tuple[Status, str, str | None]:
     if isinstance(exc, ServiceError):
         return exc.status, exc.message, exc.field
     for rule in RULES:
-        if isinstance(exc, rule.error):
+        if isinstance(exc, rule.error) and rule.applies(exc):
             message = rule.message(exc)
             if rule.logged:
                 log.error("%s", message)

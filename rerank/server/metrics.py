@@ -87,6 +87,10 @@ class Metrics(SchedulerMetrics):
         self.requests.labels(method, code).inc()
         self.latency.labels(method).observe(seconds)
 
+    def rejected(self, method: str, code: str) -> None:
+        """A call refused before the servicer ran (UNAUTHENTICATED, malformed): counted, no latency."""
+        self.requests.labels(method, code).inc()
+
     # --- exposition ---------------------------------------------------------------------------------
     def serve(self, port: int, host: str = "127.0.0.1") -> int:
         """Start the HTTP endpoint (``/metrics``); return the bound port (``port=0`` picks a free one)."""

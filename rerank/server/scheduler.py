@@ -40,6 +40,7 @@ import numpy as np
 log = logging.getLogger("rerank.server")
 
 Item = tuple[str, str, str]
+DEADLINE_SLACK_S = 0.01
 
 
 class SchedulerError(Exception):
@@ -55,14 +56,24 @@ class DeadlineExpiredError(SchedulerError):
 
 
 class QueueFullError(SchedulerError):
-    """Admitting the job would exceed ``max_queue_items`` pending comparisons."""
+    """Admitting the job would exceed ``max_queue_items`` pending comparisons (``retryable``), or the job
+    alone is larger than the queue can ever hold (not ``retryable``)."""
 
     def __init__(self, pending: int, size: int, limit: int) -> None:
         self.limit = limit
-        super().__init__(
-            f"queue full: {pending} comparisons pending + {size} requested exceed the limit of {limit} "
-            "(max_queue_items); retry later"
-        )
+        self.retryable = size <= limit
+        if self.retryable:
+            message = (
+                f"queue full: {pending} comparisons pending + {size} requested exceed the limit of {limit} "
+                "(max_queue_items); retry later"
+            )
+        else:
+            message = (
+                f"request too large: one round of {size} comparisons exceeds the queue limit of {limit} "
+                "(max_queue_items), so retrying will not help; lower the budget or the candidates, or raise "
+                "max_queue_items"
+            )
+        super().__init__(message)
 
 
 class SchedulerStoppedError(SchedulerError):
@@ -98,9 +109,15 @@ class Ticket:
         for job in jobs:
             job.event.set()
 
+    def by_deadline(self) -> bool:
+        """Whether the request is over because of its deadline. gRPC ends (and so cancels) an RPC at its
+        deadline, which this ticket computed from the same clock a few microseconds later: a cancellation
+        within ``DEADLINE_SLACK_S`` of the deadline counts as the deadline."""
+        return self.deadline is not None and time.monotonic() >= self.deadline - DEADLINE_SLACK_S
+
     def check(self) -> None:
         """Raise if the request is over: past its deadline (which also ends the RPC) or cancelled."""
-        if self.expired():
+        if self.expired() or (self._cancelled and self.by_deadline()):
             raise DeadlineExpiredError("deadline exceeded")
         if self._cancelled:
             raise RequestCancelledError("request cancelled")
@@ -234,6 +251,8 @@ class BatchScheduler:
         self._handoff: queue.Queue[Any] = queue.Queue(maxsize=1)
         self._running_batch = False  # the run thread holds a batch (overlap only)
         self._runner: threading.Thread | None = None
+        self._current: list[_Job] = []  # jobs in the worker's model call now running
+        self._stop_reason = "server shutting down"
         self.calls = 0  # model calls made (monotonic counters, for metrics and tests)
         self.items = 0
 
@@ -249,21 +268,25 @@ class BatchScheduler:
             self._runner = threading.Thread(target=self._run_stage, name=f"rerank-run-{self.name}", daemon=True)
             self._runner.start()
 
-    def stop(self, timeout: float | None = 5.0) -> None:
-        """Stop the worker; queued jobs fail with :class:`SchedulerStoppedError`."""
+    def stop(self, timeout: float | None = None, reason: str = "server shutting down") -> None:
+        """Refuse new jobs, fail every job still waiting (queued, or in the model call now running) with
+        :class:`SchedulerStoppedError` at once, then wait for that model call to end (``timeout`` None:
+        however long it takes, so that no model call is left running when the process exits)."""
         with self._cond:
             self._running = False
+            self._stop_reason = reason
+            waiting = list(self._queue) + self._current
+            self._queue.clear()
+            self._pending = 0
             self._cond.notify_all()
+        for job in waiting:
+            if job.error is None and job.done < len(job.items):
+                job.error = SchedulerStoppedError(reason)
+                job.event.set()
         if self._thread is not None:
             self._thread.join(timeout)
         if self._runner is not None:
             self._runner.join(timeout)
-        with self._cond:
-            while self._queue:
-                job = self._queue.popleft()
-                job.error = SchedulerStoppedError("server shutting down")
-                job.event.set()
-            self._pending = 0
 
     @property
     def queue_depth(self) -> int:
@@ -294,7 +317,7 @@ class BatchScheduler:
         n = len(job.items)
         with self._cond:
             if not self._running:
-                raise SchedulerStoppedError("server shutting down")
+                raise SchedulerStoppedError(self._stop_reason)
             if self._pending + n > self.max_queue_items:
                 raise QueueFullError(self._pending, n, self.max_queue_items)
             # fast path: the model is idle, nothing is queued and no other request is in flight here, so
@@ -415,6 +438,7 @@ class BatchScheduler:
                         self._queue.popleft()
                 self.metrics.queue_depth(self.name, self._pending)
                 self._busy = True
+                self._current = [job for job, _, _ in slices]
                 return slices
 
     def _run(self, slices: list[tuple[_Job, int, int]]) -> None:
@@ -482,6 +506,7 @@ class BatchScheduler:
             finally:
                 with self._cond:
                     self._busy = False
+                    self._current = []
                     self._cond.notify_all()
 
 
@@ -572,4 +597,4 @@ class BoundComparator:
 def _reason(job: _Job) -> str:
     if job.error is not None:
         return "error"
-    return "cancelled" if job.ticket.cancelled else "deadline"
+    return "deadline" if job.ticket.by_deadline() else "cancelled"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
@@ -80,6 +81,28 @@ class ServedModel:
         )
 
 
+class InFlight:
+    """The RPCs being handled, as a context manager per call; :meth:`wait_idle` blocks until none is."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self.count = 0
+
+    def __enter__(self) -> None:
+        with self._cond:
+            self.count += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self._cond:
+            self.count -= 1
+            if self.count == 0:
+                self._cond.notify_all()
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: self.count == 0, timeout)
+
+
 def check_text(text: str, field: str, max_chars: int | None, model: str) -> None:
     if not text or not text.strip():
         raise RequestError(field, "must not be empty")
@@ -115,6 +138,7 @@ class RerankerService:
             "ListModels": self._list_models,
             "RetrieveAndRerank": self._retrieve_and_rerank,
         }
+        self.inflight = InFlight()
 
     # --- RPCs ---------------------------------------------------------------------------------------
     def Rerank(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802 (proto name)
@@ -149,7 +173,8 @@ class RerankerService:
         self.metrics.inflight.inc()
         status: Status = OK
         try:
-            return self.handlers[method](request, context), time.perf_counter() - t0
+            with self.inflight:
+                return self.handlers[method](request, context), time.perf_counter() - t0
         except Exception as exc:
             status, message, field = status_of(exc)
             raise ServiceError(status, message, field) from exc
@@ -257,6 +282,7 @@ class RerankerService:
         ]
         msg = request.options if request.HasField("options") else None
         options = self._options(msg)
+        self._check_score_format(request.score_format)
         validate_candidates(request.query, candidates)
         validate_options(options, n, budget_field=self._budget_field(msg))
         for s in served:
@@ -310,6 +336,13 @@ class RerankerService:
             self.metrics.partial.inc()
         return out
 
+    def _check_score_format(self, value: int) -> None:
+        """proto3 enums are open: an unknown number arrives as itself and must be refused, not read as RAW."""
+        known = self.pb2.ScoreFormat.values()
+        if value not in known:
+            names = ", ".join(f"{self.pb2.ScoreFormat.Name(v)} ({v})" for v in known)
+            raise RequestError("score_format", f"unknown value {value}; known: {names}")
+
     def _scores(
         self, out: RerankResult, options: RankOptions, n: int, score_format: int
     ) -> Callable[[Any], dict[str, float]]:
@@ -349,6 +382,7 @@ class RerankerService:
         if msg is not None and msg.stages:
             raise RequestError("options.stages", "cascades are served by Rerank only")
         options = self._options(msg)
+        self._check_score_format(request.score_format)
         for s in served:
             check_text(request.query, "query", s.max_chars, s.name)
         validate_options(options, k, budget_field=self._budget_field(msg))  # names and budget, before any work
