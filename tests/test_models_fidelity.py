@@ -48,7 +48,8 @@ def report(name: str, ours_torch, ours_onnx, ref) -> None:
 
 
 def both(folder):
-    return load_model(folder, backend="torch", attn_implementation="eager"), load_model(folder, backend="onnx", variant="fp32")
+    torch_path = load_model(folder, backend="torch", attn_implementation="eager")
+    return torch_path, load_model(folder, backend="onnx", variant="fp32")  # fp32 ONNX, whatever the CPU default
 
 
 def prepared_ids(model, items):
