@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_server_errors import _wait_for
+from conftest import _wait_for
 
 from rerank.client import RerankClient
 from rerank.evaluation.trec import rank_docs, read_corpus, read_queries, read_run

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 import httpx
 import pytest
-from test_server_errors import _wait_for
+from conftest import _wait_for
 from test_server_tls_auth import _self_signed
 
 from rerank.client import RerankClient, RetryPolicy
