@@ -118,13 +118,14 @@ def test_bad_input_leaves_no_output_file(tmp_path: Path, run) -> None:
 def test_disconnected_items_are_all_ranked(run) -> None:
     rows = [{"a": "a", "b": "b", "p": 0.8}, {"a": "c", "b": "d", "p": 0.3}]
     for method in names("aggregator"):
-        proc = run(["aggregate", "--method", method], lines(rows))
+        calibration = "none" if method in RAW_ROW_AGGREGATORS else "symmetric"
+        proc = run(["aggregate", "--method", method, "--calibration", calibration], lines(rows))
         assert proc.returncode == 0, proc.stderr
         rec = json.loads(proc.stdout)
         assert sorted(r["id"] for r in rec["ranking"]) == ["a", "b", "c", "d"]
 
 
-def test_first_slot_sum_refuses_calibrated_rows(tmp_path: Path) -> None:
+def test_first_slot_sum_refuses_calibrated_rows(tmp_path: Path, run) -> None:
     """duoBERT's sum reads the slot of each answer: after a calibration that merges both orders it would rank
     by the lower item id, so the combination is a usage error, not a silently wrong ranking."""
     src = tmp_path / "in.jsonl"
