@@ -34,6 +34,10 @@ from rerank.retrieval.cli import add_index_parser
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "retrieval.json"
 TOLERANCE = 0.005
+# recall@100 of the int8 MiniLM (the CPU default) moves with the CPU's int8 kernels: 0.7756 where the
+# benchmark ran (AVX-512 VNNI), 0.7697 on an AVX2-only AMD EPYC (same export, same onnxruntime), so the
+# pinned recall allows 0.01; nDCG@10 agrees to the first tolerance on both.
+RECALL_TOLERANCE = 0.01
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +100,7 @@ def test_reload_and_dense_figures_match_the_benchmark(cran_index, cranfield, min
     means, per_query = evaluate(run, qrels, ("ndcg@10", "recall@100"))
     assert len(per_query) == 225
     assert means["ndcg@10"] == pytest.approx(bench_figure("cranfield", "dense", "ndcg@10"), abs=TOLERANCE)
-    assert means["recall@100"] == pytest.approx(bench_figure("cranfield", "dense", "recall@100"), abs=TOLERANCE)
+    assert means["recall@100"] == pytest.approx(bench_figure("cranfield", "dense", "recall@100"), abs=RECALL_TOLERANCE)
 
 
 def test_duplicate_add_and_model_mismatch(tmp_path, cran_index, cranfield, minilm, minilm_store):
