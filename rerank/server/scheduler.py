@@ -463,21 +463,13 @@ class BatchScheduler:
             job.error = exc
             job.event.set()
             return
-        seconds = time.perf_counter() - t0
-        offset = 0
-        for job, start, stop in slices:
-            size = stop - start
-            job.p[start:stop] = p[offset : offset + size]
-            job.stats.add(result, offset, offset + size, len(items))
-            offset += size
-            job.done += size
-            if job.done == len(job.items):
-                job.event.set()
-        requests = len({id(job.ticket) for job, _, _ in slices})
-        self.metrics.batch(self.name, BatchRecord(len(items), len(slices), requests, seconds))
+        self._deliver(slices, items, p, result, time.perf_counter() - t0)
 
     def _call(self, items: list[Item]) -> tuple[np.ndarray, Any]:
-        result = self.model.compare_batch(items)
+        return self._answers(items, self.model.compare_batch(items))
+
+    def _answers(self, items: list[Item], result: Any) -> tuple[np.ndarray, Any]:
+        """The p of a model call's ``result`` (checked: one per item), counted in the call counters."""
         p = np.asarray(getattr(result, "p", result), dtype=np.float64).reshape(-1)
         if len(p) != len(items):
             raise RuntimeError(f"model {self.name!r} returned {len(p)} answers for {len(items)} items")
@@ -537,8 +529,8 @@ class BatchScheduler:
                 return
             slices, items, prepared, t0 = staged
             try:
-                result = self.model.postprocess(prepared, self.model.run(prepared))
-                self._deliver(slices, items, result, time.perf_counter() - t0)
+                p, result = self._answers(items, self.model.postprocess(prepared, self.model.run(prepared)))
+                self._deliver(slices, items, p, result, time.perf_counter() - t0)
             except Exception:
                 self._isolate(slices)
             except BaseException as exc:  # never leave jobs waiting
@@ -554,10 +546,10 @@ class BatchScheduler:
         for piece in slices:
             self._run([piece])
 
-    def _deliver(self, slices: list[tuple[_Job, int, int]], items: list[Item], result: Any, seconds: float) -> None:
-        p = np.asarray(result.p, dtype=np.float64).reshape(-1)
-        self.calls += 1
-        self.items += len(items)
+    def _deliver(
+        self, slices: list[tuple[_Job, int, int]], items: list[Item], p: np.ndarray, result: Any, seconds: float
+    ) -> None:
+        """Hand each job its slice of a model call's answers (and stats); wake the jobs that are complete."""
         offset = 0
         for job, start, stop in slices:
             size = stop - start
