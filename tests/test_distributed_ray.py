@@ -34,6 +34,8 @@ from rerank.evaluation import read_corpus, read_queries, read_run  # noqa: E402
 from rerank.offline import ResumableOutput, rank_jobs, trec_jobs  # noqa: E402
 from rerank.pipeline import RankOptions  # noqa: E402
 
+SETUP = {"mode": "test"}  # the set-up a ResumableOutput records with its progress
+
 DEPTH = 8
 WORKERS = RayOptions(workers=2)
 
@@ -53,7 +55,8 @@ def dl19(data_dir: Path, tmp_path_factory) -> dict:
 
 
 def _jobs(dl19: dict) -> list:
-    return list(trec_jobs(read_run(dl19["run"]), dl19["queries"], dl19["corpus"], DEPTH))
+    run = read_run(dl19["run"])
+    return list(trec_jobs(sorted(run), run, dl19["queries"], dl19["corpus"], DEPTH))
 
 
 def _blocks(path: Path) -> dict[str, list[str]]:
@@ -66,7 +69,7 @@ def _blocks(path: Path) -> dict[str, list[str]]:
 
 @pytest.fixture(scope="module")
 def local_run(dl19: dict, minilm) -> dict[str, list[str]]:
-    out = ResumableOutput(dl19["folder"] / "local.trec")
+    out = ResumableOutput(dl19["folder"] / "local.trec", SETUP)
     try:
         rank_jobs(iter(_jobs(dl19)), [minilm], RankOptions(), out, trec_tag="rerank", total=6,
                   progress_stream=StringIO())
@@ -148,7 +151,7 @@ def local_ray(rerank_home):
 
 
 def test_ray_rank_equals_local_query_by_query(local_ray, dl19, local_run, tmp_path):
-    out = ResumableOutput(tmp_path / "ray.trec")
+    out = ResumableOutput(tmp_path / "ray.trec", SETUP)
     stream = StringIO()
     try:
         ranked = rank_jobs(iter(_jobs(dl19)), [], RankOptions(), out, trec_tag="rerank", total=6,
@@ -162,7 +165,7 @@ def test_ray_rank_equals_local_query_by_query(local_ray, dl19, local_run, tmp_pa
 
 
 def test_a_worker_killed_mid_run_is_restarted_and_its_query_retried(local_ray, dl19, local_run, tmp_path):
-    out = ResumableOutput(tmp_path / "ray.trec")
+    out = ResumableOutput(tmp_path / "ray.trec", SETUP)
     with RayPool(QueryRanker(("minilm",), RankOptions()), WORKERS) as pool:
         victim = pool.pids()[0]
 
@@ -225,7 +228,7 @@ def test_a_query_the_pipeline_refuses_names_the_query(local_ray, tmp_path):
     from rerank.pipeline import Candidate
 
     job = QueryJob("q-bad", "a query", [Candidate("a", "x"), Candidate("b", "y")])
-    out = ResumableOutput(tmp_path / "o.jsonl")
+    out = ResumableOutput(tmp_path / "o.jsonl", SETUP)
     bad = RankOptions(sampler="nope")  # raised in the actor, re-raised here as itself
     with pytest.raises(InputError, match=r"query 'q-bad'.*unknown sampler 'nope'"):
         rank_jobs(iter([job]), [], bad, out, progress_stream=StringIO(),
@@ -240,7 +243,7 @@ def test_a_model_the_workers_cannot_load_is_one_clear_error(local_ray, tmp_path)
     from rerank.pipeline import Candidate
 
     job = QueryJob("q1", "a query", [Candidate("a", "x"), Candidate("b", "y")])
-    out = ResumableOutput(tmp_path / "o.jsonl")
+    out = ResumableOutput(tmp_path / "o.jsonl", SETUP)
     with pytest.raises(WorkerSetupError, match=r"cannot set up a Ray worker: .*no-such-model"):
         rank_jobs(iter([job]), [], RankOptions(), out, progress_stream=StringIO(),
                   map_jobs=ray_rank_mapper(QueryRanker(("no-such-model",), RankOptions()), RayOptions(workers=1)))

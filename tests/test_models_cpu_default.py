@@ -81,7 +81,8 @@ def test_prp_export_records_the_choice_and_load_follows_it(tmp_path, monkeypatch
     flags = frozenset({"avx2", "avx512_bf16"} if bf16_units else {"avx2"})
     monkeypatch.setattr(cpu_default, "cpu_flags", lambda: flags)
     src = tiny.build_tiny_llama(tmp_path / "src")
-    manifest = export_model(src, "prp", tmp_path / "model", parity_seed=0, quantize="int8", **BUDGETS)
+    # no explicit quantize: the measured default tries int8 and keeps it only if it passes parity
+    manifest = export_model(src, "prp", tmp_path / "model", parity_seed=0, **BUDGETS)
     record = Manifest.read(tmp_path / "model").cpu_default
     assert record == manifest.cpu_default and record["choice"] in record["candidates"]
     assert ("torch-bf16" in record["candidates"]) is bf16_units

@@ -34,7 +34,7 @@ def test_stop_finishes_in_flight_requests_and_refuses_new_ones() -> None:
     config = ServerConfig(port=0, max_wait_ms=0.0, drain_s=0.3, grace_s=10.0)
     srv = RerankServer(config, models={"slow": model})
     srv.start()
-    client = RerankClient(srv.address, timeout=30, retry=NO_RETRY)
+    client = RerankClient(srv.address, timeout=30, retry=NO_RETRY, health_service=None)
     try:
         # health pushed as it changes (Watch), so the test sees NOT_SERVING however short the drain
         watch = health_pb2_grpc.HealthStub(client.channel).Watch(health_pb2.HealthCheckRequest(), timeout=30)
@@ -66,7 +66,7 @@ def test_past_the_grace_requests_get_unavailable_and_stop_waits_for_the_model_ca
     config = ServerConfig(port=0, max_wait_ms=0.0, linger_ms=1.0)  # linger: the call runs on the batch worker
     srv = RerankServer(config, models={"fake": model})
     srv.start()
-    client = RerankClient(srv.address, timeout=30, retry=NO_RETRY)
+    client = RerankClient(srv.address, timeout=30, retry=NO_RETRY, health_service=None)
     stopped = threading.Event()
     stopper = threading.Thread(target=lambda: (srv.stop(grace=0.0), stopped.set()))
     try:
@@ -159,7 +159,8 @@ def test_serve_exits_0_on_sigterm_after_finishing_in_flight_requests(minilm_stor
     served = _Served(minilm_store, "--grace", "60")
     try:
         docs = [(f"d{i}", f"{i} {LONG_TEXT}") for i in range(24)]
-        with RerankClient(served.address, timeout=120, retry=NO_RETRY) as c, ThreadPoolExecutor(4) as pool:
+        with RerankClient(served.address, timeout=120, retry=NO_RETRY, health_service=None) as c, \
+                ThreadPoolExecutor(4) as pool:
             c.rerank("warm up", docs[:2])
             finished: list[float] = []
             futures = [pool.submit(c.rerank, f"query {i}", docs) for i in range(4)]
@@ -185,7 +186,8 @@ def _sigterm_past_the_grace(store, run: int) -> tuple[int, list[str], str, str]:
     exit code, the requests' status codes, the last stdout line and stderr."""
     served = _Served(store, "--grace", "0", "--no-warmup")
     try:
-        with RerankClient(served.address, timeout=120, retry=NO_RETRY) as c, ThreadPoolExecutor(2) as pool:
+        with RerankClient(served.address, timeout=120, retry=NO_RETRY, health_service=None) as c, \
+                ThreadPoolExecutor(2) as pool:
             futures = [  # texts seen by no other request: a long model call each
                 pool.submit(c.rerank, f"query {run} {i}", [(f"d{j}", f"{run} {i} {j} {LONG_TEXT}") for j in range(32)])
                 for i in range(2)
