@@ -368,12 +368,16 @@ def service_config(health_service: str | None = SERVICE_NAME, attempts: int = 5)
     return config
 
 
-def _channel_options(server_name: str | None, health_service: str | None) -> list[tuple[str, Any]]:
+def _channel_options(
+    server_name: str | None, health_service: str | None, retries: bool = True
+) -> list[tuple[str, Any]]:
+    """Channel options; ``retries`` False (a client made with one attempt) turns gRPC's own retries off too,
+    so such a client sees the server's first answer."""
     opts: list[tuple[str, Any]] = [
         ("grpc.max_receive_message_length", _MESSAGE_LIMIT),
         ("grpc.max_send_message_length", _MESSAGE_LIMIT),
         ("grpc.service_config", json.dumps(service_config(health_service))),
-        ("grpc.enable_retries", 1),
+        ("grpc.enable_retries", 1 if retries else 0),
     ]
     if server_name:
         opts.append(("grpc.ssl_target_name_override", server_name))
@@ -420,8 +424,9 @@ class _Base:
                 TokenOverPlaintextWarning,
                 stacklevel=3,
             )
-        self._options = _channel_options(server_name, health_service)
-        self._plain_options = _channel_options(server_name, None)
+        retries = self.retry.attempts > 1
+        self._options = _channel_options(server_name, health_service, retries)
+        self._plain_options = _channel_options(server_name, None, retries)
         self.pb2, self.pb2_grpc = _pb()
 
     def _deadline(self, timeout: float | None) -> float | None:
