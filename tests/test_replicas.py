@@ -128,7 +128,7 @@ def _in_flight(replica: Replica) -> float:
 def test_sigterm_drains_not_serving_first_in_flight_finished(pool, requests, expected) -> None:
     victim = pool.replicas[1]
     query, cands = requests[0]
-    big = [(f"{d}-{i}", f"{text} ({i})") for i in range(15) for d, text in cands]  # 120 new texts: seconds
+    big = [(f"{d}-{i}", f"{text} ({i})") for i in range(30) for d, text in cands]  # 240 new texts: seconds
     direct = RerankClient(victim.address, health_service=None)
     result: dict = {}
 
@@ -159,16 +159,17 @@ def test_sigterm_drains_not_serving_first_in_flight_finished(pool, requests, exp
 
     watcher = threading.Thread(target=watch_health)
     watcher.start()
-    time.sleep(0.2)
-    # meanwhile 8 balancing clients keep sending: the draining replica is left out, nothing fails
-    sent: list[float] = []
-
-    def terminate() -> None:
-        sent.append(time.monotonic())
-        victim.signal(signal.SIGTERM)
-
+    deadline = time.monotonic() + 30
+    while not statuses:  # SERVING seen before the signal
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    # SIGTERM while the call is in flight (sent at once, not after other traffic: on a quiet machine the call
+    # can end within a second), then 8 balancing clients send through the drain: the draining replica is
+    # left out, nothing fails
+    sent = [time.monotonic()]
+    victim.signal(signal.SIGTERM)
     outcomes = send_concurrently(lambda: RerankClient(pool.addresses), _calls(requests), clients=CLIENTS,
-                                 per_client=PER_CLIENT, when=1, action=terminate)
+                                 per_client=PER_CLIENT)
     caller.join(200)
     watcher.join(60)
     direct.close()
