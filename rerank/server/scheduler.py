@@ -441,16 +441,19 @@ class BatchScheduler:
                 self._current = [job for job, _, _ in slices]
                 return slices
 
-    def _run(self, slices: list[tuple[_Job, int, int]]) -> None:
-        items: list[Item] = []
-        for job, start, stop in slices:
-            items.extend(job.items[start:stop])
-        t0 = time.perf_counter()
+    @staticmethod
+    def _begin(slices: list[tuple[_Job, int, int]]) -> list[Item]:
+        """The items of a batch's slices; each job's queue wait ends at its first batch."""
         began = time.monotonic()
         for job, _, _ in slices:
             if not job.stats.started:
                 job.stats.started = True
                 job.stats.queue_s = began - job.enqueued
+        return [it for job, start, stop in slices for it in job.items[start:stop]]
+
+    def _run(self, slices: list[tuple[_Job, int, int]]) -> None:
+        items = self._begin(slices)
+        t0 = time.perf_counter()
         try:
             p, result = self._call(items)
         except Exception as exc:  # isolate the failing request(s): rerun each job's slice alone
@@ -505,12 +508,7 @@ class BatchScheduler:
     # --- overlap: tokenize here, run on the run thread -------------------------------------------------
     def _tokenize(self, slices: list[tuple[_Job, int, int]]) -> None:
         """Tokenize a batch and hand it to the run thread (blocks while one tokenized batch waits)."""
-        items: list[Item] = [it for job, start, stop in slices for it in job.items[start:stop]]
-        began = time.monotonic()
-        for job, _, _ in slices:
-            if not job.stats.started:
-                job.stats.started = True
-                job.stats.queue_s = began - job.enqueued
+        items = self._begin(slices)
         try:
             prepared = self.model.prepare(items)
         except Exception:  # the same isolation as a failing call: each job's slice alone, fully
