@@ -52,6 +52,19 @@ def pytest_make_collect_report(collector):
     _fail_skip_on_ci(outcome.get_result())
 
 
+# Session fixtures that export a model or build an index: the first test to use one pays for it, minutes on a
+# loaded machine (a SmolLM2 export took over 300 s at load average 15). Those tests get a longer timeout; the
+# rest keep the default (pyproject's `timeout`), so a hang still ends the run early.
+EXPORT_FIXTURES = frozenset({"embedded_store", "cran_index"})
+EXPORT_TIMEOUT_S = 1200
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        if EXPORT_FIXTURES & set(getattr(item, "fixturenames", ())) and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(EXPORT_TIMEOUT_S))
+
+
 @pytest.fixture
 def wait_for() -> Callable[..., None]:
     """``wait_for(cond, timeout=10)``: poll ``cond()`` until true; AssertionError after ``timeout`` s."""

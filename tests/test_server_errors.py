@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 import pytest
 
-from rerank.client import RerankClient, RerankError, build_rerank_request
+from rerank.client import RerankClient, RerankError, RetryPolicy, build_rerank_request
 from rerank.server.app import RerankServer
 from rerank.server.config import ServerConfig
 from rerank.server.testing import FakeModel
@@ -150,18 +150,22 @@ def test_full_queue_is_resource_exhausted_and_the_server_survives(wait_for) -> N
 def test_too_many_concurrent_rpcs_is_resource_exhausted(wait_for) -> None:
     gate = threading.Event()
     config = ServerConfig(port=0, max_concurrent_rpcs=2, max_wait_ms=0.0)
+    # no client-side health checking: its Watch stream would be a third concurrent RPC
     with (
         RerankServer(config, models={"fake": FakeModel(gate=gate)}) as srv,
-        RerankClient(srv.address, timeout=30) as c,
+        RerankClient(srv.address, timeout=120, retry=RetryPolicy(attempts=1), health_service=None) as c,
         ThreadPoolExecutor(3) as pool,
     ):
-        busy = [pool.submit(c.rerank, "q", DOCS) for _ in range(2)]
-        wait_for(lambda: srv.metrics.inflight._value.get() == 2)
-        with pytest.raises(RerankError) as err:
-            c.rerank("q", DOCS)
-        assert err.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
-        gate.set()
-        assert all(f.result(30).ids[0] == "d5" for f in busy)
+        try:
+            busy = [pool.submit(c.rerank, "q", DOCS) for _ in range(2)]
+            wait_for(lambda: srv.metrics.inflight._value.get() == 2 or any(f.done() for f in busy), timeout=120)
+            assert not any(f.done() for f in busy), [f.exception() for f in busy if f.done()]
+            with pytest.raises(RerankError) as err:
+                c.rerank("q", DOCS)
+            assert err.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        finally:
+            gate.set()  # never leave the two calls (and the server's stop) waiting on the gate
+        assert all(f.result(60).ids[0] == "d5" for f in busy)
 
 
 def test_a_failing_request_does_not_fail_the_requests_merged_with_it(wait_for, caplog) -> None:

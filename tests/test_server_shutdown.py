@@ -166,7 +166,14 @@ def test_serve_exits_0_on_sigterm_after_finishing_in_flight_requests(minilm_stor
             futures = [pool.submit(c.rerank, f"query {i}", docs) for i in range(4)]
             for f in futures:
                 f.add_done_callback(lambda _: finished.append(time.monotonic()))
-            wait_for(lambda: served.inflight() >= 1 or len(finished) == 4, timeout=60)
+
+            def all_arrived_one_in_flight() -> bool:
+                # a call the server has not yet received when it starts draining is refused (UNAVAILABLE, for
+                # the client to retry elsewhere): signal only once all four reached it and one is running
+                running = served.inflight()
+                return running >= 1 and running + len(finished) >= 4
+
+            wait_for(all_arrived_one_in_flight, timeout=120)
             signalled = time.monotonic()
             served.proc.send_signal(signal.SIGTERM)
             replies = [f.result(120) for f in futures]  # none lost
