@@ -19,7 +19,7 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="the 'distributed' extra (Ray) is not installed")
 
-from rerank.budget_bench import run_budget_bench  # noqa: E402
+from rerank.bench.budgets import run_budget_bench  # noqa: E402
 from rerank.distributed import (  # noqa: E402
     PreferenceScorer,
     QueryRanker,
