@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -75,11 +75,21 @@ class _StderrLines(logging.Handler):
         sys.stderr.write(f"rerank: {self.format(record)}\n")
 
 
-def _log_to_stderr(logger: logging.Logger) -> None:
-    """INFO lines of ``logger`` on stderr (one handler, however often called)."""
-    if not any(isinstance(h, _StderrLines) for h in logger.handlers):
-        logger.addHandler(_StderrLines())
+@contextlib.contextmanager
+def _log_lines(logger_name: str, on: bool) -> Iterator[None]:
+    """While the block runs (and ``on``), INFO records of ``logger_name`` as lines on stderr."""
+    if not on:
+        yield
+        return
+    logger = logging.getLogger(logger_name)
+    handler, level = _StderrLines(), logger.level
+    logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def cmd_aggregate(args: Any) -> int:
@@ -160,7 +170,6 @@ def cmd_models_list(args: Any) -> int:
 
 
 def cmd_models_ensure(args: Any) -> int:
-    import logging
 
     from .models import EMBEDDED, ModelError, ModelStore, ParityError, ensure_embedded
 
@@ -168,12 +177,12 @@ def cmd_models_ensure(args: Any) -> int:
     for name in names:
         if name not in EMBEDDED:
             return _fail(f"unknown embedded model {name!r}; known: {', '.join(sorted(EMBEDDED))}", EXIT_USAGE)
-    if not args.quiet:  # the export's steps (models log them at INFO) as its progress lines
-        _log_to_stderr(logging.getLogger("rerank.models"))
     store = ModelStore(args.store)
     for name in names:
         try:
-            manifest = ensure_embedded(name, store=store, quantize=args.quantize)
+            # the export's steps (models log them at INFO) are its progress lines, unless --quiet
+            with _log_lines("rerank.models", on=not args.quiet):
+                manifest = ensure_embedded(name, store=store, quantize=args.quantize)
         except (ModelError, ParityError, OSError) as exc:
             return _fail(f"cannot build embedded model {name!r}: {exc}", EXIT_BAD_INPUT)
         print(f"{manifest.name}: ready in {store.path(manifest.name)} ({', '.join(manifest.variants)})")

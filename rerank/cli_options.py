@@ -185,7 +185,7 @@ FOLDER = click.Path(file_okay=False)
 def positive(_ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
     """Callback of integer options that must be >= 1 when given."""
     if value is not None and value < 1:
-        raise click.BadParameter(f"expected an integer >= 1, got {value}", param=param)
+        raise click.UsageError(f"{_flag(param)} must be an integer >= 1, got {value}", _ctx)
     return value
 
 
