@@ -29,12 +29,16 @@ def fail(message: str, code: int) -> int:
     return code
 
 
+# click >= 8.2: a group called without a command raises this (8.1 prints the help and exits 0)
+_NO_ARGS: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
 def run_command(command: click.Command, argv: Sequence[str] | None, prog: str = "rerank") -> int:
     """Run a click command as a program: its exit code; usage errors one line with exit 2."""
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         code = command.main(args=args, prog_name=prog, standalone_mode=False, obj={"argv": args, "prog": prog})
-    except click.exceptions.NoArgsIsHelpError as exc:
+    except _NO_ARGS as exc:
         group = exc.ctx.command if exc.ctx else command
         names = ", ".join(getattr(group, "list_commands", lambda _ctx: [])(exc.ctx))
         return fail(f"give a command: {names} (see {exc.ctx.command_path if exc.ctx else prog} --help)", EXIT_USAGE)
@@ -135,11 +139,9 @@ def parse_budget(text: str) -> int | float:
     except ValueError:
         raise ValueError(f"invalid budget {text!r}: use a count (250), a fraction (0.1) or a percentage "
                          "(10%)") from None
-    if isinstance(value, int):
-        if value < 1:
-            raise ValueError(f"invalid budget {text!r}: a count of comparisons must be >= 1")
-    elif not 0.0 < value <= 1.0:  # also NaN
-        raise ValueError(f"invalid budget {text!r}: a fraction must be in (0, 1], a percentage in (0, 100]")
+    if (value < 1) if isinstance(value, int) else not 0.0 < value <= 1.0:  # also NaN
+        raise ValueError(f"invalid budget {text!r}: a count must be >= 1, a fraction in (0, 1], a percentage in "
+                         "(0%, 100%]")
     return value
 
 
@@ -223,10 +225,6 @@ quiet_option = click.option("--quiet", "-q", is_flag=True, default=False,
 quantize_option = click.option("--quantize", type=click.Choice(["int8"]), default=None,
                                help="also write an int8 variant (default: the model's own choice)")
 """``--quantize int8``."""
-
-overwrite_option = click.option("--overwrite", is_flag=True, help="replace an existing output instead of "
-                                                                    "keeping (or resuming) it")
-"""``--overwrite``."""
 
 verify_option = click.option(
     "--verify/--no-verify", "verify", default=True, show_default=True,

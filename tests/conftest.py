@@ -17,10 +17,6 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 """The repository's root folder."""
 
-RERANK = [sys.executable, "-m", "rerank.cli"]
-"""The ``rerank`` program as a subprocess runs it (for the entry point's one smoke test)."""
-
-
 def run_rerank(args: list[str], *, stdin: str = "", home: Path | None = None, timeout: float = 600,
                module: str = "rerank.cli") -> subprocess.CompletedProcess[str]:
     """``python -m MODULE ARGS`` in a subprocess (``RERANK_HOME=home`` when given): each entry point's smoke

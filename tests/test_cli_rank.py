@@ -1,5 +1,5 @@
-"""`rerank rank`: JSON-lines and TREC modes, resuming, bad input (in-process; the first test is the
-`rerank` program's subprocess smoke test for ranking)."""
+"""`rerank rank`: JSON-lines and TREC modes, resuming, bad input (in-process; the `rerank` program's
+subprocess smoke test is in tests/test_cli_aggregate.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import run_rerank
 
 from rerank.evaluation import evaluate, read_qrels, read_run
 
@@ -44,8 +43,7 @@ def jsonl(rows: list) -> str:
 def test_jsonl_mode_with_minilm_resumes_after_a_bad_line(rerank_home: Path, tmp_path: Path, run) -> None:
     out = tmp_path / "out.jsonl"
     broken = jsonl([QUERIES[0], QUERIES[1], '{"qid": "q3", "query": "x"}', QUERIES[2]])
-    # the `rerank` program's smoke test for ranking: a subprocess reading stdin
-    first = run_rerank(["rank", "--input", "-", "--output", str(out)], stdin=broken, home=rerank_home)
+    first = run(["--input", "-", "--output", str(out)], rerank_home, broken)
     assert first.returncode == 1
     assert 'line 3: missing key "candidates"' in first.stderr.strip().splitlines()[-1]
     done = [json.loads(x) for x in out.read_text().splitlines()]
