@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rerank.budget_bench import QueryPrefs, cached_preferences, first_stage_level, load_dataset
+from rerank.bench.budgets import QueryPrefs, cached_preferences, first_stage_level, load_dataset
 from rerank.evaluation import ndcg_at_k, rank_docs
 from rerank.pipeline import Candidate, Comparator, RankOptions, TrecData, load_comparator, rerank
 

@@ -190,7 +190,7 @@ def bench_minilm(
 def cached_answers(folder: Path, qid: str, query: str, docs: list[str], corpus: dict) -> dict | None:
     """The model's answers for every ordered pair of ``docs`` from a ``rerank bench budgets`` preference
     cache (``<folder>/<qid>.npz``: docids and P[i, j] = p(docs[i], docs[j])), or None when it has none."""
-    from rerank.budget_bench import query_cache_file
+    from rerank.bench.budgets import query_cache_file
 
     path = query_cache_file(folder, qid)
     if not path.is_file():

@@ -165,9 +165,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="alternate calls between the floor server and our server (fake model)")
     parser.add_argument("--out", default=None, help="folder for grpc_floor.json (default: print only)")
     args = parser.parse_args(argv)
+    from rerank.bench.loadbench import data_folder, load_requests
     from rerank.client import build_rerank_request
     from rerank.server._proto import load
-    from rerank.server.loadbench import data_folder, load_requests
 
     _, pb2_grpc = load()
     r = load_requests(data_folder(None), 20)[0]

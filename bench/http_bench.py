@@ -26,9 +26,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from rerank.server.app import load_models
-from rerank.server.config import ServerConfig
-from rerank.server.loadbench import (
+from rerank.bench.loadbench import (
     Request,
     ServerProcess,
     data_folder,
@@ -38,6 +36,8 @@ from rerank.server.loadbench import (
     machine,
     server_call,
 )
+from rerank.server.app import load_models
+from rerank.server.config import ServerConfig
 
 MODES = ("http", "grpc", "in-process")
 GOAL = 0.85

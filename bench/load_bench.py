@@ -4,14 +4,14 @@ in-process, the server's overhead, and its memory under load. Writes bench/resul
     OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/load_bench.py --out bench/results
     .venv/bin/python bench/load_bench.py --phases memory --memory-seconds 300
 
-Same as ``rerank bench load``; the code lives in ``rerank.server.loadbench``.
+Same as ``rerank bench load`` (the options are that command's); the code lives in ``rerank.bench.loadbench``.
 """
 
 from __future__ import annotations
 
 import sys
 
-from rerank.server.loadbench import main
+from rerank.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["bench", "load", *sys.argv[1:]]))

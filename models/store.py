@@ -348,7 +348,7 @@ def _load_onnx(src: _Source, store: ModelStore, args: Mapping[str, Any]) -> Pair
             raise UnknownModelError(
                 f"embedded model {src.name!r} is not exported into {store.root} yet: run "
                 f"rerank.models.ensure_embedded({src.name!r}) "
-                f"(or `python -m rerank.models ensure {src.name}`)"
+                f"(or `rerank models ensure {src.name}`)"
             )
         raise ModelError(
             f"{src.folder} is a checkpoint folder; export it first (export_model) for the onnx backend"

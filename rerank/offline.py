@@ -118,7 +118,7 @@ def _jsonl_jobs(lines: Iterable[tuple[int, str]], skip_bad: bool, warn: IO[str])
 def trec_qids(run: Mapping[str, object], queries: Mapping[str, str], warn: IO[str]) -> list[str]:
     """The run's queries in qid order that the queries file has; the others are skipped with a note
     (a queries file may list a subset); none in common is an error."""
-    qids = sorted(run, key=_qid_key)
+    qids = sorted(run, key=qid_key)
     kept = [q for q in qids if q in queries]
     if not kept:
         raise InputError(0, f"none of the run's {len(qids)} queries is in the queries file")
@@ -150,7 +150,8 @@ def trec_jobs(
         yield QueryJob(qid, queries[qid], cands, empty + tuple(docs[depth:]))
 
 
-def _qid_key(qid: str) -> tuple[int, int | str]:
+def qid_key(qid: str) -> tuple[int, int | str]:
+    """Sort key of TREC qids: numeric ones by value first, then the others by name."""
     return (0, int(qid)) if qid.isdigit() else (1, qid)
 
 
@@ -187,7 +188,7 @@ class Selection:
         if self.stopped:
             warn.write(f"rerank: note: stopped after --max-queries {self.max_queries}; "
                        "the queries after them were not ranked\n")
-        missing = sorted(self.qids - self.found, key=_qid_key) if self.qids and not self.stopped else []
+        missing = sorted(self.qids - self.found, key=qid_key) if self.qids and not self.stopped else []
         if missing:
             raise InputError(0, f"--qids names {len(missing)} queries that are not in the input: {_some(missing, 10)}")
 

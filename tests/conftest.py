@@ -1,11 +1,11 @@
-"""Shared pytest fixtures."""
+"""Shared pytest fixtures and the helpers several test files use (``from conftest import REPO, ...``)."""
 
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -13,6 +13,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+"""The repository's root folder."""
+
+def run_rerank(args: list[str], *, stdin: str = "", home: Path | None = None, timeout: float = 600,
+               module: str = "rerank.cli") -> subprocess.CompletedProcess[str]:
+    """``python -m MODULE ARGS`` in a subprocess (``RERANK_HOME=home`` when given): each entry point's smoke
+    test; argument and input-error cases run in-process through the ``cli`` fixture."""
+    env = {**os.environ, **({"RERANK_HOME": str(home)} if home is not None else {})}
+    return subprocess.run([sys.executable, "-m", module, *args], input=stdin, capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+def __getattr__(name: str):
+    if name == "NO_RETRY":  # imported on demand: grpc loads only for the tests that use it
+        from rerank.client import RetryPolicy
+
+        return RetryPolicy(attempts=1)
+    raise AttributeError(name)
 
 
 def _wait_for(cond: Callable[[], object], timeout: float = 10.0) -> None:
@@ -87,7 +106,6 @@ def data_dir() -> Path:
     return path
 
 
-_REPO = Path(__file__).resolve().parents[1]
 _EXPORT_CACHE = Path(os.environ.get("RERANK_TEST_CACHE", Path.home() / ".cache" / "rerank" / "test-exports"))
 
 
@@ -100,7 +118,7 @@ def _export_key(name: str) -> str:
     files = [entry.gguf_path()] if entry.gguf_file else sorted(entry.source().rglob("*"))
     inputs = [p for p in files if p.is_file()]
     digest = hashlib.sha256(name.encode())
-    for path in [*inputs, *sorted((_REPO / "models").glob("*.py"))]:
+    for path in [*inputs, *sorted((REPO / "models").glob("*.py"))]:
         digest.update(path.name.encode())
         with path.open("rb") as f:
             digest.update(hashlib.file_digest(f, "sha256").digest())
@@ -182,24 +200,27 @@ def minilm_server(minilm_store):
 
 
 @pytest.fixture
-def cli(capsys, monkeypatch) -> Callable[..., tuple[int, str, str]]:
-    """``cli(argv, stdin="", home=None)``: the ``rerank`` command run in-process (argument and input-error
-    cases need no subprocess); returns (exit code, stdout, stderr)."""
-    from rerank.cli import main
+def cli(monkeypatch) -> Callable[..., tuple[int, str, str]]:
+    """``cli(argv, stdin="", home=None, command=None)``: the ``rerank`` command (or another click ``command``,
+    e.g. ``python -m rerank.retrieval``'s) run in-process with click's test runner; returns (exit code,
+    stdout, stderr). Argument and input-error cases need no subprocess."""
+    from click.testing import CliRunner
+
+    from rerank.cli import cli as rerank_cli
+    from rerank.cli_options import run_command
 
     handlers = logging.root.handlers[:]
     # the command's logging handler would keep this test's captured stderr, closed when the test ends
     monkeypatch.setattr(logging.root, "handlers", handlers)
 
-    def run(argv: list[str], stdin: str = "", home: Path | None = None) -> tuple[int, str, str]:
+    def run(argv: list[str], stdin: str = "", home: Path | None = None, command=None) -> tuple[int, str, str]:
         if home is not None:
             monkeypatch.setenv("RERANK_HOME", str(home))
-        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin.encode())))
-        try:
-            code = main(list(argv))
-        except SystemExit as exc:  # argparse
-            code = exc.code if isinstance(exc.code, int) else 1
-        out, err = capsys.readouterr()
-        return code, out, err
+        runner = CliRunner()
+        with runner.isolation(input=stdin) as (out, err, _):
+            code = run_command(command or rerank_cli, list(argv))
+            sys.stdout.flush()
+            sys.stderr.flush()
+            return code, out.getvalue().decode(), err.getvalue().decode()
 
     return run

@@ -4,8 +4,6 @@ top k1, a pairwise model on the top k2 of that, the tail in its earlier order.""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -86,17 +84,17 @@ def test_bad_stages() -> None:
             parse_stage(bad)
 
 
-def test_cli_stage_errors_are_one_line(tmp_path) -> None:
+def test_cli_stage_errors_are_one_line(tmp_path, cli) -> None:
     jobs = tmp_path / "in.jsonl"
     jobs.write_text(json.dumps({"qid": "1", "query": QUERY, "candidates": [
         {"id": c.id, "text": c.text} for c in CANDS]}) + "\n")
-    base = [sys.executable, "-m", "rerank.cli", "rank", "--input", str(jobs), "--output", str(tmp_path / "o")]
+    base = ["rank", "--input", str(jobs), "--output", str(tmp_path / "o")]
     for extra, message in (
         (["--stage", "minilm"], "expected MODEL:DEPTH"),
         (["--stage", "minilm:100", "--model", "minilm"], "either --stage"),
     ):
-        proc = subprocess.run([*base, *extra], capture_output=True, text=True, timeout=120)
-        assert proc.returncode != 0 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+        code, _, err = cli([*base, *extra])
+        assert code != 0 and message in err and len(err.strip().splitlines()) == 1
 
 
 def test_usage_reports_truncation_and_stage_times(tmp_path) -> None:

@@ -4,18 +4,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_rerank
 
 from rerank.aggregation.registry import RAW_ROW_AGGREGATORS, names
-
-RERANK = [sys.executable, "-m", "rerank.cli"]
-
-
-def run_subprocess(args: list[str], stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*RERANK, *args], input=stdin, capture_output=True, text=True, timeout=60)
 
 
 @pytest.fixture
@@ -42,7 +36,7 @@ BIASED = [
 
 
 def test_default_is_bt_with_symmetric_calibration_and_reports_stderr() -> None:
-    proc = run_subprocess(["aggregate", "--input", "-"], lines(BIASED))  # the entry point's smoke test
+    proc = run_rerank(["aggregate", "--input", "-"], stdin=lines(BIASED), timeout=60)  # the entry point's smoke test
     assert proc.returncode == 0, proc.stderr
     out = [json.loads(x) for x in proc.stdout.splitlines()]
     assert len(out) == 1
@@ -96,7 +90,7 @@ def test_help_lists_every_method_and_calibration(run) -> None:
         ([], '[1, 2, 3]\n', 1, "line 1: expected a JSON object"),
         ([], "", 1, "input has no comparisons"),
         (["--input", "/nonexistent/file.jsonl"], "", 1, "cannot read --input"),
-        (["--bogus"], "", 2, "unrecognized arguments: --bogus"),
+        (["--bogus"], "", 2, "No such option '--bogus'"),
     ],
 )
 def test_bad_input_exits_non_zero_with_one_line(args: list[str], stdin: str, code: int, message: str, run) -> None:

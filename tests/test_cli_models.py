@@ -1,32 +1,35 @@
-"""`rerank export` and `rerank models list|ensure`, run as a user runs them (subprocesses)."""
+"""`rerank models export|list|ensure` (and the old `rerank export`), in-process."""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from rerank.models.testing import build_tiny_bert_classifier
 
-RERANK = [sys.executable, "-m", "rerank.cli"]
+
+@pytest.fixture
+def run(cli):
+    """``run(args, home)``: ``rerank ARGS`` in-process with ``RERANK_HOME=home``, answered like a subprocess."""
+
+    def go(args: list[str], home: Path) -> subprocess.CompletedProcess[str]:
+        code, out, err = cli(args, home=home)
+        return subprocess.CompletedProcess(args, code, out, err)
+
+    return go
 
 
-def run(args: list[str], home: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "RERANK_HOME": str(home)}
-    return subprocess.run([*RERANK, *args], capture_output=True, text=True, timeout=timeout, env=env)
-
-
-def test_export_writes_a_parity_checked_model_and_list_shows_it(tmp_path: Path) -> None:
+def test_export_writes_a_parity_checked_model_and_list_shows_it(tmp_path: Path, run) -> None:
     src = build_tiny_bert_classifier(tmp_path / "ckpt")
     out = tmp_path / "home" / "models" / "tiny-duo"
-    args = ["export", "--model", str(src), "--kind", "duo-cross-encoder", "--out", str(out)]
-    proc = run(args, tmp_path / "home")
+    args = ["models", "export", "--model", str(src), "--kind", "duo-cross-encoder", "--name", "tiny-duo"]
+    proc = run(args, tmp_path / "home")  # into the store by default
     assert proc.returncode == 0, proc.stderr
     record = json.loads(proc.stdout)
+    assert record["out"] == str(out)
     assert record["kind"] == "duo-cross-encoder"
     parity = record["parity"]["fp32"]
     assert parity["passed"] and parity["order_agrees"] and parity["max_abs_diff_p"] < 1e-3
@@ -46,34 +49,29 @@ def test_export_writes_a_parity_checked_model_and_list_shows_it(tmp_path: Path) 
 def test_export_errors_are_one_line(tmp_path: Path, cli) -> None:
     home = tmp_path / "home"
     out = str(tmp_path / "o")
-    code, _, err = cli(["export", "--model", str(tmp_path / "nope"), "--kind", "duo-t5", "--out", out], home=home)
+    code, _, err = cli(["models", "export", "--model", str(tmp_path / "nope"), "--kind", "duo-t5", "--out", out],
+                       home=home)
     assert code == 1 and len(err.strip().splitlines()) == 1 and "export failed" in err
     src = build_tiny_bert_classifier(tmp_path / "ckpt")
-    code, _, err = cli(["export", "--model", str(src), "--kind", "triple-encoder", "--out", out], home=home)
-    assert code == 1 and "triple-encoder" in err
+    code, _, err = cli(["models", "export", "--model", str(src), "--kind", "triple-encoder", "--out", out],
+                       home=home)
+    assert code == 2 and "unknown --kind 'triple-encoder'" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
     code, _, err = cli(["models", "ensure", "gpt-9"], home=home)
     assert code == 2 and "unknown embedded model 'gpt-9'" in err
 
 
-def test_python_m_rerank_models_lists_and_ensures(minilm_store) -> None:
-    """``python -m rerank.models`` (its one subprocess smoke test): list, and ensure as a no-op."""
-    store = str(minilm_store.root)
-    listed = subprocess.run([sys.executable, "-m", "rerank.models", "--store", store, "list"], capture_output=True,
-                            text=True, timeout=300)  # fmt: skip
-    assert listed.returncode == 0, listed.stderr
-    infos = {r["name"]: r for r in map(json.loads, listed.stdout.splitlines())}
-    assert infos["minilm"]["exported"] and infos["minilm"]["kind"] == "bi-encoder"
+def test_models_ensure_is_a_no_op_when_exported(minilm_store, cli) -> None:
     graph = minilm_store.path("minilm") / "model.onnx"
     before = graph.stat().st_mtime_ns
-    from rerank.models.__main__ import main
-
-    assert main(["--store", store, "ensure", "minilm"]) == 0
+    code, out, err = cli(["models", "ensure", "minilm", "--store", str(minilm_store.root), "--quiet"])
+    assert code == 0, err
+    assert out.startswith("minilm: ready in ") and err == ""  # --quiet: no log lines
     assert graph.stat().st_mtime_ns == before  # already exported: nothing rewritten
 
 
 @pytest.mark.timeout(1200)  # trains a sentencepiece model and runs two exports
-def test_export_castorini_duot5_layout_and_tokenizer_folder(tmp_path: Path) -> None:
+def test_export_castorini_duot5_layout_and_tokenizer_folder(tmp_path: Path, run) -> None:
     """A folder laid out as castorini/duot5-base-msmarco (spiece.model, pytorch_model.bin, no
     tokenizer.json) exports from the command line; ``--tokenizer`` reads the tokenizer elsewhere."""
     from rerank.models.testing import build_castorini_t5
@@ -85,12 +83,12 @@ def test_export_castorini_duot5_layout_and_tokenizer_folder(tmp_path: Path) -> N
         (tok / name).write_bytes((src / name).read_bytes())
     (src / "spiece.model").unlink()  # only the --tokenizer folder has it now
     out = tmp_path / "out"
-    no_tok = run(["export", "--model", str(src), "--kind", "duo-t5", "--out", str(out)], tmp_path)
+    no_tok = run(["models", "export", "--model", str(src), "--kind", "duo-t5", "--out", str(out)], tmp_path)
     assert no_tok.returncode == 1 and "no tokenizer files" in no_tok.stderr
     assert len(no_tok.stderr.strip().splitlines()) == 1 and not out.exists()
-    args = ["export", "--model", str(src), "--kind", "duo-t5", "--out", str(out), "--tokenizer", str(tok),
+    args = ["models", "export", "--model", str(src), "--kind", "duo-t5", "--out", str(out), "--tokenizer", str(tok),
             "--truncation", "reference"]
-    proc = run(args, tmp_path, timeout=1000)
+    proc = run(args, tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["parity"]["fp32"]["passed"]
     options = json.loads((out / "manifest.json").read_text())["options"]
@@ -98,7 +96,7 @@ def test_export_castorini_duot5_layout_and_tokenizer_folder(tmp_path: Path) -> N
 
 
 @pytest.mark.timeout(1200)  # five command-line runs, each importing transformers
-def test_export_architecture_and_option_errors_are_one_line(tmp_path: Path) -> None:
+def test_export_architecture_and_option_errors_are_one_line(tmp_path: Path, run) -> None:
     src = build_tiny_bert_classifier(tmp_path / "ckpt")
     cases = {
         ("--kind", "prp"): "does not support model type 'bert'",
@@ -108,7 +106,7 @@ def test_export_architecture_and_option_errors_are_one_line(tmp_path: Path) -> N
         ("--kind", "mono-cross-encoder", "--truncation", "reference", "--max-input-tokens", "1"): "must be",
     }
     for extra, message in cases.items():
-        proc = run(["export", "--model", str(src), "--out", str(tmp_path / "o"), *extra], tmp_path)
+        proc = run(["models", "export", "--model", str(src), "--out", str(tmp_path / "o"), *extra], tmp_path)
         assert proc.returncode == 1, (extra, proc.stderr)
         assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, (extra, proc.stderr)
         assert not (tmp_path / "o").exists()

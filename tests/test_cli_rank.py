@@ -1,18 +1,15 @@
-"""`rerank rank` from outside: JSON-lines and TREC modes, resuming, bad input."""
+"""`rerank rank`: JSON-lines and TREC modes, resuming, bad input (in-process; the `rerank` program's
+subprocess smoke test is in tests/test_cli_aggregate.py)."""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from rerank.evaluation import evaluate, read_qrels, read_run
-
-RERANK = [sys.executable, "-m", "rerank.cli"]
 
 QUERIES = [
     {"qid": "q1", "query": "what is the capital of France", "candidates": [
@@ -28,16 +25,22 @@ QUERIES = [
 ]
 
 
-def run(args: list[str], home: Path, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "RERANK_HOME": str(home)}
-    return subprocess.run([*RERANK, "rank", *args], input=stdin, capture_output=True, text=True, timeout=600, env=env)
+@pytest.fixture
+def run(cli):
+    """``run(args, home, stdin="")``: ``rerank rank ARGS`` in-process, answered like a subprocess."""
+
+    def go(args: list[str], home: Path, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        code, out, err = cli(["rank", *args], stdin, home=home)
+        return subprocess.CompletedProcess(args, code, out, err)
+
+    return go
 
 
 def jsonl(rows: list) -> str:
     return "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows)
 
 
-def test_jsonl_mode_with_minilm_resumes_after_a_bad_line(rerank_home: Path, tmp_path: Path) -> None:
+def test_jsonl_mode_with_minilm_resumes_after_a_bad_line(rerank_home: Path, tmp_path: Path, run) -> None:
     out = tmp_path / "out.jsonl"
     broken = jsonl([QUERIES[0], QUERIES[1], '{"qid": "q3", "query": "x"}', QUERIES[2]])
     first = run(["--input", "-", "--output", str(out)], rerank_home, broken)
@@ -57,7 +60,7 @@ def test_jsonl_mode_with_minilm_resumes_after_a_bad_line(rerank_home: Path, tmp_
     assert records[1]["ranking"][0]["id"] == "cook" and records[2]["ranking"][0]["id"] == "tax"
 
 
-def test_skip_bad_reports_the_line_and_goes_on(rerank_home: Path, tmp_path: Path) -> None:
+def test_skip_bad_reports_the_line_and_goes_on(rerank_home: Path, tmp_path: Path, run) -> None:
     out = tmp_path / "out.jsonl"
     rows = jsonl([QUERIES[1], "{oops", QUERIES[2]])
     proc = run(["--input", "-", "--output", str(out), "--skip-bad", "--top-n", "1"], rerank_home, rows)
@@ -67,7 +70,7 @@ def test_skip_bad_reports_the_line_and_goes_on(rerank_home: Path, tmp_path: Path
     assert [r["qid"] for r in records] == ["q2", "q3"] and all(len(r["ranking"]) == 1 for r in records)
 
 
-def test_a_block_cut_off_mid_write_is_dropped_on_resume(tmp_path: Path, data_dir: Path) -> None:
+def test_a_block_cut_off_mid_write_is_dropped_on_resume(tmp_path: Path, data_dir: Path, run) -> None:
     dl = data_dir / "trec-dl-2019-passage"
     run_file = read_run(dl / "run.bm25.top100.trec")
     small = tmp_path / "small.trec"
@@ -99,8 +102,8 @@ def test_a_block_cut_off_mid_write_is_dropped_on_resume(tmp_path: Path, data_dir
     assert len(read_run(out)[qids[0]]) == len(run_file[qids[0]])  # the rest of the run is kept below
 
 
-def test_a_budget_that_resolves_to_no_comparison_fails_naming_k_and_the_minimum(tmp_path: Path,
-                                                                                data_dir: Path) -> None:
+def test_a_budget_that_resolves_to_no_comparison_fails_naming_k_and_the_minimum(tmp_path: Path, data_dir: Path,
+                                                                                run) -> None:
     """10% of a 2-candidate query's 2 ordered pairs is 0 comparisons: an error, not a ranking of zeros; and a
     fraction that would be too small for 10 candidates is fine for the query's real k (no early guess of k)."""
     dl = data_dir / "trec-dl-2019-passage"
@@ -124,7 +127,7 @@ def test_a_budget_that_resolves_to_no_comparison_fails_naming_k_and_the_minimum(
     [
         (["--output", "o.jsonl"], "", 2, "give --input"),
         (["--input", "-"], "", 2, "--output FILE is required"),
-        (["--input", "-", "--output", "o.jsonl", "--sampler", "nope"], "", 2, "options.sampler: unknown sampler"),
+        (["--input", "-", "--output", "o.jsonl", "--sampler", "nope"], "", 2, "unknown --sampler 'nope'; known: "),
         (["--input", "-", "--output", "o.jsonl", "--budget", "lots"], "", 2, "invalid budget 'lots'"),
         (["--input", "-", "--output", "o.jsonl", "--sampler", "heapsort", "--window", "3"], "", 2,
          "options.window: sampler 'heapsort' does not take it; used by: window, skip"),

@@ -214,3 +214,17 @@ def test_an_option_the_record_lacks_counts_as_unset(collection, tmp_path: Path) 
     progress.write_text("\n".join([json.dumps(record), *lines[1:]]) + "\n")
     assert main(jsonl_args(collection, out)) == 0
     assert qids_of(out) == ["1", "2", "3"]
+
+
+def test_quiet_drops_the_progress_line_but_not_the_summary(collection, tmp_path: Path, capsys) -> None:
+    assert main([*trec_args(collection, tmp_path / "out.trec"), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "queries 3/3" not in err and "ranked 3 queries" in err
+
+
+@pytest.mark.parametrize("budget", ["0", "-3", "0%", "150%", "1.5", "nan", "lots"])
+def test_a_budget_is_checked_when_parsed(collection, tmp_path: Path, capsys, budget: str) -> None:
+    assert main([*jsonl_args(collection, tmp_path / "out.jsonl"), "--budget", budget]) == 2
+    (line,) = errors(capsys.readouterr().err)
+    assert line.startswith(f"rerank: error: --budget: invalid budget '{budget}': ")
+    assert not (tmp_path / "out.jsonl").exists()

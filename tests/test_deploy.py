@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rerank.cli import build_parser
 from rerank.server.app import SERVICE_NAME
+from rerank.server.cli import serve_args
 from rerank.server.replicas import render_haproxy_config
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
@@ -33,8 +33,8 @@ def _instructions(path: Path) -> list[tuple[str, str]]:
 
 
 def _serve_args(argv: list[str]):
-    """Parse as ``rerank serve`` does (argparse exits on an unknown flag)."""
-    return build_parser().parse_args(["serve", *argv])
+    """Parse as ``rerank serve`` does (an unknown flag is an error)."""
+    return serve_args(argv)
 
 
 def _manifests(name: str) -> list[dict]:

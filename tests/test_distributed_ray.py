@@ -19,7 +19,7 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="the 'distributed' extra (Ray) is not installed")
 
-from rerank.budget_bench import run_budget_bench  # noqa: E402
+from rerank.bench.budgets import run_budget_bench  # noqa: E402
 from rerank.distributed import (  # noqa: E402
     PreferenceScorer,
     QueryRanker,
@@ -131,12 +131,11 @@ def _kill_group(proc: subprocess.Popen) -> None:
     ["index", "build", "--corpus", "c.jsonl", "--out", "OUT", "--address", "127.0.0.1:6379"],
     ["bench", "budgets", "--dataset", "d", "--out", "OUT", "--workers", "0", "--engine", "ray"],
 ])
-def test_ray_flags_are_checked_before_any_work(command, tmp_path):
+def test_ray_flags_are_checked_before_any_work(command, tmp_path, cli):
     argv = [str(tmp_path / "o") if a == "OUT" else a for a in command]
-    proc = subprocess.run([sys.executable, "-m", "rerank.cli", *argv], input="", capture_output=True, text=True,
-                          env={**os.environ, "RERANK_HOME": str(tmp_path)}, timeout=120)
-    assert proc.returncode == 2, proc.stderr
-    (line,) = proc.stderr.strip().splitlines()
+    code, _, err = cli(argv, home=tmp_path)
+    assert code == 2, err
+    (line,) = err.strip().splitlines()
     assert line.startswith("rerank: error: ") and ("need --engine ray" in line or "--workers must be >= 1" in line)
 
 

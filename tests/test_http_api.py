@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import REPO as ROOT
 from conftest import _wait_for
 
 from rerank.client import RerankClient
@@ -22,7 +23,6 @@ from rerank.server.config import ServerConfig
 from rerank.server.testing import FakeModel
 
 cohere = pytest.importorskip("cohere")
-ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "http-test-token"
 
 

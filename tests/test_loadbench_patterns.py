@@ -1,4 +1,4 @@
-"""Traffic patterns of ``rerank bench load`` (rerank/server/loadbench.py): what each driver sends when.
+"""Traffic patterns of ``rerank bench load`` (rerank/bench/loadbench.py): what each driver sends when.
 
 Timings are benchmark output (bench/results/load.md); these tests check the patterns themselves.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 import time
 
-from rerank.server.loadbench import DRIVERS, Request, drive_bursty
+from rerank.bench.loadbench import DRIVERS, Request, drive_bursty
 
 REQUESTS = [Request(str(i), f"q{i}", ("a", "b"), ("x", "y")) for i in range(5)]
 

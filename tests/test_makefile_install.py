@@ -14,8 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import REPO as ROOT
 
 FAKE_PYTHON = r"""#!/usr/bin/env bash
 # stand-in for python: `-m venv DIR` and `-m pip ...` only

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REPO
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -25,8 +25,6 @@ from rerank.models import (
     load_model,
 )
 from rerank.models.export import parity_figures
-
-REPO = Path(__file__).resolve().parents[1]
 
 # (query, relevant, irrelevant, irrelevant)
 QUERIES = [

@@ -8,15 +8,12 @@ also checks that build + add gives the same index.
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import REPO, run_rerank
 
 from rerank.evaluation import evaluate, read_qrels, read_queries, read_run
 from rerank.pipeline import RankOptions
@@ -29,10 +26,8 @@ from rerank.retrieval import (
     build_index,
     retrieve_and_rerank,
 )
-from rerank.retrieval.cli import add_index_parser
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results" / "retrieval.json"
+RESULTS = REPO / "bench" / "results" / "retrieval.json"
 TOLERANCE = 0.005
 # recall@100 of the int8 MiniLM (the CPU default) moves with the CPU's int8 kernels: 0.7756 where the
 # benchmark ran (AVX-512 VNNI), 0.7697 on an AVX2-only AMD EPYC (same export, same onnxruntime), so the
@@ -59,24 +54,6 @@ def cran_index(tmp_path_factory, cranfield, minilm) -> Path:
     return folder / "idx"
 
 
-def parser() -> argparse.ArgumentParser:
-    class OneLine(argparse.ArgumentParser):
-        def error(self, message):
-            self.exit(2, f"rerank: error: {message}\n")
-
-    p = OneLine(prog="rerank")
-    add_index_parser(p.add_subparsers(dest="command", required=True, parser_class=OneLine))
-    return p
-
-
-def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        args = parser().parse_args(argv)
-        code = args.func(args)
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def bench_figure(collection: str, run: str, measure: str) -> float:
@@ -249,24 +226,20 @@ def test_a_closed_index_answers_unavailable(cran_index, minilm):
     assert _status(err.value)[0].grpc == grpc.StatusCode.UNAVAILABLE
 
 
-def test_serve_with_a_folder_that_is_not_an_index_exits_with_one_line(tmp_path, rerank_home):
+def test_serve_with_a_folder_that_is_not_an_index_exits_with_one_line(tmp_path, rerank_home, cli):
     (tmp_path / "empty").mkdir()
-    env = {**os.environ, "RERANK_HOME": str(rerank_home)}
-    proc = subprocess.run(
-        [sys.executable, "-m", "rerank.cli", "serve", "--port", "0", "--no-warmup", "--index", str(tmp_path / "empty")],
-        capture_output=True, text=True, timeout=120, env=env,
-    )  # fmt: skip
-    assert proc.returncode == 1
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("rerank: error")]
+    code, _, err = cli(["serve", "--port", "0", "--no-warmup", "--index", str(tmp_path / "empty")], home=rerank_home)
+    assert code == 1
+    errors = [line for line in err.splitlines() if line.startswith("rerank: error")]
     assert len(errors) == 1 and "cannot start the server" in errors[0] and "empty" in errors[0]
 
 
-def test_cli_search_and_errors(tmp_path, cran_index, cranfield, rerank_home, capsys, monkeypatch):
+def test_cli_search_and_errors(tmp_path, cran_index, cranfield, rerank_home, cli, monkeypatch):
     monkeypatch.setenv("RERANK_HOME", str(rerank_home))
     queries = cranfield / "queries.tsv"
     out = tmp_path / "run.trec"
-    code, _, err = run_cli(["index", "search", "--index", str(cran_index), "--queries", str(queries),
-                            "--k", "100", "--output", str(out)], capsys)
+    code, _, err = cli(["index", "search", "--index", str(cran_index), "--queries", str(queries),
+                        "--k", "100", "--output", str(out)])
     assert code == 0, err
     assert "searched 225 queries" in err
     run = read_run(out)
@@ -274,61 +247,60 @@ def test_cli_search_and_errors(tmp_path, cran_index, cranfield, rerank_home, cap
     means, _ = evaluate(run, read_qrels(cranfield / "qrels.txt"), ("ndcg@10",))
     assert means["ndcg@10"] == pytest.approx(bench_figure("cranfield", "dense", "ndcg@10"), abs=TOLERANCE)
     # bad input: exit 1, one line
-    code, _, err = run_cli(["index", "search", "--index", str(tmp_path), "--queries", str(queries)], capsys)
+    code, _, err = cli(["index", "search", "--index", str(tmp_path), "--queries", str(queries)])
     assert code == 1 and err.startswith("rerank: error: ") and "is not an index" in err and err.count("\n") == 1
     (tmp_path / "q.tsv").write_text("1\twing\nbroken line without tab\n")
-    code, _, err = run_cli(["index", "search", "--index", str(cran_index), "--queries", str(tmp_path / "q.tsv")],
-                           capsys)
+    code, _, err = cli(["index", "search", "--index", str(cran_index), "--queries", str(tmp_path / "q.tsv")])
     assert code == 1 and "q.tsv:2: expected 'qid<TAB>text'" in err
     # bad usage: exit 2
-    code, _, err = run_cli(["index", "search", "--index", str(cran_index), "--queries", str(queries),
-                            "--ef-search", "64"], capsys)
+    code, _, err = cli(["index", "search", "--index", str(cran_index), "--queries", str(queries),
+                        "--ef-search", "64"])
     assert code == 2 and "--ef-search does not apply to a flat index" in err
-    code, _, err = run_cli(["index", "search", "--index", str(cran_index), "--queries", str(queries), "--k", "0"],
-                           capsys)
-    assert code == 2 and err.startswith("rerank: error: argument --k")
+    code, _, err = cli(["index", "search", "--index", str(cran_index), "--queries", str(queries), "--k", "0"])
+    assert code == 2 and err == "rerank: error: --k must be an integer >= 1, got 0\n"
 
 
-def test_cli_build_add_on_a_small_corpus(tmp_path, cranfield, rerank_home, capsys, monkeypatch):
+def test_cli_build_add_on_a_small_corpus(tmp_path, cranfield, rerank_home, cli, monkeypatch):
     monkeypatch.setenv("RERANK_HOME", str(rerank_home))
     lines = (cranfield / "corpus.jsonl").read_text().splitlines(keepends=True)
     (tmp_path / "a.jsonl").write_text("".join(lines[:12]))
     (tmp_path / "b.jsonl").write_text("".join(lines[12:16]))
     idx = tmp_path / "idx"
-    code, out, err = run_cli(["index", "build", "--corpus", str(tmp_path / "a.jsonl"), "--out", str(idx),
-                              "--index", "hnsw", "--ef-search", "32"], capsys)
+    code, out, err = cli(["index", "build", "--corpus", str(tmp_path / "a.jsonl"), "--out", str(idx),
+                          "--index", "hnsw", "--ef-search", "32"])
     assert code == 0, err
     assert "indexed 12 documents" in out and "docs/s" in out and "embedded 12/12 docs" in err
     assert IndexManifest.read(idx).params["efSearch"] == 32
-    code, out, _ = run_cli(["index", "build", "--corpus", str(tmp_path / "a.jsonl"), "--out", str(idx),
-                            "--index", "hnsw", "--ef-search", "32"], capsys)
+    code, out, _ = cli(["index", "build", "--corpus", str(tmp_path / "a.jsonl"), "--out", str(idx),
+                        "--index", "hnsw", "--ef-search", "32"])
     assert code == 0 and "up to date" in out
-    code, out, err = run_cli(["index", "add", "--index", str(idx), "--corpus", str(tmp_path / "b.jsonl")], capsys)
+    code, out, err = cli(["index", "add", "--index", str(idx), "--corpus", str(tmp_path / "b.jsonl")])
     assert code == 0 and "added 4 documents" in out and "16 in all" in out, err
-    code, _, err = run_cli(["index", "add", "--index", str(idx), "--corpus", str(tmp_path / "b.jsonl")], capsys)
+    code, _, err = cli(["index", "add", "--index", str(idx), "--corpus", str(tmp_path / "b.jsonl")])
     assert code == 1 and "b.jsonl:1: document id '13' is already in index" in err and err.count("\n") == 1
     (tmp_path / "bad.jsonl").write_text(lines[20] + '{"id": "x", "text": \n')
-    code, _, err = run_cli(["index", "add", "--index", str(idx), "--corpus", str(tmp_path / "bad.jsonl")], capsys)
+    code, _, err = cli(["index", "add", "--index", str(idx), "--corpus", str(tmp_path / "bad.jsonl")])
     assert code == 1 and "bad.jsonl:2: invalid JSON" in err
-    code, _, err = run_cli(["index", "build", "--corpus", str(tmp_path / "a.jsonl"), "--out", str(idx),
-                            "--nprobe", "4"], capsys)
+    code, _, err = cli(["index", "build", "--corpus", str(tmp_path / "a.jsonl"), "--out", str(idx),
+                        "--nprobe", "4"])
     assert code == 2 and "--nprobe does not apply to --index flat" in err
-    code, _, err = run_cli(["index", "build", "--corpus", str(tmp_path / "a.jsonl"), "--out", str(idx),
-                            "--index", "ivfpq"], capsys)
+    code, _, err = cli(["index", "build", "--corpus", str(tmp_path / "a.jsonl"), "--out", str(idx),
+                        "--index", "ivfpq"])
     assert code == 1 and "needs at least 1,000 documents" in err
-    code, _, err = run_cli(["index", "build", "--corpus", str(tmp_path / "a.jsonl"), "--out", str(tmp_path / "x"),
-                            "--model", "smollm-prp-nonexistent"], capsys)
+    code, _, err = cli(["index", "build", "--corpus", str(tmp_path / "a.jsonl"), "--out", str(tmp_path / "x"),
+                        "--model", "smollm-prp-nonexistent"])
     assert code == 1 and "cannot load model 'smollm-prp-nonexistent'" in err
 
 
-def test_module_entry_point_errors(tmp_path):
-    """``python -m rerank.retrieval``: one line on stderr, exit 1 for bad input and 2 for bad usage."""
-    run = subprocess.run([sys.executable, "-m", "rerank.retrieval", "index", "build", "--corpus",
-                          str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "idx")],
-                         capture_output=True, text=True, timeout=120)
+def test_module_entry_point_errors(tmp_path, cli):
+    """``python -m rerank.retrieval`` (its subprocess smoke test): one line on stderr, exit 1 for bad input and
+    2 for bad usage."""
+    run = run_rerank(["index", "build", "--corpus", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "idx")],
+                     module="rerank.retrieval", timeout=120)
     assert run.returncode == 1
     missing = tmp_path / "missing.jsonl"
     assert run.stderr == f"rerank: error: cannot read --corpus '{missing}': No such file or directory\n"
-    run = subprocess.run([sys.executable, "-m", "rerank.retrieval", "index", "build", "--corpus", "x"],
-                         capture_output=True, text=True, timeout=120)
-    assert run.returncode == 2 and run.stderr.startswith("rerank: error: ") and run.stderr.count("\n") == 1
+    from rerank.retrieval.cli import retrieval_cli
+
+    code, _, err = cli(["index", "build", "--corpus", "x"], command=retrieval_cli)
+    assert code == 2 and err == "rerank: error: Missing option '--out'.\n"

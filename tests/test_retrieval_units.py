@@ -418,19 +418,15 @@ def test_cli_search_of_a_corrupted_index_fails_with_one_line(tmp_path, embedder,
 
 
 def test_the_server_verifies_its_index_unless_told_not_to(embedder, small_index):
-    import argparse
-
     from rerank.server.app import open_index
-    from rerank.server.cli import add_serve_arguments, build_config
+    from rerank.server.cli import build_config, serve_args
 
     _flip_a_byte(small_index / "index.faiss")
     with pytest.raises(CorruptIndexError, match=r"index\.faiss does not match the checksum"):
         open_index(str(small_index), {"hash": embedder})
     open_index(str(small_index), {"hash": embedder}, verify=False).close()
-    parser = argparse.ArgumentParser()
-    add_serve_arguments(parser)
-    assert build_config(parser.parse_args(["--index", str(small_index)])).verify_index is True
-    assert build_config(parser.parse_args(["--index", str(small_index), "--no-verify-index"])).verify_index is False
+    assert build_config(serve_args(["--index", str(small_index)])).verify_index is True
+    assert build_config(serve_args(["--index", str(small_index), "--no-verify-index"])).verify_index is False
 
 
 def test_faiss_loader_info_lines_are_quiet():

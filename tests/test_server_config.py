@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import shutil
 from pathlib import Path
 
@@ -10,14 +9,12 @@ import numpy as np
 import pytest
 
 from rerank.server import _proto
-from rerank.server.cli import add_serve_arguments, build_config, run_serve
+from rerank.server.cli import build_config, run_serve, serve_args
 from rerank.server.config import ConfigError, ServerConfig, load_config
 
 
-def _args(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    add_serve_arguments(parser)
-    return parser.parse_args(list(argv))
+def _args(*argv: str):
+    return serve_args(list(argv))
 
 
 def test_toml_config_and_flags_override_it(tmp_path: Path) -> None:
@@ -128,7 +125,7 @@ def test_bench_load_runs_against_a_server(tmp_path: Path, data_dir: Path, cli) -
     assert all(r["requests"] >= 1 and r["errors"] == 0 for r in rows)
     assert "| k | clients | requests | errors | req/s |" in (tmp_path / "load.md").read_text()
     code, _, err = cli(["bench", "load", "--phases", "nope", "--out", str(tmp_path), "--data", str(data_dir)])
-    assert code == 2 and "unknown phase(s) nope" in err
+    assert code == 2 and "unknown --phases name(s) 'nope'" in err
 
 
 def test_rerank_serve_through_the_cli(minilm_store) -> None:

@@ -12,10 +12,10 @@ import threading
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import grpc
 import pytest
+from conftest import NO_RETRY, REPO
 
 from rerank.client import RerankClient, RerankError, RetryPolicy
 from rerank.server.app import RerankServer
@@ -23,8 +23,6 @@ from rerank.server.config import ServerConfig
 from rerank.server.testing import FakeModel, SlowFakeModel
 
 DOCS = [(f"d{i}", f"passage {i}") for i in range(6)]
-REPO = Path(__file__).resolve().parents[1]
-NO_RETRY = RetryPolicy(attempts=1)
 
 
 def test_stop_finishes_in_flight_requests_and_refuses_new_ones() -> None:

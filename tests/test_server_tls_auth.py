@@ -8,15 +8,15 @@ from pathlib import Path
 
 import grpc
 import pytest
+from conftest import NO_RETRY
 
-from rerank.client import RerankClient, RerankError, RetryPolicy, TokenOverPlaintextWarning
+from rerank.client import RerankClient, RerankError, TokenOverPlaintextWarning
 from rerank.server.app import RerankServer
 from rerank.server.config import ServerConfig, load_config
 from rerank.server.testing import FakeModel
 
 DOCS = [(f"d{i}", f"passage {i}") for i in range(4)]
 TOKEN = "s3cret-token"
-NO_RETRY = RetryPolicy(attempts=1)
 
 
 def _self_signed(folder: Path) -> tuple[Path, Path]:

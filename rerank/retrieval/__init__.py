@@ -9,7 +9,7 @@ Build, extend and search (Python)::
         hits = index.search(["query text"], k=100)[0]                       # [Hit(docid, text, score, metadata)]
 
 Retrieve then re-rank: :func:`retrieve_and_rerank` (the gRPC ``RetrieveAndRerank`` path). Command line:
-``rerank index build | add | search`` (:func:`rerank.retrieval.cli.add_index_parser`).
+``rerank index build | add | search`` (the click group :data:`rerank.retrieval.cli.index`).
 """
 
 from ..aggregation.lazy import lazy_exports

@@ -1,24 +1,39 @@
 """``rerank index build | add | search``: the command-line face of the retrieval package.
 
-Wire it into a parser with :func:`add_index_parser`; each sub-command sets ``func(args) -> exit code``.
-Errors are one line on stderr, ``rerank: error: ...``: exit 1 for bad input (files, index folders, models),
-2 for bad usage (options that do not fit together).
+``index`` is a click group (``rerank.cli`` adds it to the ``rerank`` tree; ``python -m rerank.retrieval``
+runs it too); each command hands its parameters to a ``cmd_*(args) -> exit code`` function.
+Errors are one line on stderr, ``rerank: error: ...``: exit 1 for bad input (files, index folders, models), 2 for
+bad usage (options that do not fit together).
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from ..engine_options import add_engine_arguments
-from ..files import first_unreadable, write_text_atomic
+import click
 
-EXIT_OK = 0
-EXIT_BAD_INPUT = 1
-EXIT_USAGE = 2
+from ..cli_options import (
+    CONTEXT,
+    EXIT_BAD_INPUT,
+    EXIT_OK,
+    EXIT_USAGE,
+    FOLDER,
+    IN_FILE,
+    OUT_FILE,
+    engine_options,
+    fail,
+    namespace,
+    positive,
+    quiet_option,
+    run_command,
+    store_option,
+    verify_option,
+)
+from ..files import first_unreadable, write_text_atomic
+from .index import INDEX_TYPES
 
 _PARAM_FLAGS = {
     "M": "--hnsw-m",
@@ -33,23 +48,7 @@ _PARAM_FLAGS = {
 }
 
 
-def _fail(message: str, code: int) -> int:
-    sys.stderr.write(f"rerank: error: {message}\n")
-    sys.stderr.flush()
-    return code
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
-    return value
-
-
-def _progress(args: argparse.Namespace, label: str, unit: str = "docs") -> Any:
+def _progress(args: Any, label: str, unit: str = "docs") -> Any:
     from .embed import Progress
 
     return None if getattr(args, "quiet", False) else Progress(label=label, stream=sys.stderr, unit=unit)
@@ -63,7 +62,7 @@ def _errors() -> tuple[type[BaseException], ...]:
     return RetrievalError, ModelError
 
 
-def _param_args(args: argparse.Namespace, index_type: str) -> tuple[dict[str, int], str | None]:
+def _param_args(args: Any, index_type: str) -> tuple[dict[str, int], str | None]:
     """Index parameters given on the command line, or a usage error for one that does not fit the type."""
     from .index import _BUILD_KEYS
 
@@ -74,7 +73,7 @@ def _param_args(args: argparse.Namespace, index_type: str) -> tuple[dict[str, in
     return given, None
 
 
-def cmd_build(args: argparse.Namespace) -> int:
+def cmd_build(args: Any) -> int:
     from ..distributed import RayOptions, TextEmbedder, check_engine_arguments, ray_embed_mapper
     from .build import build_index
 
@@ -84,10 +83,10 @@ def cmd_build(args: argparse.Namespace) -> int:
     except ValueError as exc:
         usage = str(exc)
     if usage:
-        return _fail(usage, EXIT_USAGE)
+        return fail(usage, EXIT_USAGE)
     unreadable = first_unreadable([("--corpus", args.corpus)])
     if unreadable:
-        return _fail(unreadable, EXIT_BAD_INPUT)
+        return fail(unreadable, EXIT_BAD_INPUT)
     map_batches = None
     if args.engine == "ray":
         map_batches = ray_embed_mapper(TextEmbedder(args.model, args.store), RayOptions.from_args(args))
@@ -98,9 +97,9 @@ def cmd_build(args: argparse.Namespace) -> int:
             map_batches=map_batches,
         )
     except (*_errors(), ValueError) as exc:
-        return _fail(str(exc), EXIT_BAD_INPUT)
+        return fail(str(exc), EXIT_BAD_INPUT)
     except OSError as exc:
-        return _fail(f"cannot write index {args.out}: {exc.strerror or exc}", EXIT_BAD_INPUT)
+        return fail(f"cannot write index {args.out}: {exc.strerror or exc}", EXIT_BAD_INPUT)
     skipped = f" ({report.skipped_empty} empty skipped)" if report.skipped_empty else ""
     if report.up_to_date:
         print(f"index {report.path} is up to date: {report.count:,} documents{skipped}; --force rebuilds it")
@@ -113,12 +112,12 @@ def cmd_build(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_add(args: argparse.Namespace) -> int:
+def cmd_add(args: Any) -> int:
     from .build import add_documents
 
     unreadable = first_unreadable([("--corpus", args.corpus)])
     if unreadable:
-        return _fail(unreadable, EXIT_BAD_INPUT)
+        return fail(unreadable, EXIT_BAD_INPUT)
 
     try:
         report = add_documents(
@@ -126,9 +125,9 @@ def cmd_add(args: argparse.Namespace) -> int:
             progress=_progress(args, "embedded"), store=args.store, verify=args.verify,
         )
     except (*_errors(), ValueError) as exc:
-        return _fail(str(exc), EXIT_BAD_INPUT)
+        return fail(str(exc), EXIT_BAD_INPUT)
     except OSError as exc:
-        return _fail(f"cannot write index {args.index}: {exc.strerror or exc}", EXIT_BAD_INPUT)
+        return fail(f"cannot write index {args.index}: {exc.strerror or exc}", EXIT_BAD_INPUT)
     skipped = f" ({report.skipped_empty} empty skipped)" if report.skipped_empty else ""
     print(
         f"added {report.added:,} documents{skipped} to {report.path}: {report.count:,} in all; "
@@ -138,7 +137,7 @@ def cmd_add(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_search(args: argparse.Namespace) -> int:
+def cmd_search(args: Any) -> int:
     import io
 
     from rerank.evaluation import write_run
@@ -148,19 +147,19 @@ def cmd_search(args: argparse.Namespace) -> int:
     from .manifest import IndexManifest
 
     if any(c.isspace() for c in args.tag) or not args.tag:
-        return _fail(f"--tag must be non-empty without whitespace, got {args.tag!r}", EXIT_USAGE)
+        return fail(f"--tag must be non-empty without whitespace, got {args.tag!r}", EXIT_USAGE)
     if args.output != "-" and Path(args.output).is_dir():
-        return _fail(f"--output {args.output} is a folder", EXIT_BAD_INPUT)
+        return fail(f"--output {args.output} is a folder", EXIT_BAD_INPUT)
     unreadable = first_unreadable([("--queries", args.queries)])
     if unreadable:
-        return _fail(unreadable, EXIT_BAD_INPUT)
+        return fail(unreadable, EXIT_BAD_INPUT)
     try:
         manifest = IndexManifest.read(args.index)
         overrides = {"efSearch": args.ef_search, "nprobe": args.nprobe, "k_factor": args.k_factor}
         bad = [_PARAM_FLAGS[k] for k, v in overrides.items()
                if v is not None and k not in SEARCH_KEYS.get(manifest.index_type, set())]
         if bad:
-            return _fail(f"{', '.join(sorted(bad))} does not apply to a {manifest.index_type} index", EXIT_USAGE)
+            return fail(f"{', '.join(sorted(bad))} does not apply to a {manifest.index_type} index", EXIT_USAGE)
         queries = read_query_file(args.queries)
         index = Index.open(args.index, args.model, store=args.store, ef_search=args.ef_search,
                            nprobe=args.nprobe, k_factor=args.k_factor, verify=args.verify)
@@ -177,13 +176,13 @@ def cmd_search(args: argparse.Namespace) -> int:
                     progress.update(len(run), len(qids), final=len(run) == len(qids))
             elapsed = time.perf_counter() - t0
     except (*_errors(), ValueError) as exc:
-        return _fail(str(exc), EXIT_BAD_INPUT)
+        return fail(str(exc), EXIT_BAD_INPUT)
     buf = io.StringIO()
     write_run(run, buf, tag=args.tag)
     try:
         write_text_atomic(args.output, buf.getvalue())
     except OSError as exc:
-        return _fail(f"cannot write --output {args.output!r}: {exc.strerror or exc}", EXIT_BAD_INPUT)
+        return fail(f"cannot write --output {args.output!r}: {exc.strerror or exc}", EXIT_BAD_INPUT)
     if not getattr(args, "quiet", False):
         sys.stderr.write(
             f"searched {len(qids):,} queries (top {args.k}) in {elapsed:.1f} s on {index.device} "
@@ -196,93 +195,96 @@ def _fmt_params(params: Any) -> str:
     return "(" + ", ".join(f"{k}={v}" for k, v in dict(params).items()) + ")" if params else "(exact)"
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--store", default=None, help="model store folder (default $RERANK_HOME/models)")
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
+def _param(flag: str, dest: str, text: str) -> Any:
+    return click.option(flag, dest, type=int, default=None, callback=positive, help=text)
 
 
-def add_verify_argument(p: argparse.ArgumentParser, flag: str = "--no-verify", dest: str = "verify") -> None:
-    """The flag that skips the check of an index's files against the checksums in its manifest."""
-    p.add_argument(flag, dest=dest, action="store_false", default=True,
-                   help="skip checking the index files against the sha256 checksums in its manifest (the "
-                        "check hashes every byte once, about as long as reading the index: skip it only for "
-                        "huge indexes)")
+_batch_size = click.option("--batch-size", type=int, default=256, show_default=True, callback=positive,
+                           help="texts per embedding call")
+_skip_empty = click.option("--skip-empty", is_flag=True, help="leave out documents with empty text")
+_index_model = click.option("--model", default=None, help="bi-encoder (default: the one the index names)")
 
 
-def add_index_parser(subparsers: Any) -> None:
-    """Add ``index`` with ``build``, ``add`` and ``search`` to ``subparsers`` (of the ``rerank`` parser)."""
-    from .index import INDEX_TYPES
+@click.group("index", context_settings=CONTEXT,
+             short_help="first-stage dense retrieval: build, extend and search a FAISS index",
+             help="Embed a JSONL corpus with a bi-encoder into a FAISS index plus a SQLite document store, add "
+                  "documents to it, and search it into a TREC run.")
+def index() -> None:
+    pass
 
-    index = subparsers.add_parser(
-        "index", help="first-stage dense retrieval: build, extend and search a FAISS index",
-        description="Embed a JSONL corpus with a bi-encoder into a FAISS index plus a SQLite document store, "
-                    "add documents to it, and search it into a TREC run.",
-    )
-    sub = index.add_subparsers(dest="index_command", required=True, parser_class=type(index))
 
-    build = sub.add_parser(
-        "build", help="embed a corpus and write an index folder (atomically)",
-        description="Embed a JSONL corpus with a bi-encoder and write an index folder: FAISS index, SQLite "
-                    "document store and a manifest with the model's identity and the files' checksums. The "
-                    "folder is replaced only when the new one is complete; the same corpus, model and "
-                    "parameters again find it up to date.",
-    )
-    build.add_argument("--corpus", required=True, help="corpus JSON lines {id, text[, title, ...]}")
-    build.add_argument("--out", required=True, help="index folder to write (replaced only when complete)")
-    build.add_argument("--model", default="minilm", help="bi-encoder: embedded or store name, or folder "
-                                                         "(default minilm)")
-    build.add_argument("--index", choices=INDEX_TYPES, default="flat", help="index type (default flat: exact)")
-    build.add_argument("--skip-empty", action="store_true", help="leave out documents with empty text")
-    build.add_argument("--force", action="store_true", help="rebuild even when the index is up to date")
-    build.add_argument("--batch-size", type=_positive, default=256, help="texts per embedding call")
-    build.add_argument("--hnsw-m", dest="M", type=_positive, default=None, help="hnsw: links per node (32)")
-    build.add_argument("--ef-construction", dest="efConstruction", type=_positive, default=None,
-                       help="hnsw: build beam width (80)")
-    build.add_argument("--ef-search", dest="efSearch", type=_positive, default=None,
-                       help="hnsw: default search beam width (128)")
-    build.add_argument("--nlist", type=_positive, default=None, help="ivf, ivfpq: inverted lists (auto)")
-    build.add_argument("--nprobe", type=_positive, default=None, help="ivf, ivfpq: default lists searched")
-    build.add_argument("--pq-m", dest="pq_m", type=_positive, default=None, help="ivfpq: sub-quantizers (dim/8)")
-    build.add_argument("--nbits", type=_positive, default=None, help="ivfpq: bits per sub-quantizer (8)")
-    build.add_argument("--k-factor", dest="k_factor", type=_positive, default=None,
-                       help="ivfpq: exact re-scoring of k_factor * k PQ candidates (8)")
-    build.add_argument("--train-points", dest="train_points", type=_positive, default=None,
-                       help="ivf, ivfpq: vectors sampled for training")
-    _common(build)
-    add_engine_arguments(build)
-    build.set_defaults(func=cmd_build)
+@index.command("build", context_settings=CONTEXT, short_help="embed a corpus and write an index folder (atomically)",
+               help="Embed a JSONL corpus with a bi-encoder and write an index folder: FAISS index, SQLite "
+                    "document store and a manifest with the model's identity and the files' checksums. The folder "
+                    "is replaced only when the new one is complete; the same corpus, model and parameters again "
+                    "find it up to date.")
+@click.option("--corpus", required=True, type=IN_FILE, help="corpus JSON lines {id, text[, title, ...]}")
+@click.option("--out", required=True, type=FOLDER, help="index folder to write (replaced only when complete)")
+@click.option("--model", default="minilm", show_default=True,
+              help="bi-encoder: embedded or store name, or folder")
+@click.option("--index", type=click.Choice(INDEX_TYPES), default="flat", show_default=True,
+              help="index type (flat: exact)")
+@_skip_empty
+@click.option("--force", is_flag=True, help="rebuild even when the index is up to date")
+@_batch_size
+@_param("--hnsw-m", "M", "hnsw: links per node (32)")
+@_param("--ef-construction", "efConstruction", "hnsw: build beam width (80)")
+@_param("--ef-search", "efSearch", "hnsw: default search beam width (128)")
+@_param("--nlist", "nlist", "ivf, ivfpq: inverted lists (auto)")
+@_param("--nprobe", "nprobe", "ivf, ivfpq: default lists searched")
+@_param("--pq-m", "pq_m", "ivfpq: sub-quantizers (dim/8)")
+@_param("--nbits", "nbits", "ivfpq: bits per sub-quantizer (8)")
+@_param("--k-factor", "k_factor", "ivfpq: exact re-scoring of k_factor * k PQ candidates (8)")
+@_param("--train-points", "train_points", "ivf, ivfpq: vectors sampled for training")
+@store_option
+@quiet_option
+@engine_options
+def build(**params: Any) -> int:
+    return cmd_build(namespace(params))
 
-    add = sub.add_parser(
-        "add", help="append documents (new ids only) to an index folder",
-        description="Append the documents of a corpus (new ids only) to an index folder, atomically. A server "
+
+@index.command("add", context_settings=CONTEXT, short_help="append documents (new ids only) to an index folder",
+               help="Append the documents of a corpus (new ids only) to an index folder, atomically. A server "
                     "started with `rerank serve --index` on this folder keeps serving the index it opened: "
-                    "restart it to search the new documents.",
-    )
-    add.add_argument("--index", required=True, help="index folder")
-    add.add_argument("--corpus", required=True, help="corpus JSON lines with the new documents")
-    add.add_argument("--model", default=None, help="bi-encoder (default: the one the index names)")
-    add.add_argument("--skip-empty", action="store_true", help="leave out documents with empty text")
-    add.add_argument("--batch-size", type=_positive, default=256, help="texts per embedding call")
-    add_verify_argument(add)
-    _common(add)
-    add.set_defaults(func=cmd_add)
+                    "restart it to search the new documents.")
+@click.option("--index", required=True, type=FOLDER, help="index folder")
+@click.option("--corpus", required=True, type=IN_FILE, help="corpus JSON lines with the new documents")
+@_index_model
+@_skip_empty
+@_batch_size
+@verify_option
+@store_option
+@quiet_option
+def add(**params: Any) -> int:
+    return cmd_add(namespace(params))
 
-    search = sub.add_parser(
-        "search", help="search an index with a queries file into a TREC run",
-        description="Embed each query of a qid<TAB>text file with the index's model, search the index (its "
-                    "files checked against their checksums first) and write the top k as a TREC run.",
-    )
-    search.add_argument("--index", required=True, help="index folder")
-    search.add_argument("--queries", required=True, help="queries TSV: qid<TAB>text")
-    search.add_argument("--k", type=_positive, default=100, help="documents per query (default 100)")
-    search.add_argument("--output", default="-", help="TREC run file, or - for stdout (default -)")
-    search.add_argument("--tag", default="dense", help="run tag (default dense)")
-    search.add_argument("--model", default=None, help="bi-encoder (default: the one the index names)")
-    search.add_argument("--ef-search", type=_positive, default=None, help="hnsw: search beam width")
-    search.add_argument("--nprobe", type=_positive, default=None, help="ivf, ivfpq: lists searched")
-    search.add_argument("--k-factor", dest="k_factor", type=_positive, default=None,
-                        help="ivfpq: exact re-scoring factor")
-    search.add_argument("--batch-size", type=_positive, default=256, help="queries per search call")
-    add_verify_argument(search)
-    _common(search)
-    search.set_defaults(func=cmd_search)
+
+@index.command("search", context_settings=CONTEXT, short_help="search an index with a queries file into a TREC run",
+               help="Embed each query of a qid<TAB>text file with the index's model, search the index (its files "
+                    "checked against their checksums first) and write the top k as a TREC run.")
+@click.option("--index", required=True, type=FOLDER, help="index folder")
+@click.option("--queries", required=True, type=IN_FILE, help="queries TSV: qid<TAB>text")
+@click.option("--k", type=int, default=100, show_default=True, callback=positive, help="documents per query")
+@click.option("--output", type=OUT_FILE, default="-", show_default=True, help="TREC run file, or - for stdout")
+@click.option("--tag", default="dense", show_default=True, help="run tag (column 6 of the run)")
+@_index_model
+@click.option("--ef-search", type=int, default=None, callback=positive, help="hnsw: search beam width")
+@click.option("--nprobe", type=int, default=None, callback=positive, help="ivf, ivfpq: lists searched")
+@click.option("--k-factor", "k_factor", type=int, default=None, callback=positive,
+              help="ivfpq: exact re-scoring factor")
+@click.option("--batch-size", type=int, default=256, show_default=True, callback=positive,
+              help="queries per search call")
+@verify_option
+@store_option
+@quiet_option
+def search(**params: Any) -> int:
+    return cmd_search(namespace(params))
+
+
+# ``python -m rerank.retrieval index ...``: the same commands (rerank/retrieval/__main__.py)
+retrieval_cli = click.Group("python -m rerank.retrieval", commands=[index], context_settings=CONTEXT,
+                            help="First-stage retrieval: `python -m rerank.retrieval index ...` is `rerank index ...`.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command(retrieval_cli, argv, "python -m rerank.retrieval")

@@ -1,4 +1,4 @@
-"""``python -m rerank.server serve|bench-load``."""
+"""``python -m rerank.server serve ...``: the same command as ``rerank serve``."""
 
 import sys
 

@@ -1,141 +1,92 @@
-"""Command-line faces of the server: ``rerank serve`` and ``rerank bench load``.
-
-``rerank.cli`` wires them in with ``add_serve_arguments``/``run_serve`` and
-``add_bench_load_arguments``/``run_bench_load``; ``python -m rerank.server serve|bench-load`` works too.
-"""
+"""``rerank serve``: the server's command (a click command; ``rerank.cli`` adds it to the ``rerank`` tree, and
+``python -m rerank.server serve`` runs the same command). Imports no gRPC until the command runs."""
 
 from __future__ import annotations
 
-import argparse
 import logging
 import signal
 import sys
 import threading
 from typing import Any
 
+import click
+
+from ..cli_options import CONTEXT, FOLDER, IN_FILE, namespace, run_command, store_option
+
 log = logging.getLogger("rerank.server")
 
 
-def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags of ``rerank serve``; a flag given overrides the same setting of ``--config``."""
-    parser.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=None, help="port (default 50051; 0 picks a free one)")
-    parser.add_argument(
-        "--model",
-        action="append",
-        default=None,
-        metavar="NAME",
-        help="model to serve (repeat for several; the first is the default; default minilm)",
-    )
-    parser.add_argument("--config", default=None, metavar="FILE", help="settings file (.toml or .json)")
-    parser.add_argument(
-        "--index",
-        default=None,
-        metavar="DIR",
-        help="index folder (rerank index build) for RetrieveAndRerank; its embedding model must be served. "
-        "It is opened once at start-up: restart the server to search documents added later with "
-        "`rerank index add`",
-    )
-    parser.add_argument(
-        "--no-verify-index",
-        dest="verify_index",
-        action="store_false",
-        default=None,
-        help="skip checking the --index files against the sha256 checksums in its manifest at start-up "
-        "(the check hashes every byte once, about as long as reading the index: skip it only for huge indexes)",
-    )
-    parser.add_argument("--store", default=None, help="model store folder (default $RERANK_HOME/models)")
-    parser.add_argument(
-        "--metrics-port",
-        type=int,
-        default=None,
-        metavar="N",
-        help="serve Prometheus metrics on this HTTP port (0 picks one)",
-    )
-    parser.add_argument(
-        "--http-port",
-        type=int,
-        default=None,
-        metavar="N",
-        help="also serve the HTTP API (Cohere/TEI-compatible) on this port (0 picks one; default off)",
-    )
-    parser.add_argument(
-        "--metrics-host", default=None, help="address of the metrics endpoint (default 127.0.0.1)"
-    )
-    parser.add_argument(
-        "--max-batch-items",
-        type=int,
-        default=None,
-        help="most comparisons merged into one model call (default: by model kind)",
-    )
-    parser.add_argument(
-        "--max-wait-ms",
-        type=float,
-        default=None,
-        help="longest a queued comparison waits for others to join its batch (default 5)",
-    )
-    parser.add_argument(
-        "--linger-ms",
-        type=float,
-        default=None,
-        help="every batch waits at least this long for company (default 0)",
-    )
-    parser.add_argument(
-        "--max-queue-items",
-        type=int,
-        default=None,
-        help="comparisons queued per model before RESOURCE_EXHAUSTED (default 2000000)",
-    )
-    parser.add_argument(
-        "--max-candidates",
-        type=int,
-        default=None,
-        help="most candidates per request before RESOURCE_EXHAUSTED (default 1000)",
-    )
-    parser.add_argument(
-        "--workers", type=int, default=None, dest="max_workers", help="RPC handler threads (default 64)"
-    )
-    parser.add_argument(
-        "--grace",
-        type=float,
-        default=None,
-        dest="grace_s",
-        help="seconds in-flight requests get to finish on SIGTERM (default 10)",
-    )
-    parser.add_argument(
-        "--drain",
-        type=float,
-        default=None,
-        dest="drain_s",
-        help="seconds to report NOT_SERVING before refusing new requests (default 0)",
-    )
-    parser.add_argument(
-        "--no-warmup",
-        dest="warmup",
-        action="store_false",
-        default=None,
-        help="skip the start-up run of each model on its largest batch shape",
-    )
-    parser.add_argument("--tls-cert", default=None, help="PEM certificate chain (with --tls-key: TLS)")
-    parser.add_argument("--tls-key", default=None, help="PEM private key")
-    parser.add_argument(
-        "--token-file",
-        default=None,
-        help="require 'authorization: Bearer <token>' with the token in this file "
-        "(or set $RERANK_AUTH_TOKEN)",
-    )
-    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
-    parser.add_argument("--overlap", action=argparse.BooleanOptionalAction, default=None,
-                        help="tokenize the next batch while the current one runs (default off)")
-    parser.add_argument("--cuda-device", type=int, default=None, metavar="N",
-                        help="ONNX Runtime CUDA: the GPU to run on (default 0)")
-    parser.add_argument("--gpu-mem-limit-mb", type=int, default=None, metavar="MB",
-                        help="ONNX Runtime CUDA: cap of each model's memory arena (default: no cap)")
-    parser.add_argument("--arena-strategy", choices=["kNextPowerOfTwo", "kSameAsRequested"], default=None,
-                        help="ONNX Runtime CUDA: how the memory arena grows (default kNextPowerOfTwo)")
+SERVE_HELP = (
+    "Serve rerank.v1.Reranker (plus gRPC health and reflection) until SIGTERM or SIGINT, then stop gracefully. "
+    "Prints 'rerank: serving on HOST:PORT' when ready. With --index, RetrieveAndRerank searches that index, "
+    "opened once at start-up: restart the server to search documents added later with `rerank index add`. "
+    "A flag given overrides the same setting of --config."
+)
 
 
-def build_config(args: argparse.Namespace) -> Any:
+@click.command("serve", help=SERVE_HELP, short_help="start the gRPC re-ranking server (default model: minilm)",
+               context_settings=CONTEXT)
+@click.option("--host", default=None, help="address to listen on (default 127.0.0.1)")
+@click.option("--port", type=int, default=None, help="port (default 50051; 0 picks a free one)")
+@click.option("--model", "model", multiple=True, metavar="NAME",
+              help="model to serve (repeat for several; the first is the default; default minilm)")
+@click.option("--config", type=IN_FILE, default=None, metavar="FILE", help="settings file (.toml or .json)")
+@click.option("--index", type=FOLDER, default=None, metavar="DIR",
+              help="index folder (rerank index build) for RetrieveAndRerank; its embedding model must be served. "
+                   "It is opened once at start-up: restart the server to search documents added later with "
+                   "`rerank index add`")
+@click.option("--no-verify-index", "verify_index", flag_value=False, default=None,
+              help="skip checking the --index files against the sha256 checksums in its manifest at start-up "
+                   "(the check hashes every byte once, about as long as reading the index: skip it only for "
+                   "huge indexes)")
+@store_option
+@click.option("--metrics-port", type=int, default=None, metavar="N",
+              help="serve Prometheus metrics on this HTTP port (0 picks one)")
+@click.option("--http-port", type=int, default=None, metavar="N",
+              help="also serve the HTTP API (Cohere/TEI-compatible) on this port (0 picks one; default off)")
+@click.option("--metrics-host", default=None, help="address of the metrics endpoint (default 127.0.0.1)")
+@click.option("--max-batch-items", type=int, default=None,
+              help="most comparisons merged into one model call (default: by model kind)")
+@click.option("--max-wait-ms", type=float, default=None,
+              help="longest a queued comparison waits for others to join its batch (default 5)")
+@click.option("--linger-ms", type=float, default=None, help="every batch waits at least this long for company "
+                                                            "(default 0)")
+@click.option("--max-queue-items", type=int, default=None,
+              help="comparisons queued per model before RESOURCE_EXHAUSTED (default 2000000)")
+@click.option("--max-candidates", type=int, default=None,
+              help="most candidates per request before RESOURCE_EXHAUSTED (default 1000)")
+@click.option("--workers", "max_workers", type=int, default=None, help="RPC handler threads (default 64)")
+@click.option("--grace", "grace_s", type=float, default=None,
+              help="seconds in-flight requests get to finish on SIGTERM (default 10)")
+@click.option("--drain", "drain_s", type=float, default=None,
+              help="seconds to report NOT_SERVING before refusing new requests (default 0)")
+@click.option("--no-warmup", "warmup", flag_value=False, default=None,
+              help="skip the start-up run of each model on its largest batch shape")
+@click.option("--tls-cert", type=IN_FILE, default=None, help="PEM certificate chain (with --tls-key: TLS)")
+@click.option("--tls-key", type=IN_FILE, default=None, help="PEM private key")
+@click.option("--token-file", type=IN_FILE, default=None,
+              help="require 'authorization: Bearer <token>' with the token in this file (or set $RERANK_AUTH_TOKEN)")
+@click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+              default="INFO", help="logging level (default INFO)")
+@click.option("--overlap/--no-overlap", default=None,
+              help="tokenize the next batch while the current one runs (default off)")
+@click.option("--cuda-device", type=int, default=None, metavar="N", help="ONNX Runtime CUDA: the GPU to run on "
+                                                                         "(default 0)")
+@click.option("--gpu-mem-limit-mb", type=int, default=None, metavar="MB",
+              help="ONNX Runtime CUDA: cap of each model's memory arena (default: no cap)")
+@click.option("--arena-strategy", type=click.Choice(["kNextPowerOfTwo", "kSameAsRequested"]), default=None,
+              help="ONNX Runtime CUDA: how the memory arena grows (default kNextPowerOfTwo)")
+def serve(**params: Any) -> int:
+    return run_serve(namespace(params))
+
+
+def serve_args(argv: list[str]) -> Any:
+    """The settings ``rerank serve ARGV`` would run with (for tests and deploy checks)."""
+    with serve.make_context("serve", list(argv)) as ctx:
+        return namespace(ctx.params)
+
+
+def build_config(args: Any) -> Any:
     from .config import load_config, read_token_file
 
     config = load_config(args.config)
@@ -174,7 +125,7 @@ def build_config(args: argparse.Namespace) -> Any:
     return config.with_overrides(**overrides)
 
 
-def run_serve(args: argparse.Namespace) -> int:
+def run_serve(args: Any) -> int:
     """Serve until SIGTERM or SIGINT, then stop gracefully; 0 on a clean stop."""
     logging.basicConfig(
         level=getattr(logging, str(args.log_level).upper(), logging.INFO),
@@ -219,26 +170,10 @@ def run_serve(args: argparse.Namespace) -> int:
             signal.signal(sig, handler)
 
 
-def add_bench_load_arguments(parser: argparse.ArgumentParser) -> None:
-    from .loadbench import add_arguments
-
-    add_arguments(parser)
-
-
-def run_bench_load(args: argparse.Namespace) -> int:
-    from .loadbench import run
-
-    return run(args)
+# ``python -m rerank.server``: the same ``serve`` command (rerank/server/__main__.py)
+server_cli = click.Group("python -m rerank.server", commands=[serve], context_settings=CONTEXT,
+                         help="The rerank gRPC server: `python -m rerank.server serve` is `rerank serve`.")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rerank.server", description="The rerank gRPC server.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="start the gRPC re-ranking server")
-    add_serve_arguments(serve)
-    serve.set_defaults(func=run_serve)
-    bench = sub.add_parser("bench-load", help="load benchmark against the server (rerank bench load)")
-    add_bench_load_arguments(bench)
-    bench.set_defaults(func=run_bench_load)
-    args = parser.parse_args(argv)
-    return int(args.func(args))
+    return run_command(server_cli, argv, "python -m rerank.server")

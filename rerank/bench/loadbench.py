@@ -22,7 +22,6 @@ its RSS and metrics; ``--target`` uses a running server instead (RSS only with `
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -42,58 +41,7 @@ from typing import Any
 
 import numpy as np
 
-PHASES = ("throughput", "compare", "overhead", "memory")
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--target", default=None, help="HOST:PORT of a running server (default: start one)")
-    parser.add_argument("--server-pid", type=int, default=None, help="pid of --target, for its RSS")
-    parser.add_argument("--model", default="minilm", help="model name (default minilm)")
-    parser.add_argument("--store", default=None, help="model store folder (default $RERANK_HOME/models)")
-    parser.add_argument(
-        "--data",
-        default=None,
-        help="folder with trec-dl-2019-passage (default $RERANK_DATA or ../shared/data)",
-    )
-    parser.add_argument("--phases", default=",".join(PHASES), help=f"comma list of: {', '.join(PHASES)}")
-    parser.add_argument("--ks", default="20,100", help="candidates per request (default 20,100)")
-    parser.add_argument("--clients", default="1,8,32", help="concurrent clients (default 1,8,32)")
-    parser.add_argument(
-        "--seconds", type=float, default=15.0, help="seconds per throughput config (default 15)"
-    )
-    parser.add_argument(
-        "--compare-seconds",
-        type=float,
-        default=15.0,
-        help="seconds per server / in-process run of the compare phase (default 15)",
-    )
-    parser.add_argument("--compare-reps", type=int, default=3, help="repetitions of the compare phase (default 3)")
-    parser.add_argument("--compare-ks", default="20,100", help="candidates per request in the compare phase")
-    parser.add_argument("--patterns", default="steady,bursty", help="traffic patterns: steady, bursty (default both)")
-    parser.add_argument(
-        "--client-paths", default="stub,client",
-        help="server call paths: stub (bare generated stub), client (RerankClient.rerank); default both",
-    )
-    parser.add_argument("--overhead-pairs", type=int, default=12, help="paired calls (default 12)")
-    parser.add_argument(
-        "--overhead-fake-pairs",
-        type=int,
-        default=300,
-        help="paired calls against a zero-cost fake model server (default 300; 0 = skip)",
-    )
-    parser.add_argument("--memory-seconds", type=float, default=60.0, help="memory run length (default 60)")
-    parser.add_argument(
-        "--model-cache",
-        type=int,
-        default=0,
-        metavar="N",
-        help="texts the model keeps encoded between calls (default 0: the workload repeats its requests, "
-        "so a cache would answer them from memory and measure nothing)",
-    )
-    parser.add_argument("--max-wait-ms", type=float, default=5.0, help="server --max-wait-ms (default 5)")
-    parser.add_argument("--linger-ms", type=float, default=0.0, help="server --linger-ms (default 0)")
-    parser.add_argument("--out", default="bench/results", help="results folder (default bench/results)")
-    parser.add_argument("--name", default="load", help="results file name without suffix (default load)")
+from . import PHASES
 
 
 # --- workload -----------------------------------------------------------------------------------------
@@ -404,7 +352,7 @@ def inprocess_call(model: Any) -> Callable[[int], Callable[[Request], dict[str, 
 
 # --- phases -------------------------------------------------------------------------------------------
 def phase_throughput(
-    args: argparse.Namespace, address: str, metrics: str | None, requests: dict[int, list[Request]]
+    args: Any, address: str, metrics: str | None, requests: dict[int, list[Request]]
 ) -> list[dict[str, Any]]:
     rows = []
     for k in _ints(args.ks):
@@ -423,7 +371,7 @@ def phase_throughput(
 
 
 def phase_compare(
-    args: argparse.Namespace, address: str, model: Any, requests: dict[int, list[Request]]
+    args: Any, address: str, model: Any, requests: dict[int, list[Request]]
 ) -> dict[str, Any]:
     """Per k and traffic pattern: reps of server (per call path) and in-process runs in rotating order; the
     ratio is the median over reps of the per-rep ratio, so one slow run does not lift or sink it."""
@@ -503,14 +451,14 @@ def _paired(
 
 
 def phase_overhead(
-    args: argparse.Namespace, address: str, model: Any, requests: list[Request]
+    args: Any, address: str, model: Any, requests: list[Request]
 ) -> dict[str, Any]:
     out: dict[str, Any] = {"k": 20, "target_ms": 2.0}
     out["model"] = _paired(
         server_call(address, args.model)(0), inprocess_call(model)(0), requests, args.overhead_pairs
     )
     if args.overhead_fake_pairs > 0:
-        from .testing import FakeModel
+        from ..server.testing import FakeModel
 
         fake = ServerProcess(command=[sys.executable, "-m", "rerank.server.testing", "--port", "0"])
         try:
@@ -526,7 +474,7 @@ def phase_overhead(
 
 
 def phase_memory(
-    args: argparse.Namespace, address: str, pid: int | None, requests: list[Request]
+    args: Any, address: str, pid: int | None, requests: list[Request]
 ) -> dict[str, Any]:
     if pid is None:
         return {"skipped": "no server pid (use the default self-started server or --server-pid)"}
@@ -751,12 +699,9 @@ def render(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run(args: argparse.Namespace) -> int:
-    phases = [p.strip() for p in args.phases.split(",") if p.strip()]
-    bad = sorted(set(phases) - set(PHASES))
-    if bad:
-        sys.stderr.write(f"rerank: error: unknown phase(s) {', '.join(bad)}; known: {', '.join(PHASES)}\n")
-        return 2
+def run(args: Any) -> int:
+    """``rerank bench load`` with its parsed options; 0 when no request failed."""
+    phases = [p for p in PHASES if p in args.phases]  # checked against PHASES when parsed
     folder = data_folder(args.data)
     ks = sorted(set(_ints(args.ks)) | ({20} if {"compare", "overhead", "memory"} & set(phases) else set())
                 | (set(_ints(args.compare_ks)) if "compare" in phases else set()))
@@ -788,8 +733,8 @@ def run(args: argparse.Namespace) -> int:
         _log(f"server pid {pid} on {address}")
     local_model = None
     if {"compare", "overhead"} & set(phases):
-        from .app import load_models
-        from .config import ServerConfig
+        from ..server.app import load_models
+        from ..server.config import ServerConfig
 
         # the same variant the server serves (see app.load_models)
         config = ServerConfig(
@@ -853,13 +798,3 @@ def run(args: argparse.Namespace) -> int:
     (out / f"{args.name}.md").write_text(render(results))
     _log(f"wrote {json_path} and {out / (args.name + '.md')}")
     return 0 if errors == 0 else 1
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="load_bench", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -21,13 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .aggregation import Comparisons, resolve_budget
-from .aggregation.calibration import diagnose
-from .aggregation.registry import lookup
-from .aggregation.samplers import run_sampler
-from .evaluation import ndcg_at_k, rank_docs, read_corpus, read_qrels, read_queries, read_run
-from .pipeline import Comparator, RequestError, TrecData, load_comparator
-from .progress import eta_text
+from ..aggregation import Comparisons, resolve_budget
+from ..aggregation.calibration import diagnose
+from ..aggregation.registry import lookup
+from ..aggregation.samplers import run_sampler
+from ..evaluation import ndcg_at_k, rank_docs, read_corpus, read_qrels, read_queries, read_run
+from ..offline import qid_key
+from ..pipeline import Comparator, RequestError, TrecData, load_comparator
+from ..progress import eta_text
 
 SORTING = ("heapsort", "quicksort", "sliding", "refine")
 
@@ -42,11 +43,7 @@ class Dataset:
 
     @property
     def judged_qids(self) -> list[str]:
-        return sorted((q for q in self.run if q in self.qrels and q in self.queries), key=_qid_key)
-
-
-def _qid_key(qid: str) -> tuple[int, int | str]:
-    return (0, int(qid)) if qid.isdigit() else (1, qid)
+        return sorted((q for q in self.run if q in self.qrels and q in self.queries), key=qid_key)
 
 
 def load_dataset(folder: Path) -> Dataset:
