@@ -96,6 +96,7 @@ def _run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Complete
     return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.timeout(600)  # with the MiniLM export of `minilm_store` when this test is the session's first user
 def test_the_wheel_installs_and_serves_without_the_repository_or_grpcio_tools(tmp_path: Path, minilm_store) -> None:
     assert shutil.which("git"), "the wheel is built from the checkout's files as git lists them"
     source = _copy_of_the_checkout(tmp_path / "src")
