@@ -17,7 +17,7 @@ install: $(STAMP)
 # setuptools' "Editable installation" notice (our package-dir mapping) is silenced; other warnings show.
 LOCK := $(VENV)/.install.lock
 FLOCK := $(if $(shell command -v flock),flock $(LOCK),)
-$(STAMP): pyproject.toml constraints-cpu.txt Makefile
+$(STAMP): pyproject.toml setup.py constraints-cpu.txt Makefile
 	@mkdir -p $(VENV)
 	@$(if $(FLOCK),,echo "flock not found (util-linux): installing without a lock; run one make at a time";) \
 	$(FLOCK) sh -c 'set -e; \

@@ -65,6 +65,8 @@ def test_container_serves_with_flags_rerank_serve_accepts(flavour: str) -> None:
     else:
         assert re.search(r"\.\[cpu,server\]", final)
     assert "rerank models ensure minilm" in " ".join(a for i, a in steps if i == "RUN")  # exported at build
+    copied = set(" ".join(a for i, a in steps if i == "COPY").split())  # what building the wheel reads:
+    assert {"pyproject.toml", "setup.py", "MANIFEST.in", "proto", "rerank", "models", "aggregation"} <= copied
     assert "export" in installs
 
 

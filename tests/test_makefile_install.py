@@ -32,7 +32,7 @@ exit 2
 
 @pytest.mark.skipif(shutil.which("make") is None or shutil.which("flock") is None, reason="needs make and flock")
 def test_two_concurrent_installs_take_turns_and_install_once(tmp_path: Path) -> None:
-    for name in ("Makefile", "pyproject.toml", "constraints-cpu.txt"):
+    for name in ("Makefile", "pyproject.toml", "setup.py", "constraints-cpu.txt"):
         shutil.copy(ROOT / name, tmp_path / name)
     fake = tmp_path / "fake-python"
     fake.write_text(FAKE_PYTHON)

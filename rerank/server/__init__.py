@@ -2,8 +2,8 @@
 
 ``RerankServer`` (``app``) serves models through per-model batching schedulers (``scheduler``); the
 servicer (``service``) maps requests to :func:`rerank.pipeline.rerank` and errors to gRPC statuses. The
-Python code of ``proto/rerank/v1/rerank.proto`` is generated on first use (``_proto``). Clients live in
-:mod:`rerank.client`.
+Python code of ``proto/rerank/v1/rerank.proto`` is generated when the wheel is built, or on first use in a
+checkout (``_proto``). Clients live in :mod:`rerank.client`.
 """
 
 from __future__ import annotations

@@ -51,11 +51,17 @@ class Replica:
 
 
 def start_replicas(
-    n: int, args: Sequence[str] = (), *, env: dict[str, str] | None = None, timeout: float = 300.0
+    n: int,
+    args: Sequence[str] = (),
+    *,
+    env: dict[str, str] | None = None,
+    timeout: float = 300.0,
+    launcher: Sequence[str] = (sys.executable, "-m", "rerank.cli"),
 ) -> list[Replica]:
-    """Start ``n`` ``rerank serve --host 127.0.0.1 --port 0 ARGS`` processes at once; return when each has
+    """Start ``n`` ``rerank serve --host 127.0.0.1 --port 0 ARGS`` processes at once (``launcher`` runs
+    ``rerank``: this interpreter's, or e.g. another environment's ``bin/rerank``); return when each has
     printed its serving line (a replica that exits first raises ``RuntimeError`` with its output)."""
-    command = [sys.executable, "-m", "rerank.cli", "serve", "--host", "127.0.0.1", "--port", "0", *args]
+    command = [*launcher, "serve", "--host", "127.0.0.1", "--port", "0", *args]
     replicas = [
         Replica(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                  env=env, start_new_session=True))
