@@ -18,7 +18,7 @@ def test_budget_bench_writes_csv_summary_plot_and_reuses_its_cache(data_dir: Pat
             "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "out")]
     first = subprocess.run([*RERANK, *args], capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr
-    assert "preferences 4/4 (computed 4" in first.stderr
+    assert "preferences: queries 4/4 (100%)" in first.stderr and "pairs/s" in first.stderr
     rows = list(csv.DictReader((tmp_path / "out" / "results.csv").read_text().splitlines()))
     assert {r["sampler"] for r in rows} == {"all", "window", "heapsort", "refine"}
     assert {float(r["budget_fraction"]) for r in rows} == {0.1, 0.33, 1.0}
