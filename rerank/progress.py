@@ -18,9 +18,7 @@ from __future__ import annotations
 import sys
 import time
 from types import TracebackType
-from typing import IO
-
-from tqdm import tqdm
+from typing import IO, Any
 
 DEFAULT_INTERVAL_S = 10.0
 
@@ -48,7 +46,7 @@ class Progress:
         self.desc, self.unit, self.quiet, self.interval_s = desc, unit, quiet, interval_s
         self.stream: IO[str] = sys.stderr if stream is None else stream
         self.terminal = not quiet and _is_terminal(self.stream)
-        self._bar: tqdm | None = None
+        self._bar: Any = None  # a tqdm bar on a terminal
         self.reset(total, initial=initial)
 
     def reset(self, total: int | None, *, initial: int = 0) -> None:
@@ -61,6 +59,8 @@ class Progress:
         self._printed: tuple[int, str] | None = None
         self.closed = False
         if self.terminal:
+            from tqdm import tqdm  # imported on first use: the server imports this module, never draws a bar
+
             self._bar = tqdm(total=total, initial=initial, desc=self.desc, unit=f" {self.unit}", file=self.stream,
                              dynamic_ncols=True, leave=True)
 
@@ -110,7 +110,9 @@ class Progress:
 
     # --- the plain line -----------------------------------------------------------------------------------
     def line(self) -> str:
-        """``rank: queries 3/6 (50%) | 1.20 queries/s | 410 comparisons/s | elapsed 0:05 | ETA 00:03``."""
+        """``rank: queries 3/6 (50%) | 1.20 queries/s | 410 comparisons/s | elapsed 00:05 | ETA 00:03``."""
+        from tqdm import tqdm
+
         elapsed = time.monotonic() - self.start
         done = self.n - self.initial
         parts = [f"{self.desc}: {self.unit} {self.n:,}" + (

@@ -9,12 +9,14 @@ malformed file (one line naming file and line), 2 on an unknown measure or optio
 from __future__ import annotations
 
 import json
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
-from .measures import Evaluation, UnknownMeasureError, evaluate_run, trec_measure
 from .trec import read_qrels, read_run
+
+if TYPE_CHECKING:
+    from .measures import Evaluation
 
 DEFAULT_METRICS = "ndcg_cut_10,map,recip_rank,recall_100"
 EXIT_BAD_INPUT = 1
@@ -72,6 +74,10 @@ def eval_command(qrels_path: str, run_path: str, metrics: tuple[str, ...], rel_l
 
     Queries of the run without judgments are not evaluated and queries of the qrels missing from the run are
     left out (or score 0 with --complete), as trec_eval does; both are counted on stderr."""
+    try:  # pytrec_eval is imported when the command runs, not when the command tree is built
+        from .measures import UnknownMeasureError, evaluate_run, trec_measure
+    except ImportError as exc:
+        _fail(f"rerank eval needs pytrec_eval (pip install 'rerank[eval]'): {exc}", EXIT_BAD_INPUT)
     names = [name for value in metrics for name in value.split(",") if name.strip()]
     if not names:
         _fail("--metrics names no measure", EXIT_USAGE)
