@@ -199,7 +199,7 @@ def main() -> int:
         seeds = MODELS[name]
         started = time.monotonic()
         prefs = cached_preferences(data, name, DEPTH, Path(args.cache), lambda name=name: load_comparator(
-            name, trec=trec), data.judged_qids, lambda m: print(m, file=sys.stderr))
+            name, trec=trec), data.judged_qids)
         assert all(len(rank_docs(data.run[q.qid])) >= DEPTH for q in prefs)
         first = first_stage_level(prefs, data.qrels)
         if args.time_only:

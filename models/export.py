@@ -42,7 +42,7 @@ import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -52,6 +52,9 @@ from .manifest import Manifest, Variant, replace_manifest, sha256_file, sha256_w
 from .registry import kind_class
 from .runtime import CPU, OnnxBackend, TorchBackend
 from .textenc import TOKENIZER_FILE, TextEncoder
+
+if TYPE_CHECKING:
+    from ..progress import Progress
 
 log = logging.getLogger("rerank.models")
 
@@ -459,6 +462,7 @@ def export_model(
     fp16: bool = False,
     fp16_tolerance: float = FP16_TOLERANCE,
     tokenizer: str | Path | None = None,
+    progress: Progress | None = None,
     **kind_options: Any,
 ) -> Manifest:
     """Export ``source_dir_or_name`` as model kind ``kind`` into ``out_dir``; returns the manifest.
@@ -474,8 +478,9 @@ def export_model(
     supported; True: required). ``cpu_default``: the variant CPU loads pick by default (``fp32`` or, with
     ``quantize``, ``int8``), or ``auto`` (the default for LLM kinds, ``Kind.measured_cpu_default``): the
     fastest backend measured on this machine that holds the fp32 decisions (models/cpu_default.py),
-    recorded in the manifest's ``cpu_default``. Raises ``ParityError`` (and writes nothing) when the ONNX
-    graph does not match torch."""
+    recorded in the manifest's ``cpu_default``. ``progress`` (a :class:`rerank.progress.Progress`) is told each
+    step (export, optimize, parity, quantize, ...) as it starts. Raises ``ParityError`` (and writes nothing)
+    when the ONNX graph does not match torch."""
     import torch
 
     if quantize is not None and quantize not in QUANTIZATIONS:
@@ -512,7 +517,9 @@ def export_model(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     tmp.chmod(0o755)  # mkdtemp makes it owner-only; the finished folder is shared like any other
+    stage = progress.stage if progress is not None else lambda text: None
     try:
+        stage("export to ONNX")
         hf_tok.save_pretrained(str(tmp))
         if not (tmp / TOKENIZER_FILE).is_file():
             raise MissingTokenizerError(f"{src}: the tokenizer did not save a {TOKENIZER_FILE}")
@@ -520,6 +527,7 @@ def export_model(
         module = cls.torch_module(src, spec, attn_implementation="eager")
         _export_onnx(module, spec, tmp / ONNX_FILE, opset, len(hf_tok))
 
+        stage("torch reference scores")
         items = random_items(hf_tok, spec, np.random.default_rng(seed), parity_queries, parity_passages)
         options = RuntimeOptions(max_chars=10**9)
         with torch.inference_mode():
@@ -529,6 +537,7 @@ def export_model(
         variants: dict[str, Variant] = {}
 
         def check_variant(file: str, tol: float, margin: float, min_tau: float | None, quant: str | None):
+            stage(f"parity {file}")
             backend = OnnxBackend(tmp / file, output=spec.output, providers=[CPU])
             got = PairwiseModel(runtime_kind, backend, options=options).compare_batch(items).p
             figures = parity_figures(ref_result.p, got, margin)
@@ -543,6 +552,7 @@ def export_model(
             plain = tmp / "model.plain.onnx"
             os.rename(tmp / ONNX_FILE, plain)
             try:
+                stage("optimize graph")
                 graph = optimize_graph(plain, tmp / ONNX_FILE, opt_type, hf_config)
                 variants["fp32"] = check_variant(ONNX_FILE, tolerance, ORDER_MARGIN, None, None)
             except Exception as exc:
@@ -558,6 +568,7 @@ def export_model(
         variants["fp32"] = replace(variants["fp32"], graph=graph)
         rejected: dict[str, Any] = {}
         if quantize == "int8":
+            stage("quantize int8")
             _quantize_int8(tmp / ONNX_FILE, tmp / INT8_FILE)
             variants["int8"] = check_variant(
                 INT8_FILE, int8_tolerance, int8_margin, int8_min_tau, INT8_METHOD
@@ -565,6 +576,7 @@ def export_model(
         elif cpu_default == "auto" and cls.measured_cpu_default:
             # an LLM's int8 graph is a CPU-default candidate only when it passes its parity check; a failed
             # check is recorded with the choice, and the graph is not kept
+            stage("quantize int8")
             _quantize_int8(tmp / ONNX_FILE, tmp / INT8_FILE)
             try:
                 variants["int8"] = check_variant(INT8_FILE, int8_tolerance, int8_margin, int8_min_tau, INT8_METHOD)
@@ -575,6 +587,7 @@ def export_model(
                 (tmp / INT8_FILE).unlink()
         measured_default: dict[str, Any] = {}
         if cpu_default == "auto":
+            stage("measure the CPU default")
             measured_default = _measure_cpu_default(cls, src, spec, runtime_kind, tmp, variants, items,
                                                     ref_result.p, options)
             measured_default["candidates"].update(rejected)
@@ -582,6 +595,7 @@ def export_model(
             log.info("%s: CPU default %s (%s)", src.name, measured_default["choice"],
                      {k: v.get("seconds_per_item") for k, v in measured_default["candidates"].items()})
         if fp16:
+            stage("convert fp16")
             _convert_fp16(tmp / ONNX_FILE, tmp / FP16_FILE)
             try:
                 variants["fp16"] = check_variant(FP16_FILE, fp16_tolerance, INT8_MARGIN, FP16_MIN_TAU, "fp16")

@@ -18,8 +18,9 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+from ..progress import Progress
 from .base import PairwiseModel, RuntimeOptions, default_batch_size
 from .errors import CorruptModelError, ModelError, UnknownModelError
 from .manifest import MANIFEST_FILE, Manifest, record_measurements, sha256_file, sha256_weights
@@ -212,9 +213,13 @@ def ensure_embedded(
     *,
     store: ModelStore | str | Path | None = None,
     force: bool = False,
+    quiet: bool = False,
+    progress_stream: IO[str] | None = None,
     **export_options: Any,
 ) -> Manifest:
-    """Export the embedded model ``name`` into the store unless a valid export is already there."""
+    """Export the embedded model ``name`` into the store unless a valid export is already there; an export
+    reports its steps (export, parity, quantize, ...) on ``progress_stream`` (stderr by default) unless
+    ``quiet``."""
     from .export import export_model
 
     spec = EMBEDDED.get(name)
@@ -239,7 +244,9 @@ def ensure_embedded(
     log.info("exporting embedded model %s into %s", name, target)
     source = embedded_source(name, st)
     try:
-        manifest = export_model(source, spec.kind, target, name=name, overwrite=force, **options)
+        with Progress(None, desc=f"export {name}", unit="steps", quiet=quiet, stream=progress_stream) as progress:
+            manifest = export_model(source, spec.kind, target, name=name, overwrite=force, progress=progress,
+                                    **options)
     except OSError as exc:
         # another process finished the same export first: use theirs
         if not isinstance(exc, FileExistsError) and exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):

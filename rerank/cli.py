@@ -1,7 +1,7 @@
 """The ``rerank`` command line: one click command tree, a thin face over :mod:`rerank.pipeline`.
 
 ``cli`` is the root group (``rerank``): ``aggregate``, ``rank``, ``serve``, ``models list|ensure|export``,
-``index build|add|search``, ``bench budgets|load``; other packages add theirs with ``cli.add_command``.
+``index build|add|search``, ``bench budgets|load``, ``eval``; other packages add theirs with ``cli.add_command``.
 ``main(argv) -> exit code`` is the console entry point. The engine (pipeline, models, FAISS, gRPC) is imported
 inside the commands that run it, so that ``rerank --help``, completion and argument errors cost no more than
 parsing (tests/test_cli_startup.py).
@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
-import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -48,6 +46,7 @@ from .cli_options import (
     store_option,
 )
 from .cli_options import fail as _fail
+from .evaluation.cli import eval_command
 from .files import first_unreadable, write_text_atomic
 from .models.registry import KINDS
 from .retrieval.cli import index
@@ -66,30 +65,6 @@ def _open_input(path: str) -> contextlib.AbstractContextManager[IO[str]]:
 def _write_output(path: str, lines: list[str]) -> None:
     """Write all lines to stdout, or atomically to a file (no half-written file on failure)."""
     write_text_atomic(path, "".join(line + "\n" for line in lines))
-
-
-class _StderrLines(logging.Handler):
-    """Log records as ``rerank: message`` lines on the current ``sys.stderr``."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        sys.stderr.write(f"rerank: {self.format(record)}\n")
-
-
-@contextlib.contextmanager
-def _log_lines(logger_name: str, on: bool) -> Iterator[None]:
-    """While the block runs (and ``on``), INFO records of ``logger_name`` as lines on stderr."""
-    if not on:
-        yield
-        return
-    logger = logging.getLogger(logger_name)
-    handler, level = _StderrLines(), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
 
 
 def cmd_aggregate(args: Any) -> int:
@@ -180,9 +155,8 @@ def cmd_models_ensure(args: Any) -> int:
     store = ModelStore(args.store)
     for name in names:
         try:
-            # the export's steps (models log them at INFO) are its progress lines, unless --quiet
-            with _log_lines("rerank.models", on=not args.quiet):
-                manifest = ensure_embedded(name, store=store, quantize=args.quantize)
+            # the export's steps are its progress lines, unless --quiet
+            manifest = ensure_embedded(name, store=store, quantize=args.quantize, quiet=args.quiet)
         except (ModelError, ParityError, OSError) as exc:
             return _fail(f"cannot build embedded model {name!r}: {exc}", EXIT_BAD_INPUT)
         print(f"{manifest.name}: ready in {store.path(manifest.name)} ({', '.join(manifest.variants)})")
@@ -283,8 +257,6 @@ def cmd_rank(args: Any) -> int:
         return _fail(str(exc), EXIT_USAGE)
     except (OSError, ValueError) as exc:
         return _fail(str(exc), EXIT_BAD_INPUT)
-    # --quiet: the progress line goes nowhere (notes, errors and the summary still go to stderr)
-    progress_stream = open(os.devnull, "w") if args.quiet else None  # noqa: SIM115  (closed below)
     try:
         if trec_mode:
             assert trec is not None
@@ -294,7 +266,7 @@ def cmd_rank(args: Any) -> int:
             jobs = trec_jobs(chosen, run, trec.queries, trec.corpus, args.depth)
             already = sum(q in output.done for q in chosen)
             ranked = rank_jobs(jobs, models, options, output, trec_tag=args.tag, total=len(chosen), already=already,
-                               map_jobs=map_jobs, stages=stages, progress_stream=progress_stream)
+                               map_jobs=map_jobs, stages=stages, quiet=args.quiet)
         else:
             with _open_input(args.input) as lines:
                 jobs = read_jsonl_jobs(lines, skip_bad=args.skip_bad, warn=sys.stderr)
@@ -306,7 +278,7 @@ def cmd_rank(args: Any) -> int:
                 already = len(output.done) if selection.qids is None else len(output.done & selection.qids)
                 ranked = rank_jobs(selection.apply(jobs, lambda job: job.qid), models, options, output,
                                    top_n=args.top_n, total=total, already=min(already, total or already),
-                                   map_jobs=map_jobs, stages=stages, progress_stream=progress_stream)
+                                   map_jobs=map_jobs, stages=stages, quiet=args.quiet)
             selection.report(sys.stderr)
     except InputError as exc:
         where = args.run if trec_mode else (args.input if args.input != "-" else "stdin")
@@ -315,8 +287,6 @@ def cmd_rank(args: Any) -> int:
         return _fail(str(exc), EXIT_BAD_INPUT)
     finally:
         output.close()
-        if progress_stream is not None:
-            progress_stream.close()
     sys.stderr.write(f"rerank: ranked {ranked} queries ({len(output.done)} done in {args.output})\n")
     return 0
 
@@ -511,6 +481,7 @@ def models_export(**params: Any) -> int:
 cli.add_command(index)
 cli.add_command(bench)
 cli.add_command(serve)
+cli.add_command(eval_command)
 # old spellings, kept for one release
 cli.add_command(deprecated_alias(models_export, "rerank export", "rerank models export"))
 

@@ -15,8 +15,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import sys
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +33,7 @@ from .pipeline import (
     rerank_cascade,
     stage_records,
 )
-from .progress import eta_text
+from .progress import Progress
 
 T = TypeVar("T")
 
@@ -294,41 +292,6 @@ class ResumableOutput:
         self._progress.close()
 
 
-class Progress:
-    """A one-line progress bar on a terminal, plain lines (every few seconds) otherwise: queries done/total
-    (counting those of this run done before a resume), rates of this run and, with a total, the time left."""
-
-    def __init__(self, stream: IO[str], total: int | None, already: int = 0) -> None:
-        self.stream = stream
-        self.total = total
-        self.already = already
-        self.tty = stream.isatty()
-        self.start = time.monotonic()
-        self.last = 0.0
-        self.queries = 0
-        self.comparisons = 0
-
-    def update(self, comparisons: int) -> None:
-        self.queries += 1
-        self.comparisons += comparisons
-        now = time.monotonic()
-        done = self.already + self.queries
-        if not self.tty and now - self.last < 5.0 and done != self.total:
-            return
-        self.last = now
-        elapsed = max(now - self.start, 1e-9)
-        of = f"/{self.total}" if self.total else ""
-        eta = f"  ETA {eta_text(max(self.total - done, 0) * elapsed / self.queries)}" if self.total else ""
-        line = (f"queries {done}{of}  {self.queries / elapsed:.2f} q/s  "
-                f"{self.comparisons / elapsed:,.0f} comparisons/s{eta}")
-        self.stream.write(f"\r{line}" if self.tty else f"rerank: {line}\n")
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.tty and self.queries:
-            self.stream.write("\n")
-
-
 # --- 3. the loop ----------------------------------------------------------------------------------------
 def jsonl_record(job: QueryJob, result: RerankResult) -> str:
     ranking = [{"id": r.id, "score": r.score, "rank": i} for i, r in enumerate(result.results, start=1)]
@@ -383,14 +346,16 @@ def rank_jobs(
     progress_stream: IO[str] | None = None,
     map_jobs: MapJobs | None = None,
     stages: Sequence[Stage] | None = None,
+    quiet: bool = False,
 ) -> int:
     """Rank every job not already in ``output``; returns the number ranked now. ``total`` and ``already``
-    (jobs of ``total`` done before) feed the progress line. With ``stages`` (a cascade) ``models`` is unused.
+    (jobs of ``total`` done before) feed the progress report (:class:`rerank.progress.Progress` on
+    ``progress_stream``, stderr by default; ``quiet``: none). With ``stages`` (a cascade) ``models`` is unused.
 
     ``map_jobs`` (e.g. a pool of Ray actors, :mod:`rerank.distributed`) turns the jobs left into
     ``(job, result)`` pairs in any order, with ``top_n`` as given here; by default this process ranks them
     one by one. Only this function writes ``output``."""
-    progress = Progress(progress_stream or sys.stderr, total, already)
+    progress = Progress(total, desc="rank", unit="queries", initial=already, stream=progress_stream, quiet=quiet)
     ranked = 0
     if map_jobs is None:
         keep = top_n if trec_tag is None else None
@@ -400,7 +365,7 @@ def rank_jobs(
             text = trec_record(job, result, trec_tag) if trec_tag else jsonl_record(job, result)
             output.write(job.qid, text)
             ranked += 1
-            progress.update(result.usage.comparisons)
+            progress.update(1, comparisons=result.usage.comparisons)
     finally:
         progress.close()
     return ranked

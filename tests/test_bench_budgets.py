@@ -17,7 +17,7 @@ def test_budget_bench_writes_csv_summary_plot_and_reuses_its_cache(data_dir: Pat
             "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "out")]
     code, out, err = cli([*BUDGETS, *args])
     assert code == 0, err
-    assert "preferences 4/4 (computed 4" in err and "results in" in out
+    assert "preferences: queries 4/4 (100%)" in err and "pairs/s" in err and "results in" in out
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["command"].startswith("rerank bench budgets --dataset ")  # the command line as given
     rows = list(csv.DictReader((tmp_path / "out" / "results.csv").read_text().splitlines()))

@@ -189,13 +189,13 @@ def test_bench_budgets_cache_filled_by_actors_equals_local(local_ray, data_dir, 
     dl = data_dir / "trec-dl-2019-passage"
     common = dict(dataset_dir=dl, model_spec="minilm", depth=6, samplers=["all", "random"], aggregators=["bt"],
                   calibrations=["symmetric"], budgets=[0.2, 1.0], repeats=1, max_queries=3, command="test",
-                  log=lambda m: None)
+                  quiet=True)
     local = run_budget_bench(out=tmp_path / "local", cache_dir=tmp_path / "cache-local", **common)
-    lines: list[str] = []
+    stream = StringIO()
     distributed = run_budget_bench(
-        out=tmp_path / "ray", cache_dir=tmp_path / "cache-ray", **{**common, "log": lines.append},
-        map_prefs=ray_preference_mapper(PreferenceScorer("minilm", str(dl)), WORKERS))
-    assert any("preferences 3/3" in m and "ETA" in m for m in lines)
+        out=tmp_path / "ray", cache_dir=tmp_path / "cache-ray", **{**common, "quiet": False},
+        progress_stream=stream, map_prefs=ray_preference_mapper(PreferenceScorer("minilm", str(dl)), WORKERS))
+    assert "preferences: queries 3/3" in stream.getvalue() and "ETA" in stream.getvalue()
     caches = [sorted((tmp_path / c).rglob("*.npz")) for c in ("cache-local", "cache-ray")]
     assert len(caches[0]) == len(caches[1]) == 3
     for a, b in zip(*caches, strict=True):

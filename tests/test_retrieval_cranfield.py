@@ -269,7 +269,7 @@ def test_cli_build_add_on_a_small_corpus(tmp_path, cranfield, rerank_home, cli, 
     code, out, err = cli(["index", "build", "--corpus", str(tmp_path / "a.jsonl"), "--out", str(idx),
                           "--index", "hnsw", "--ef-search", "32"])
     assert code == 0, err
-    assert "indexed 12 documents" in out and "docs/s" in out and "embedded 12/12 docs" in err
+    assert "indexed 12 documents" in out and "docs/s" in out and "embed: docs 12/12" in err
     assert IndexManifest.read(idx).params["efSearch"] == 32
     code, out, _ = cli(["index", "build", "--corpus", str(tmp_path / "a.jsonl"), "--out", str(idx),
                         "--index", "hnsw", "--ef-search", "32"])

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from rerank.progress import Progress
 from rerank.retrieval import (
     CorpusError,
     CorruptIndexError,
@@ -30,7 +31,7 @@ from rerank.retrieval import (
     resolve_params,
 )
 from rerank.retrieval import index as index_mod
-from rerank.retrieval.embed import Progress, embed_texts
+from rerank.retrieval.embed import embed_texts
 from rerank.retrieval.index import make_index, search_parameters, train_index
 
 
@@ -131,10 +132,12 @@ def test_embed_texts_keeps_order_and_reports_progress(embedder, capsys):
 
     texts = ["wing flow", "heat " * 30, "drag lift cone", "plate"]
     stream = io.StringIO()
-    vectors = embed_texts(embedder, texts, batch_size=2, progress=Progress(stream=stream))
+    progress = Progress(None, desc="embed", unit="docs", stream=stream)
+    vectors = embed_texts(embedder, texts, batch_size=2, progress=progress)
     np.testing.assert_allclose(vectors, embedder.embed(texts), atol=1e-6)
     assert embedder.calls == 3  # two batches + the reference call
-    assert "4/4 docs (100%)" in stream.getvalue() and "docs/s" in stream.getvalue()
+    (line,) = stream.getvalue().splitlines()  # not a terminal: one plain line at the end
+    assert line.startswith("embed: docs 4/4 (100%) | ") and "docs/s" in line and "ETA" in line
 
 
 # --- document store and manifest -------------------------------------------------------------------------

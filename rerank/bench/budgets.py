@@ -13,11 +13,11 @@ import hashlib
 import json
 import math
 import os
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
@@ -28,7 +28,7 @@ from ..aggregation.samplers import run_sampler
 from ..evaluation import ndcg_at_k, rank_docs, read_corpus, read_qrels, read_queries, read_run
 from ..offline import qid_key
 from ..pipeline import Comparator, RequestError, TrecData, load_comparator
-from ..progress import eta_text
+from ..progress import Progress
 
 SORTING = ("heapsort", "quicksort", "sliding", "refine")
 
@@ -104,9 +104,11 @@ MapPrefs = Callable[[Iterable[PreferenceJob]], Iterator[tuple[PreferenceJob, np.
 
 def cached_preferences(
     data: Dataset, model_spec: str, depth: int, cache_dir: Path, comparator: Callable[[], Comparator],
-    qids: Sequence[str], log: Callable[[str], None], map_prefs: MapPrefs | None = None,
+    qids: Sequence[str], map_prefs: MapPrefs | None = None, *, quiet: bool = False,
+    progress_stream: IO[str] | None = None,
 ) -> list[QueryPrefs]:
-    """All ordered pairs of each query's top ``depth``, from the cache or computed once (and cached).
+    """All ordered pairs of each query's top ``depth``, from the cache or computed once (and cached); progress
+    (queries cached/all, pairs/s) on ``progress_stream`` (stderr by default) unless ``quiet``.
 
     ``map_prefs`` (e.g. a pool of Ray actors, :mod:`rerank.distributed`) computes the missing queries in any
     order; by default this process computes them with ``comparator()`` (loaded on first need). Only this
@@ -131,20 +133,16 @@ def cached_preferences(
         load = functools.cache(comparator)
         map_prefs = lambda jobs: ((job, all_pair_preferences(load(), job)) for job in jobs)  # noqa: E731
 
-    started = time.monotonic()
-    pairs_done = 0
-    for computed, (job, P) in enumerate(map_prefs(missing), start=1):
-        top, rest = tops[job.qid]
-        path = query_cache_file(folder, job.qid)
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, docids=np.array(top), P=P)
-        os.replace(tmp, path)
-        found[job.qid] = QueryPrefs(job.qid, top, rest, P)
-        elapsed = max(time.monotonic() - started, 1e-9)
-        pairs_done += len(top) * (len(top) - 1)
-        eta = eta_text((len(missing) - computed) * elapsed / computed)
-        log(f"preferences {len(found)}/{len(qids)} (computed {computed}/{len(missing)}, "
-            f"{pairs_done / elapsed:,.0f} pairs/s, ETA {eta})")
+    with Progress(len(qids), desc="preferences", unit="queries", initial=len(found), quiet=quiet or not missing,
+                  stream=progress_stream) as progress:
+        for job, P in map_prefs(missing):
+            top, rest = tops[job.qid]
+            path = query_cache_file(folder, job.qid)
+            tmp = path.with_suffix(".tmp.npz")
+            np.savez(tmp, docids=np.array(top), P=P)
+            os.replace(tmp, path)
+            found[job.qid] = QueryPrefs(job.qid, top, rest, P)
+            progress.update(1, pairs=len(top) * (len(top) - 1))
     return [found[q] for q in qids]
 
 
@@ -159,10 +157,13 @@ def _ci(values: np.ndarray) -> tuple[float, float, float]:
 def replay(
     prefs: list[QueryPrefs], qrels: dict[str, dict[str, int]], *, samplers: Sequence[str],
     calibrations: Sequence[str], aggregators: Sequence[str], budgets: Sequence[float], repeats: int,
-    log: Callable[[str], None],
+    quiet: bool = False, progress_stream: IO[str] | None = None,
 ) -> list[dict]:
-    """nDCG@10 per configuration: mean over queries (of the mean over repeats) and a 95% interval."""
+    """nDCG@10 per configuration: mean over queries (of the mean over repeats) and a 95% interval; progress
+    (sampler and budget pairs replayed) on ``progress_stream`` unless ``quiet``."""
     rows: list[dict] = []
+    progress = Progress(len(samplers) * len(budgets), desc="replay", unit="budgets", quiet=quiet,
+                        stream=progress_stream)
     for sampler_name in samplers:
         sampler = lookup("sampler", sampler_name)
         for fraction in budgets:
@@ -196,7 +197,8 @@ def replay(
                     "comparisons_per_query": float(used.mean()), "ndcg10_mean": mean, "ndcg10_ci_low": lo,
                     "ndcg10_ci_high": hi, "queries": len(prefs), "repeats": repeats,
                 })
-            log(f"replayed {sampler_name} at {fraction:g} ({used.mean():.0f} comparisons/query)")
+            progress.update(1, comparisons=float(used.sum()))
+    progress.close()
     return rows
 
 
@@ -316,9 +318,11 @@ def plot(path: Path, rows: list[dict], first: float, all_pairs: dict | None, met
 def run_budget_bench(
     dataset_dir: Path, model_spec: str, depth: int, samplers: Sequence[str], aggregators: Sequence[str],
     calibrations: Sequence[str], budgets: Sequence[float], repeats: int, out: Path, cache_dir: Path,
-    max_queries: int | None, command: str, log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
-    map_prefs: MapPrefs | None = None,
+    max_queries: int | None, command: str, map_prefs: MapPrefs | None = None, *, quiet: bool = False,
+    progress_stream: IO[str] | None = None,
 ) -> dict:
+    """The whole benchmark: preferences (cached), their replay, the result files; progress on
+    ``progress_stream`` (stderr by default) unless ``quiet``."""
     for kind, values in (("sampler", samplers), ("aggregator", aggregators), ("calibration", calibrations)):
         for v in values:
             lookup(kind, v)
@@ -332,10 +336,10 @@ def run_budget_bench(
     trec = TrecData(data.qrels, data.queries, data.corpus)
     started = time.monotonic()
     prefs = cached_preferences(data, model_spec, depth, cache_dir, lambda: load_comparator(model_spec, trec=trec),
-                               qids, log, map_prefs)
+                               qids, map_prefs, quiet=quiet, progress_stream=progress_stream)
     prefs_s = time.monotonic() - started
     rows = replay(prefs, data.qrels, samplers=samplers, calibrations=calibrations, aggregators=aggregators,
-                  budgets=budgets, repeats=repeats, log=log)
+                  budgets=budgets, repeats=repeats, quiet=quiet, progress_stream=progress_stream)
     meta = {"model": model_spec, "dataset": data.name, "depth": depth, "queries": len(prefs), "repeats": repeats,
             "command": command, "first_stage_ndcg10": first_stage_level(prefs, data.qrels),
             "consistency": model_consistency(prefs), "preferences_seconds": prefs_s,

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +78,6 @@ def cmd_bench_budgets(args: Any, ctx: click.Context) -> int:
     from .budgets import run_budget_bench
 
     command = command_line(ctx)
-    log = (lambda _message: None) if args.quiet else (lambda message: print(message, file=sys.stderr))
     try:
         check_engine_arguments(args)
         map_prefs = None
@@ -89,7 +87,7 @@ def cmd_bench_budgets(args: Any, ctx: click.Context) -> int:
         summary = run_budget_bench(
             Path(args.dataset), args.model, args.depth, _flat(args.samplers), _flat(args.aggregators),
             _flat(args.calibrations), _flat(args.budgets), args.repeats, Path(args.out), Path(args.cache),
-            args.max_queries, command, log=log, map_prefs=map_prefs,
+            args.max_queries, command, map_prefs=map_prefs, quiet=args.quiet,
         )
     except RequestError as exc:
         return fail(str(exc), EXIT_USAGE)

@@ -1,8 +1,12 @@
-"""Ranking metrics, matching trec_eval (``ndcg_cut``, ``map``, ``recip_rank``, ``recall``, ``P``).
+"""Ranking metrics: the few we compute ourselves, and :func:`evaluate` of a whole run through trec_eval.
 
-Per-query functions take a ranking (docids best first, distinct) and that query's qrels ``{docid: grade}``;
-unjudged documents count as non-relevant. Binary measures call a document relevant when its grade is at least
-``rel_level`` (TREC DL uses 2); nDCG uses the grades themselves as gains (negative grades count as 0).
+Whole runs are evaluated by trec_eval's own code through pytrec_eval (:mod:`rerank.evaluation.measures`).
+What stays here is what the library lacks: nDCG of one ranking at a time (``rerank bench budgets`` scores ~10^5
+rankings per run; a pytrec_eval call per ranking is 2.2x slower, bench/results/metrics_cpu.md), MRR with a cutoff
+(trec_eval's ``recip_rank`` has none) and Kendall's tau. Per-ranking functions take a ranking (docids best first,
+distinct) and that query's qrels ``{docid: grade}``; unjudged documents count as non-relevant. nDCG uses the
+grades as gains (negative grades count as 0); RR calls a document relevant when its grade is at least
+``rel_level`` (TREC DL uses 2).
 """
 
 from __future__ import annotations
@@ -17,13 +21,10 @@ from .trec import rank_docs
 
 __all__ = [
     "DEFAULT_MEASURES",
-    "average_precision",
     "evaluate",
     "kendall_tau",
     "ndcg",
     "ndcg_at_k",
-    "precision_at_k",
-    "recall_at_k",
     "reciprocal_rank",
 ]
 
@@ -63,24 +64,6 @@ def ndcg_at_k(ranking: Sequence[str], qrel: Mapping[str, int], k: int) -> float:
     return ndcg(ranking, qrel, k)
 
 
-def _num_relevant(qrel: Mapping[str, int], rel_level: int) -> int:
-    return sum(1 for g in qrel.values() if g >= rel_level)
-
-
-def average_precision(ranking: Sequence[str], qrel: Mapping[str, int], rel_level: int = 1) -> float:
-    """Average precision (trec_eval ``map`` for one query); 0 if the query has no relevant documents."""
-    _check_distinct(ranking)
-    num_rel = _num_relevant(qrel, rel_level)
-    if num_rel == 0:
-        return 0.0
-    hits, total = 0, 0.0
-    for i, d in enumerate(ranking, start=1):
-        if qrel.get(d, 0) >= rel_level:
-            hits += 1
-            total += hits / i
-    return total / num_rel
-
-
 def reciprocal_rank(
     ranking: Sequence[str], qrel: Mapping[str, int], rel_level: int = 1, k: int | None = None
 ) -> float:
@@ -92,23 +75,6 @@ def reciprocal_rank(
         if qrel.get(d, 0) >= rel_level:
             return 1.0 / i
     return 0.0
-
-
-def recall_at_k(ranking: Sequence[str], qrel: Mapping[str, int], k: int, rel_level: int = 1) -> float:
-    """Share of the query's relevant documents found in the top ``k`` (trec_eval ``recall_k``); 0 if none."""
-    _check_distinct(ranking)
-    _check_k(k)
-    num_rel = _num_relevant(qrel, rel_level)
-    if num_rel == 0:
-        return 0.0
-    return sum(1 for d in ranking[:k] if qrel.get(d, 0) >= rel_level) / num_rel
-
-
-def precision_at_k(ranking: Sequence[str], qrel: Mapping[str, int], k: int, rel_level: int = 1) -> float:
-    """Relevant documents in the top ``k`` divided by ``k`` (trec_eval ``P_k``)."""
-    _check_distinct(ranking)
-    _check_k(k)
-    return sum(1 for d in ranking[:k] if qrel.get(d, 0) >= rel_level) / k
 
 
 _MEASURE = re.compile(r"^(ndcg|map|mrr|recall|p)(?:@(\d+))?$")
@@ -129,19 +95,13 @@ def _parse_measure(name: str) -> tuple[str, int | None]:
     return kind, k
 
 
-def _score(
-    kind: str, k: int | None, ranking: Sequence[str], qrel: Mapping[str, int], rel_level: int
-) -> float:
-    if kind == "ndcg":
-        return ndcg(ranking, qrel, k)
-    if kind == "map":
-        return average_precision(ranking, qrel, rel_level)
-    if kind == "mrr":
-        return reciprocal_rank(ranking, qrel, rel_level, k)
-    assert k is not None
-    if kind == "recall":
-        return recall_at_k(ranking, qrel, k, rel_level)
-    return precision_at_k(ranking, qrel, k, rel_level)
+_TREC_NAMES = {"ndcg": "ndcg", "map": "map", "mrr": "recip_rank", "recall": "recall", "p": "P"}
+
+
+def _trec_key(kind: str, k: int | None) -> str:
+    """trec_eval's result name of one of our measures (``ndcg@10`` -> ``ndcg_cut_10``)."""
+    base = "ndcg_cut" if kind == "ndcg" and k is not None else _TREC_NAMES[kind]
+    return base if k is None else f"{base}_{k}"
 
 
 def evaluate(
@@ -151,11 +111,12 @@ def evaluate(
     rel_level: int = 1,
     all_qrels: bool = False,
 ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
-    """Evaluate a run ``{qid: {docid: score}}`` or rankings ``{qid: [docid, ...]}`` against qrels.
+    """Evaluate a run ``{qid: {docid: score}}`` or rankings ``{qid: [docid, ...]}`` against qrels, with
+    trec_eval's code (pytrec_eval; MRR@k, which trec_eval lacks, with :func:`reciprocal_rank`).
 
-    Measures: ``ndcg@k`` (trec_eval ``ndcg_cut_k``), ``ndcg`` (no cutoff), ``map``, ``mrr`` / ``mrr@k``
-    (``recip_rank``), ``recall@k``, ``p@k``; ``rel_level`` is the binary relevance threshold (nDCG ignores
-    it). Runs are ordered as trec_eval does (score descending, ties by docid descending).
+    Measures: ``ndcg@k`` (trec_eval ``ndcg_cut_k``), ``ndcg`` (no cutoff), ``map``, ``mrr`` (``recip_rank``)
+    / ``mrr@k``, ``recall@k``, ``p@k``; ``rel_level`` is the binary relevance threshold (nDCG ignores it).
+    Runs are ordered as trec_eval does (score descending, ties by docid descending).
 
     Averaging follows trec_eval's default: only queries present in both the run and the qrels count (queries
     without judgments are skipped, so e.g. CISI is averaged over its judged queries). With ``all_qrels=True``
@@ -164,25 +125,29 @@ def evaluate(
     Returns ``(means, per_query)``: ``means[measure]`` and ``per_query[qid][measure]``. Means are NaN when no
     query is evaluated.
     """
+    from .measures import evaluate_run  # pytrec_eval (the eval extra) only where a whole run is evaluated
+
     parsed = [(m, *_parse_measure(m)) for m in measures]
     if len({m for m, _, _ in parsed}) != len(parsed):
         raise ValueError("duplicate measure names")
-    per_query: dict[str, dict[str, float]] = {}
+    rankings: dict[str, Sequence[str]] = {}
     for qid, entry in run_or_rankings.items():
-        qrel = qrels.get(qid)
-        if qrel is None:
-            continue
-        if isinstance(entry, Mapping):
-            ranking: Sequence[str] = rank_docs(entry)
-        elif isinstance(entry, str):
+        if isinstance(entry, str) or not isinstance(entry, Mapping | Sequence):
             raise TypeError(f"query {qid!r}: expected a ranking (sequence of docids) or a score mapping")
-        else:
-            ranking = entry
-        per_query[qid] = {m: _score(kind, k, ranking, qrel, rel_level) for m, kind, k in parsed}
-    if all_qrels:
-        for qid in qrels:
-            if qid not in per_query:
-                per_query[qid] = {m: 0.0 for m, _, _ in parsed}
+        rankings[qid] = rank_docs(entry) if isinstance(entry, Mapping) else entry
+        _check_distinct(rankings[qid])
+    evaluated = [q for q in rankings if q in qrels] + ([q for q in qrels if q not in rankings] if all_qrels else [])
+    per_query: dict[str, dict[str, float]] = {qid: {} for qid in evaluated}
+    library = [(m, _trec_key(kind, k)) for m, kind, k in parsed if not (kind == "mrr" and k is not None)]
+    if library:
+        run = {qid: {d: float(len(r) - i) for i, d in enumerate(r)} for qid, r in rankings.items()}
+        result = evaluate_run(run, qrels, [key for _, key in library], rel_level=rel_level, complete=all_qrels)
+        for qid, row in result.per_query.items():
+            per_query[qid].update({m: row[key] for m, key in library})
+    for qid, row in per_query.items():
+        row.update({m: reciprocal_rank(rankings.get(qid, []), qrels[qid], rel_level, k)
+                    for m, kind, k in parsed if kind == "mrr" and k is not None})
+        per_query[qid] = {m: row[m] for m, _, _ in parsed}
     means = {
         m: (math.fsum(v[m] for v in per_query.values()) / len(per_query) if per_query else math.nan)
         for m, _, _ in parsed

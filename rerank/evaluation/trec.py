@@ -7,10 +7,13 @@ column of a run file is ignored, as trec_eval ignores it.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import io
 import json
 import math
 import os
+import sys
 from collections.abc import Iterable, Iterator, Mapping
 from typing import IO
 
@@ -43,13 +46,34 @@ def numbered_lines(lines: Iterable[str]) -> Iterator[tuple[int, str]]:
         raise NotUTF8Error(f"not UTF-8 text (an invalid byte {where}: {exc.reason})") from None
 
 
+def _name(path: PathLike) -> str:
+    return "stdin" if os.fspath(path) == "-" else os.fspath(path)
+
+
 def _numbered(path: PathLike) -> Iterator[tuple[int, str]]:
-    """:func:`numbered_lines` of a UTF-8 file; the error names the file."""
-    with open(path, encoding="utf-8") as f:
+    """:func:`numbered_lines` of a UTF-8 file (``-``: stdin); the error names the file."""
+    with _open_text(path) as f:
         try:
             yield from numbered_lines(f)
         except NotUTF8Error as exc:
-            raise NotUTF8Error(f"{os.fspath(path)}: {exc}") from None
+            raise NotUTF8Error(f"{_name(path)}: {exc}") from None
+
+
+@contextlib.contextmanager
+def _open_text(path: PathLike) -> Iterator[IO[str]]:
+    if os.fspath(path) != "-":
+        with open(path, encoding="utf-8") as f:
+            yield f
+        return
+    buffer = getattr(sys.stdin, "buffer", None)
+    if buffer is None:
+        yield sys.stdin
+        return
+    stdin = io.TextIOWrapper(buffer, encoding="utf-8")  # UTF-8 whatever the locale says
+    try:
+        yield stdin
+    finally:
+        stdin.detach()  # leave sys.stdin open
 
 
 def _lines(path: PathLike) -> Iterator[tuple[int, str]]:
@@ -61,7 +85,7 @@ def _lines(path: PathLike) -> Iterator[tuple[int, str]]:
 
 
 def _error(path: PathLike, lineno: int, message: str) -> ValueError:
-    return ValueError(f"{os.fspath(path)}:{lineno}: {message}")
+    return ValueError(f"{_name(path)}:{lineno}: {message}")
 
 
 def read_qrels(path: PathLike) -> dict[str, dict[str, int]]:

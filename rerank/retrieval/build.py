@@ -25,9 +25,10 @@ from typing import Any
 
 import numpy as np
 
+from ..progress import Progress
 from .corpus import Corpus, read_documents
 from .docstore import DocStore
-from .embed import DEFAULT_BATCH_SIZE, MapBatches, Progress, embed_texts
+from .embed import DEFAULT_BATCH_SIZE, MapBatches, embed_texts
 from .errors import DimensionMismatchError, DuplicateIdError, NotAnIndexError, RetrievalError
 from .index import (
     check_consistent,

@@ -49,9 +49,9 @@ _PARAM_FLAGS = {
 
 
 def _progress(args: Any, label: str, unit: str = "docs") -> Any:
-    from .embed import Progress
+    from ..progress import Progress
 
-    return None if getattr(args, "quiet", False) else Progress(label=label, stream=sys.stderr, unit=unit)
+    return Progress(None, desc=label, unit=unit, quiet=getattr(args, "quiet", False))
 
 
 def _errors() -> tuple[type[BaseException], ...]:
@@ -93,7 +93,7 @@ def cmd_build(args: Any) -> int:
     try:
         report = build_index(
             args.corpus, args.out, args.model, index_type=args.index, params=params, skip_empty=args.skip_empty,
-            force=args.force, batch_size=args.batch_size, progress=_progress(args, "embedded"), store=args.store,
+            force=args.force, batch_size=args.batch_size, progress=_progress(args, "embed"), store=args.store,
             map_batches=map_batches,
         )
     except (*_errors(), ValueError) as exc:
@@ -122,7 +122,7 @@ def cmd_add(args: Any) -> int:
     try:
         report = add_documents(
             args.index, args.corpus, args.model, skip_empty=args.skip_empty, batch_size=args.batch_size,
-            progress=_progress(args, "embedded"), store=args.store, verify=args.verify,
+            progress=_progress(args, "embed"), store=args.store, verify=args.verify,
         )
     except (*_errors(), ValueError) as exc:
         return fail(str(exc), EXIT_BAD_INPUT)
@@ -164,16 +164,17 @@ def cmd_search(args: Any) -> int:
         index = Index.open(args.index, args.model, store=args.store, ef_search=args.ef_search,
                            nprobe=args.nprobe, k_factor=args.k_factor, verify=args.verify)
         with index:
-            progress = _progress(args, "searched", unit="queries")
             qids = list(queries)
+            progress = _progress(args, "search", unit="queries")
+            progress.reset(len(qids))
             run: dict[str, dict[str, float]] = {}
             t0 = time.perf_counter()
             for start in range(0, len(qids), args.batch_size):
                 chunk = qids[start : start + args.batch_size]
                 for qid, hits in zip(chunk, index.search([queries[q] for q in chunk], args.k), strict=True):
                     run[qid] = {h.docid: h.score for h in hits}
-                if progress is not None:
-                    progress.update(len(run), len(qids), final=len(run) == len(qids))
+                progress.update(len(chunk))
+            progress.close()
             elapsed = time.perf_counter() - t0
     except (*_errors(), ValueError) as exc:
         return fail(str(exc), EXIT_BAD_INPUT)
