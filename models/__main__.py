@@ -8,10 +8,13 @@ import logging
 import sys
 from dataclasses import asdict
 
+from .embedded import EMBEDDED
+from .ensure import ensure_embedded
 from .errors import ModelError, ParityError
 from .export import export_model
+from .load import list_models
 from .registry import KINDS
-from .store import EMBEDDED, ModelStore, ensure_embedded, list_models
+from .store import ModelStore
 
 
 def main(argv: list[str] | None = None) -> int:

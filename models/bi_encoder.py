@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from .base import Item, Kind, ModelSpec, Prepared, sigmoid
 from .errors import ModelError
+from .kind import Kind, sigmoid
+from .types import Item, ModelSpec, Prepared
 
 DEFAULT_TEMPERATURE = 0.05
 

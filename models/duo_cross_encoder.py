@@ -26,10 +26,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .base import Item, Kind, ModelSpec, Prepared
 from .errors import ModelError
+from .kind import Kind
 from .mono import DEFAULT_MONO_TEMPERATURE, MonoScoring, check_temperature
 from .prompt import DEFAULT_MAX_INPUT_TOKENS, check_truncation
+from .types import Item, ModelSpec, Prepared
 
 CLASSIFIER = ("AutoModelForSequenceClassification",)
 

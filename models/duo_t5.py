@@ -17,9 +17,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .base import ModelSpec
 from .mono import DEFAULT_MONO_TEMPERATURE, MonoScoring, check_temperature
 from .prompt import PromptKind, check_template, label_token_id, prompt_options
+from .types import ModelSpec
 
 DUO_T5_TEMPLATE = "Query: {query} Document0: {a} Document1: {b} Relevant:"
 MONO_T5_TEMPLATE = "Query: {query} Document: {a} Relevant:"

@@ -15,8 +15,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from .base import Item, Prepared, sigmoid
 from .errors import ModelError
+from .kind import sigmoid
+from .types import Item, Prepared
 
 DEFAULT_MONO_TEMPERATURE = 1.0
 

@@ -27,9 +27,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .base import ModelSpec
 from .errors import ModelError
 from .prompt import PromptKind, check_template, label_token_id, prompt_options, render_chat_template
+from .types import ModelSpec
 
 PRP_TEMPLATE = (
     'Given a query "{query}", which of the following two passages is more relevant to the query?\n\n'
