@@ -5,6 +5,8 @@ call's texts are keyed by role and text), so all pairs of k candidates of one qu
 the model's sequence cache (``RuntimeOptions.cache_items``) keeps the embeddings, so later sampling rounds
 of the same request (and other requests with the same texts) encode nothing again.
 ``embed`` exposes the embeddings (float32, L2-normalised) for retrieval.
+
+Formulas and sources: docs/references.md#pointwise-kinds-and-the-bi-encoder-comparator.
 """
 
 from __future__ import annotations

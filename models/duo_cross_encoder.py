@@ -16,6 +16,8 @@ mono: the tokenizer's pair encoding of (q, d), one score per candidate (the same
 sigmoid((s_a - s_b) / T) (``mono.py``). Truncation: per-field budgets (``fields``, default) or the
 ``truncation=True, max_length=512`` of sentence-transformers' CrossEncoder and pygaggle's monoBERT
 (``reference``: the tokenizer's longest-first rule over the pair).
+
+Formulas and sources: docs/references.md#duobert-and-cross-encoders.
 """
 
 from __future__ import annotations

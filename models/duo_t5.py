@@ -7,6 +7,8 @@ candidate's score is logit(true) - logit(false) (the log-odds of pygaggle's P(tr
 sigmoid((s_a - s_b) / T) (see ``mono.py``). The exported graph is encoder + that one decoder step, no
 generation loop. Truncation: per-field budgets (default) or pygaggle's whole-prompt cut at 512 tokens
 (``truncation="reference"``), see ``prompt.py``.
+
+Formulas and sources: docs/references.md#duot5-and-monot5.
 """
 
 from __future__ import annotations

@@ -20,6 +20,8 @@ prompts).
 
 Caveat: a passage that contains the text of a chat-template special token (``<|assistant|>``) is encoded
 as that special token, as with any tokenizer that parses special tokens in its input.
+
+Formulas and sources: docs/references.md#prp.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 Per-query functions take a ranking (docids best first, distinct) and that query's qrels ``{docid: grade}``;
 unjudged documents count as non-relevant. Binary measures call a document relevant when its grade is at least
 ``rel_level`` (TREC DL uses 2); nDCG uses the grades themselves as gains (negative grades count as 0).
+
+Formulas and sources: docs/references.md#evaluation-measures.
 """
 
 from __future__ import annotations
