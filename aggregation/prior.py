@@ -1,4 +1,7 @@
-"""The first-stage order as a weak prior: pseudo-comparisons between first-stage neighbours."""
+"""The first-stage order as a weak prior: pseudo-comparisons between first-stage neighbours.
+
+Formulas and sources: docs/references.md#first-stage-prior.
+"""
 
 from __future__ import annotations
 

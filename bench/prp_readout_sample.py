@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.effectiveness_bench import load_collection
 from rerank.models import load_model
-from rerank.models.store import embedded_source
+from rerank.models.embedded import embedded_source
 
 ROOT = Path(__file__).resolve().parents[1]
 

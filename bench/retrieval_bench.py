@@ -39,7 +39,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from rerank.aggregation.fusion.rrf import reciprocal_rank_fusion
 from rerank.evaluation import evaluate, kendall_tau, read_qrels, read_run, run_to_rankings
 from rerank.models import ModelStore, ensure_embedded, load_model
-from rerank.models.base import sigmoid
+from rerank.models.kind import sigmoid
 from rerank.pipeline import Candidate, RankOptions, rerank
 from rerank.retrieval import Index, Progress, build_index
 from rerank.retrieval.corpus import read_query_file

@@ -21,18 +21,8 @@ Nothing here imports the aggregation engine or the CLI; torch and transformers a
 export path and the torch backend.
 """
 
-from .base import (
-    Backend,
-    CompareResult,
-    CompareStats,
-    Item,
-    Kind,
-    ModelSpec,
-    PairwiseModel,
-    Prepared,
-    RunOutput,
-    RuntimeOptions,
-)
+from .embedded import EMBEDDED
+from .ensure import ensure_embedded
 from .errors import (
     CorruptModelError,
     EmptyTextError,
@@ -45,17 +35,21 @@ from .errors import (
     UnsupportedOperationError,
 )
 from .export import export_model
+from .kind import Kind
+from .load import BACKENDS, ModelInfo, list_models, load_model
 from .manifest import Manifest, Variant, record_measurements
+from .model import PairwiseModel
 from .registry import KINDS, kind_class
-from .store import (
-    BACKENDS,
-    EMBEDDED,
-    ModelInfo,
-    ModelStore,
-    default_store_root,
-    ensure_embedded,
-    list_models,
-    load_model,
+from .store import ModelStore, default_store_root
+from .types import (
+    Backend,
+    CompareResult,
+    CompareStats,
+    Item,
+    ModelSpec,
+    Prepared,
+    RunOutput,
+    RuntimeOptions,
 )
 
 __all__ = [

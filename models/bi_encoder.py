@@ -5,6 +5,8 @@ call's texts are keyed by role and text), so all pairs of k candidates of one qu
 the model's sequence cache (``RuntimeOptions.cache_items``) keeps the embeddings, so later sampling rounds
 of the same request (and other requests with the same texts) encode nothing again.
 ``embed`` exposes the embeddings (float32, L2-normalised) for retrieval.
+
+Formulas and sources: docs/references.md#pointwise-kinds-and-the-bi-encoder-comparator.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from .base import Item, Kind, ModelSpec, Prepared, sigmoid
 from .errors import ModelError
+from .kind import Kind, sigmoid
+from .types import Item, ModelSpec, Prepared
 
 DEFAULT_TEMPERATURE = 0.05
 

@@ -16,6 +16,8 @@ mono: the tokenizer's pair encoding of (q, d), one score per candidate (the same
 sigmoid((s_a - s_b) / T) (``mono.py``). Truncation: per-field budgets (``fields``, default) or the
 ``truncation=True, max_length=512`` of sentence-transformers' CrossEncoder and pygaggle's monoBERT
 (``reference``: the tokenizer's longest-first rule over the pair).
+
+Formulas and sources: docs/references.md#duobert-and-cross-encoders.
 """
 
 from __future__ import annotations
@@ -26,10 +28,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .base import Item, Kind, ModelSpec, Prepared
 from .errors import ModelError
+from .kind import Kind
 from .mono import DEFAULT_MONO_TEMPERATURE, MonoScoring, check_temperature
 from .prompt import DEFAULT_MAX_INPUT_TOKENS, check_truncation
+from .types import Item, ModelSpec, Prepared
 
 CLASSIFIER = ("AutoModelForSequenceClassification",)
 

@@ -7,6 +7,8 @@ candidate's score is logit(true) - logit(false) (the log-odds of pygaggle's P(tr
 sigmoid((s_a - s_b) / T) (see ``mono.py``). The exported graph is encoder + that one decoder step, no
 generation loop. Truncation: per-field budgets (default) or pygaggle's whole-prompt cut at 512 tokens
 (``truncation="reference"``), see ``prompt.py``.
+
+Formulas and sources: docs/references.md#duot5-and-monot5.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .base import ModelSpec
 from .mono import DEFAULT_MONO_TEMPERATURE, MonoScoring, check_temperature
 from .prompt import PromptKind, check_template, label_token_id, prompt_options
+from .types import ModelSpec
 
 DUO_T5_TEMPLATE = "Query: {query} Document0: {a} Document1: {b} Relevant:"
 MONO_T5_TEMPLATE = "Query: {query} Document: {a} Relevant:"

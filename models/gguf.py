@@ -31,6 +31,7 @@ from unittest import mock
 
 from .errors import CorruptModelError, ModelError
 from .manifest import sha256_file
+from .versions import library_versions
 
 log = logging.getLogger("rerank.models")
 
@@ -117,16 +118,6 @@ def _load_dense(folder: Path, file: str):
     return model, tokenizer
 
 
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for dist in ("transformers", "gguf", "accelerate", "torch"):
-        with contextlib.suppress(PackageNotFoundError):
-            out[dist] = version(dist)
-    return out
-
-
 def convert_gguf(gguf_path: str | Path, out_dir: str | Path, *, overwrite: bool = False) -> Path:
     """Convert ``gguf_path`` into a transformers folder ``out_dir`` (model + tokenizer + conversion.json)."""
     check_gguf_support()
@@ -155,7 +146,7 @@ def convert_gguf(gguf_path: str | Path, out_dir: str | Path, *, overwrite: bool 
             "dtype": "float32",
             "seconds": round(time.perf_counter() - t0, 1),
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "versions": _versions(),
+            "versions": library_versions("transformers", "gguf", "accelerate", "torch"),
         }
         (tmp / CONVERSION_FILE).write_text(json.dumps(record, indent=2) + "\n")
         if out.exists():

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .base import ModelSpec
 from .errors import CorruptModelError
+from .types import ModelSpec
 
 MANIFEST_FILE = "manifest.json"
 FORMAT_VERSION = 1

@@ -6,6 +6,8 @@ sequences; the model's sequence cache keeps the scores, so later sampling rounds
 score nothing again. p is consistent by construction (p(a, b) = 1 - p(b, a)); with T = 1 and the log-odds
 score of a calibrated classifier it is the Bradley-Terry reading of two independent relevance
 probabilities.
+
+Formulas and sources: docs/references.md#pointwise-kinds-and-the-bi-encoder-comparator.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from .base import Item, Prepared, sigmoid
 from .errors import ModelError
+from .kind import sigmoid
+from .types import Item, Prepared
 
 DEFAULT_MONO_TEMPERATURE = 1.0
 

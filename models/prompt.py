@@ -20,8 +20,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .base import Item, Kind, ModelSpec, Prepared
 from .errors import ModelError
+from .kind import Kind
+from .types import Item, ModelSpec, Prepared
 
 FIELDS = ("query", "a", "b")
 BOUNDARY_SLACK = 8

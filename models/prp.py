@@ -20,6 +20,8 @@ prompts).
 
 Caveat: a passage that contains the text of a chat-template special token (``<|assistant|>``) is encoded
 as that special token, as with any tokenizer that parses special tokens in its input.
+
+Formulas and sources: docs/references.md#prp.
 """
 
 from __future__ import annotations
@@ -27,9 +29,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .base import ModelSpec
 from .errors import ModelError
 from .prompt import PromptKind, check_template, label_token_id, prompt_options, render_chat_template
+from .types import ModelSpec
 
 PRP_TEMPLATE = (
     'Given a query "{query}", which of the following two passages is more relevant to the query?\n\n'

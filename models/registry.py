@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from .base import Kind
 from .bi_encoder import BiEncoder
 from .duo_cross_encoder import DuoCrossEncoder, MonoCrossEncoder
 from .duo_t5 import DuoT5, MonoT5
 from .errors import UnknownKindError
+from .kind import Kind
 from .prp import Prp
 
 KINDS: Mapping[str, type[Kind]] = {

@@ -128,7 +128,7 @@ def _seed(seed: int) -> None:
 
 def minilm_source() -> Path:
     """The embedded all-MiniLM-L6-v2 checkpoint folder."""
-    from .store import embedded_source
+    from .embedded import embedded_source
 
     return embedded_source("minilm")
 

@@ -1,4 +1,4 @@
-"""Torch wrapper modules: each one's ``forward`` *is* the graph contract (see ``base.py``).
+"""Torch wrapper modules: each one's ``forward`` *is* the graph contract (see ``model.py``).
 
 The same module is exported to ONNX (``torch.onnx.export(..., dynamo=False)`` after ``.eval()``) and run
 eagerly by the torch backend, so the two backends compute the same function. Imported lazily: the ONNX

@@ -112,13 +112,13 @@ _EXPORT_CACHE = Path(os.environ.get("RERANK_TEST_CACHE", Path.home() / ".cache" 
 def _export_key(name: str) -> str:
     """A digest of what an embedded model's export depends on: the source weights (the package's files, or
     its GGUF file) and the export code (``models/*.py``)."""
-    from rerank.models.store import EMBEDDED
+    from rerank.models.embedded import EMBEDDED
 
     entry = EMBEDDED[name]
     files = [entry.gguf_path()] if entry.gguf_file else sorted(entry.source().rglob("*"))
     inputs = [p for p in files if p.is_file()]
     digest = hashlib.sha256(name.encode())
-    for path in [*inputs, *sorted((REPO / "models").glob("*.py"))]:
+    for path in [*inputs, *sorted((REPO / "models").glob("*.py")), *sorted((REPO / "models").glob("*.json"))]:
         digest.update(path.name.encode())
         with path.open("rb") as f:
             digest.update(hashlib.file_digest(f, "sha256").digest())

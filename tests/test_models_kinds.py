@@ -15,8 +15,9 @@ pytest.importorskip("transformers")
 
 from rerank.models import KINDS, export_model, load_model
 from rerank.models import testing as tiny
-from rerank.models.base import make_batches, sigmoid
+from rerank.models.batching import make_batches
 from rerank.models.export import parity_figures
+from rerank.models.kind import sigmoid
 
 BUDGETS = {"max_query_tokens": 12, "max_passage_tokens": 20}
 

@@ -185,7 +185,7 @@ def test_sequence_cache_encodes_each_text_once_across_calls(store):
 
 
 def test_sequence_cache_is_bounded_lru():
-    from rerank.models.base import SequenceCache
+    from rerank.models.cache import SequenceCache
 
     cache = SequenceCache(2)
     keys = [SequenceCache.key([101, i, 102], None) for i in range(3)]
@@ -236,7 +236,7 @@ def test_batching_by_tokens_gives_same_p(store, onnx_model):
 
 def test_io_binding_path_gives_the_same_output(onnx_model):
     """The IO-binding run (the CUDA default) exercised on CPU: same rows as ``session.run``."""
-    from rerank.models.base import collate
+    from rerank.models.batching import collate
     from rerank.models.runtime import OnnxBackend
 
     plain = onnx_model.backend

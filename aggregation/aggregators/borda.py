@@ -11,7 +11,7 @@ def borda(comparisons: Comparisons) -> AggregateResult:
 
     Source: the "Additive" aggregation of Gienapp, Fröbe, Hagen and Potthast (ICTIR 2022, "Sparse
     Pairwise Re-ranking"); with both orders of every pair it equals duoT5's Sym-Sum (Pradeep,
-    Nogueira, Lin 2021). See REFERENCES.md, "Aggregation into a ranking".
+    Nogueira, Lin 2021). See docs/references.md#borda.
 
     ``s_i`` is the row sum of the weighted soft-win matrix, i.e. the expected number of wins of i.
     An item that was never compared scores 0 (it collected no points).

@@ -74,8 +74,8 @@ def bradley_terry(
     Model (Bradley and Terry 1952; Zermelo 1929): ``P(i > j) = sigmoid(theta_i - theta_j)``. A row
     (a, b, p, w) contributes ``w * (p log P(a > b) + (1 - p) log P(b > a))``, so with the soft-win
     matrix ``W`` the objective is ``-sum_ij W[i, j] log sigmoid(theta_i - theta_j) + alpha/2 ||theta||^2``
-    (REFERENCES.md: "fit pi by maximum likelihood on soft outcomes, with an L2 prior so that sparse or
-    disconnected comparison graphs still have a finite, unique optimum"). The penalised objective is
+    (docs/references.md#bradley-terry: maximum likelihood on soft outcomes, with an L2 prior so that sparse
+    or disconnected comparison graphs still have a finite, unique optimum). The penalised objective is
     strictly convex; it is minimised by Newton's method with Armijo backtracking on the dense sufficient
     statistics until the Newton step is below ``tol``. The optimum has mean zero exactly (the
     likelihood gradient sums to zero), so ``scores = theta`` are already centred; an item never

@@ -13,7 +13,7 @@ def copeland(comparisons: Comparisons) -> AggregateResult:
 
     Source: Copeland's pairwise-majority rule as used for tournament aggregation; the binarisation on
     the pooled mean preference follows PRP allpair (Qin et al. 2023: a conflict between the two orders
-    counts as half a win each). See REFERENCES.md, "Order inconsistency" and "Aggregation".
+    counts as half a win each). See docs/references.md#copeland.
 
     Score = wins - losses over the seen pairs (a tie adds 0), plus the soft Borda tie-break
     ``sum_j (P[i, j] - 1/2) / n`` in (-1/2, 1/2), so equal Copeland scores are ordered by the

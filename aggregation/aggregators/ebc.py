@@ -34,7 +34,7 @@ def transitive_closure(M: np.ndarray) -> np.ndarray:
 def enhanced_borda(comparisons: Comparisons) -> AggregateResult:
     """Enhanced Borda Count: Borda count over the transitive closure of the binarised preferences.
 
-    Source: LLaMA-Berry's Enhanced Borda Count (REFERENCES.md, "Aggregation into a ranking"):
+    Source: LLaMA-Berry's Enhanced Borda Count (docs/references.md#enhanced-borda-count):
     binarise ``M[i, j] = [P(i, j) >= 0.5]`` on the mean preference of every *seen* pair (both orders
     pooled, :meth:`Comparisons.preference_matrix`; a tie sets both directions), take the transitive
     closure (Floyd–Warshall) and Borda-count it; ties are broken by the pairwise probabilities.

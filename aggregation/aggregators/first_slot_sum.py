@@ -1,4 +1,7 @@
-"""duoBERT's "Sum" aggregation: an item collects p only from the comparisons where it sits in the first slot."""
+"""duoBERT's "Sum" aggregation: an item collects p only from the comparisons where it sits in the first slot.
+
+Formulas and sources: docs/references.md#duobert-sum.
+"""
 
 from __future__ import annotations
 

@@ -13,8 +13,8 @@ def greedy(comparisons: Comparisons) -> AggregateResult:
 
     On the weighted soft-win matrix ``W`` (``W[v, u]`` = weighted P(v > u) mass): start with the
     potential ``pi(v) = sum_u W[v, u] - sum_u W[u, v]``; repeatedly emit the remaining item ``t`` of
-    largest potential and update ``pi(u) += W[t, u] - W[u, t]`` for the remaining ``u`` (REFERENCES.md,
-    "Aggregation into a ranking"). Ties (up to float rounding) go to the lowest index.
+    largest potential and update ``pi(u) += W[t, u] - W[u, t]`` for the remaining ``u``
+    (docs/references.md#greedy). Ties (up to float rounding) go to the lowest index.
 
     Returns ``order`` and ``scores = n - position``.
     """

@@ -1,4 +1,4 @@
-"""HodgeRank: ridge least squares on the comparisons' log-odds."""
+"""HodgeRank: ridge least squares on the comparisons' log-odds. Formulas and sources: docs/references.md#hodgerank."""
 
 from __future__ import annotations
 

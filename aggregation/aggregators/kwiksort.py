@@ -13,7 +13,7 @@ def kwiksort(comparisons: Comparisons, *, seed: int = 0) -> AggregateResult:
 
     Source: KwikSort (Ailon, Charikar, Newman 2008, "Aggregating inconsistent information: ranking and
     clustering", JACM 55), used as a sorting-based sampler/aggregator in the PRP and Setwise papers;
-    REFERENCES.md, "KwikSort is quicksort with random pivots over binarised preferences".
+    docs/references.md#kwiksort.
 
     Item i goes before pivot j when its mean preference ``P[i, j] > 0.5`` (both orders pooled); a tie
     (``P[i, j] == 0.5``) or an unseen pair is decided by index order (the lower index goes first), so

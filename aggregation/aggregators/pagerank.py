@@ -17,7 +17,7 @@ def pagerank(comparisons: Comparisons, *, damping: float = 0.85) -> AggregateRes
     """Rank by the stationary mass of a random walk that moves from losers to winners.
 
     Source: PageRank aggregation as evaluated by Gienapp et al. (ICTIR 2022) for pairwise re-ranking;
-    REFERENCES.md: "each comparison adds an edge from loser to winner with weight p".
+    each comparison adds an edge from loser to winner with weight p (docs/references.md#pagerank).
     A row (a, b, p, w) adds an edge b -> a of weight ``w * p`` and a -> b of weight ``w * (1 - p)``, and
     each item keeps a self-loop with its own soft wins: the walker at i picks one of i's comparisons and
     moves to its winner, so it stays at i with the probability that i won (the "random walker" ranking,

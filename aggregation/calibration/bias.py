@@ -24,7 +24,7 @@ def position_bias(comparisons: Comparisons) -> Comparisons:
 
     Pairs seen in both orders become sigmoid((logit p(a, b) - logit p(b, a)) / 2) (the bias cancels);
     one-order pairs become sigmoid(logit p(a, b) - beta). This lets a sparse run that sees most pairs
-    in one order only still be debiased (see REFERENCES.md, "Position bias estimate").
+    in one order only still be debiased (see docs/references.md#position-bias).
     """
     s = ordered_pair_stats(comparisons)
     beta = estimate_slot_bias(s)

@@ -1,4 +1,4 @@
-"""Consistency diagnostics reported with every ranking."""
+"""Consistency diagnostics reported with every ranking. Formulas and sources: docs/references.md#diagnostics."""
 
 from __future__ import annotations
 

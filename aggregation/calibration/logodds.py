@@ -1,4 +1,4 @@
-"""Log-odds calibration of the two orders (LLM-RankFusion)."""
+"""Log-odds calibration of the two orders (LLM-RankFusion). Formulas and sources: docs/references.md#log-odds."""
 
 from __future__ import annotations
 

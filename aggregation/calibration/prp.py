@@ -1,4 +1,4 @@
-"""PRP all-pair voting: a pair is won only when both orders agree."""
+"""PRP all-pair voting: a pair is won only when both orders agree. Formulas and sources: docs/references.md#prp-vote."""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Symmetric calibration: average both orders of a pair (duoT5 "Sym-Sum")."""
+"""Symmetric calibration: average both orders of a pair (duoT5 "Sym-Sum").
+
+Formulas and sources: docs/references.md#symmetric.
+"""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from ._common import check_rankings
 def borda_fusion(rankings: Sequence[np.ndarray], n_items: int) -> AggregateResult:
     """Borda count over rankings: the item at 0-based position r of a ranking gets ``n_items - r`` points.
 
-    Source: Borda fusion as listed under RankFusion in REFERENCES.md (de Borda 1781; used for fusing
+    Source: Borda fusion, docs/references.md#borda-fusion (de Borda 1781; used for fusing
     the rankings of several LLM rankers by LLM-RankFusion, Zeng et al. 2024).
 
     Rankings are arrays of item indices, best first, and may be partial (top-m lists): points depend

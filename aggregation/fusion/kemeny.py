@@ -59,7 +59,7 @@ def _insertion_search(order: np.ndarray, C: np.ndarray, max_passes: int) -> np.n
 def kemeny_fusion(rankings: Sequence[np.ndarray], n_items: int, *, max_passes: int = 1000) -> AggregateResult:
     """Approximate Kemeny consensus: the order minimising total pairwise disagreement with the rankings.
 
-    Source: Kemeny (1959) / Kemeny–Snell median ranking, listed under RankFusion in REFERENCES.md.
+    Source: Kemeny (1959) / Kemeny–Snell median ranking, docs/references.md#kemeny.
     Exact Kemeny is NP-hard (Dwork, Kumar, Naor, Sivakumar 2001, "Rank aggregation methods for the
     web", who also propose local Kemenisation). Here: start from the Borda fusion order, then local
     search with single-item insertions (which include all adjacent swaps): in each pass every item is

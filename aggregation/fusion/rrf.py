@@ -14,7 +14,7 @@ def reciprocal_rank_fusion(rankings: Sequence[np.ndarray], n_items: int, *, k: i
     """Reciprocal rank fusion: ``score(d) = sum over rankings of 1 / (k + rank(d))`` with 1-based ranks.
 
     Source: Cormack, Clarke and Büttcher (SIGIR 2009), "Reciprocal rank fusion outperforms Condorcet
-    and individual rank learning methods", with their constant k = 60 (REFERENCES.md, RankFusion).
+    and individual rank learning methods", with their constant k = 60 (docs/references.md#reciprocal-rank-fusion).
 
     Rankings are arrays of item indices, best first, possibly partial; an item absent from a ranking
     gets no credit from it. Ties keep index order.

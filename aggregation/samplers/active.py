@@ -1,4 +1,7 @@
-"""``active``: adaptive pair selection on a Bradley-Terry estimate (Chatbot Arena / K-Sort Arena style)."""
+"""``active``: adaptive pair selection on a Bradley-Terry estimate (Chatbot Arena / K-Sort Arena style).
+
+Formulas and sources: docs/references.md#active.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""``heapsort``: PRP / Setwise heapsort top-n selection with pairwise decisions."""
+"""``heapsort``: PRP / Setwise heapsort top-n selection with pairwise decisions.
+
+Formulas and sources: docs/references.md#sorting-samplers.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""``quicksort``: partial KwikSort with random pivots, one round per recursion depth."""
+"""``quicksort``: partial KwikSort with random pivots, one round per recursion depth.
+
+Formulas and sources: docs/references.md#sorting-samplers.
+"""
 
 from __future__ import annotations
 

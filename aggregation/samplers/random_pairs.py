@@ -1,4 +1,7 @@
-"""``random``: uniformly random distinct unordered pairs (Gienapp et al. 2022)."""
+"""``random``: uniformly random distinct unordered pairs (Gienapp et al. 2022).
+
+Formulas and sources: docs/references.md#random-window-and-skip-window.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""``refine``: adaptive neighbour refinement: compare the items adjacent in the current estimate."""
+"""``refine``: adaptive neighbour refinement: compare the items adjacent in the current estimate.
+
+Formulas and sources: docs/references.md#refine.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""``sliding``: PRP sliding window (bubble passes) with window 2, step 1."""
+"""``sliding``: PRP sliding window (bubble passes) with window 2, step 1.
+
+Formulas and sources: docs/references.md#sorting-samplers.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""``window`` (structured) and ``skip`` (skip-window) sampling, Gienapp et al. 2022."""
+"""``window`` (structured) and ``skip`` (skip-window) sampling, Gienapp et al. 2022.
+
+Formulas and sources: docs/references.md#random-window-and-skip-window.
+"""
 
 from __future__ import annotations
 

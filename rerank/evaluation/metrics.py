@@ -7,6 +7,8 @@ rankings per run; a pytrec_eval call per ranking is 2.2x slower, bench/results/m
 distinct) and that query's qrels ``{docid: grade}``; unjudged documents count as non-relevant. nDCG uses the
 grades as gains (negative grades count as 0); RR calls a document relevant when its grade is at least
 ``rel_level`` (TREC DL uses 2).
+
+Formulas and sources: docs/references.md#evaluation-measures.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from rerank.models.versions import library_versions
 
 from ..progress import Progress
 from .corpus import Corpus, read_documents
@@ -209,14 +209,6 @@ def _write_index(
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _versions() -> dict[str, str]:
-    import faiss
-
-    from rerank import __version__
-
-    return {"faiss": str(faiss.__version__), "rerank": __version__, "numpy": np.__version__}
-
-
 def _resolve_model(model: Any, store: Any) -> Any:
     return load_embedding_model(model, store) if model is None or isinstance(model, str) else model
 
@@ -273,7 +265,7 @@ def build_index(
         faiss_index.add(vectors)
         manifest = IndexManifest(
             model=ref, index_type=index_type, params=resolved, dim=ref.dim, count=n,
-            corpora=(_record(docs, n),), versions=_versions(),
+            corpora=(_record(docs, n),), versions=library_versions("faiss", "rerank", "numpy"),
         )
         rows = [(i, d.id, d.text, d.meta) for i, d in enumerate(docs.documents)]
         _write_index(out, faiss_index, manifest, None, rows)
@@ -339,7 +331,7 @@ def add_documents(
             n = len(docs.documents)
             updated = replace(
                 manifest, count=start + n, corpora=(*manifest.corpora, _record(docs, n)), updated=now(),
-                versions=_versions(),
+                versions=library_versions("faiss", "rerank", "numpy"),
             )
             rows = [(start + i, d.id, d.text, d.meta) for i, d in enumerate(docs.documents)]
             _write_index(index_dir, faiss_index, updated, current, rows)
