@@ -14,13 +14,14 @@ from concurrent import futures
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from . import _proto
 from .auth import TokenAuthInterceptor, server_credentials
 from .config import ServerConfig
 from .guard import MalformedRequestGuard
+from .health import HealthServicer
 from .metrics import Metrics
 from .scheduler import BatchScheduler
 from .service import RerankerService, ServedModel
@@ -176,7 +177,7 @@ class RerankServer:
             if self.index is not None:
                 self.index.close()
             raise
-        self.health = health.HealthServicer(experimental_non_blocking=True)
+        self.health = HealthServicer()
         self._server: grpc.Server | None = None
         self._stopped = threading.Event()
         self._stop_lock = threading.Lock()
