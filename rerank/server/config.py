@@ -63,9 +63,10 @@ class ServerConfig:
     # hand-off of one batch); see bench/results/scheduler_overlap.md for what it buys
     overlap: bool = False
     # ONNX Runtime CPU intra-op threads spin between a call's operators only when True (ONNX Runtime's own
-    # default). A served model's calls run back to back on one worker thread; on a machine shared with
-    # other work, the spinning thread burns the CPU the working one needs: a merged k = 100 burst took
-    # 17 s of CPU spinning and 9.4 s without (bench/results/load.md). RERANK_ORT_SPINNING, if set, wins.
+    # default). A served model's merged calls run back to back on one worker thread; on a machine shared with
+    # other work the spinning thread burns the CPU the working one needs: the merged call of a burst of 8
+    # k = 50 requests took 14.6 s of CPU spinning, 8.4 s not (bench/results/ort_spinning.md).
+    # RERANK_ORT_SPINNING, if set, wins.
     ort_spinning: bool = False
     cuda_device: int | None = None
     gpu_mem_limit_mb: int | None = None
