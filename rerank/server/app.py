@@ -180,6 +180,7 @@ class RerankServer:
                 linger_s=self.config.linger_ms / 1000.0,
                 metrics=self.metrics,
                 overlap=self.config.overlap,
+                streams=self.config.streams_for(str(getattr(model, "provider", ""))),
             )
             self.schedulers[name] = scheduler
             served[name] = ServedModel.wrap(name, model, scheduler)
