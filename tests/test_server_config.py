@@ -36,6 +36,7 @@ def test_toml_config_and_flags_override_it(tmp_path: Path) -> None:
     [
         ('{"nope": 1}', "unknown setting"),
         ('{"max_candidates": 0}', "max_candidates must be >= 1"),
+        ('{"model_streams": 0}', "model_streams must be >= 1"),
         ('{"models": []}', "at least one model"),
         ('{"tls_cert": "c.pem"}', "tls_cert and tls_key go together"),
         ("{not json", "cannot parse"),
@@ -183,3 +184,13 @@ def test_served_models_do_not_spin_unless_asked(minilm_store, monkeypatch) -> No
     assert SPINNING_ENV not in os.environ  # the setting is scoped to the load, nothing left in the process
     monkeypatch.setenv(SPINNING_ENV, "1")
     assert spins() is True
+
+
+def test_model_streams_default_by_provider() -> None:
+    """Concurrent model calls: the physical cores on ONNX Runtime's CPU provider, one elsewhere (a GPU wants
+    one big batch); ``model_streams`` overrides both."""
+    from rerank.models.runtime import CPU, physical_cores
+
+    assert ServerConfig().streams_for(CPU) == physical_cores()
+    assert ServerConfig().streams_for("CUDAExecutionProvider") == ServerConfig().streams_for("python") == 1
+    assert ServerConfig(model_streams=3).streams_for("python") == 3
