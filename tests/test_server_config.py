@@ -191,3 +191,14 @@ def test_model_streams_default_by_provider() -> None:
     assert ServerConfig().streams_for(CPU) == physical_cores()
     assert ServerConfig().streams_for("CUDAExecutionProvider") == ServerConfig().streams_for("python") == 1
     assert ServerConfig(model_streams=3).streams_for("python") == 3
+
+
+def test_serve_flags_set_model_streams_and_spinning() -> None:
+    config = build_config(_args("--model-streams", "3", "--ort-spinning"))
+    assert config.model_streams == 3 and config.ort_spinning is True
+    assert build_config(_args()).model_streams is None and build_config(_args()).ort_spinning is False
+
+
+def test_serve_refuses_zero_model_streams(cli) -> None:
+    code, _, err = cli(["serve", "--model-streams", "0"])
+    assert code == 2 and "--model-streams" in err and len(err.strip().splitlines()) == 1

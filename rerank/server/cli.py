@@ -76,6 +76,11 @@ SERVE_HELP = (
               help="ONNX Runtime CUDA: cap of each model's memory arena (default: no cap)")
 @click.option("--arena-strategy", type=click.Choice(["kNextPowerOfTwo", "kSameAsRequested"]), default=None,
               help="ONNX Runtime CUDA: how the memory arena grows (default kNextPowerOfTwo)")
+@click.option("--model-streams", type=click.IntRange(min=1), default=None, metavar="N",
+              help="concurrent model calls per model (default: physical cores for ONNX Runtime on CPU, else 1)")
+@click.option("--ort-spinning/--no-ort-spinning", default=None,
+              help="let ONNX Runtime's threads busy-wait between operators (default off: spinning threads took "
+                   "CPU from the working ones under load)")
 def serve(**params: Any) -> int:
     return run_serve(namespace(params))
 
@@ -116,6 +121,8 @@ def build_config(args: Any) -> Any:
             "cuda_device",
             "gpu_mem_limit_mb",
             "arena_strategy",
+            "model_streams",
+            "ort_spinning",
         )
     }
     if args.model:
