@@ -29,20 +29,25 @@ DOCS = [(f"d{i}", f"passage {i}") for i in range(6)]  # all pairs: 30 comparison
 
 
 # --- merging ------------------------------------------------------------------------------------------
+def _burst(client: RerankClient, n: int = 8) -> list:
+    """``n`` requests over DOCS released together (a barrier), their replies in order."""
+    start = threading.Barrier(n)
+
+    def one(i: int):
+        start.wait()
+        return client.rerank(f"query {i}", DOCS)
+
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(one, range(n)))
+
+
 def _eight_concurrent(config: ServerConfig, delay_s: float = 0.02) -> tuple[FakeModel, RerankServer, list[int]]:
     """8 requests released together (30 comparisons each); returns the model, server and batch sizes."""
     model = FakeModel(delay_s=delay_s)
     with RerankServer(config, models={"fake": model}) as srv, RerankClient(srv.address, timeout=30) as c:
         c.rerank("warm-up", DOCS)
         n0 = len(model.batch_sizes)
-        start = threading.Barrier(8)
-
-        def one(i: int):
-            start.wait()
-            return c.rerank(f"query {i}", DOCS)
-
-        with ThreadPoolExecutor(8) as pool:
-            replies = list(pool.map(one, range(8)))
+        replies = _burst(c)
         assert all(r.ids == [f"d{i}" for i in range(5, -1, -1)] for r in replies)
         sizes = model.batch_sizes[n0:]
         assert sum(sizes) == 8 * 30
@@ -296,14 +301,7 @@ def test_streams_run_a_burst_as_concurrent_calls_of_whole_requests() -> None:
         assert srv.schedulers["fake"].streams == 2
         c.rerank("warm-up", DOCS[:3])
         n0 = len(model.batch_sizes)
-        start = threading.Barrier(8)
-
-        def one(i: int):
-            start.wait()
-            return c.rerank(f"query {i}", DOCS)
-
-        with ThreadPoolExecutor(8) as pool:
-            replies = list(pool.map(one, range(8)))
+        replies = _burst(c)
     assert all(r.ids == [f"d{i}" for i in range(5, -1, -1)] for r in replies)
     assert sorted(model.batch_sizes[n0:]) == [4 * 30, 4 * 30]
 
