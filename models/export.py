@@ -49,6 +49,7 @@ import numpy as np
 from .base import Item, ModelSpec, PairwiseModel, RuntimeOptions
 from .errors import CorruptModelError, MissingTokenizerError, ModelError, ParityError, UnknownModelError
 from .manifest import Manifest, Variant, replace_manifest, sha256_file, sha256_weights
+from .quantize import LLM_INT8_METHOD, quantize_llm_int8
 from .registry import kind_class
 from .runtime import CPU, OnnxBackend, TorchBackend
 from .textenc import TOKENIZER_FILE, TextEncoder
@@ -361,6 +362,17 @@ def _quantize_int8(src: Path, dst: Path) -> None:
         )
 
 
+def _write_int8(cls: Any, src: Path, dst: Path) -> str:
+    """The int8 graph of kind ``cls``: the LLM recipe (models/quantize.py) for the prompt kinds, the encoder
+    recipe otherwise; returns the method recorded in the manifest."""
+    if not cls.measured_cpu_default:
+        _quantize_int8(src, dst)
+        return INT8_METHOD
+    with _quiet_onnxruntime():
+        quantize_llm_int8(src, dst)
+    return LLM_INT8_METHOD
+
+
 # HF ``model_type`` -> ONNX Runtime transformer optimizer model type (encoder kinds only).
 OPTIMIZER_MODEL_TYPES = {
     "bert": "bert",
@@ -558,16 +570,14 @@ def export_model(
         variants["fp32"] = replace(variants["fp32"], graph=graph)
         rejected: dict[str, Any] = {}
         if quantize == "int8":
-            _quantize_int8(tmp / ONNX_FILE, tmp / INT8_FILE)
-            variants["int8"] = check_variant(
-                INT8_FILE, int8_tolerance, int8_margin, int8_min_tau, INT8_METHOD
-            )
+            method = _write_int8(cls, tmp / ONNX_FILE, tmp / INT8_FILE)
+            variants["int8"] = check_variant(INT8_FILE, int8_tolerance, int8_margin, int8_min_tau, method)
         elif cpu_default == "auto" and cls.measured_cpu_default:
-            # an LLM's int8 graph is a CPU-default candidate only when it passes its parity check; a failed
-            # check is recorded with the choice, and the graph is not kept
-            _quantize_int8(tmp / ONNX_FILE, tmp / INT8_FILE)
+            # an LLM's int8 graph (its own recipe, models/quantize.py) is a CPU-default candidate only when
+            # it passes its parity check; a failed check is recorded with the choice, and the graph is not kept
+            method = _write_int8(cls, tmp / ONNX_FILE, tmp / INT8_FILE)
             try:
-                variants["int8"] = check_variant(INT8_FILE, int8_tolerance, int8_margin, int8_min_tau, INT8_METHOD)
+                variants["int8"] = check_variant(INT8_FILE, int8_tolerance, int8_margin, int8_min_tau, method)
             except ParityError as exc:
                 log.info("%s: int8 is no CPU-default candidate: %s", src.name, exc)
                 rejected["onnx-int8"] = {"backend": "onnx", "variant": "int8", "eligible": False,
