@@ -17,7 +17,9 @@
    recorded (manifest ``variants.fp32.graph``);
 4. optionally quantizes (``quantize="int8"``: ``onnxruntime.quantization.quantize_dynamic`` of the saved
    graph, per-channel int8 weights of the MatMul and fused Attention nodes whose B is a weight; activation x
-   activation products stay fp32) with its own, looser check: max |dp| <= ``int8_tolerance`` (0.35) and
+   activation products stay fp32; the LLM kinds use their own recipe, models/quantize.py: MatMul weights
+   only, 7-bit range, read-out kept fp32, and try it as a CPU-default candidate even unasked) with its own,
+   looser check: max |dp| <= ``int8_tolerance`` (0.35) and
    Kendall tau of p to torch >= ``int8_min_tau`` (0.7) over the pairs of items whose torch p differ by more
    than ``int8_margin`` (0.05): pairs closer than the quantization noise carry no order to keep (a random
    model's p all lie within a few hundredths, where the tau over all pairs measures the noise, not the
