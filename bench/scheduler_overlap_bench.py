@@ -88,7 +88,8 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "scheduler_overlap.json").write_text(json.dumps(result, indent=2) + "\n")
     (args.out / "scheduler_overlap.md").write_text(
-        "# Scheduler overlap on vs off (`python bench/scheduler_overlap_bench.py --out bench/results`)\n\n"
+        "# Scheduler overlap on vs off (`python bench/scheduler_overlap_bench.py --out bench/results "
+        f"--reps {args.reps} --rounds {args.rounds}`)\n\n"
         f"Duo cross-encoder (MiniLM size, 256-token sequences), {model.provider} {model.variant}, "
         f"{CONCURRENCY} concurrent requests x {args.rounds} rounds of {ROUND} comparisons, {args.reps} "
         f"interleaved repetitions. Load average at start {start['loadavg']}, at end {end['loadavg']} (a shared "
