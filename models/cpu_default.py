@@ -6,7 +6,8 @@ depends on the CPU: torch bfloat16 runs 2.5x fp32 where the CPU has bf16 units (
 ``amx_bf16``) and is emulated, slower than fp32, where it has none; dynamic int8 ONNX gains where int8
 dot products are fast. So the export measures, on this machine and on its own parity items:
 
-- ``onnx-fp32`` (the exported graph), ``onnx-int8`` (when the export quantized),
+- ``onnx-fp32`` (the exported graph), ``onnx-int8`` (int8 weights, models/quantize.py; tried at every
+  measured export and a candidate when it passes its parity check),
 - ``torch-bf16`` only when the CPU has bf16 units,
 
 and keeps as the CPU default the fastest candidate whose decisions (p > 1/2) agree with the torch fp32

@@ -17,7 +17,9 @@
    recorded (manifest ``variants.fp32.graph``);
 4. optionally quantizes (``quantize="int8"``: ``onnxruntime.quantization.quantize_dynamic`` of the saved
    graph, per-channel int8 weights of the MatMul and fused Attention nodes whose B is a weight; activation x
-   activation products stay fp32) with its own, looser check: max |dp| <= ``int8_tolerance`` (0.4) and
+   activation products stay fp32; the LLM kinds use their own recipe, models/quantize.py: MatMul weights
+   only, 7-bit range, read-out kept fp32, and try it as a CPU-default candidate even unasked) with its own,
+   looser check: max |dp| <= ``int8_tolerance`` (0.4) and
    Kendall tau of p to torch >= ``int8_min_tau`` (0.7) over the pairs of items whose torch p differ by more
    than ``int8_margin`` (0.05): pairs closer than the quantization noise carry no order to keep (a random
    model's p all lie within a few hundredths, where the tau over all pairs measures the noise, not the
@@ -49,6 +51,7 @@ import numpy as np
 from .errors import CorruptModelError, MissingTokenizerError, ModelError, ParityError
 from .manifest import Manifest, Variant, replace_manifest, sha256_file, sha256_weights
 from .model import PairwiseModel
+from .quantize import LLM_INT8_METHOD, quantize_llm_int8
 from .registry import kind_class
 from .runtime import CPU, OnnxBackend, TorchBackend
 from .sources import describe_source, resolve_source
@@ -253,6 +256,17 @@ def _quantize_int8(src: Path, dst: Path) -> None:
         )
 
 
+def _write_int8(cls: Any, src: Path, dst: Path) -> str:
+    """The int8 graph of kind ``cls``: the LLM recipe (models/quantize.py) for the prompt kinds, the encoder
+    recipe otherwise; returns the method recorded in the manifest."""
+    if not cls.measured_cpu_default:
+        _quantize_int8(src, dst)
+        return INT8_METHOD
+    with _quiet_onnxruntime():
+        quantize_llm_int8(src, dst)
+    return LLM_INT8_METHOD
+
+
 # HF ``model_type`` -> ONNX Runtime transformer optimizer model type (encoder kinds only).
 OPTIMIZER_MODEL_TYPES = {
     "bert": "bert",
@@ -450,17 +464,15 @@ def export_model(
         rejected: dict[str, Any] = {}
         if quantize == "int8":
             stage("quantize int8")
-            _quantize_int8(tmp / ONNX_FILE, tmp / INT8_FILE)
-            variants["int8"] = check_variant(
-                INT8_FILE, int8_tolerance, int8_margin, int8_min_tau, INT8_METHOD
-            )
+            method = _write_int8(cls, tmp / ONNX_FILE, tmp / INT8_FILE)
+            variants["int8"] = check_variant(INT8_FILE, int8_tolerance, int8_margin, int8_min_tau, method)
         elif cpu_default == "auto" and cls.measured_cpu_default:
-            # an LLM's int8 graph is a CPU-default candidate only when it passes its parity check; a failed
-            # check is recorded with the choice, and the graph is not kept
+            # an LLM's int8 graph (its own recipe, models/quantize.py) is a CPU-default candidate only when
+            # it passes its parity check; a failed check is recorded with the choice, and the graph is not kept
             stage("quantize int8")
-            _quantize_int8(tmp / ONNX_FILE, tmp / INT8_FILE)
+            method = _write_int8(cls, tmp / ONNX_FILE, tmp / INT8_FILE)
             try:
-                variants["int8"] = check_variant(INT8_FILE, int8_tolerance, int8_margin, int8_min_tau, INT8_METHOD)
+                variants["int8"] = check_variant(INT8_FILE, int8_tolerance, int8_margin, int8_min_tau, method)
             except ParityError as exc:
                 log.info("%s: int8 is no CPU-default candidate: %s", src.name, exc)
                 rejected["onnx-int8"] = {"backend": "onnx", "variant": "int8", "eligible": False,
