@@ -7,6 +7,7 @@ start and the end of a run is written beside the figures.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -60,3 +61,12 @@ def write_results(out: Path, stem: str, data: dict[str, Any], markdown: list[str
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{stem}.json").write_text(json.dumps(data, indent=2) + "\n")
     (out / f"{stem}.md").write_text("\n".join(markdown) + "\n")
+
+
+def add_out_and_data(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """``--out`` (results folder, default bench/results) and ``--data`` (the shared IR collections:
+    $RERANK_DATA, else ../shared/data beside the repository), the options every harness takes."""
+    parser.add_argument("--out", default="bench/results")
+    parser.add_argument("--data", default=os.environ.get("RERANK_DATA", str(Path(__file__).resolve().parents[2]
+                                                                           / "shared" / "data")))
+    return parser

@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_common import add_out_and_data
+
 from rerank.evaluation import read_run
 
 
@@ -29,9 +31,7 @@ def blocks(path: Path) -> dict[str, list[str]]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default="bench/results")
-    parser.add_argument("--data", default=os.environ.get("RERANK_DATA", str(Path(__file__).resolve().parents[2]
-                                                                           / "shared" / "data")))
+    add_out_and_data(parser)
     parser.add_argument("--queries", type=int, default=20)
     parser.add_argument("--depth", type=int, default=30)
     parser.add_argument("--workers", type=int, default=2)

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench_common import add_out_and_data
 
 from rerank.client import RerankClient
 from rerank.evaluation import read_corpus, read_queries, read_run
@@ -51,9 +52,7 @@ def load_requests(data: Path, queries: int, depth: int) -> list:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default="bench/results")
-    parser.add_argument("--data", default=os.environ.get("RERANK_DATA", str(Path(__file__).resolve().parents[2]
-                                                                           / "shared" / "data")))
+    add_out_and_data(parser)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--per-client", type=int, default=6, help="requests per client per round")
     parser.add_argument("--rounds", type=int, default=3)
