@@ -4,10 +4,15 @@ A pairwise LLM (any :class:`~.prompt.PromptKind`: causal ``prp``, seq2seq ``duo-
 added later; :attr:`~.base.Kind.measured_cpu_default`) is expensive on a CPU, and which backend is fastest
 depends on the CPU: torch bfloat16 runs 2.5x fp32 where the CPU has bf16 units (``avx512_bf16``,
 ``amx_bf16``) and is emulated, slower than fp32, where it has none; dynamic int8 ONNX gains where int8
-dot products are fast. So the export measures, on this machine and on its own parity items:
+dot products are fast. So the export measures, on this machine and on its own parity items (all ordered pairs of a few
+passages per query, the shape of a ranking request):
 
 - ``onnx-fp32`` (the exported graph), ``onnx-int8`` (int8 weights, models/quantize.py; tried at every
   measured export and a candidate when it passes its parity check),
+- ``torch-fp32`` where the model runs shared prompt prefixes once (causal models, models/prefix.py: the
+  pairs of a request that share passage a share its keys and values; exact),
+- ``torch-int8`` (dynamic int8 weights of every Linear, fbgemm kernels; with shared prefixes where the
+  model has them),
 - ``torch-bf16`` only when the CPU has bf16 units,
 
 and keeps as the CPU default the fastest candidate whose decisions (p > 1/2) agree with the torch fp32
@@ -19,6 +24,7 @@ record asks for bf16 and the loading machine has no bf16 units (a store copied t
 
 from __future__ import annotations
 
+import importlib.util
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -121,9 +127,15 @@ def choose(candidates: Sequence[Candidate], reference: np.ndarray, reps: int = T
 def backend_for_load(record: Mapping[str, Any] | None) -> tuple[str, dict[str, Any]]:
     """The backend (and its load options) a CPU load takes from a manifest's ``cpu_default`` record.
 
-    A record measured elsewhere that asks for torch bf16 is only followed where this CPU has bf16 units;
-    otherwise (and without a record) ONNX with the manifest's CPU variant.
+    A torch record is followed where torch and transformers are installed, and for bf16 only where this
+    CPU has bf16 units (a record measured elsewhere); otherwise (and without a record) ONNX with the
+    manifest's CPU variant.
     """
-    if record and record.get("backend") == "torch" and has_bf16_units():
-        return "torch", {"dtype": record.get("dtype", "bfloat16")}
-    return "onnx", {}
+    if not record or record.get("backend") != "torch":
+        return "onnx", {}
+    dtype = str(record.get("dtype", "bfloat16"))
+    if dtype == "bfloat16" and not has_bf16_units():
+        return "onnx", {}
+    if any(importlib.util.find_spec(m) is None for m in ("torch", "transformers")):
+        return "onnx", {}
+    return "torch", {"dtype": dtype}

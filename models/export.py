@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .batching import default_batch_size
 from .errors import CorruptModelError, MissingTokenizerError, ModelError, ParityError
 from .manifest import Manifest, Variant, replace_manifest, sha256_file, sha256_weights
 from .model import PairwiseModel
@@ -529,6 +530,7 @@ def _measure_cpu_default(
     import torch
 
     from .cpu_default import BF16_TOLERANCE, Candidate, choose, has_bf16_units
+    from .torch_modules import quantize_int8
 
     def onnx_run(file: str):
         model = PairwiseModel(runtime_kind, OnnxBackend(folder / file, output=spec.output, providers=[CPU]),
@@ -538,15 +540,22 @@ def _measure_cpu_default(
     candidates = [Candidate("onnx-fp32", "onnx", "fp32", None, FP32_TOLERANCE, onnx_run(variants["fp32"].file))]
     if "int8" in variants:
         candidates.append(Candidate("onnx-int8", "onnx", "int8", None, INT8_TOLERANCE, onnx_run(variants["int8"].file)))
+    torch_options = replace(options, max_batch_size=default_batch_size("torch:cpu"))
+
+    def torch_run(dtype: Any, int8: bool = False):
+        module = cls.torch_module(src, spec, dtype=dtype, attn_implementation="sdpa")
+        if int8:
+            module = quantize_int8(module)
+        model = PairwiseModel(runtime_kind, TorchBackend(module, spec.inputs), options=torch_options)
+        return model, lambda: model.compare_batch(items).p
+
+    fp32, fp32_run = torch_run(torch.float32)
+    if fp32.backend.shares_prefixes:  # without shared prefixes torch fp32 is the graph onnx-fp32 runs
+        candidates.append(Candidate("torch-fp32", "torch", None, "float32", FP32_TOLERANCE, fp32_run))
+    candidates.append(Candidate("torch-int8", "torch", None, "int8", INT8_TOLERANCE, torch_run(torch.float32, True)[1]))
     if has_bf16_units():
-        module = cls.torch_module(src, spec, dtype=torch.bfloat16, attn_implementation="sdpa")
-        bf16 = PairwiseModel(runtime_kind, TorchBackend(module, spec.inputs), options=options)
-
-        def bf16_run() -> np.ndarray:
-            with torch.inference_mode():
-                return bf16.compare_batch(items).p
-
-        candidates.append(Candidate("torch-bf16", "torch", None, "bfloat16", BF16_TOLERANCE, bf16_run))
+        candidates.append(Candidate("torch-bf16", "torch", None, "bfloat16", BF16_TOLERANCE,
+                                    torch_run(torch.bfloat16)[1]))
     return choose(candidates, reference)
 
 
@@ -561,6 +570,8 @@ def measure_cpu_default(folder: str | Path, *, seed: int = 0, queries: int = 2, 
     folder = Path(folder)
     manifest = Manifest.read(folder)
     cls = kind_class(manifest.kind)
+    if not cls.measured_cpu_default:
+        raise ModelError(f"kind {manifest.kind!r} has no measured CPU default (the LLM kinds have one)")
     src = folder / manifest.torch_weights if manifest.torch_weights else Path(manifest.source)
     spec = manifest.spec
     runtime_kind = cls(spec, TextEncoder(folder))

@@ -29,6 +29,8 @@ _DTYPES = {
     "bf16": "bfloat16",
     "float16": "float16",
     "fp16": "float16",
+    "int8": "int8",  # dynamic int8 weights of every Linear (torch_modules.quantize_int8), fp32 elsewhere
+    "qint8": "int8",
 }
 
 
@@ -40,7 +42,8 @@ def _torch_dtype(dtype: Any):
     if isinstance(dtype, torch.dtype):
         return dtype
     try:
-        return getattr(torch, _DTYPES[str(dtype)])
+        name = _DTYPES[str(dtype)]
+        return torch.float32 if name == "int8" else getattr(torch, name)
     except KeyError:
         raise ModelError(f"unknown dtype {dtype!r}; known: {', '.join(sorted(_DTYPES))}") from None
 
@@ -140,6 +143,13 @@ def _load_onnx(src: _Source, store: ModelStore, args: Mapping[str, Any]) -> Pair
     )
 
 
+def _torch_weights(src: _Source) -> Path:
+    """Where the torch weights of an exported model are (kept in the store, or its source folder)."""
+    manifest = src.manifest
+    assert manifest is not None
+    return src.folder / manifest.torch_weights if manifest.torch_weights else Path(manifest.source)
+
+
 def _load_torch(src: _Source, store: ModelStore, args: Mapping[str, Any]) -> PairwiseModel:
     cls = kind_class(src.kind)
     if src.manifest is None:
@@ -148,7 +158,7 @@ def _load_torch(src: _Source, store: ModelStore, args: Mapping[str, Any]) -> Pai
         encoder = text_encoder_from_hf(hf_tok)
     else:
         manifest = src.manifest
-        weights = src.folder / manifest.torch_weights if manifest.torch_weights else Path(manifest.source)
+        weights = _torch_weights(src)
         if not (weights / "config.json").is_file():
             raise CorruptModelError(
                 f"torch weights of {src.name} not found at {weights} (export with keep_torch_weights=True)"
@@ -171,6 +181,10 @@ def _load_torch(src: _Source, store: ModelStore, args: Mapping[str, Any]) -> Pai
         dtype=_torch_dtype(args.get("dtype")),
         attn_implementation=args.get("attn_implementation"),
     )
+    if _DTYPES.get(str(args.get("dtype"))) == "int8":
+        from .torch_modules import quantize_int8
+
+        module = quantize_int8(module)
     backend = TorchBackend(module, spec.inputs, device=args.get("device") or "cpu")
     return PairwiseModel(
         kind, backend, name=src.name, options=_batching(args, backend), path=src.folder, variant="torch"
@@ -217,15 +231,17 @@ def load_model(
 
     ``backend=None`` (default): ``onnx``, except that a CPU load of a model whose manifest records a measured
     CPU default (LLM kinds, models/cpu_default.py) takes that backend when this machine supports it (torch
-    bfloat16 needs bf16 units) and no variant or dtype was asked for.
+    installed and the source weights present; bfloat16 needs bf16 units) and no variant or dtype was asked
+    for.
     ``backend="onnx"``: an exported model (store name or folder with ``manifest.json``); ``variant`` picks
     ``fp32`` or ``int8`` (default: the manifest's ``default_variants`` for the device the session runs on,
     e.g. ``int8`` on CPU where the export chose it, always ``fp32`` on CUDA); ``providers`` forces ONNX
     Runtime providers. ``backend="torch"``: eager
     torch over the exported model's source weights, an embedded model's weights, or a checkpoint folder
-    (with ``kind=``); ``dtype`` ``float32`` (default) or ``bfloat16``. Budget and temperature overrides
-    apply to either backend. ``max_batch_size``: sequences per backend call (default by device,
-    :func:`default_batch_size`: 1 for ONNX Runtime on CPU, 8 for torch on CPU, 64 on CUDA).
+    (with ``kind=``); ``dtype`` ``float32`` (default), ``bfloat16`` or ``int8`` (dynamic int8 Linear weights,
+    CPU); a causal prompt model on torch runs a prefix shared by several prompts once (models/prefix.py).
+    Budget and temperature overrides apply to either backend. ``max_batch_size``: sequences per backend
+    call (default by device, :func:`default_batch_size`: 1 for ONNX Runtime on CPU, 8 for torch on CPU, 64 on CUDA).
     ``cache_items``: embeddings a bi-encoder keeps (0 = none). ``verify`` checks the graph's (and for torch
     the weights') sha256. ``cuda_options``: ONNX Runtime CUDA provider options (``device_id``,
     ``gpu_mem_limit`` in bytes, ``arena_extend_strategy``; see ``runtime.CudaOptions``), used where the
@@ -241,6 +257,8 @@ def load_model(
         record = src.manifest.cpu_default if src.manifest is not None else None
         if record and variant is None and dtype is None and device in (None, "cpu") and _device_of(providers) == "cpu":
             backend, chosen = backend_for_load(record)
+            if backend == "torch" and not _torch_weights(src).joinpath("config.json").is_file():
+                backend, chosen = "onnx", {}  # a store copied without the source weights
             dtype = chosen.get("dtype")
     base = RuntimeOptions()
     options = RuntimeOptions(

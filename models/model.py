@@ -27,6 +27,7 @@ from .batching import collate, make_batches
 from .cache import SequenceCache
 from .errors import EmptyTextError, ModelError, TextTooLongError, UnsupportedOperationError
 from .kind import Kind
+from .prefix import share_groups
 from .types import Backend, CompareResult, CompareStats, Item, ModelSpec, Prepared, RunOutput, RuntimeOptions
 
 
@@ -135,9 +136,21 @@ class PairwiseModel:
                 out = np.empty((len(seqs), *known[0][1].shape), dtype=np.float32)
                 for i, row in known:
                     out[i] = row
+        ran = todo  # rows computed now (not from the cache)
         lengths = [len(seqs[i]) for i in todo]
+        n_batches = padded = 0
+        if self.options.share_prefixes and types is None and getattr(self.backend, "shares_prefixes", False):
+            groups, whole = share_groups([seqs[i] for i in todo])
+            for group in groups:
+                rows = todo[np.asarray(group.rows, dtype=np.int64)]
+                b, p, values = self._run_group(seqs, rows, group.prefix)
+                n_batches, padded = n_batches + b, padded + p
+                if out is None:
+                    out = np.empty((len(seqs), *values.shape[1:]), dtype=np.float32)
+                out[rows] = values
+            todo = todo[np.asarray(whole, dtype=np.int64)]
+            lengths = [len(seqs[i]) for i in todo]
         batches = make_batches(lengths, self.options.max_tokens_per_batch, self.options.max_batch_size)
-        padded = 0
         for local in batches:
             rows = todo[local]
             feeds = collate(seqs, types, rows, self.spec.pad_token_id, self.backend.inputs)
@@ -146,13 +159,30 @@ class PairwiseModel:
             if out is None:
                 out = np.empty((len(seqs), *values.shape[1:]), dtype=np.float32)
             out[rows] = values
+        n_batches += len(batches)
         if out is None:
             raise ModelError("the model produced no output")
-        if cache is not None and len(todo):
-            cache.put_many([keys[i] for i in todo], out[todo])
+        if cache is not None and len(ran):
+            cache.put_many([keys[i] for i in ran], out[ran])
         return RunOutput(
-            out, len(batches), int(sum(lengths)), padded, time.perf_counter() - t0, len(seqs) - len(todo)
+            out, n_batches, int(sum(len(seqs[i]) for i in ran)), padded, time.perf_counter() - t0,
+            len(seqs) - len(ran),
         )
+
+    def _run_group(self, seqs: Sequence[Sequence[int]], rows: np.ndarray, prefix: int) -> tuple[int, int, np.ndarray]:
+        """Run sequences ``rows`` that share their first ``prefix`` tokens: the prefix once, then the
+        suffixes in length-sorted batches (each suffix token attends to ``prefix`` more keys)."""
+        state = self.backend.prefix_state(seqs[rows[0]][:prefix])
+        suffixes = [seqs[r][prefix:] for r in rows]
+        lengths = [len(s) + prefix for s in suffixes]
+        batches = make_batches(lengths, self.options.max_tokens_per_batch, self.options.max_batch_size)
+        values = np.empty(len(rows), dtype=np.float32)
+        padded = prefix
+        for local in batches:
+            feeds = collate(suffixes, None, local, self.spec.pad_token_id, ("input_ids", "attention_mask"))
+            padded += feeds["input_ids"].size
+            values[local] = np.asarray(self.backend.run_suffixes(state, feeds), dtype=np.float32)
+        return len(batches) + 1, padded, values
 
     def postprocess(self, prepared: Prepared, output: RunOutput) -> CompareResult:
         t0 = time.perf_counter()

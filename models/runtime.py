@@ -295,7 +295,8 @@ class TorchBackend:
         self.module = module.to(self.device).eval()
         self.inputs = tuple(inputs)
         dtype = next(iter(module.parameters())).dtype
-        self.dtype = str(dtype).replace("torch.", "")
+        quantized = any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in module.modules())
+        self.dtype = "int8" if quantized else str(dtype).replace("torch.", "")
         self.provider = f"torch:{self.device.type}:{self.dtype}"
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -303,3 +304,23 @@ class TorchBackend:
         with torch.inference_mode():
             args = [torch.from_numpy(np.ascontiguousarray(feeds[k])).to(self.device) for k in self.inputs]
             return self.module(*args).float().cpu().numpy()
+
+    @property
+    def shares_prefixes(self) -> bool:
+        """Whether the module runs a shared prefix once for several suffixes (models/prefix.py)."""
+        return bool(getattr(self.module, "shares_prefixes", False))
+
+    def prefix_state(self, prefix: Sequence[int]) -> Any:
+        """The module's cached keys and values for ``prefix`` (one sequence)."""
+        torch = self._torch
+        with torch.inference_mode():
+            ids = torch.tensor([list(prefix)], dtype=torch.long, device=self.device)
+            return self.module.prefix_cache(ids)
+
+    def run_suffixes(self, state: Any, feeds: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The outputs of right-padded suffixes (``input_ids``, ``attention_mask``) after the prefix."""
+        torch = self._torch
+        with torch.inference_mode():
+            ids, mask = (torch.from_numpy(np.ascontiguousarray(feeds[k])).to(self.device)
+                         for k in ("input_ids", "attention_mask"))
+            return self.module.forward_suffixes(state, ids, mask).float().cpu().numpy()

@@ -10,6 +10,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+#: Queries and passages in the replicas' vocabulary, for tests that score real-looking pairs.
+SAMPLE_QUERIES = ["what do plants need for photosynthesis", "why did the stock market fall"]
+SAMPLE_PASSAGES = [
+    "plants use sunlight water and carbon dioxide to make sugar in the green leaf",
+    "the stock market fell as investors sold shares and the bank price was cold",
+    "a hot cup of coffee in the morning",
+    "the football team scored a goal in the match",
+]
+
 WORDS = [
     "the",
     "a",

@@ -107,6 +107,9 @@ class CausalLastTokenModule(nn.Module):
 
     Only the two label rows of the output embedding are applied (no full-vocabulary projection). Models
     that rescale or soft-cap their logits (Gemma 2, Cohere) are not covered by this shortcut.
+
+    ``prefix_cache`` + ``forward_suffixes`` run prompts that share a prefix (models/prefix.py): the prefix
+    once, its keys and values then serve a batch of suffixes; the same function of the whole token ids.
     """
 
     def __init__(self, model: nn.Module, a_id: int, b_id: int) -> None:
@@ -119,18 +122,65 @@ class CausalLastTokenModule(nn.Module):
         self.register_buffer(
             "label_bias", None if bias is None else bias.detach()[[int(a_id), int(b_id)]].clone()
         )
+        params = inspect.signature(self.base.forward).parameters
+        self._cache_arg = "cache" if "cache" in params else "past_key_values"
+        self.shares_prefixes = _full_attention_only(model.config)
+
+    def _readout(self, hidden, lengths):
+        rows = torch.arange(hidden.shape[0], device=hidden.device)
+        h = hidden[rows, lengths - 1]
+        logits = (h @ self.label_weight.t()).float()
+        if self.label_bias is not None:
+            logits = logits + self.label_bias.float()
+        return logits[:, 0] - logits[:, 1]
 
     def forward(self, input_ids, attention_mask):
         hidden = self.base(
             input_ids=input_ids, attention_mask=attention_mask, use_cache=False
         ).last_hidden_state
-        last = attention_mask.sum(dim=1) - 1
-        rows = torch.arange(hidden.shape[0], device=hidden.device)
-        h = hidden[rows, last]
-        logits = (h @ self.label_weight.t()).float()
-        if self.label_bias is not None:
-            logits = logits + self.label_bias.float()
-        return logits[:, 0] - logits[:, 1]
+        return self._readout(hidden, attention_mask.sum(dim=1))
+
+    def prefix_cache(self, prefix_ids) -> list[tuple[Any, Any]]:
+        """Keys and values of every layer for ``prefix_ids`` ``[1, P]``."""
+        out = self.base(input_ids=prefix_ids, use_cache=True)
+        cache = getattr(out, "cache", None) or out.past_key_values
+        if hasattr(cache, "layers"):
+            return [(layer.keys, layer.values) for layer in cache.layers]
+        return list(zip(cache.key_cache, cache.value_cache, strict=True))  # transformers < 4.56
+
+    def forward_suffixes(self, prefix: list[tuple[Any, Any]], input_ids, attention_mask):
+        """The logit of each right-padded suffix ``[B, S]`` following the prefix (``prefix_cache``)."""
+        from transformers import DynamicCache
+
+        batch = input_ids.shape[0]
+        cache = DynamicCache()
+        for i, (keys, values) in enumerate(prefix):
+            cache.update(keys.expand(batch, -1, -1, -1), values.expand(batch, -1, -1, -1), i)
+        width = prefix[0][0].shape[-2]
+        mask = torch.cat([attention_mask.new_ones((batch, width)), attention_mask], dim=1)
+        hidden = self.base(
+            input_ids=input_ids, attention_mask=mask, use_cache=True, **{self._cache_arg: cache}
+        ).last_hidden_state
+        return self._readout(hidden, attention_mask.sum(dim=1))
+
+
+def _full_attention_only(config: Any) -> bool:
+    """Whether every layer attends to the whole prefix (no sliding window), so a plain cache serves it."""
+    types = getattr(config, "layer_types", None)
+    if types:
+        return all(t == "full_attention" for t in types)
+    window = getattr(config, "sliding_window", None)
+    return not window or getattr(config, "use_sliding_window", True) is False
+
+
+def quantize_int8(module: nn.Module) -> nn.Module:
+    """Dynamic int8 weights for every ``nn.Linear`` (activations quantized per call; fbgemm/x86 kernels);
+    the label read-out rows stay fp32 (they are a buffer, not a Linear)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(module, {nn.Linear}, dtype=torch.qint8).eval()
 
 
 def embedding_module(source: Path, pooling: str, *, dtype=None, attn_implementation="eager") -> nn.Module:

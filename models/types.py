@@ -66,6 +66,8 @@ class RuntimeOptions:
     max_chars: int = DEFAULT_MAX_CHARS
     # graph outputs kept per model, keyed by input sequence, for kinds that reuse sequences (0 = off)
     cache_items: int = DEFAULT_CACHE_ITEMS
+    # run a prefix shared by several prompts once, where the backend can (models/prefix.py)
+    share_prefixes: bool = True
 
     def __post_init__(self) -> None:
         for name in ("max_tokens_per_batch", "max_batch_size", "max_chars"):

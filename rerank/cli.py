@@ -407,6 +407,29 @@ def rank(**params: Any) -> int:
     return cmd_rank(namespace(params))
 
 
+def cmd_models_measure(args: Any) -> int:
+    from .models import ModelError, ModelStore
+    from .models.export import measure_cpu_default
+
+    store = ModelStore(args.store)
+    if args.name not in store:
+        return _fail(f"no exported model {args.name!r} in {store.root} (see: rerank models list)", EXIT_BAD_INPUT)
+    folder = store.path(args.name)
+    try:
+        manifest = measure_cpu_default(folder)
+    except (ModelError, OSError) as exc:
+        return _fail(f"cannot measure {args.name!r}: {exc}", EXIT_BAD_INPUT)
+    record = manifest.cpu_default
+    for name, fig in record["candidates"].items():
+        if "seconds_per_item" not in fig:
+            print(f"{name}: not a candidate ({fig.get('parity_failed', 'rejected')})")
+            continue
+        print(f"{name}: {fig['seconds_per_item'] * 1000:.1f} ms/item, decisions {fig['decision_agreement']:.0%}, "
+              f"max |dp| {fig['max_abs_diff_p']:.4f}{'' if fig['eligible'] else ' (not eligible)'}")
+    print(f"{args.name}: CPU default {record['choice']} (recorded in {folder / 'manifest.json'})")
+    return 0
+
+
 # --- models ------------------------------------------------------------------------------------------------
 @cli.group("models", context_settings=CONTEXT, short_help="list, build or export models of the model store",
            help="The model store ($RERANK_HOME/models, default ~/.cache/rerank/models) holds exported models by "
@@ -434,6 +457,18 @@ def models_list(**params: Any) -> int:
 @quiet_option
 def models_ensure(**params: Any) -> int:
     return cmd_models_ensure(namespace(params))
+
+
+@models.command("measure", context_settings=CONTEXT,
+                short_help="measure an LLM's CPU default on this machine",
+                help="Time the CPU candidates of an exported LLM kind (ONNX fp32/int8, torch fp32/int8 with shared "
+                     "prompt prefixes, torch bf16 where the CPU has bf16 units) on its parity items and record the "
+                     "fastest that keeps >= 95% of the fp32 decisions in its manifest (for a store copied to "
+                     "another machine). NAME: a model of the store.")
+@click.argument("name")
+@store_option
+def models_measure(**params: Any) -> int:
+    return cmd_models_measure(namespace(params))
 
 
 @models.command(

@@ -86,7 +86,7 @@ def test_prp_export_records_the_choice_and_load_follows_it(tmp_path, monkeypatch
     record = Manifest.read(tmp_path / "model").cpu_default
     assert record == manifest.cpu_default and record["choice"] in record["candidates"]
     assert ("torch-bf16" in record["candidates"]) is bf16_units
-    assert {"onnx-fp32", "onnx-int8"} <= set(record["candidates"])
+    assert {"onnx-fp32", "onnx-int8", "torch-fp32", "torch-int8"} <= set(record["candidates"])
     chosen = record["candidates"][record["choice"]]
     assert chosen["eligible"] and chosen["decision_agreement"] >= MIN_DECISION_AGREEMENT
     if record["backend"] == "onnx":
@@ -123,4 +123,23 @@ def test_llm_export_tries_int8_as_a_candidate_and_keeps_it_only_when_it_passes_p
     else:
         assert int8["eligible"] is False and "parity failed" in int8["parity_failed"]
         assert not (tmp_path / "model" / "model.int8.onnx").exists()
-        assert manifest.cpu_default["choice"] == "onnx-fp32"
+        assert manifest.cpu_default["choice"] != "onnx-int8"
+
+
+def test_models_measure_records_a_new_choice_and_refuses_what_it_cannot_measure(tmp_path, monkeypatch, cli):
+    monkeypatch.setattr(cpu_default, "cpu_flags", lambda: frozenset({"avx2"}))
+    store = tmp_path / "store"
+    src = tiny.build_tiny_llama(tmp_path / "src")
+    export_model(src, "prp", store / "llm", parity_seed=0, parity_queries=1, parity_passages=3, **BUDGETS)
+    before = Manifest.read(store / "llm").cpu_default["measured"]
+    code, out, err = cli(["models", "measure", "llm", "--store", str(store)])
+    assert code == 0, err
+    record = Manifest.read(store / "llm").cpu_default
+    assert f"llm: CPU default {record['choice']}" in out and "torch-int8:" in out and "onnx-fp32:" in out
+    assert record["measured"] >= before and record["choice"] in record["candidates"]
+    code, out, err = cli(["models", "measure", "nope", "--store", str(store)])
+    assert code == 1 and "no exported model 'nope'" in err and err.count("\n") == 1
+    enc = tiny.build_tiny_bert_classifier(tmp_path / "enc")
+    export_model(enc, "duo-cross-encoder", store / "enc", parity_seed=0, **BUDGETS)
+    code, out, err = cli(["models", "measure", "enc", "--store", str(store)])
+    assert code == 1 and "no measured CPU default" in err

@@ -21,16 +21,17 @@ pytest.importorskip("transformers")
 spm = pytest.importorskip("sentencepiece")
 
 from rerank.models import export_model, load_model  # noqa: E402
-from rerank.models.testing import WORDS, build_bpe_llama, build_castorini_t5, build_wordpiece_bert  # noqa: E402
+from rerank.models.testing import (  # noqa: E402
+    SAMPLE_PASSAGES,
+    SAMPLE_QUERIES,
+    WORDS,
+    build_bpe_llama,
+    build_castorini_t5,
+    build_wordpiece_bert,
+)
 
 TOL = 1e-4
-QUERIES = ["what do plants need for photosynthesis", "why did the stock market fall"]
-PASSAGES = [
-    "plants use sunlight water and carbon dioxide to make sugar in the green leaf",
-    "the stock market fell as investors sold shares and the bank price was cold",
-    "a hot cup of coffee in the morning",
-    "the football team scored a goal in the match",
-]
+QUERIES, PASSAGES = SAMPLE_QUERIES, SAMPLE_PASSAGES
 LONG = " ".join(WORDS * 2)  # longer than every budget used below
 
 
