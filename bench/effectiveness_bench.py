@@ -349,7 +349,8 @@ def write(out_dir: Path, results: dict[str, Any]) -> None:
         lines += [
             "",
             f"Order inconsistency (pairs seen in both orders where the same slot won twice): "
-            f"{s['order_inconsistency']:.3f}; transitive inconsistency: {s['transitive_inconsistency']:.3f}.",
+            f"{s['order_inconsistency']:.3f}; transitive inconsistency: {s['transitive_inconsistency']:.3f}; "
+            f"share of answers for the first slot (p > 0.5, \"A\"): {s.get('share_a', 0.0):.3f}.",
             "",
         ]
     (out_dir / "models_effectiveness.md").write_text("\n".join(lines))
