@@ -241,7 +241,7 @@ def load_model(
     (with ``kind=``); ``dtype`` ``float32`` (default), ``bfloat16`` or ``int8`` (dynamic int8 Linear weights,
     CPU); a causal prompt model on torch runs a prefix shared by several prompts once (models/prefix.py).
     Budget and temperature overrides apply to either backend. ``max_batch_size``: sequences per backend
-    call (default by device, :func:`default_batch_size`: 1 for ONNX Runtime on CPU, 8 for torch on CPU, 64 on CUDA).
+    call (default by device, :func:`default_batch_size`: 1 on CPU, 64 on CUDA).
     ``cache_items``: embeddings a bi-encoder keeps (0 = none). ``verify`` checks the graph's (and for torch
     the weights') sha256. ``cuda_options``: ONNX Runtime CUDA provider options (``device_id``,
     ``gpu_mem_limit`` in bytes, ``arena_extend_strategy``; see ``runtime.CudaOptions``), used where the

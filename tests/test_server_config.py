@@ -11,7 +11,7 @@ import pytest
 
 from rerank.server import _proto
 from rerank.server.cli import build_config, run_serve, serve_args
-from rerank.server.config import ConfigError, ServerConfig, load_config
+from rerank.server.config import CPU_STREAMS_PER_CORE, ConfigError, ServerConfig, load_config
 
 
 def _args(*argv: str):
@@ -188,7 +188,7 @@ def test_model_streams_default_by_provider() -> None:
     one big batch); ``model_streams`` overrides both."""
     from rerank.models.runtime import CPU, physical_cores
 
-    assert ServerConfig().streams_for(CPU) == physical_cores()
+    assert ServerConfig().streams_for(CPU) == CPU_STREAMS_PER_CORE * physical_cores()
     assert ServerConfig().streams_for("CUDAExecutionProvider") == ServerConfig().streams_for("python") == 1
     assert ServerConfig(model_streams=3).streams_for("python") == 3
 

@@ -77,7 +77,7 @@ SERVE_HELP = (
 @click.option("--arena-strategy", type=click.Choice(["kNextPowerOfTwo", "kSameAsRequested"]), default=None,
               help="ONNX Runtime CUDA: how the memory arena grows (default kNextPowerOfTwo)")
 @click.option("--model-streams", type=click.IntRange(min=1), default=None, metavar="N",
-              help="concurrent model calls per model (default: physical cores for ONNX Runtime on CPU, else 1)")
+              help="concurrent model calls per model (default: 4 per physical core for ONNX Runtime on CPU, else 1)")
 @click.option("--ort-spinning/--no-ort-spinning", default=None,
               help="let ONNX Runtime's threads busy-wait between operators (default off: spinning threads took "
                    "CPU from the working ones under load)")

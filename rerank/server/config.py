@@ -17,6 +17,10 @@ from ..models.runtime import CPU, CudaOptions, physical_cores
 # pairwise kinds run one sequence per comparison, and the model splits a call into backend batches anyway.
 AUTO_MAX_BATCH_ITEMS = {"bi-encoder": 1 << 20}
 DEFAULT_MAX_BATCH_ITEMS = 512
+#: Model streams per physical core on CPU: bursts of 8 k = 100 requests got 0.85x the in-process throughput
+#: with 1 stream per core, 0.88x with 2 and 1.05x with 4; with 4, every k = 20 / 100 cell, steady and
+#: bursty, got 0.98-1.05x (bench/results/model_streams.md).
+CPU_STREAMS_PER_CORE = 4
 TOKEN_ENV = "RERANK_AUTH_TOKEN"
 
 
@@ -66,9 +70,9 @@ class ServerConfig:
     # k = 50 requests took 14.6 s of CPU spinning, 8.4 s not (bench/results/ort_spinning.md).
     # RERANK_ORT_SPINNING, if set, wins.
     ort_spinning: bool = False
-    # concurrent model calls a batch of several requests may run as (scheduler ``streams``); None: the
-    # physical cores for a model on ONNX Runtime's CPU provider (one stream of short calls leaves cores idle),
-    # 1 otherwise (a GPU wants one big batch)
+    # concurrent model calls a batch of several requests may run as (scheduler ``streams``); None:
+    # CPU_STREAMS_PER_CORE x the physical cores for a model on ONNX Runtime's CPU provider (a stream of
+    # one-sequence calls leaves a core idle between calls), 1 otherwise (a GPU wants one big batch)
     model_streams: int | None = None
     # ONNX Runtime CUDA provider options for every model (model_options.<name>.cuda_options overrides):
     # the GPU, a cap on its memory arena in MiB, the arena's growth (kNextPowerOfTwo | kSameAsRequested)
@@ -132,7 +136,7 @@ class ServerConfig:
     def streams_for(self, provider: str) -> int:
         if self.model_streams is not None:
             return int(self.model_streams)
-        return physical_cores() if provider == CPU else 1
+        return CPU_STREAMS_PER_CORE * physical_cores() if provider == CPU else 1
 
     def with_overrides(self, **values: Any) -> ServerConfig:
         """A copy with the given settings; ``None`` values are ignored (flags not given)."""
