@@ -71,7 +71,7 @@ def store(smollm_store):
 
 @pytest.fixture(scope="module")
 def model(store):
-    return load_model("smollm-prp", store=store)
+    return load_model("smollm-prp", "onnx", store=store, variant="fp32")
 
 
 def test_embedded_entry():
@@ -140,3 +140,18 @@ def test_onnx_matches_torch(store, model):
     ref = load_model("smollm-prp", backend="torch", store=store)
     assert ref.provider == "torch:cpu:float32"
     assert np.max(np.abs(model.compare_batch(items).p - ref.compare_batch(items).p)) < 1e-4
+
+
+def test_default_load_follows_the_measured_cpu_default(store):
+    """The CPU default recorded at export (models/cpu_default.py) is what a plain load runs, and it keeps
+    the fp32 decisions on real-looking pairs."""
+    record = store.manifest("smollm-prp").cpu_default
+    chosen = load_model("smollm-prp", store=store)
+    expected = {"onnx": "CPUExecutionProvider", "torch": f"torch:cpu:{record.get('dtype')}"}[record["backend"]]
+    assert chosen.provider == expected, (record["choice"], chosen.provider)
+    items = both_orders(PAIRS)
+    fp32 = load_model("smollm-prp", "onnx", store=store, variant="fp32").compare_batch(items).p
+    p = chosen.compare_batch(items).p
+    clear = np.abs(fp32 - 0.5) > 0.2  # decisions the tolerance cannot move
+    assert np.array_equal((p > 0.5)[clear], (fp32 > 0.5)[clear]), (p, fp32)
+    assert np.max(np.abs(p - fp32)) <= record["candidates"][record["choice"]]["tolerance"], (p, fp32)
