@@ -542,20 +542,18 @@ def _measure_cpu_default(
         candidates.append(Candidate("onnx-int8", "onnx", "int8", None, INT8_TOLERANCE, onnx_run(variants["int8"].file)))
     torch_options = replace(options, max_batch_size=default_batch_size("torch:cpu"))
 
-    def torch_run(dtype: Any, int8: bool = False):
-        module = cls.torch_module(src, spec, dtype=dtype, attn_implementation="sdpa")
-        if int8:
-            module = quantize_int8(module)
+    def torch_run(module: Any):
         model = PairwiseModel(runtime_kind, TorchBackend(module, spec.inputs), options=torch_options)
-        return model, lambda: model.compare_batch(items).p
+        return lambda: model.compare_batch(items).p
 
-    fp32, fp32_run = torch_run(torch.float32)
-    if fp32.backend.shares_prefixes:  # without shared prefixes torch fp32 is the graph onnx-fp32 runs
-        candidates.append(Candidate("torch-fp32", "torch", None, "float32", FP32_TOLERANCE, fp32_run))
-    candidates.append(Candidate("torch-int8", "torch", None, "int8", INT8_TOLERANCE, torch_run(torch.float32, True)[1]))
+    fp32 = cls.torch_module(src, spec, dtype=torch.float32, attn_implementation="sdpa")
+    if getattr(fp32, "shares_prefixes", False):  # without shared prefixes torch fp32 is the graph onnx-fp32 runs
+        candidates.append(Candidate("torch-fp32", "torch", None, "float32", FP32_TOLERANCE, torch_run(fp32)))
+    # a quantized copy of the same module (quantize_dynamic copies): the weights are read once
+    candidates.append(Candidate("torch-int8", "torch", None, "int8", INT8_TOLERANCE, torch_run(quantize_int8(fp32))))
     if has_bf16_units():
-        candidates.append(Candidate("torch-bf16", "torch", None, "bfloat16", BF16_TOLERANCE,
-                                    torch_run(torch.bfloat16)[1]))
+        bf16 = cls.torch_module(src, spec, dtype=torch.bfloat16, attn_implementation="sdpa")
+        candidates.append(Candidate("torch-bf16", "torch", None, "bfloat16", BF16_TOLERANCE, torch_run(bf16)))
     return choose(candidates, reference)
 
 
@@ -572,7 +570,7 @@ def measure_cpu_default(folder: str | Path, *, seed: int = 0, queries: int = 2, 
     cls = kind_class(manifest.kind)
     if not cls.measured_cpu_default:
         raise ModelError(f"kind {manifest.kind!r} has no measured CPU default (the LLM kinds have one)")
-    src = folder / manifest.torch_weights if manifest.torch_weights else Path(manifest.source)
+    src = manifest.torch_weights_path(folder)
     spec = manifest.spec
     runtime_kind = cls(spec, TextEncoder(folder))
     items = random_items(AutoTokenizer.from_pretrained(str(folder)), spec, np.random.default_rng(seed), queries,

@@ -143,13 +143,6 @@ def _load_onnx(src: _Source, store: ModelStore, args: Mapping[str, Any]) -> Pair
     )
 
 
-def _torch_weights(src: _Source) -> Path:
-    """Where the torch weights of an exported model are (kept in the store, or its source folder)."""
-    manifest = src.manifest
-    assert manifest is not None
-    return src.folder / manifest.torch_weights if manifest.torch_weights else Path(manifest.source)
-
-
 def _load_torch(src: _Source, store: ModelStore, args: Mapping[str, Any]) -> PairwiseModel:
     cls = kind_class(src.kind)
     if src.manifest is None:
@@ -158,7 +151,7 @@ def _load_torch(src: _Source, store: ModelStore, args: Mapping[str, Any]) -> Pai
         encoder = text_encoder_from_hf(hf_tok)
     else:
         manifest = src.manifest
-        weights = _torch_weights(src)
+        weights = manifest.torch_weights_path(src.folder)
         if not (weights / "config.json").is_file():
             raise CorruptModelError(
                 f"torch weights of {src.name} not found at {weights} (export with keep_torch_weights=True)"
@@ -257,7 +250,7 @@ def load_model(
         record = src.manifest.cpu_default if src.manifest is not None else None
         if record and variant is None and dtype is None and device in (None, "cpu") and _device_of(providers) == "cpu":
             backend, chosen = backend_for_load(record)
-            if backend == "torch" and not _torch_weights(src).joinpath("config.json").is_file():
+            if backend == "torch" and not src.manifest.torch_weights_path(src.folder).joinpath("config.json").is_file():
                 backend, chosen = "onnx", {}  # a store copied without the source weights
             dtype = chosen.get("dtype")
     base = RuntimeOptions()

@@ -112,6 +112,10 @@ class Manifest:
         name = self.default_variants.get(device, self.default_variant)
         return name if name in self.variants else self.default_variant
 
+    def torch_weights_path(self, folder: Path) -> Path:
+        """The torch weights of the model exported into ``folder``: its kept copy, else the source folder."""
+        return Path(folder) / self.torch_weights if self.torch_weights else Path(self.source)
+
     @property
     def prompt_template(self) -> str | None:
         return self.spec.options.get("prompt_template")

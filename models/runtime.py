@@ -299,11 +299,12 @@ class TorchBackend:
         self.dtype = "int8" if quantized else str(dtype).replace("torch.", "")
         self.provider = f"torch:{self.device.type}:{self.dtype}"
 
+    def _tensors(self, feeds: Mapping[str, np.ndarray], names: Sequence[str]) -> list[Any]:
+        return [self._torch.from_numpy(np.ascontiguousarray(feeds[k])).to(self.device) for k in names]
+
     def run(self, feeds: Mapping[str, np.ndarray]) -> np.ndarray:
-        torch = self._torch
-        with torch.inference_mode():
-            args = [torch.from_numpy(np.ascontiguousarray(feeds[k])).to(self.device) for k in self.inputs]
-            return self.module(*args).float().cpu().numpy()
+        with self._torch.inference_mode():
+            return self.module(*self._tensors(feeds, self.inputs)).float().cpu().numpy()
 
     @property
     def shares_prefixes(self) -> bool:
@@ -319,8 +320,6 @@ class TorchBackend:
 
     def run_suffixes(self, state: Any, feeds: Mapping[str, np.ndarray]) -> np.ndarray:
         """The outputs of right-padded suffixes (``input_ids``, ``attention_mask``) after the prefix."""
-        torch = self._torch
-        with torch.inference_mode():
-            ids, mask = (torch.from_numpy(np.ascontiguousarray(feeds[k])).to(self.device)
-                         for k in ("input_ids", "attention_mask"))
+        with self._torch.inference_mode():
+            ids, mask = self._tensors(feeds, ("input_ids", "attention_mask"))
             return self.module.forward_suffixes(state, ids, mask).float().cpu().numpy()
