@@ -31,11 +31,10 @@ from rerank.pipeline import (
     Candidate,
     RankOptions,
     Stage,
-    TrecData,
-    load_comparator,
     rerank,
     rerank_cascade,
 )
+from rerank.specs import TrecData, load_comparator
 
 ORACLE = "oracle:noise=3,bias=1"
 BUDGETS = {"10%": dict(sampler="active", budget=0.1), "all pairs": dict(sampler="all", both_orders=True)}

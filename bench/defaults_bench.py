@@ -31,7 +31,8 @@ import numpy as np
 
 from rerank.bench.budgets import QueryPrefs, cached_preferences, first_stage_level, load_dataset
 from rerank.evaluation import ndcg_at_k, rank_docs
-from rerank.pipeline import Candidate, Comparator, RankOptions, TrecData, load_comparator, rerank
+from rerank.pipeline import Candidate, Comparator, RankOptions, rerank
+from rerank.specs import TrecData, load_comparator
 
 MODELS = {"minilm": 3, "oracle:noise=3,bias=1": 3}  # model -> seeds (0, 1, 2), as the grids' --repeats 3
 DEPTH = 50

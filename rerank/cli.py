@@ -71,8 +71,7 @@ def cmd_aggregate(args: Any) -> int:
     conflict = calibration_conflict(args.method, args.calibration)
     if conflict:
         return _fail(f"--calibration: {conflict}", EXIT_USAGE)
-    from .comparison_io import InputError, read_comparison_groups
-    from .pipeline import aggregate_group
+    from .comparison_io import InputError, aggregate_group, read_comparison_groups
 
     try:
         handle = _open_input(args.input)
@@ -200,8 +199,18 @@ def _rank_usage(args: Any) -> str | None:
 def cmd_rank(args: Any) -> int:
     from .comparison_io import InputError
     from .distributed import QueryRanker, RayOptions, check_engine_arguments, ray_rank_mapper
-    from .offline import ResumableOutput, Selection, rank_jobs, read_jsonl_jobs, run_setup, trec_jobs, trec_qids
-    from .pipeline import RequestError, Stage, TrecData, load_comparator, parse_stage, validate_options
+    from .offline import (
+        CLI_NAMES,
+        ResumableOutput,
+        Selection,
+        rank_jobs,
+        read_jsonl_jobs,
+        run_setup,
+        trec_jobs,
+        trec_qids,
+    )
+    from .pipeline import RequestError, Stage, validate_options
+    from .specs import TrecData, load_comparator, parse_stage
 
     usage = _rank_usage(args)
     if usage:
@@ -254,7 +263,7 @@ def cmd_rank(args: Any) -> int:
                                         for spec in specs]
         output = ResumableOutput(Path(args.output), setup, overwrite=args.overwrite)
     except RequestError as exc:
-        return _fail(str(exc), EXIT_USAGE)
+        return _fail(str(CLI_NAMES.error(exc)), EXIT_USAGE)
     except (OSError, ValueError) as exc:
         return _fail(str(exc), EXIT_BAD_INPUT)
     try:

@@ -9,6 +9,10 @@ raise :class:`RerankError` (status code, message and the offending field) for an
     with RerankClient("127.0.0.1:50051") as client:
         reply = client.rerank("what is a lobster roll", [("d1", "text one"), ("d2", "text two")], top_n=1)
         print(reply.results[0].id, reply.usage.comparisons)
+
+A cascade names its stages (``stages=["minilm:100", ("duo", 20)]``); ``reply.usage.stages`` reports each.
+The client builds the same :class:`rerank.request.RerankRequest` as every other face (:mod:`rerank.wire`
+puts it on the wire) and imports neither the pipeline nor the engine.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ from typing import Any
 
 import grpc
 
-from .pipeline import Candidate, Usage
+from .request import Candidate, RankOptions, RerankRequest, StageSpec, Usage
+from .wire import options_message, request_message, usage_from_message
 
 CandidateLike = Candidate | tuple[str, str] | tuple[str, str, float] | str
 FIELD_METADATA = "rerank-field"
@@ -149,26 +154,43 @@ class RerankError(Exception):
         return cls(code, details or "", field)
 
 
-def _add_candidates(field: Any, candidates: Sequence[CandidateLike]) -> None:
-    """Append ``candidates`` to the repeated ``Candidate`` field (in place: no message copies)."""
-    add = field.add
+StageLike = StageSpec | tuple[str, int] | str
+
+
+def _candidates(candidates: Sequence[CandidateLike]) -> tuple[Candidate, ...]:
+    out = []
     for i, c in enumerate(candidates):
         if isinstance(c, Candidate):
-            cid, text, score = c.id, c.text, c.score
+            out.append(c)
         elif isinstance(c, str):
-            cid, text, score = str(i), c, None
+            out.append(Candidate(str(i), c))
         elif isinstance(c, (tuple, list)) and len(c) in (2, 3):
-            cid, text = str(c[0]), str(c[1])
             score = float(c[2]) if len(c) == 3 and c[2] is not None else None
+            out.append(Candidate(str(c[0]), str(c[1]), score))
         else:
             raise TypeError(f"candidate {i}: expected Candidate, (id, text[, score]) or text, got {c!r}")
-        if score is None:
-            add(id=cid, text=text)
+    return tuple(out)
+
+
+def _stages(stages: Sequence[StageLike] | None) -> tuple[StageSpec, ...]:
+    """Cascade stages as ``StageSpec``, ``(model, depth)`` or ``"MODEL:DEPTH"``."""
+    out = []
+    for i, st in enumerate(stages or ()):
+        if isinstance(st, StageSpec):
+            out.append(st)
+        elif isinstance(st, str):
+            model, colon, depth = st.rpartition(":")
+            if not colon or not depth.isdigit():
+                raise ValueError(f"stage {i}: {st!r}: expected MODEL:DEPTH (e.g. minilm:100)")
+            out.append(StageSpec(model, int(depth)))
+        elif isinstance(st, (tuple, list)) and len(st) == 2:
+            out.append(StageSpec(str(st[0]), int(st[1])))
         else:
-            add(id=cid, text=text, score=float(score))
+            raise TypeError(f"stage {i}: expected StageSpec, (model, depth) or 'MODEL:DEPTH', got {st!r}")
+    return tuple(out)
 
 
-def build_rank_options(
+def rank_options(
     *,
     sampler: str = "",
     budget: int | float | None = None,
@@ -183,30 +205,25 @@ def build_rank_options(
     skip: int | None = None,
     sampler_top_n: int | None = None,
     rounds: int | None = None,
-) -> Any:
-    """A ``RankOptions`` message. ``budget``: an int is comparisons, a float in (0, 1] a fraction of k(k-1).
-    ``None`` (and "" for names) leaves an option to the server's default; the server validates them all."""
-    pb2, _ = _pb()
-    options = pb2.RankOptions(
-        sampler=sampler,
-        aggregator=aggregator,
-        calibration=calibration,
-        fusion=fusion,
-        seed=seed,
-        time_budget_ms=int(time_budget_ms or 0),
-    )
+) -> RankOptions:
+    """The request's :class:`RankOptions`. ``budget``: an int is comparisons, a float in (0, 1] a fraction of
+    k(k-1). ``None`` (and "" for names) leaves an option to the server's default; the server validates them."""
     if isinstance(budget, bool):
         raise TypeError("budget must be an int (comparisons) or a float (fraction)")
-    if isinstance(budget, int):
-        options.comparisons = budget
-    elif isinstance(budget, float):
-        options.fraction = budget
-    optional = {"both_orders": both_orders, "prior_weight": prior_weight, "window": window, "skip": skip,
-                "sampler_top_n": sampler_top_n, "rounds": rounds}
-    for name, value in optional.items():
-        if value is not None:
-            setattr(options, name, value)
-    return options
+    d = RankOptions()
+    return RankOptions(
+        sampler=sampler or d.sampler, budget=budget, aggregator=aggregator or d.aggregator,
+        calibration=calibration or d.calibration, fusion=fusion or d.fusion, seed=seed,
+        time_budget_ms=float(time_budget_ms) if time_budget_ms else None, both_orders=both_orders,
+        prior_weight=d.prior_weight if prior_weight is None else prior_weight, window=window, skip=skip,
+        sampler_top_n=sampler_top_n, rounds=rounds,
+    )
+
+
+def build_rank_options(**options: Any) -> Any:
+    """A ``RankOptions`` message; ``options`` as in :func:`rank_options`."""
+    pb2, _ = _pb()
+    return options_message(pb2, rank_options(**options))
 
 
 def _model_names(models: Sequence[str] | str | None) -> list[str]:
@@ -217,28 +234,33 @@ def _score_format(pb2: Any, normalize: bool) -> int:
     return pb2.SCORE_FORMAT_NORMALIZED if normalize else pb2.SCORE_FORMAT_RAW
 
 
-def build_rerank_request(
+def rerank_request_object(
     query: str,
     candidates: Sequence[CandidateLike],
     *,
     top_n: int = 0,
     models: Sequence[str] | str | None = None,
+    stages: Sequence[StageLike] | None = None,
+    **options: Any,
+) -> RerankRequest:
+    """The :class:`RerankRequest` every face builds; ``options`` as in :func:`rank_options`."""
+    return RerankRequest(query, _candidates(candidates), tuple(_model_names(models)), _stages(stages),
+                         rank_options(**options), top_n)
+
+
+def build_rerank_request(
+    query: str,
+    candidates: Sequence[CandidateLike],
+    *,
     return_text: bool = False,
     normalize: bool = False,
-    **options: Any,
+    **fields_: Any,
 ) -> Any:
-    """A ``RerankRequest``; ``options`` as in :func:`build_rank_options`."""
+    """A ``RerankRequest`` message; ``top_n``, ``models``, ``stages`` (a cascade: ``"MODEL:DEPTH"``,
+    ``(model, depth)`` or ``StageSpec``) and the options as in :func:`rerank_request_object`."""
     pb2, _ = _pb()
-    request = pb2.RerankRequest(
-        query=query,
-        top_n=top_n,
-        models=_model_names(models),
-        options=build_rank_options(**options),
-        return_text=return_text,
-        score_format=_score_format(pb2, normalize),
-    )
-    _add_candidates(request.candidates, candidates)
-    return request
+    request = rerank_request_object(query, candidates, **fields_)
+    return request_message(pb2, request, return_text=return_text, score_format=_score_format(pb2, normalize))
 
 
 def build_retrieve_request(
@@ -272,7 +294,7 @@ def reply_from_response(response: Any) -> RerankReply:
 
 
 def _usage(u: Any) -> Usage:
-    return Usage(**{f.name: getattr(u, f.name) for f in fields(Usage)})
+    return usage_from_message(u)
 
 
 def retrieve_reply_from_response(response: Any) -> RetrieveReply:

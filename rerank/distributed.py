@@ -23,9 +23,10 @@ import numpy as np
 
 from .bench.budgets import MapPrefs, PreferenceJob, all_pair_preferences, load_dataset
 from .offline import MapJobs, QueryJob, rank_query
-from .pipeline import RankOptions, RequestError, RerankResult, TrecData, load_comparator
+from .pipeline import RankOptions, RequestError, RerankResult
 from .retrieval.embed import EmbedBatch, MapBatches, embed_batch
 from .retrieval.index import load_embedding_model
+from .specs import TrecData, load_comparator
 
 # Ray's own floor for the object store is 75 MiB; jobs here are text and small arrays.
 LOCAL_OBJECT_STORE_BYTES = 128 * 1024 * 1024

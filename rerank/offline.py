@@ -29,11 +29,26 @@ from .pipeline import (
     RequestError,
     RerankResult,
     Stage,
+    StageUsage,
     rerank,
     rerank_cascade,
-    stage_records,
+    validate_candidates,
 )
 from .progress import Progress
+from .request import FieldNames, RerankRequest
+from .request import Path as FieldPath
+
+
+def _cli_rename(path: FieldPath, request: RerankRequest | None) -> str | None:
+    head = path[0]
+    if head == "options":
+        return "--" + str(path[-1] if path[1:] != ("budget",) else "budget").replace("_", "-")
+    return {"stages": "--stage", "models": "--model", "top_n": "--top-n"}.get(str(head))
+
+
+#: ``rerank rank``'s names of the request's fields: options are flags (``--window``), a cascade's stages
+#: ``--stage``; query and candidates keep the input's field names (``candidates[3].text``).
+CLI_NAMES = FieldNames("cli", _cli_rename)
 
 T = TypeVar("T")
 
@@ -58,24 +73,24 @@ def _parse_job(row: Any, line: int) -> QueryJob:
     qid, query, cands = row["qid"], row["query"], row["candidates"]
     if isinstance(qid, bool) or not isinstance(qid, str | int) or qid == "":
         raise InputError(line, '"qid" must be a non-empty string or an integer')
-    if not isinstance(query, str) or not query.strip():
-        raise InputError(line, '"query" must be a non-empty string')
-    if not isinstance(cands, list) or not cands:
-        raise InputError(line, '"candidates" must be a non-empty list')
+    if not isinstance(query, str):
+        raise InputError(line, '"query" must be a string')
+    if not isinstance(cands, list):
+        raise InputError(line, '"candidates" must be a list')
     out: list[Candidate] = []
-    seen: set[str] = set()
     for i, c in enumerate(cands):
         if not isinstance(c, dict) or "id" not in c or "text" not in c:
             raise InputError(line, f'candidates[{i}] must be an object with "id" and "text"')
         cid, text = c["id"], c["text"]
-        if isinstance(cid, bool) or not isinstance(cid, str | int) or cid == "":
+        if isinstance(cid, bool) or not isinstance(cid, str | int):
             raise InputError(line, f'candidates[{i}].id must be a non-empty string or an integer')
-        if not isinstance(text, str) or not text.strip():
-            raise InputError(line, f"candidates[{i}].text must be a non-empty string")
-        if str(cid) in seen:
-            raise InputError(line, f"candidates[{i}].id {cid!r} is a duplicate")
-        seen.add(str(cid))
+        if not isinstance(text, str):
+            raise InputError(line, f"candidates[{i}].text must be a string")
         out.append(Candidate(str(cid), text))
+    try:  # the content rules (blank texts, duplicate ids) are the request's, checked in one place
+        validate_candidates(query, out)
+    except RequestError as exc:
+        raise InputError(line, str(CLI_NAMES.error(exc))) from None
     return QueryJob(str(qid), query, out)
 
 
@@ -309,6 +324,10 @@ def jsonl_record(job: QueryJob, result: RerankResult) -> str:
     }) + "\n"
 
 
+def stage_records(stages: Sequence[StageUsage]) -> list[dict[str, Any]]:
+    return [dataclasses.asdict(s) for s in stages]
+
+
 def trec_record(job: QueryJob, result: RerankResult, tag: str) -> str:
     """Re-ranked documents first, then the rest of the run in its order; scores decrease with rank."""
     ids = [r.id for r in result.results] + list(job.rest)
@@ -327,7 +346,7 @@ def rank_query(
             return rerank_cascade(job.query, job.candidates, stages, options, top_n=top_n)
         return rerank(job.query, job.candidates, models, options, top_n=top_n)
     except RequestError as exc:
-        raise InputError(0, f"query {job.qid!r}: {exc}") from None
+        raise InputError(0, f"query {job.qid!r}: {CLI_NAMES.error(exc)}") from None
 
 
 MapJobs = Callable[[Iterable[QueryJob]], Iterator[tuple[QueryJob, RerankResult]]]

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from rerank.models.testing import WORDS, build_tiny_bert_classifier
-from rerank.pipeline import Candidate, RankOptions, RequestError, Stage, parse_stage, rerank_cascade
+from rerank.pipeline import Candidate, RankOptions, RequestError, Stage, rerank_cascade
+from rerank.specs import parse_stage
 
 pytest.importorskip("torch")
 
@@ -74,12 +75,12 @@ def test_bad_stages() -> None:
     oracle = GradedOracle({c.text: 0.0 for c in CANDS})
     with pytest.raises(RequestError) as err:
         rerank_cascade(QUERY, CANDS, [Stage(oracle, 0)])
-    assert err.value.field == "options.stages[0].depth"
+    assert err.value.field == "stages[0].depth"  # the Python face names the request object's fields
     with pytest.raises(RequestError) as err:
         rerank_cascade(QUERY, CANDS, [])
-    assert err.value.field == "options.stages"
+    assert err.value.field == "stages"
     assert parse_stage("oracle:noise=3,bias=1:20") == ("oracle:noise=3,bias=1", 20)
-    for bad in ("minilm", "minilm:x", "minilm:0", ":5"):
+    for bad in ("minilm", "minilm:x", ":5"):  # a depth < 1 is the request's rule (stages[i].depth)
         with pytest.raises(RequestError):
             parse_stage(bad)
 

@@ -117,7 +117,7 @@ def test_a_budget_that_resolves_to_no_comparison_fails_naming_k_and_the_minimum(
     bad = run([*common, "--depth", "2", "--budget", "10%", "--output", str(tmp_path / "bad.trec")], tmp_path)
     assert bad.returncode != 0
     last = bad.stderr.strip().splitlines()[-1]
-    assert "options.budget" in last and "k = 2 candidates" in last and "at least 1 is needed" in last
+    assert "--budget" in last and "k = 2 candidates" in last and "at least 1 is needed" in last
     good = run([*common, "--depth", "50", "--budget", "1%", "--output", str(tmp_path / "good.trec")], tmp_path)
     assert good.returncode == 0, good.stderr
 
@@ -130,8 +130,8 @@ def test_a_budget_that_resolves_to_no_comparison_fails_naming_k_and_the_minimum(
         (["--input", "-", "--output", "o.jsonl", "--sampler", "nope"], "", 2, "unknown --sampler 'nope'; known: "),
         (["--input", "-", "--output", "o.jsonl", "--budget", "lots"], "", 2, "invalid budget 'lots'"),
         (["--input", "-", "--output", "o.jsonl", "--sampler", "heapsort", "--window", "3"], "", 2,
-         "options.window: sampler 'heapsort' does not take it; used by: window, skip"),
-        (["--input", "-", "--output", "o.jsonl", "--rounds", "0"], "", 2, "options.rounds: must be a whole number"),
+         "--window: sampler 'heapsort' does not take it; used by: window, skip"),
+        (["--input", "-", "--output", "o.jsonl", "--rounds", "0"], "", 2, "--rounds: must be a whole number"),
         (["--input", "-", "--output", "o.jsonl", "--model", "oracle"], "", 2, "the oracle needs relevance"),
         (["--input", "-", "--output", "o.jsonl", "--model", "no-such-model"], "", 2, "model:"),
         (["--run", "r.trec", "--output", "o.trec"], "", 2, "--run needs --corpus and --queries"),

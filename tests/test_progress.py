@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from rerank.offline import ResumableOutput, rank_jobs, trec_jobs
-from rerank.pipeline import RankOptions, TrecData, load_comparator
+from rerank.pipeline import RankOptions
 from rerank.progress import Progress
+from rerank.specs import TrecData, load_comparator
 
 PLAIN = re.compile(r"^(?P<desc>[\w ]+): (?P<unit>\w+) (?P<n>\d+)/(?P<total>\d+) \(\d+%\) \| [\d.,]+ \w+/s( \| .*)? \| "
                    r"elapsed \d\d:\d\d \| ETA \d\d:\d\d$")

@@ -27,8 +27,9 @@ from ..aggregation.registry import lookup
 from ..aggregation.samplers import run_sampler
 from ..evaluation import ndcg_at_k, rank_docs, read_corpus, read_qrels, read_queries, read_run
 from ..offline import qid_key
-from ..pipeline import Comparator, RequestError, TrecData, load_comparator
+from ..pipeline import Comparator, RequestError
 from ..progress import Progress
+from ..specs import TrecData, load_comparator
 
 SORTING = ("heapsort", "quicksort", "sliding", "refine")
 

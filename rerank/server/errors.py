@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import grpc
 
 from ..models.errors import EmptyTextError, ModelError, TextTooLongError
-from ..pipeline import RequestError
+from ..request import RequestError, TooLargeError
 from ..retrieval.errors import IndexClosedError, RetrievalError
 from .scheduler import DeadlineExpiredError, QueueFullError, RequestCancelledError, SchedulerStoppedError
 
@@ -66,6 +66,7 @@ class Rule:
 
 
 RULES: tuple[Rule, ...] = (
+    Rule(TooLargeError, TOO_LARGE),
     Rule(RequestError, INVALID_ARGUMENT),
     # a round larger than the whole queue can never be admitted: a size limit (413), not load (429)
     Rule(QueueFullError, TOO_LARGE, applies=lambda e: not getattr(e, "retryable", True)),

@@ -20,7 +20,6 @@ import hmac
 import json
 import logging
 import math
-import re
 import socket
 import threading
 import time
@@ -35,10 +34,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..pipeline import RequestError
+from ..request import Candidate, FieldNames, Path, RequestError, RerankRequest, path_text
+from ..wire import options_from_fields, options_message
 from .errors import INVALID_ARGUMENT, OVERLOADED, ServiceError, status_of
-from .http_schema import ErrorBody, Schemas, TeiRank, message_dict
-from .service import RerankerService
+from .http_schema import ErrorBody, Schemas, TeiRank, message_dict, set_fields
+from .service import RankCall, RerankerService, RetrieveCall
 
 log = logging.getLogger("rerank.server")
 
@@ -111,14 +111,25 @@ def _timeout(request: Request) -> float | None:
     return value
 
 
-def http_field(field: str | None, documents: str, single_model: bool) -> str | None:
-    """The HTTP name of a field the servicer names by its gRPC request (``candidates[3].text``)."""
-    if field is None:
+def http_names(documents: str, single_model: bool) -> FieldNames:
+    """The HTTP shapes' names of the request's fields: candidates are ``documents`` (Cohere) or ``texts``
+    (TEI) by position, the options are top-level fields, and a request that named one ``model`` hears of
+    ``model``, not ``models[0]``."""
+
+    def rename(path: Path, request: RerankRequest | None) -> str | None:
+        head, rest = path[0], path[1:]
+        if head == "candidates":
+            return f"{documents}[{rest[0]}]" if rest else documents
+        if head == "options":
+            if rest == ("budget",):
+                budget = request.options.budget if request is not None else None
+                return "fraction" if isinstance(budget, float) else "comparisons"
+            return path_text(rest)
+        if head == "models" and single_model:
+            return "model"
         return None
-    field = re.sub(r"^candidates\[(\d+)\]\.text$", rf"{documents}[\1]", field)
-    field = re.sub(r"^candidates(?=$|\[)", documents, field)
-    field = field.removeprefix("options.")
-    return "model" if single_model and field == "models[0]" else field
+
+    return FieldNames("http", rename)
 
 
 class LimitsMiddleware:
@@ -252,7 +263,7 @@ class HttpFace:
 
         @app.get("/v1/models", response_model=s.models_response, summary="The served models (and index)")
         async def list_models(request: Request) -> Any:
-            response = await self._run(request, "ListModels", self.pb2.ListModelsRequest(), "models", False)
+            response = await self._run(request, "ListModels", self.pb2.ListModelsRequest())
             out = message_dict(response)
             for model in out["models"]:
                 model["endpoints"] = ["rerank"]
@@ -281,9 +292,9 @@ class HttpFace:
         return app
 
     # --- calls --------------------------------------------------------------------------------------
-    async def _run(self, request: Request, method: str, message: Any, documents: str, single: bool) -> Any:
+    async def _run(self, request: Request, method: str, message: Any) -> Any:
         """Run ``method`` of the servicer on ``message`` on the thread pool, with the call's deadline and
-        cancellation; a failure becomes a :class:`ServiceError` with HTTP field names."""
+        cancellation; a failure is a :class:`ServiceError` (named in HTTP fields by the call's names)."""
         if self.inflight >= self.config.max_concurrent_rpcs:
             raise ServiceError(
                 OVERLOADED,
@@ -299,12 +310,6 @@ class HttpFace:
             response, elapsed = await loop.run_in_executor(
                 self.pool, self.service.execute, method, message, call, label
             )
-        except ServiceError as exc:
-            field = http_field(exc.field, documents, single)
-            text = exc.message
-            if exc.field and field != exc.field and text.startswith(exc.field):
-                text = field + text[len(exc.field) :]
-            raise ServiceError(exc.status, text, field) from exc
         finally:
             self.inflight -= 1
             call.end()
@@ -321,21 +326,26 @@ class HttpFace:
             return list(body.models), False
         return ([body.model] if body.model else []), True
 
-    def _rerank_message(self, body: Any, texts: Sequence[str], models: list[str], top_n: int, score_format: int) -> Any:
-        pb2 = self.pb2
-        message = pb2.RerankRequest(query=body.query, top_n=top_n, models=models, score_format=score_format)
-        add = message.candidates.add
-        for i, text in enumerate(texts):
-            add(id=str(i), text=text)
-        self.schemas.fill_options(body, message.options)
-        return message
+    def _rank_call(
+        self, body: Any, texts: Sequence[str], models: list[str], names: FieldNames, top_n: int, score_format: int
+    ) -> RankCall:
+        """The request object of an HTTP body (documents by position as ids; the pairwise options and
+        stages from their top-level fields)."""
+        candidates = tuple(Candidate(str(i), text) for i, text in enumerate(texts))
+        try:
+            options, stages = options_from_fields(set_fields(body, self.schemas.options.model_fields))
+        except RequestError as exc:
+            raise names.error(exc) from None
+        request = RerankRequest(body.query, candidates, tuple(models), stages, options, top_n)
+        return RankCall(request, names, score_format)
 
     async def _cohere(self, body: Any, request: Request, version: str) -> JSONResponse:
         models, single = self._models(body)
         texts = [_document_text(d, i, body.rank_fields) for i, d in enumerate(body.documents)]
         warnings = self._token_warnings(body, models)
-        message = self._rerank_message(body, texts, models, body.top_n or 0, self.pb2.SCORE_FORMAT_NORMALIZED)
-        response = await self._run(request, "Rerank", message, "documents", single)
+        call = self._rank_call(body, texts, models, http_names("documents", single), body.top_n or 0,
+                               self.pb2.SCORE_FORMAT_NORMALIZED)
+        response = await self._run(request, "RankRequest", call)
         echo = (lambda i: _as_document(body.documents[i])) if body.return_documents else None
         results = _ranked(response, "relevance_score", "document", echo)
         meta: dict[str, Any] = {
@@ -379,8 +389,8 @@ class HttpFace:
                 left = body.truncation_direction.lower() == "left"
                 texts = [t[-chars:] if left else t[:chars] for t in texts]
         fmt = self.pb2.SCORE_FORMAT_RAW if body.raw_scores else self.pb2.SCORE_FORMAT_NORMALIZED
-        message = self._rerank_message(body, texts, single_name, 0, fmt)
-        response = await self._run(request, "Rerank", message, "texts", True)
+        call = self._rank_call(body, texts, single_name, http_names("texts", True), 0, fmt)
+        response = await self._run(request, "RankRequest", call)
         echo = (lambda i: body.texts[i]) if body.return_text else None
         return JSONResponse(_ranked(response, "score", "text", echo), headers=_timing(request))
 
@@ -388,11 +398,16 @@ class HttpFace:
         pb2 = self.pb2
         models, single = self._models(body)
         fmt = pb2.SCORE_FORMAT_RAW if body.score_format == "raw" else pb2.SCORE_FORMAT_NORMALIZED
+        names = http_names("documents", single)
+        try:
+            options, stages = options_from_fields(set_fields(body, self.schemas.options.model_fields))
+        except RequestError as exc:
+            raise names.error(exc) from None
         message = pb2.RetrieveAndRerankRequest(
-            query=body.query, k=body.k or 0, top_n=body.top_n or 0, models=models, score_format=fmt
+            query=body.query, k=body.k or 0, top_n=body.top_n or 0, models=models, score_format=fmt,
+            options=options_message(pb2, options, stages),
         )
-        self.schemas.fill_options(body, message.options)
-        response = await self._run(request, "RetrieveAndRerank", message, "documents", single)
+        response = await self._run(request, "RetrieveAndRerank", RetrieveCall(message, names))
         return JSONResponse(message_dict(response), headers=_timing(request))
 
     # --- serving ------------------------------------------------------------------------------------

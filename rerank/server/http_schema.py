@@ -17,11 +17,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from ..pipeline import RequestError
 from ._proto import PROTO_FILE, proto_root
 
 _UINT_MAX = {FieldDescriptor.TYPE_UINT32: 2**32 - 1, FieldDescriptor.TYPE_UINT64: 2**64 - 1}
@@ -117,21 +115,6 @@ def message_model(
 def set_fields(model: BaseModel, names: Iterable[str]) -> dict[str, Any]:
     """The fields of ``model`` named in ``names`` that the request set (not None), as plain JSON values."""
     return model.model_dump(include=set(names), exclude_none=True)
-
-
-def to_message(values: Mapping[str, Any], message: Any) -> Any:
-    """Fill the proto ``message`` from JSON values; a value the proto refuses is a RequestError naming it
-    (two members of one oneof, e.g. ``comparisons`` and ``fraction``, name the second)."""
-    for oneof in message.DESCRIPTOR.oneofs:
-        given = [f.name for f in oneof.fields if f.name in values]
-        if len(given) > 1:
-            raise RequestError(given[1], f"give one of {', '.join(given)}, not several (they are alternatives)")
-    try:
-        return json_format.ParseDict(dict(values), message)
-    except json_format.ParseError as exc:
-        text = str(exc)
-        bad = next((k for k in values if re.search(rf"\b{re.escape(k)}\b", text)), next(iter(values), "body"))
-        raise RequestError(bad, text) from None
 
 
 def message_dict(msg: Any) -> dict[str, Any]:
@@ -251,12 +234,6 @@ class Schemas:
         )
         self.retrieve_response = message_model(pb2.RetrieveAndRerankResponse.DESCRIPTOR, models)
         self.models_response = message_model(pb2.ListModelsResponse.DESCRIPTOR, models)
-
-    def fill_options(self, body: BaseModel, message: Any) -> None:
-        """Fill the ``RankOptions`` message from a request's pairwise fields (only those it set)."""
-        values = set_fields(body, self.options.model_fields)
-        if values:
-            to_message(values, message)
 
 
 def write_openapi(schema: Mapping[str, Any], path: str | Path) -> None:

@@ -16,28 +16,32 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import grpc
 import numpy as np
 
-from ..aggregation.registry import lookup
-from ..pipeline import (
+from ..pipeline import RerankResult, run
+from ..request import (
+    GRPC_NAMES,
     Candidate,
+    Checked,
+    FieldNames,
+    Limits,
     RankOptions,
     RequestError,
-    RerankResult,
-    Stage,
-    Usage,
-    rerank,
-    rerank_cascade,
-    validate_candidates,
+    RerankRequest,
+    TooLargeError,
+    check_text,
+    resolve_models,
+    validate,
     validate_options,
 )
+from ..wire import fill_usage, options_from_fields, request_from_message, set_fields
 from .config import ServerConfig
 from .errors import NO_INDEX, OK, TOO_LARGE, ServiceError, Status, status_of
 from .metrics import Metrics
@@ -103,13 +107,23 @@ class InFlight:
             return self._cond.wait_for(lambda: self.count == 0, timeout)
 
 
-def check_text(text: str, field: str, max_chars: int | None, model: str) -> None:
-    if not text or not text.strip():
-        raise RequestError(field, "must not be empty")
-    if max_chars is not None and len(text) > max_chars:
-        raise RequestError(
-            field, f"has {len(text)} characters; the limit of model {model!r} is {max_chars} (max_chars)"
-        )
+@dataclass(frozen=True)
+class RankCall:
+    """A face's ranking call: the request object, the face's field names, the score format and whether
+    to echo the texts."""
+
+    request: RerankRequest
+    names: FieldNames
+    score_format: int = 0
+    return_text: bool = False
+
+
+@dataclass(frozen=True)
+class RetrieveCall:
+    """A face's RetrieveAndRerank call: the request message and the face's field names."""
+
+    message: Any
+    names: FieldNames = GRPC_NAMES
 
 
 class RerankerService:
@@ -137,6 +151,7 @@ class RerankerService:
             "Compare": self._compare,
             "ListModels": self._list_models,
             "RetrieveAndRerank": self._retrieve_and_rerank,
+            "RankRequest": self._rank_request,
         }
         self.inflight = InFlight()
 
@@ -193,58 +208,15 @@ class RerankerService:
             ticket.cancel()  # the RPC has already ended
         return ticket
 
-    def _served(self, names: Sequence[str], field: str) -> list[ServedModel]:
-        if not names:
-            return [self.models[self.default_model]]
-        out: list[ServedModel] = []
-        for i, name in enumerate(names):
-            where = f"{field}[{i}]" if field == "models" else field
-            if name not in self.models:
-                known = ", ".join(self.models)
-                raise RequestError(where, f"unknown model {name!r}; served: {known}")
-            if any(s.name == name for s in out):
-                raise RequestError(where, f"model {name!r} named twice")
-            out.append(self.models[name])
-        return out
-
-    @staticmethod
-    def _options(msg: Any | None) -> RankOptions:
-        """The request's options; the budget and sampler parameters are checked by ``validate_options``."""
-        if msg is None:
-            return _DEFAULTS
-        which = msg.WhichOneof("budget")
-        budget: int | float | None = None
-        if which == "comparisons":
-            budget = int(msg.comparisons)
-        elif which == "fraction":
-            if not (0.0 < msg.fraction <= 1.0):
-                raise RequestError("options.fraction", f"must be in (0, 1], got {msg.fraction}")
-            budget = float(msg.fraction)
-
-        def optional(name: str) -> Any:
-            return getattr(msg, name) if msg.HasField(name) else getattr(_DEFAULTS, name)
-
-        return RankOptions(
-            sampler=msg.sampler or _DEFAULTS.sampler,
-            budget=budget,
-            aggregator=msg.aggregator or _DEFAULTS.aggregator,
-            calibration=msg.calibration or _DEFAULTS.calibration,
-            fusion=msg.fusion or _DEFAULTS.fusion,
-            seed=int(msg.seed),
-            time_budget_ms=float(msg.time_budget_ms) if msg.time_budget_ms else None,
-            both_orders=optional("both_orders"),
-            prior_weight=float(optional("prior_weight")),
-            window=optional("window"),
-            skip=optional("skip"),
-            sampler_top_n=optional("sampler_top_n"),
-            rounds=optional("rounds"),
+    @property
+    def limits(self) -> Limits:
+        """What a request may ask of this server: its models, the default, max_candidates, max_chars."""
+        return Limits(
+            models=tuple(self.models),
+            default_model=self.default_model,
+            max_candidates=self.config.max_candidates,
+            max_chars={name: s.max_chars for name, s in self.models.items()},
         )
-
-    @staticmethod
-    def _budget_field(msg: Any | None) -> str:
-        """The request field a budget error names: ``options.comparisons`` or ``options.fraction``."""
-        which = msg.WhichOneof("budget") if msg is not None else None
-        return f"options.{which}" if which else "options.budget"
 
     @staticmethod
     def _pipeline_deadline(ticket: Ticket, options: RankOptions) -> float | None:
@@ -257,81 +229,49 @@ class RerankerService:
         return ticket.deadline - margin
 
     # --- Rerank -------------------------------------------------------------------------------------
-    def _check_size(self, n: int, field: str, what: str) -> None:
-        limit = self.config.max_candidates
-        if n > limit:
-            raise ServiceError(
-                TOO_LARGE,
-                f"{field}: {n} {what} exceed the limit of {limit} (max_candidates); split the request",
-                field,
-            )
+    def _rerank(self, message: Any, context: grpc.ServicerContext) -> Any:
+        request = request_from_message(message)
+        return self._rank_request(RankCall(request, GRPC_NAMES, message.score_format, message.return_text), context)
 
-    def _rerank(self, request: Any, context: grpc.ServicerContext) -> Any:
-        n = len(request.candidates)
-        self.metrics.candidates.observe(n)
-        self._check_size(n, "candidates", "candidates")
-        stages = list(request.options.stages) if request.HasField("options") else []
-        if stages and request.models:
-            raise RequestError("models", "give either models or options.stages (a cascade), not both")
-        served = self._served([st.model for st in stages] or list(request.models), "models")
-        for i, st in enumerate(stages):
-            if st.depth < 1:
-                raise RequestError(f"options.stages[{i}].depth", f"must be >= 1, got {st.depth}")
-        candidates = [
-            Candidate(c.id, c.text, c.score if c.HasField("score") else None) for c in request.candidates
-        ]
-        msg = request.options if request.HasField("options") else None
-        options = self._options(msg)
-        self._check_score_format(request.score_format)
-        validate_candidates(request.query, candidates)
-        validate_options(options, n, budget_field=self._budget_field(msg))
-        for s in served:
-            check_text(request.query, "query", s.max_chars, s.name)
-            limit = s.max_chars if s.max_chars is not None else math.inf
-            for i, c in enumerate(candidates):
-                if len(c.text) > limit or not c.text.strip():  # the message is built only for a bad one
-                    check_text(c.text, f"candidates[{i}].text", s.max_chars, s.name)
-        ticket = self._ticket(context)
-        depths = [int(st.depth) for st in stages]
-        out = self._rank(ticket, request.query, candidates, served, options, request.top_n, depths)
-        scores = self._scores(out, options, n, request.score_format)
+    def _rank_request(self, call: RankCall, context: Any) -> Any:
+        """Any face's :class:`RerankRequest`: validated once (:func:`rerank.request.validate`), errors named
+        in the face's fields (``call.names``), ranked over the schedulers; a ``RerankResponse``."""
+        request = call.request
+        self.metrics.candidates.observe(len(request.candidates))
+        try:
+            self._check_score_format(call.score_format)
+            checked = validate(request, self.limits)
+        except RequestError as exc:
+            raise call.names.error(exc, request) from None
+        out = self._rank(self._ticket(context), request, checked)
+        scores = self._scores(out, call.score_format)
         # filled in place: a message passed to a constructor is copied
-        response = self.pb2.RerankResponse(models=[s.name for s in served])
+        response = self.pb2.RerankResponse(models=list(dict.fromkeys(checked.models)))
         add = response.results.add
         for r in out.results:
             item = add(id=r.id, index=r.index, **scores(r))
-            if request.return_text:
+            if call.return_text:
                 item.text = request.candidates[r.index].text
-        _fill_usage(response.usage, out)
+        fill_usage(response.usage, out.usage)
         return response
 
-    def _rank(
-        self,
-        ticket: Ticket,
-        query: str,
-        candidates: list[Candidate],
-        served: list[ServedModel],
-        options: RankOptions,
-        top_n: int,
-        depths: Sequence[int] = (),
-    ) -> RerankResult:
-        """Rank checked candidates over the models' schedulers (a cascade when ``depths`` gives each served
-        model's stage depth); map a cancelled or expired request to its status (a time budget makes an
+    def _rank(self, ticket: Ticket, request: RerankRequest, checked: Checked) -> RerankResult:
+        """Rank a checked request over its models' schedulers (each model attached once, whatever the
+        stages that use it); map a cancelled or expired request to its status (a time budget makes an
         expired one a partial answer instead)."""
         ticket.check()
-        deadline = self._pipeline_deadline(ticket, options)
+        deadline = self._pipeline_deadline(ticket, request.options)
         with ExitStack() as stack:
-            comparators = [stack.enter_context(s.scheduler.attached(ticket)) for s in served]
-            if depths:
-                stages = [Stage(c, d, s.name) for c, d, s in zip(comparators, depths, served, strict=True)]
-                out = rerank_cascade(query, candidates, stages, options, top_n=top_n or None, deadline=deadline)
-            else:
-                out = rerank(query, candidates, comparators, options, top_n=top_n or None, deadline=deadline)
+            comparators = {
+                name: stack.enter_context(self.models[name].scheduler.attached(ticket))
+                for name in dict.fromkeys(checked.models)
+            }
+            out = run(request, comparators, checked=checked, deadline=deadline)
         if ticket.cancelled:
             ticket.check()  # DEADLINE_EXCEEDED when the deadline ended the RPC, else CANCELLED
             raise RequestCancelledError("request cancelled")
         if out.usage.partial:
-            if options.time_budget_ms is None:
+            if request.options.time_budget_ms is None:
                 raise DeadlineExpiredError("deadline exceeded before the ranking was complete")
             self.metrics.partial.inc()
         return out
@@ -343,16 +283,13 @@ class RerankerService:
             names = ", ".join(f"{self.pb2.ScoreFormat.Name(v)} ({v})" for v in known)
             raise RequestError("score_format", f"unknown value {value}; known: {names}")
 
-    def _scores(
-        self, out: RerankResult, options: RankOptions, n: int, score_format: int
-    ) -> Callable[[Any], dict[str, float]]:
+    def _scores(self, out: RerankResult, score_format: int) -> Callable[[Any], dict[str, float]]:
         """A function from a pipeline result to its ``score`` (and ``stderr``) fields in ``score_format``."""
         low, span = 0.0, 1.0
         normalized = score_format == self.pb2.SCORE_FORMAT_NORMALIZED
-        if normalized:
-            scores = _all_scores(out, options, n)
-            low = float(np.min(scores))
-            span = float(np.max(scores)) - low
+        if normalized and out.scores is not None and len(out.scores):
+            low = float(np.min(out.scores))
+            span = float(np.max(out.scores)) - low
 
         def fields_of(r: Any) -> dict[str, float]:
             item: dict[str, float] = {}
@@ -369,41 +306,52 @@ class RerankerService:
         return fields_of
 
     # --- RetrieveAndRerank --------------------------------------------------------------------------
-    def _retrieve_and_rerank(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def _retrieve_and_rerank(self, message: Any, context: grpc.ServicerContext) -> Any:
+        call = message if isinstance(message, RetrieveCall) else RetrieveCall(message)
+        message, names = call.message, call.names
         if self.index is None:
             raise ServiceError(
                 NO_INDEX,
                 "this server has no index: start it with `rerank serve --index DIR` to use RetrieveAndRerank",
             )
-        k = int(request.k) or min(DEFAULT_RETRIEVE_K, self.config.max_candidates)
-        self._check_size(k, "k", "documents")
-        served = self._served(list(request.models), "models")
-        msg = request.options if request.HasField("options") else None
-        if msg is not None and msg.stages:
-            raise RequestError("options.stages", "cascades are served by Rerank only")
-        options = self._options(msg)
-        self._check_score_format(request.score_format)
-        for s in served:
-            check_text(request.query, "query", s.max_chars, s.name)
-        validate_options(options, k, budget_field=self._budget_field(msg))  # names and budget, before any work
+        limit = self.config.max_candidates
+        k = int(message.k) or min(DEFAULT_RETRIEVE_K, limit)
+        if k > limit:
+            raise TooLargeError("k", f"{k} exceeds the limit of k, {limit} (max_candidates)")
+        options, stages = options_from_fields(set_fields(message.options)) if message.HasField("options") else (
+            RankOptions(), ())
+        if stages:
+            raise names.error(RequestError("stages", "cascades are served by Rerank only"))
+        # everything but the candidates is checked before any work (names, budget against k, query)
+        probe = RerankRequest(message.query, (), tuple(message.models), (), options, int(message.top_n))
+        try:
+            self._check_score_format(message.score_format)
+            models = resolve_models(probe, self.limits)
+            for name in models:
+                check_text(message.query, "query", self.models[name].max_chars, name)
+            validate_options(options, k)
+        except RequestError as exc:
+            raise names.error(exc, probe) from None
         ticket = self._ticket(context)
         t0 = time.perf_counter()
-        hits = self.index.search([request.query], k)[0]
+        hits = self.index.search([message.query], k)[0]
         retrieval_ms = (time.perf_counter() - t0) * 1000.0
         self.metrics.candidates.observe(len(hits))
         pb2 = self.pb2
         if not hits:
-            usage = pb2.Usage(elapsed_ms=0.0)
             return pb2.RetrieveAndRerankResponse(
-                usage=usage, models=[s.name for s in served], retrieved=0, retrieval_ms=retrieval_ms
+                usage=pb2.Usage(elapsed_ms=0.0), models=list(models), retrieved=0, retrieval_ms=retrieval_ms
             )
-        limit = min((s.max_chars for s in served if s.max_chars is not None), default=None)
-        candidates = [Candidate(h.docid, h.text[:limit] if limit else h.text, h.score) for h in hits]
-        out = self._rank(ticket, request.query, candidates, served, options, request.top_n)
-        scores = self._scores(out, options, len(hits), request.score_format)
-        response = pb2.RetrieveAndRerankResponse(
-            models=[s.name for s in served], retrieved=len(hits), retrieval_ms=retrieval_ms
-        )
+        chars = min((c for n in models if (c := self.models[n].max_chars) is not None), default=None)
+        candidates = tuple(Candidate(h.docid, h.text[:chars] if chars else h.text, h.score) for h in hits)
+        request = RerankRequest(message.query, candidates, models, (), options, int(message.top_n))
+        try:
+            checked = validate(request, self.limits)
+        except RequestError as exc:
+            raise names.error(exc, request) from None
+        out = self._rank(ticket, request, checked)
+        scores = self._scores(out, message.score_format)
+        response = pb2.RetrieveAndRerankResponse(models=list(models), retrieved=len(hits), retrieval_ms=retrieval_ms)
         add = response.results.add
         for r in out.results:
             hit = hits[r.index]
@@ -415,12 +363,16 @@ class RerankerService:
                 metadata=_string_map(hit.metadata),
                 **scores(r),
             )
-        _fill_usage(response.usage, out)
+        fill_usage(response.usage, out.usage)
         return response
 
     # --- Compare ------------------------------------------------------------------------------------
     def _compare(self, request: Any, context: grpc.ServicerContext) -> Any:
-        served = self._served([request.model] if request.model else [], "model")[0]
+        try:
+            name = resolve_models(RerankRequest("", (), (request.model,) if request.model else ()), self.limits)[0]
+        except RequestError as exc:
+            raise exc.renamed("model") from None
+        served = self.models[name]
         n = len(request.items)
         if n == 0:
             raise RequestError("items", "must not be empty")
@@ -473,30 +425,6 @@ class RerankerService:
         return pb2.ListModelsResponse(models=infos, max_candidates=self.config.max_candidates, index=index)
 
 
-_USAGE_FIELDS = tuple(f.name for f in fields(Usage))  # pipeline.Usage and the proto's Usage share them
-
-
-def _fill_usage(message: Any, out: RerankResult) -> None:
-    """Copy the pipeline's usage into the response's ``usage`` message."""
-    usage = out.usage
-    for name in _USAGE_FIELDS:
-        setattr(message, name, getattr(usage, name))
-    add = message.stages.add
-    for stage in out.stages:
-        add(model=stage.model, depth=stage.depth, comparisons=stage.comparisons, pointwise=stage.pointwise,
-            elapsed_ms=stage.elapsed_ms)
-
-
 def _string_map(metadata: Mapping[str, Any]) -> dict[str, str]:
     """Stored metadata as proto ``map<string, string>``: strings as they are, anything else as JSON."""
     return {str(k): v if isinstance(v, str) else json.dumps(v, ensure_ascii=False) for k, v in metadata.items()}
-
-
-def _all_scores(out: RerankResult, options: RankOptions, n: int) -> np.ndarray:
-    """Scores of every candidate (not only the top_n returned), for normalisation."""
-    if out.stages:  # a cascade's scores are rank-based: n - position
-        return np.arange(1, n + 1, dtype=np.float64)
-    if len(out.per_model) == 1:
-        return np.asarray(out.per_model[0].scores, dtype=np.float64)
-    fused = lookup("fusion", options.fusion)([r.order for r in out.per_model], n)
-    return np.asarray(fused.scores, dtype=np.float64)
