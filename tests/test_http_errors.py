@@ -5,6 +5,7 @@ class the gRPC tests cover answers ``{"message", "field"}`` with the status of t
 
 from __future__ import annotations
 
+import json
 import ssl
 import threading
 import time
@@ -341,3 +342,51 @@ def test_a_busy_http_port_is_one_clear_error_and_nothing_keeps_serving() -> None
                 assert err.value.code() == grpc.StatusCode.UNAVAILABLE
         finally:
             srv.stop(grace=0)
+
+
+# --- issue 21 item 8: strict bodies, each refusal names its place ----------------------------------------
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [({"query": "\ud800 q"}, "query"), ({"documents": ["x 1", "bad \udfff"]}, "documents[1]"),
+     ({"model": "\ud800"}, "model"), ({"rank_fields": ["\ud800"]}, "rank_fields[0]"),
+     ({"documents": [{"text": "x", "title": "\ud800"}]}, "documents[0].title")],
+)  # fmt: skip
+def test_a_lone_surrogate_anywhere_is_400_naming_the_field(http, body, field) -> None:
+    raw = json.dumps({"query": "q", "documents": TEXTS, **body})  # ensure_ascii: "\ud800" as JSON escapes
+    error = _error(http.post("/v2/rerank", content=raw, headers={"content-type": "application/json"}), 400)
+    assert error["field"] == field and "lone surrogate" in error["message"]
+
+
+@pytest.mark.parametrize(("value", "field"), [(True, "top_n"), ("2", "top_n"), (1.5, "top_n")])
+def test_types_are_strict(http, value, field) -> None:
+    error = _error(http.post("/v2/rerank", json={"query": "q", "documents": TEXTS, "top_n": value}), 400)
+    assert error["field"] == field
+    tei = _error(http.post("/rerank", json={"query": "q", "texts": TEXTS, "raw_scores": 1}), 400)
+    assert tei["field"] == "raw_scores"
+    assert http.post("/v2/rerank", json={"query": "q", "documents": TEXTS, "fraction": 1}).status_code == 200
+
+
+def test_malformed_json_says_line_and_column(http) -> None:
+    body = b'{"query": "q",\n "documents": ["a" "b"]}'
+    error = _error(http.post("/v2/rerank", content=body, headers={"content-type": "application/json"}), 400)
+    assert error["field"] == "body" and "line 2, column 20" in error["message"], error
+
+
+def test_a_document_of_the_wrong_type_is_named_by_its_index(http) -> None:
+    error = _error(http.post("/v2/rerank", json={"query": "q", "documents": [1, 2]}), 400)
+    assert error["field"] == "documents[0]"
+
+
+def test_json_sent_as_text_plain_is_told_to_send_application_json(http) -> None:
+    body = json.dumps({"query": "q", "documents": TEXTS})
+    error = _error(http.post("/v2/rerank", content=body, headers={"content-type": "text/plain"}), 400)
+    assert "application/json" in error["message"] and error["field"] == "content-type"
+
+
+def test_retrieve_and_rerank_with_too_large_k_says_the_limit_of_k(server, http) -> None:
+    index, server.service.index = server.service.index, object()  # a stand-in: k is checked before any search
+    try:
+        error = _error(http.post("/v1/retrieve_and_rerank", json={"query": "q", "k": 5000}), 413)
+    finally:
+        server.service.index = index
+    assert error["field"] == "k" and "the limit of k, 50 (max_candidates)" in error["message"]

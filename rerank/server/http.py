@@ -32,6 +32,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..request import Candidate, FieldNames, Path, RequestError, RerankRequest, path_text
@@ -132,6 +133,74 @@ def http_names(documents: str, single_model: bool) -> FieldNames:
     return FieldNames("http", rename)
 
 
+def check_json_body(content_type: str | None, body: bytes) -> None:
+    """What pydantic cannot say well about a body, before it is parsed as a request: a body that is not
+    declared JSON (told to send ``application/json``), malformed JSON (line, column and byte of the fault),
+    and a string anywhere in it that is not valid Unicode (a lone surrogate, ``"\\ud800"``), by JSON path."""
+    media = (content_type or "").split(";")[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        raise RequestError(
+            "content-type", f"send the body as JSON with Content-Type: application/json (got {media or 'none'!r})"
+        )
+    try:
+        value = json.loads(body)
+    except UnicodeDecodeError as exc:
+        raise RequestError("body", f"is not UTF-8 (byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise RequestError(
+            "body", f"malformed JSON at line {exc.lineno}, column {exc.colno} (byte {exc.pos}): {exc.msg}"
+        ) from None
+    _check_strings(value, ())
+
+
+def _check_strings(value: Any, path: Path) -> None:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise RequestError(
+                path_text(path) or "body", f"is not valid Unicode (a lone surrogate at character {exc.start})"
+            ) from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_strings(key, path)
+            _check_strings(item, (*path, key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_strings(item, (*path, i))
+
+
+class JsonBodyRoute(APIRoute):
+    """A route whose body passes :func:`check_json_body` before FastAPI parses it (the body is read once:
+    Starlette keeps it on the request)."""
+
+    def get_route_handler(self) -> Callable[[Request], Any]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Any:
+            if request.method == "POST":
+                check_json_body(request.headers.get("content-type"), await request.body())
+            return await handler(request)
+
+        return route
+
+
+def _json_path(loc: Sequence[Any]) -> str | None:
+    """A pydantic error location as a JSON path of the body; a union member's tag after a list index
+    (``documents[0].str``) is not a field and is left out."""
+    parts: list[str | int] = []
+    for p in loc:
+        if p == "body" and not parts:
+            continue
+        if parts and isinstance(parts[-1], int) and isinstance(p, str) and (p in _TYPE_TAGS or "[" in p):
+            continue
+        parts.append(p)
+    return path_text(tuple(parts)) or None
+
+
+_TYPE_TAGS = frozenset({"str", "int", "float", "bool", "dict", "list", "none"})
+
+
 class LimitsMiddleware:
     """Pure ASGI: bearer token (except :data:`OPEN_PATHS`) and the request-size limit, before any parsing."""
 
@@ -212,6 +281,7 @@ class HttpFace:
             "<token>` when the server has a token; `X-Request-Timeout: <seconds>` sets a deadline.",
             responses=_ERRORS,
         )
+        app.router.route_class = JsonBodyRoute
 
         @app.exception_handler(ServiceError)
         async def on_service_error(_request: Request, exc: ServiceError) -> JSONResponse:
@@ -225,8 +295,7 @@ class HttpFace:
         @app.exception_handler(RequestValidationError)
         async def on_invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
             first = exc.errors()[0]
-            loc = [p for p in first.get("loc", ()) if p != "body"]
-            field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".") or None
+            field = _json_path(first.get("loc", ()))
             extra = first.get("type") == "extra_forbidden"
             message = "unknown field" if extra else str(first.get("msg", "invalid"))
             return error_response(400, f"{field}: {message}" if field else message, field)

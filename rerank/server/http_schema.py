@@ -33,6 +33,11 @@ _SCALARS: dict[int, type] = {
 }
 
 
+#: Request models refuse unknown fields and take JSON types as they are: ``"top_n": true`` or ``"2"`` is not 1
+#: or 2 (pydantic's strict mode; an integer is still a number).
+STRICT = ConfigDict(extra="forbid", strict=True)
+
+
 # --- models generated from the proto ------------------------------------------------------------------
 @functools.cache
 def proto_comments() -> dict[str, str]:
@@ -107,7 +112,7 @@ def message_model(
             continue
         doc = comments.get(f"{descriptor.name}.{f.name}") or None
         fields[f.name] = (_annotation(f, models) | None, Field(None, description=doc, **_constraints(f)))
-    model = create_model(key, __config__=ConfigDict(extra="forbid"), **fields)
+    model = create_model(key, __config__=STRICT, **fields)
     models[key] = model
     return model
 
@@ -147,7 +152,7 @@ class ErrorBody(BaseModel):
 
 
 class ModelChoice(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     model: str | None = Field(None, description="A served model (GET /v1/models); empty = the default model")
     models: list[str] | None = Field(
@@ -174,7 +179,7 @@ class CohereFields(ModelChoice):
 
 
 class TeiFields(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     query: str = Field(description="The search query")
     texts: list[str] = Field(description="Texts to rank, in first-stage order")
