@@ -205,7 +205,9 @@ def _cascade(request: RerankRequest, models: Sequence[Comparator], deadline: flo
         last = i == len(request.stages) - 1
         pointwise = not last and bool(getattr(model, "pointwise", False))
         if pointwise:
-            scores = np.asarray(model.score(request.query, [candidates[j].text for j in top]), dtype=np.float64)  # type: ignore[attr-defined]
+            answer = model.score(request.query, [candidates[j].text for j in top])  # type: ignore[attr-defined]
+            usage.add_call(answer)  # through a server's scheduler: the request's share of the calls' stats
+            scores = np.asarray(answer, dtype=np.float64)
             top = [top[j] for j in np.argsort(-scores, kind="stable")]
             calls = len(top)
         else:

@@ -112,3 +112,47 @@ def test_usage_reports_truncation_and_stage_times(tmp_path) -> None:
     expected = sum((a in cut) or (b in cut) for a in texts for b in texts if a != b)
     assert 0 < expected < 12 and out.usage.truncated_items == expected
     assert out.usage.tokenize_ms > 0 and out.usage.run_ms > 0 and out.usage.queue_ms == 0
+
+
+class PointwiseFake:
+    """A pointwise fake served model: score = the first integer of the text; p = sigmoid of the gap."""
+
+    kind = "fake-pointwise"
+    pointwise = True
+
+    def __init__(self) -> None:
+        from rerank.server.testing import FakeModel
+
+        self.fake = FakeModel()
+        self.options = self.fake.options
+        self.scored = 0
+
+    def compare_batch(self, items):
+        return self.fake.compare_batch(items)
+
+    def score(self, query, passages):
+        self.scored += len(passages)
+        return np.array([self.fake.relevance(p) for p in passages])
+
+
+def test_a_pointwise_stage_goes_through_the_scheduler() -> None:
+    """Issue 21 item 10: the pointwise stage's model call is a scheduler job (counted in its calls and the
+    request's queue time, held to ``max_queue_items``), not a call on the request's thread."""
+    from rerank.client import RerankClient, RerankError
+    from rerank.server.app import RerankServer
+    from rerank.server.config import ServerConfig
+
+    model = PointwiseFake()
+    config = ServerConfig(port=0, max_queue_items=5, warmup=False)
+    docs = [(f"d{i}", f"passage {n}") for i, n in enumerate([3, 9, 1, 7])]
+    with RerankServer(config, models={"pw": model}) as srv, RerankClient(srv.address, timeout=30) as client:
+        scheduler = srv.service.models["pw"].scheduler
+        calls, items = scheduler.calls, scheduler.items
+        reply = client.rerank("q", docs, stages=["pw:4", "pw:2"])
+        assert reply.ids[:2] == ["d1", "d3"] and model.scored == 4
+        assert [(s.model, s.depth, s.comparisons, s.pointwise) for s in reply.usage.stages] == [
+            ("pw", 4, 4, True), ("pw", 2, 2, False)]
+        assert scheduler.items - items == 4 + 2 and scheduler.calls - calls >= 2
+        with pytest.raises(RerankError) as err:  # 6 scores in one stage: over the queue's 5 items
+            client.rerank("q", [*docs, ("d4", "passage 2"), ("d5", "passage 4")], stages=["pw:6", "pw:2"])
+        assert "max_queue_items" in err.value.details and model.scored == 4

@@ -141,9 +141,10 @@ class Ticket:
 class _Job:
     """One compare_batch call of one request: its items, the p filled in so far, and a done event."""
 
-    __slots__ = ("done", "enqueued", "error", "event", "items", "next", "p", "stats", "ticket")
+    __slots__ = ("done", "enqueued", "error", "event", "items", "next", "p", "pointwise", "stats", "ticket")
 
-    def __init__(self, ticket: Ticket, items: list[Item]) -> None:
+    def __init__(self, ticket: Ticket, items: list[Item], pointwise: bool = False) -> None:
+        self.pointwise = pointwise  # items (query, passage, passage) answered by the model's per-passage score
         self.stats = JobStats()
         self.ticket = ticket
         self.items = items
@@ -325,13 +326,15 @@ class BatchScheduler:
                 if self._queue:  # the worker may be waiting for this request to queue its job
                     self._cond.notify_all()
 
-    def submit(self, ticket: Ticket, items: Sequence[Item]) -> RequestAnswer:
+    def submit(self, ticket: Ticket, items: Sequence[Item], *, pointwise: bool = False) -> RequestAnswer:
         """Queue ``items`` for ``ticket``'s request and block until answered; p as float64 with the
-        request's share of the calls' stats."""
+        request's share of the calls' stats. ``pointwise``: items are ``(query, passage, passage)`` and the
+        answer is each passage's score (a pointwise cascade stage), under the same queue limit, streams,
+        batching (with other requests' score jobs) and metrics as comparisons."""
         ticket.check()
         if not items:
             return RequestAnswer(np.zeros(0, dtype=np.float64), JobStats())
-        job = _Job(ticket, list(items))
+        job = _Job(ticket, list(items), pointwise)
         n = len(job.items)
         with self._cond:
             if not self._running:
@@ -386,7 +389,7 @@ class BatchScheduler:
         items = job.items
         t0 = time.perf_counter()
         try:
-            p, result = self._call(items)
+            p, result = self._call(items, job.pointwise)
             job.stats.add(result, 0, len(items), len(items))
         finally:
             with self._cond:
@@ -448,6 +451,8 @@ class BatchScheduler:
                 room = self.max_batch_items
                 while self._queue and room > 0:
                     job = self._queue[0]
+                    if slices and job.pointwise != slices[0][0].pointwise:
+                        break  # one model call answers comparisons or scores, not both
                     take = min(room, len(job.items) - job.next)
                     slices.append((job, job.next, job.next + take))
                     job.next += take
@@ -502,7 +507,7 @@ class BatchScheduler:
         items = self._begin(slices)
         t0 = time.perf_counter()
         try:
-            p, result = self._call(items)
+            p, result = self._call(items, slices[0][0].pointwise)
         except Exception as exc:  # isolate the failing request(s): rerun each job's slice alone
             if len({id(job) for job, _, _ in slices}) > 1:
                 log.info("merged batch of %d items failed (%s); retrying per request", len(items), exc)
@@ -515,8 +520,20 @@ class BatchScheduler:
             return
         self._deliver(slices, items, p, result, time.perf_counter() - t0)
 
-    def _call(self, items: list[Item]) -> tuple[np.ndarray, Any]:
+    def _call(self, items: list[Item], pointwise: bool = False) -> tuple[np.ndarray, Any]:
+        if pointwise:
+            return self._answers(items, self._scores(items))
         return self._answers(items, self.model.compare_batch(items))
+
+    def _scores(self, items: list[Item]) -> np.ndarray:
+        """Per-passage scores of score items ``(query, passage, passage)``: one ``model.score`` per query."""
+        out = np.empty(len(items), dtype=np.float64)
+        rows: dict[str, list[int]] = {}
+        for i, (query, _, _) in enumerate(items):
+            rows.setdefault(query, []).append(i)
+        for query, where in rows.items():
+            out[where] = np.asarray(self.model.score(query, [items[i][1] for i in where]), dtype=np.float64)
+        return out
 
     def _answers(self, items: list[Item], result: Any) -> tuple[np.ndarray, Any]:
         """The p of a model call's ``result`` (checked: one per item), counted in the call counters."""
@@ -554,7 +571,11 @@ class BatchScheduler:
 
     # --- overlap: tokenize here, run on the run thread -------------------------------------------------
     def _tokenize(self, slices: list[tuple[_Job, int, int]]) -> None:
-        """Tokenize a batch and hand it to the run thread (blocks while one tokenized batch waits)."""
+        """Tokenize a batch and hand it to the run thread (blocks while one tokenized batch waits); score
+        jobs run here as one call."""
+        if slices[0][0].pointwise:
+            self._run_call(slices)
+            return
         items = self._begin(slices)
         try:
             prepared = self.model.prepare(items)
@@ -625,10 +646,11 @@ class BoundComparator:
         """The model scores each passage alone (a cascade stage then ranks by ``score``)."""
         return bool(getattr(self.scheduler.model, "pointwise", False))
 
-    def score(self, query: str, passages: Sequence[str]) -> np.ndarray:
-        """Per-passage scores of a pointwise model, on the request's thread (one call per cascade stage)."""
-        self.ticket.check()
-        return self.scheduler.model.score(query, passages)
+    def score(self, query: str, passages: Sequence[str]) -> RequestAnswer:
+        """Per-passage scores of a pointwise model (a cascade's pointwise stage), through the scheduler:
+        its queue limit, streams, batching with other requests' score jobs, metrics and the request's
+        stats, as every other model call of the request."""
+        return self.scheduler.submit(self.ticket, [(query, p, p) for p in passages], pointwise=True)
 
 
 def _split(slices: list[tuple[_Job, int, int]], parts: int) -> list[list[tuple[_Job, int, int]]]:
