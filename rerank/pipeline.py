@@ -31,6 +31,7 @@ from .request import (
     validate_candidates,
     validate_options,
 )
+from .scores import ABSOLUTE_SCALES, LOG_STRENGTH_AGGREGATORS, beat_typical, by_position, threshold_scores
 
 __all__ = [
     "Candidate", "Comparator", "Limits", "RankOptions", "RankedItem", "RequestError", "RerankRequest",
@@ -85,6 +86,8 @@ class RerankResult:
     per_model: list[RankingReport] = field(default_factory=list)
     stages: list[StageUsage] = field(default_factory=list)
     scores: np.ndarray | None = None  # every candidate's score (by request position), fused once
+    order: list[int] = field(default_factory=list)  # every candidate, best first (``results`` is its top_n)
+    absolute: np.ndarray | None = None  # with request.absolute_scores: scores a threshold can use (rerank.scores)
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,8 @@ def run(
     else:
         out = _rank(request.query, request.candidates, [comparators[m] for m in checked.models], options,
                     checked.budget, request.top_n or None, deadline)
+    if request.absolute_scores:
+        out.absolute = _absolute(request, [comparators[m] for m in dict.fromkeys(checked.models)], out)
     out.usage.elapsed_ms = (time.monotonic() - started) * 1000.0
     return out
 
@@ -161,14 +166,17 @@ def _rank(
     deadline: float | None,
 ) -> RerankResult:
     """Rank checked candidates with one or more models: several run concurrently (each on its own thread,
-    so their schedulers batch at once), then are fused with ``options.fusion``, once."""
-    texts = [c.text for c in candidates]
-    n = len(texts)
+    so their schedulers batch at once), then are fused with ``options.fusion``, once. Equal texts are one
+    item: ranked once, they get the same score and adjacent places (in request order)."""
+    group, texts = _distinct(candidates)
+    m = len(texts)
+    budget = min(budget, m * (m - 1))
     if len(models) == 1:
         ranked = [_rank_one(query, texts, models[0], options, budget, top_n, deadline)]
     else:
         with ThreadPoolExecutor(len(models), thread_name_prefix="rerank-model") as pool:
-            futures = [pool.submit(_rank_one, query, texts, m, options, budget, top_n, deadline) for m in models]
+            futures = [pool.submit(_rank_one, query, texts, model, options, budget, top_n, deadline)
+                       for model in models]
             ranked = [f.result() for f in futures]
     reports = [r for r, _ in ranked]
     usage = Usage(budget=budget)
@@ -180,14 +188,50 @@ def _rank(
     if len(reports) == 1:
         order, scores, stderr = reports[0].order, np.asarray(reports[0].scores, dtype=np.float64), reports[0].stderr
     else:
-        fused = lookup("fusion", options.fusion)([r.order for r in reports], n)
+        fused = lookup("fusion", options.fusion)([r.order for r in reports], m)
         order, scores, stderr = fused.ranking(), np.asarray(fused.scores, dtype=np.float64), None
+    members: list[list[int]] = [[] for _ in range(m)]
+    for i, g in enumerate(group):
+        members[g].append(i)
+    order = [i for u in order for i in members[int(u)]]  # each text's candidates together, in request order
+    scores = scores[group]
+    stderr = None if stderr is None else np.asarray(stderr, dtype=np.float64)[group]
     keep = order if not top_n else order[:top_n]
     results = [
         RankedItem(candidates[i].id, int(i), float(scores[i]), None if stderr is None else float(stderr[i]))
         for i in keep
     ]
-    return RerankResult(results=results, usage=usage, per_model=reports, scores=scores)
+    return RerankResult(results=results, usage=usage, per_model=reports, scores=scores, order=order)
+
+
+def _absolute(request: RerankRequest, models: Sequence[Comparator], out: RerankResult) -> np.ndarray:
+    """Scores a threshold can use (:mod:`rerank.scores`), by request position: anchored to the first model
+    with an absolute scale (its per-passage scores, one more model call through the same comparator), else
+    to the probability of beating a typical candidate (one pairwise ranking by bt/hodgerank), else to the
+    position; monotone along ``out.order``, equal for equal texts."""
+    group, texts = _distinct(request.candidates)
+    for model in models:
+        scale = ABSOLUTE_SCALES.get(str(getattr(model, "kind", "")))
+        if scale is not None and getattr(model, "pointwise", False):
+            answer = model.score(request.query, texts)  # type: ignore[attr-defined]
+            out.usage.add_call(answer)
+            anchor = scale(np.asarray(answer, dtype=np.float64))[group]
+            break
+    else:
+        single = len(out.per_model) == 1 and not request.stages
+        if single and request.options.aggregator in LOG_STRENGTH_AGGREGATORS:
+            anchor = beat_typical(np.asarray(out.per_model[0].scores, dtype=np.float64))[group]
+        else:
+            anchor = by_position(out.order)
+    return threshold_scores(out.order, anchor, group)
+
+
+def _distinct(candidates: Sequence[Candidate]) -> tuple[np.ndarray, list[str]]:
+    """Each candidate's index among the distinct texts (first occurrence first), and those texts."""
+    first: dict[str, int] = {}
+    group = np.fromiter((first.setdefault(c.text, len(first)) for c in candidates), dtype=np.int64,
+                        count=len(candidates))
+    return group, list(first)
 
 
 def _cascade(request: RerankRequest, models: Sequence[Comparator], deadline: float | None) -> RerankResult:
@@ -231,7 +275,8 @@ def _cascade(request: RerankRequest, models: Sequence[Comparator], deadline: flo
     scores[order] = np.arange(n, 0, -1, dtype=np.float64)  # rank-based: stages score on different scales
     keep = order if not request.top_n else order[: request.top_n]
     results = [RankedItem(candidates[j].id, int(j), float(scores[j])) for j in keep]
-    return RerankResult(results=results, usage=usage, per_model=per_model, stages=usage.stages, scores=scores)
+    return RerankResult(results=results, usage=usage, per_model=per_model, stages=usage.stages, scores=scores,
+                        order=order)
 
 
 def rerank(

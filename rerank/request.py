@@ -166,7 +166,7 @@ class StageSpec:
 class RerankRequest:
     """A re-ranking request as every face builds it: candidates in first-stage order, the models by name
     (empty: the default model; several are fused) or a cascade of ``stages``, the options, and ``top_n``
-    (0 = all)."""
+    (0 = all); ``absolute_scores`` asks for scores comparable across requests besides the latent ones."""
 
     query: str
     candidates: tuple[Candidate, ...]
@@ -174,6 +174,7 @@ class RerankRequest:
     stages: tuple[StageSpec, ...] = ()
     options: RankOptions = RankOptions()
     top_n: int = 0
+    absolute_scores: bool = False  # also compute scores a threshold can use (rerank.scores)
 
 
 @dataclass(frozen=True)

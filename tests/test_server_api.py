@@ -49,11 +49,13 @@ def test_rerank_ranks_with_minilm_and_reports_usage(client) -> None:
     assert reply.models == ["minilm"]
 
 
-def test_rerank_top_n_normalised_scores_no_text(client) -> None:
+def test_rerank_top_n_normalised_scores_no_text(client, minilm_server) -> None:
+    """Normalized scores are minilm's cosines (rerank/scores.py): its own all-pairs ranking follows them."""
     reply = client.rerank(QUERY, DOCS, top_n=2, normalize=True)
     assert len(reply.results) == 2
-    assert reply.results[0].score == pytest.approx(1.0)
-    assert all(0.0 <= r.score <= 1.0 for r in reply.results)
+    model = minilm_server.service.models["minilm"].model
+    cosine = dict(zip([d for d, _ in DOCS], model.score(QUERY, [t for _, t in DOCS]), strict=True))
+    assert [r.score for r in reply.results] == pytest.approx([cosine[r.id] for r in reply.results], abs=1e-6)
     assert all(r.text is None for r in reply.results)
 
 

@@ -183,7 +183,8 @@ class TeiFields(BaseModel):
 
     query: str = Field(description="The search query")
     texts: list[str] = Field(description="Texts to rank, in first-stage order")
-    raw_scores: bool = Field(False, description="Scores on the aggregator's scale (default: 0..1, best = 1)")
+    raw_scores: bool = Field(False, description="Latent scores on the aggregator's scale (default: scores a threshold can use, "
+        "comparable across requests: docs/api.md, Scores)")
     return_text: bool = Field(False, description="Echo each text in its result")
     truncate: bool = Field(False, description="Cut texts over the model's max_chars instead of refusing them")
     truncation_direction: Literal["Right", "Left", "right", "left"] = Field(
@@ -197,13 +198,17 @@ class RetrieveFields(ModelChoice):
     k: int | None = Field(None, ge=0, le=2**32 - 1, description="Documents to retrieve and re-rank (0 = 100)")
     top_n: int | None = Field(None, ge=0, le=2**32 - 1, description="Return only the best top_n (0 = all)")
     score_format: Literal["raw", "normalized"] = Field(
-        "normalized", description="normalized: 0..1 over the retrieved documents, best = 1; raw: aggregator scale"
+        "normalized", description="normalized: scores a threshold can use (the model's absolute scale, e.g. minilm's "
+        "cosine); raw: the aggregator's latent scale"
     )
 
 
 class CohereResult(BaseModel):
     index: int = Field(description="Position of the document in the request")
-    relevance_score: float = Field(description="0..1 over the request's documents, best = 1 (min-max scaled)")
+    relevance_score: float = Field(
+        description="Comparable across requests: the model's absolute scale (minilm: cosine; mono: probability), "
+        "else the probability of beating a typical candidate; monotone along the ranking"
+    )
     document: dict[str, Any] | None = Field(None, description="With return_documents: the document")
 
 

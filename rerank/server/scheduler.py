@@ -642,6 +642,11 @@ class BoundComparator:
         return self.scheduler.submit(self.ticket, items)
 
     @property
+    def kind(self) -> str:
+        """The served model's kind (``bi-encoder``, ``mono-t5``, ...): which absolute scale its scores have."""
+        return str(getattr(self.scheduler.model, "kind", ""))
+
+    @property
     def pointwise(self) -> bool:
         """The model scores each passage alone (a cascade stage then ranks by ``score``)."""
         return bool(getattr(self.scheduler.model, "pointwise", False))

@@ -18,12 +18,11 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import grpc
-import numpy as np
 
 from ..pipeline import RerankResult, run
 from ..request import (
@@ -236,7 +235,8 @@ class RerankerService:
     def _rank_request(self, call: RankCall, context: Any) -> Any:
         """Any face's :class:`RerankRequest`: validated once (:func:`rerank.request.validate`), errors named
         in the face's fields (``call.names``), ranked over the schedulers; a ``RerankResponse``."""
-        request = call.request
+        normalized = call.score_format == self.pb2.SCORE_FORMAT_NORMALIZED
+        request = replace(call.request, absolute_scores=normalized)
         self.metrics.candidates.observe(len(request.candidates))
         try:
             self._check_score_format(call.score_format)
@@ -284,23 +284,17 @@ class RerankerService:
             raise RequestError("score_format", f"unknown value {value}; known: {names}")
 
     def _scores(self, out: RerankResult, score_format: int) -> Callable[[Any], dict[str, float]]:
-        """A function from a pipeline result to its ``score`` (and ``stderr``) fields in ``score_format``."""
-        low, span = 0.0, 1.0
-        normalized = score_format == self.pb2.SCORE_FORMAT_NORMALIZED
-        if normalized and out.scores is not None and len(out.scores):
-            low = float(np.min(out.scores))
-            span = float(np.max(out.scores)) - low
+        """A function from a pipeline result to its ``score`` (and ``stderr``) fields in ``score_format``:
+        raw, the latent scores (and their stderr); normalized, scores a threshold can use
+        (:mod:`rerank.scores`, no stderr)."""
+        absolute = out.absolute if score_format == self.pb2.SCORE_FORMAT_NORMALIZED else None
 
         def fields_of(r: Any) -> dict[str, float]:
-            item: dict[str, float] = {}
-            if normalized:
-                item["score"] = (r.score - low) / span if span > 0 else 1.0
-                if r.stderr is not None and math.isfinite(r.stderr):
-                    item["stderr"] = r.stderr / span if span > 0 else 0.0
-            else:
-                item["score"] = r.score
-                if r.stderr is not None and math.isfinite(r.stderr):
-                    item["stderr"] = r.stderr
+            if absolute is not None:
+                return {"score": float(absolute[r.index])}
+            item = {"score": r.score}
+            if r.stderr is not None and math.isfinite(r.stderr):
+                item["stderr"] = r.stderr
             return item
 
         return fields_of
@@ -344,7 +338,8 @@ class RerankerService:
             )
         chars = min((c for n in models if (c := self.models[n].max_chars) is not None), default=None)
         candidates = tuple(Candidate(h.docid, h.text[:chars] if chars else h.text, h.score) for h in hits)
-        request = RerankRequest(message.query, candidates, models, (), options, int(message.top_n))
+        normalized = message.score_format == self.pb2.SCORE_FORMAT_NORMALIZED
+        request = RerankRequest(message.query, candidates, models, (), options, int(message.top_n), normalized)
         try:
             checked = validate(request, self.limits)
         except RequestError as exc:
