@@ -183,8 +183,10 @@ class TeiFields(BaseModel):
 
     query: str = Field(description="The search query")
     texts: list[str] = Field(description="Texts to rank, in first-stage order")
-    raw_scores: bool = Field(False, description="Latent scores on the aggregator's scale (default: scores a threshold can use, "
-        "comparable across requests: docs/api.md, Scores)")
+    raw_scores: bool = Field(
+        False, description="Latent scores on the aggregator's scale (default: scores a threshold can use, "
+        "comparable across requests: docs/api.md, Scores)"
+    )
     return_text: bool = Field(False, description="Echo each text in its result")
     truncate: bool = Field(False, description="Cut texts over the model's max_chars instead of refusing them")
     truncation_direction: Literal["Right", "Left", "right", "left"] = Field(
