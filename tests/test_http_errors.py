@@ -282,7 +282,11 @@ def test_bearer_token_and_tls(tmp_path) -> None:
             good = {"Authorization": f"Bearer {TOKEN}"}
             reply = c.post("/v2/rerank", json={"query": "q", "documents": TEXTS}, headers=good)
             assert [r["index"] for r in reply.json()["results"]] == [5, 4, 3, 2, 1, 0]
-            for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
+            for scheme in (f"bearer {TOKEN}", f"BEARER  {TOKEN}", TOKEN):  # any case; the bare token (LlamaIndex)
+                ok = c.post("/v2/rerank", json={"query": "q", "documents": TEXTS}, headers={"Authorization": scheme})
+                assert ok.status_code == 200, (scheme, ok.text)
+            for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "wrong"},
+                            {"Authorization": f"Basic {TOKEN}"}):
                 for method, path in (("POST", "/v2/rerank"), ("POST", "/rerank"), ("GET", "/v1/models")):
                     r = c.request(method, path, json={"query": "q", "texts": TEXTS}, headers=headers)
                     assert "bearer token" in _error(r, 401)["message"]
@@ -390,3 +394,25 @@ def test_retrieve_and_rerank_with_too_large_k_says_the_limit_of_k(server, http) 
     finally:
         server.service.index = index
     assert error["field"] == "k" and "the limit of k, 50 (max_candidates)" in error["message"]
+
+
+# --- issue 23 item 6: models.get and Cohere's search units ----------------------------------------------
+def test_get_one_model_and_the_cohere_sdk_models_get(server, http) -> None:
+    import cohere
+
+    one = http.get("/v1/models/fake-b").json()
+    assert one["name"] == "fake-b" and one["endpoints"] == ["rerank"] and one["is_default"] is False
+    assert _error(http.get("/v1/models/nope"), 404)["field"] == "name"
+    sdk = cohere.Client(base_url=f"http://127.0.0.1:{server.http_port}", api_key="unused", timeout=30)
+    assert sdk.models.get("fake").name == "fake"
+
+
+def test_search_units_count_as_cohere_bills() -> None:
+    from rerank.server.http import search_units
+
+    assert [search_units(n) for n in (1, 100, 101, 300)] == [1, 1, 2, 3]
+    with RerankServer(ServerConfig(port=0, http_port=0, max_candidates=300, warmup=False),
+                      models={"fake": FakeModel()}) as srv:
+        body = {"query": "q", "documents": [f"passage {i}" for i in range(300)], "comparisons": 300}
+        reply = httpx.post(f"http://127.0.0.1:{srv.http_port}/v2/rerank", json=body, timeout=60).json()
+    assert reply["meta"]["billed_units"] == {"search_units": 3}

@@ -206,19 +206,24 @@ class LimitsMiddleware:
 
     def __init__(self, app: Any, token: str | None, max_bytes: int) -> None:
         self.app = app
-        self.expected = f"Bearer {token}".encode() if token else None
+        self.token = token.encode() if token else None
         self.max_bytes = max_bytes
+
+    def _authorized(self, headers: dict[bytes, bytes]) -> bool:
+        """``Authorization: Bearer <token>`` with the scheme in any case (RFC 9110: case-insensitive), or the
+        bare token (LlamaIndex's TEI postprocessor sends it without a scheme)."""
+        assert self.token is not None
+        value = headers.get(b"authorization", b"").strip()
+        scheme, _, rest = value.partition(b" ")
+        given = rest.strip() if scheme.lower() == b"bearer" else value
+        return hmac.compare_digest(given, self.token)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or ())
-        if (
-            self.expected is not None
-            and scope["path"] not in OPEN_PATHS
-            and not hmac.compare_digest(headers.get(b"authorization", b""), self.expected)
-        ):
+        if self.token is not None and scope["path"] not in OPEN_PATHS and not self._authorized(headers):
             await error_response(401, "missing or invalid bearer token (authorization)")(scope, receive, send)
             return
         length = headers.get(b"content-length")
@@ -335,8 +340,17 @@ class HttpFace:
             response = await self._run(request, "ListModels", self.pb2.ListModelsRequest())
             out = message_dict(response)
             for model in out["models"]:
-                model["endpoints"] = ["rerank"]
+                model["endpoints"] = ["rerank"]  # declared in the schema's ModelInfo
             return JSONResponse(out)
+
+        @app.get("/v1/models/{name}", response_model=s.model_info, summary="One served model (cohere models.get)")
+        async def get_model(name: str, request: Request) -> Any:
+            response = await self._run(request, "ListModels", self.pb2.ListModelsRequest())
+            for model in message_dict(response)["models"]:
+                if model["name"] == name:
+                    return JSONResponse({**model, "endpoints": ["rerank"]})
+            known = ", ".join(m.name for m in response.models)
+            return error_response(404, f"name: unknown model {name!r}; served: {known}", "name")
 
         @app.get("/health", summary="Liveness: 200 while the process serves")
         async def health() -> dict[str, str]:
@@ -419,7 +433,7 @@ class HttpFace:
         results = _ranked(response, "relevance_score", "document", echo)
         meta: dict[str, Any] = {
             "api_version": {"version": version},
-            "billed_units": {"search_units": 1},
+            "billed_units": {"search_units": search_units(len(texts))},
             "usage": message_dict(response.usage),
             "models": list(response.models),
         }
@@ -522,6 +536,11 @@ class HttpFace:
             self._server.should_exit = True
             self._thread.join(grace + 10)
         self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def search_units(documents: int) -> int:
+    """Cohere's billing unit: one search per query and up to 100 documents (300 documents: 3)."""
+    return max(1, math.ceil(documents / 100))
 
 
 def _ranked(response: Any, score: str, extra: str, echo: Callable[[int], Any] | None) -> list[dict[str, Any]]:

@@ -227,6 +227,11 @@ class Schemas:
         models: dict[str, type[BaseModel]] = {}
         self.options = message_model(pb2.RankOptions.DESCRIPTOR, models)
         self.usage = message_model(pb2.Usage.DESCRIPTOR, models)
+        self.model_info = models["ModelInfo"] = create_model(  # as ListModels says, plus what it serves
+            "ModelInfo",
+            __base__=message_model(pb2.ModelInfo.DESCRIPTOR, {}, name="ModelInfoFields"),
+            endpoints=(list[str], Field(description='What the model serves here: ["rerank"]')),
+        )
         self.cohere_request = create_model("CohereRerankRequest", __base__=(CohereFields, self.options))
         self.tei_request = create_model("TeiRerankRequest", __base__=(TeiFields, self.options))
         self.retrieve_request = create_model("RetrieveAndRerankRequest", __base__=(RetrieveFields, self.options))
