@@ -109,7 +109,6 @@ def test_one_table_gives_both_faces_their_status(exc, code, http_status) -> None
         ({"comparisons": -1}, "comparisons"),
         ({"top_n": 0}, "top_n"),
         ({"top_n": "three"}, "top_n"),
-        ({"sampeler": "all"}, "sampeler"),
         ({"query": None}, "query"),
     ],
 )
@@ -416,3 +415,24 @@ def test_search_units_count_as_cohere_bills() -> None:
         body = {"query": "q", "documents": [f"passage {i}" for i in range(300)], "comparisons": 300}
         reply = httpx.post(f"http://127.0.0.1:{srv.http_port}/v2/rerank", json=body, timeout=60).json()
     assert reply["meta"]["billed_units"] == {"search_units": 3}
+
+
+# --- issue 23 item 2: unknown fields ignored with a warning (Cohere, TEI, Infinity do), or refused ----------
+def test_unknown_fields_are_ignored_with_a_warning(http) -> None:
+    cohere = http.post("/v2/rerank", json={"query": "q", "documents": TEXTS, "sampeler": "all", "ünï": 1})
+    assert cohere.status_code == 200, cohere.text
+    warned = ["unknown field 'sampeler' ignored", "unknown field '\\xfcn\\xef' ignored"]  # ASCII: also a header
+    assert cohere.json()["meta"]["warnings"] == warned
+    tei = http.post("/rerank", json={"query": "q", "texts": TEXTS, "truncate_extra": True})
+    assert tei.status_code == 200 and tei.headers["x-rerank-warnings"] == "unknown field 'truncate_extra' ignored"
+    typed = _error(http.post("/v2/rerank", json={"query": "q", "documents": TEXTS, "top_n": "2", "x": 1}), 400)
+    assert typed["field"] == "top_n"  # leniency covers unknown fields only
+
+
+def test_a_strict_fields_server_refuses_unknown_fields() -> None:
+    config = ServerConfig(port=0, http_port=0, strict_fields=True, warmup=False)
+    with RerankServer(config, models={"fake": FakeModel()}) as srv:
+        base = f"http://127.0.0.1:{srv.http_port}"
+        for path, body in (("/v2/rerank", {"documents": TEXTS}), ("/rerank", {"texts": TEXTS})):
+            error = _error(httpx.post(base + path, json={"query": "q", "sampeler": "all", **body}, timeout=30), 400)
+            assert error["field"] == "sampeler" and "unknown field" in error["message"]

@@ -62,6 +62,8 @@ SERVE_HELP = (
               help="seconds to report NOT_SERVING before refusing new requests (default 0)")
 @click.option("--no-warmup", "warmup", flag_value=False, default=None,
               help="skip the start-up run of each model on its largest batch shape")
+@click.option("--strict-fields", "strict_fields", flag_value=True, default=None,
+              help="HTTP: refuse unknown request fields (400) instead of ignoring them with a warning")
 @click.option("--tls-cert", type=IN_FILE, default=None, help="PEM certificate chain (with --tls-key: TLS)")
 @click.option("--tls-key", type=IN_FILE, default=None, help="PEM private key")
 @click.option("--token-file", type=IN_FILE, default=None,
@@ -115,6 +117,7 @@ def build_config(args: Any) -> Any:
             "tls_cert",
             "tls_key",
             "warmup",
+            "strict_fields",
             "index",
             "verify_index",
             "overlap",

@@ -57,6 +57,8 @@ class ServerConfig:
     switch_interval_ms: float | None = 1.0
     # run each model once on its largest batch shape before serving (memory peak reached up front)
     warmup: bool = True
+    # HTTP: refuse unknown request fields (400 naming the field) instead of ignoring them with a warning
+    strict_fields: bool = False
     # an index folder (`rerank index build`) searched by RetrieveAndRerank; its embedding model must be served
     index: str | None = None
     # check the index files against the checksums in its manifest when opening it (huge indexes may skip it)

@@ -44,6 +44,7 @@ from .service import RankCall, RerankerService, RetrieveCall
 log = logging.getLogger("rerank.server")
 
 TIMEOUT_HEADER = "x-request-timeout"  # seconds (a decimal number), like a gRPC deadline
+WARNINGS_HEADER = "x-rerank-warnings"  # what a shape without meta.warnings is warned of (ignored fields)
 SERVER_TIME_HEADER = "x-rerank-server-ms"
 OPEN_PATHS = frozenset({"/health", "/ready", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -422,10 +423,17 @@ class HttpFace:
         request = RerankRequest(body.query, candidates, tuple(models), stages, options, top_n)
         return RankCall(request, names, score_format)
 
+    def _unknown_fields(self, body: Any) -> list[str]:
+        """The body's unknown top-level fields: refused on a ``strict_fields`` server, else warnings."""
+        names = sorted(body.model_extra or ())
+        if names and self.config.strict_fields:
+            raise RequestError(names[0], "unknown field (this server refuses unknown fields: strict_fields)")
+        return [f"unknown field {name!a} ignored" for name in names]
+
     async def _cohere(self, body: Any, request: Request, version: str) -> JSONResponse:
         models, single = self._models(body)
         texts = [_document_text(d, i, body.rank_fields) for i, d in enumerate(body.documents)]
-        warnings = self._token_warnings(body, models)
+        warnings = self._unknown_fields(body) + self._token_warnings(body, models)
         call = self._rank_call(body, texts, models, http_names("documents", single), body.top_n or 0,
                                self.pb2.SCORE_FORMAT_NORMALIZED)
         response = await self._run(request, "RankRequest", call)
@@ -463,6 +471,7 @@ class HttpFace:
         return out
 
     async def _tei(self, body: Any, request: Request) -> JSONResponse:
+        warnings = self._unknown_fields(body)
         single_name = [body.model] if body.model else []
         texts = list(body.texts)
         if body.truncate:
@@ -475,9 +484,10 @@ class HttpFace:
         call = self._rank_call(body, texts, single_name, http_names("texts", True), 0, fmt)
         response = await self._run(request, "RankRequest", call)
         echo = (lambda i: body.texts[i]) if body.return_text else None
-        return JSONResponse(_ranked(response, "score", "text", echo), headers=_timing(request))
+        return JSONResponse(_ranked(response, "score", "text", echo), headers=_timing(request, warnings))
 
     async def _retrieve(self, body: Any, request: Request) -> JSONResponse:
+        warnings = self._unknown_fields(body)
         pb2 = self.pb2
         models, single = self._models(body)
         fmt = pb2.SCORE_FORMAT_RAW if body.score_format == "raw" else pb2.SCORE_FORMAT_NORMALIZED
@@ -491,7 +501,7 @@ class HttpFace:
             options=options_message(pb2, options, stages),
         )
         response = await self._run(request, "RetrieveAndRerank", RetrieveCall(message, names))
-        return JSONResponse(message_dict(response), headers=_timing(request))
+        return JSONResponse(message_dict(response), headers=_timing(request, warnings))
 
     # --- serving ------------------------------------------------------------------------------------
     def start(self, host: str, port: int) -> int:
@@ -558,8 +568,11 @@ def _as_document(doc: str | dict[str, Any]) -> dict[str, Any]:
     return doc if isinstance(doc, dict) else {"text": doc}
 
 
-def _timing(request: Request) -> dict[str, str]:
-    return {SERVER_TIME_HEADER: f"{getattr(request.state, 'server_ms', 0.0):.3f}"}
+def _timing(request: Request, warnings: Sequence[str] = ()) -> dict[str, str]:
+    headers = {SERVER_TIME_HEADER: f"{getattr(request.state, 'server_ms', 0.0):.3f}"}
+    if warnings:
+        headers[WARNINGS_HEADER] = "; ".join(warnings)
+    return headers
 
 
 async def _on_disconnect(request: Request, call: HttpCall) -> None:

@@ -33,9 +33,10 @@ _SCALARS: dict[int, type] = {
 }
 
 
-#: Request models refuse unknown fields and take JSON types as they are: ``"top_n": true`` or ``"2"`` is not 1
-#: or 2 (pydantic's strict mode; an integer is still a number).
-STRICT = ConfigDict(extra="forbid", strict=True)
+#: Request models take JSON types as they are: ``"top_n": true`` or ``"2"`` is not 1 or 2 (pydantic's strict
+#: mode; an integer is still a number). Unknown fields are kept aside (``model_extra``): the HTTP face ignores
+#: them with a warning, as Cohere, TEI and Infinity do, or refuses them on a server with ``strict_fields``.
+STRICT = ConfigDict(extra="allow", strict=True)
 
 
 # --- models generated from the proto ------------------------------------------------------------------
@@ -100,7 +101,7 @@ def message_model(
     name: str | None = None,
 ) -> type[BaseModel]:
     """A pydantic model of a proto message: every field optional (unset = the server's default), typed
-    and bounded as the proto types are, described by the ``.proto`` comments; unknown fields refused."""
+    and bounded as the proto types are, described by the ``.proto`` comments; unknown fields kept aside."""
     models = {} if models is None else models
     key = name or descriptor.name
     if key in models:
