@@ -131,6 +131,7 @@ class Usage:
     tokenize_ms: float = 0.0
     queue_ms: float = 0.0  # waiting for the server's batch scheduler
     run_ms: float = 0.0  # backend run and postprocess
+    tokens: int = 0  # this request's share of the tokens the model ran
     stages: list[StageUsage] = field(default_factory=list)  # a cascade's stages, in order
 
     def add_call(self, result: object) -> None:
@@ -141,6 +142,7 @@ class Usage:
         self.tokenize_ms += float(getattr(stats, "tokenize_s", 0.0)) * 1000.0
         self.run_ms += (float(getattr(stats, "run_s", 0.0)) + float(getattr(stats, "postprocess_s", 0.0))) * 1000.0
         self.queue_ms += float(getattr(stats, "queue_s", 0.0)) * 1000.0
+        self.tokens += round(float(getattr(stats, "tokens", 0) or 0))
         cut = getattr(result, "truncated", None)
         self.truncated_items += (
             int(sum(bool(x) for x in cut)) if cut is not None else int(getattr(stats, "truncated_items", 0))
@@ -148,7 +150,7 @@ class Usage:
 
     def add_stats(self, other: Usage) -> None:
         """Add another ranking's model stats (a stage's, or one model's of several)."""
-        for name in ("truncated_items", "tokenize_ms", "queue_ms", "run_ms", "batches"):
+        for name in ("truncated_items", "tokenize_ms", "queue_ms", "run_ms", "batches", "tokens"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.partial = self.partial or other.partial
         self.stopped_early = self.stopped_early or other.stopped_early

@@ -54,7 +54,7 @@ def http(server):
 def _error(response: httpx.Response, status: int) -> dict:
     assert response.status_code == status, response.text
     body = response.json()
-    assert set(body) == {"message", "field"}
+    assert set(body) == {"message", "field", "detail"} and body["detail"] == body["message"]
     return body
 
 

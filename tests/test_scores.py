@@ -77,3 +77,19 @@ def test_the_http_face_returns_them_and_raw_keeps_the_latent_scores(minilm) -> N
     assert top < MINILM_THRESHOLD and top != 1.0  # no longer min-max: the best of three irrelevant texts
     latent = run(RerankRequest(query, _candidates(FINANCE), options=RankOptions()), {"minilm": minilm}).scores
     assert [r["score"] for r in raw] == pytest.approx(sorted(latent, reverse=True))
+
+
+def test_the_jina_shape_has_model_and_token_usage_and_errors_a_detail(minilm) -> None:
+    """Issue 23 item 3: Haystack's JinaRanker reads `model`, LiteLLM's jina_ai/ `usage.total_tokens`."""
+    from rerank.server.app import RerankServer
+    from rerank.server.config import ServerConfig
+
+    with RerankServer(ServerConfig(port=0, http_port=0, warmup=False), models={"minilm": minilm}) as srv:
+        base = f"http://127.0.0.1:{srv.http_port}"
+        documents = [f"{t} (jina)" for t in FINANCE]  # texts no other test ran: cached sequences run no tokens
+        body = {"model": "minilm", "query": "jina shape: why do rates rise", "documents": documents, "top_n": 2}
+        reply = httpx.post(f"{base}/v1/rerank", json=body, timeout=60).json()
+        error = httpx.post(f"{base}/v1/rerank", json={**body, "query": ""}, timeout=60).json()
+    assert reply["model"] == "minilm" and reply["usage"]["total_tokens"] > 0
+    assert reply["meta"]["usage"]["tokens"] == reply["usage"]["total_tokens"]
+    assert error["detail"] == error["message"] == "query: must not be empty"

@@ -63,9 +63,12 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def error_response(status: int, message: str, field: str | None = None) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse({"message": message, "field": field}, status_code=status, headers=headers)
+def error_response(
+    status: int, message: str, field: str | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else headers
+    # Jina's clients read `detail` (FastAPI's own error key): the same message
+    return JSONResponse({"message": message, "field": field, "detail": message}, status_code=status, headers=headers)
 
 
 class HttpCall:
@@ -308,7 +311,7 @@ class HttpFace:
 
         @app.exception_handler(StarletteHTTPException)
         async def on_http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-            return error_response(exc.status_code, str(exc.detail))
+            return error_response(exc.status_code, str(exc.detail), headers=exc.headers)  # 405 keeps Allow
 
         def cohere(version: str) -> Callable[..., Any]:
             async def rerank_cohere(body: s.cohere_request, request: Request) -> Any:
@@ -367,7 +370,12 @@ class HttpFace:
 
         def openapi() -> dict[str, Any]:
             schema = original()
+            for operations in schema.get("paths", {}).values():
+                for operation in operations.values():  # body errors are 400 (on_invalid), never FastAPI's 422
+                    operation.get("responses", {}).pop("422", None)
             components = schema.setdefault("components", {})
+            for name in ("HTTPValidationError", "ValidationError"):
+                components.get("schemas", {}).pop(name, None)
             components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
             schema["security"] = [{"bearer": []}, {}]  # required only when the server has a token
             return schema
@@ -447,7 +455,14 @@ class HttpFace:
         }
         if warnings:
             meta["warnings"] = warnings
-        return JSONResponse({"id": str(uuid.uuid4()), "results": results, "meta": meta}, headers=_timing(request))
+        body = {
+            "id": str(uuid.uuid4()),
+            "results": results,
+            "meta": meta,
+            "model": meta["models"][0],  # Jina's shape: the model and its token usage at the top level
+            "usage": {"total_tokens": int(response.usage.tokens)},
+        }
+        return JSONResponse(body, headers=_timing(request))
 
     def _token_warnings(self, body: Any, models: list[str]) -> list[str]:
         """``max_tokens_per_doc`` below a model's passage budget cannot be honoured: refuse it (the model

@@ -150,6 +150,7 @@ class ErrorBody(BaseModel):
 
     message: str = Field(description="What went wrong; starts with the field name when a field is at fault")
     field: str | None = Field(None, description="The offending request field (JSON path), if any")
+    detail: str = Field(description="The message again, where Jina's clients read it")
 
 
 class ModelChoice(BaseModel):
@@ -249,6 +250,11 @@ class Schemas:
             id=(str, Field(description="A request id (uuid4)")),
             results=(list[CohereResult], Field(description="Best first")),
             meta=(meta, ...),
+            model=(str, Field(description="The model that ranked (the first, when several are fused): Jina's shape")),
+            usage=(
+                create_model("JinaUsage", total_tokens=(int, Field(description="Tokens the model ran for it"))),
+                Field(description="Jina's usage"),
+            ),
         )
         self.retrieve_response = message_model(pb2.RetrieveAndRerankResponse.DESCRIPTOR, models)
         self.models_response = message_model(pb2.ListModelsResponse.DESCRIPTOR, models)

@@ -166,6 +166,7 @@ class JobStats:
     proportion to the request's items in it; ``truncated_items`` its items whose p depends on a cut text."""
 
     truncated_items: int = 0
+    tokens: float = 0.0  # the request's share of the calls' tokens
     tokenize_s: float = 0.0
     run_s: float = 0.0
     queue_s: float = 0.0
@@ -177,6 +178,7 @@ class JobStats:
         if stats is not None:
             self.tokenize_s += float(stats.tokenize_s) * share
             self.run_s += (float(stats.run_s) + float(stats.postprocess_s)) * share
+            self.tokens += float(getattr(stats, "tokens", 0) or 0) * share
         cut = getattr(result, "truncated", None)
         if cut is not None:
             self.truncated_items += int(np.count_nonzero(cut[start:stop]))
