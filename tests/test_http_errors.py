@@ -436,3 +436,19 @@ def test_a_strict_fields_server_refuses_unknown_fields() -> None:
         for path, body in (("/v2/rerank", {"documents": TEXTS}), ("/rerank", {"texts": TEXTS})):
             error = _error(httpx.post(base + path, json={"query": "q", "sampeler": "all", **body}, timeout=30), 400)
             assert error["field"] == "sampeler" and "unknown field" in error["message"]
+
+
+# --- issue 23 item 4: Infinity's shape of POST /rerank (told apart from TEI's by its fields) ---------------
+def test_infinity_shape_of_rerank(http) -> None:
+    body = {"query": "q", "documents": TEXTS, "return_documents": True, "top_n": 2, "model": "fake"}
+    reply = http.post("/rerank", json=body)
+    assert reply.status_code == 200, reply.text
+    out = reply.json()
+    assert out["object"] == "rerank" and out["model"] == "fake" and out["id"] and out["created"] > 0
+    assert [(r["index"], r["document"]) for r in out["results"]] == [(5, TEXTS[5]), (4, TEXTS[4])]
+    assert set(out["usage"]) == {"prompt_tokens", "total_tokens"}
+    raw = http.post("/rerank", json={"query": "q", "documents": TEXTS, "raw_scores": True}).json()
+    assert all("document" not in r for r in raw["results"]) and raw["results"][0]["index"] == 5
+    assert _error(http.post("/rerank", json={"query": "q", "documents": ["a 1", ""]}), 400)["field"] == "documents[1]"
+    tei = http.post("/rerank", json={"query": "q", "texts": TEXTS}).json()  # TEI's shape is unchanged
+    assert isinstance(tei, list) and tei[0]["index"] == 5

@@ -38,7 +38,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..request import Candidate, FieldNames, Path, RequestError, RerankRequest, path_text
 from ..wire import options_from_fields, options_message
 from .errors import INVALID_ARGUMENT, OVERLOADED, ServiceError, status_of
-from .http_schema import ErrorBody, Schemas, TeiRank, message_dict, set_fields
+from .http_schema import ErrorBody, InfinityResponse, Schemas, TeiRank, message_dict, set_fields
 from .service import RankCall, RerankerService, RetrieveCall
 
 log = logging.getLogger("rerank.server")
@@ -194,7 +194,7 @@ def _json_path(loc: Sequence[Any]) -> str | None:
     (``documents[0].str``) is not a field and is left out."""
     parts: list[str | int] = []
     for p in loc:
-        if p == "body" and not parts:
+        if (p == "body" or p in _SHAPE_TAGS) and not parts:
             continue
         if parts and isinstance(parts[-1], int) and isinstance(p, str) and (p in _TYPE_TAGS or "[" in p):
             continue
@@ -203,6 +203,7 @@ def _json_path(loc: Sequence[Any]) -> str | None:
 
 
 _TYPE_TAGS = frozenset({"str", "int", "float", "bool", "dict", "list", "none"})
+_SHAPE_TAGS = frozenset({"tei", "infinity"})  # POST /rerank's two shapes (http_schema.rerank_shape)
 
 
 class LimitsMiddleware:
@@ -327,8 +328,14 @@ class HttpFace:
                 operation_id=f"rerank_v{version}",
             )(cohere(version))
 
-        @app.post("/rerank", response_model=list[TeiRank], summary="Re-rank texts (TEI compatible)")
-        async def rerank_tei(body: s.tei_request, request: Request) -> Any:
+        @app.post(
+            "/rerank",
+            response_model=list[TeiRank] | InfinityResponse,
+            summary="Re-rank texts (TEI compatible: `texts`; Infinity compatible: `documents`)",
+        )
+        async def rerank_tei(body: s.rerank_body, request: Request) -> Any:  # type: ignore[valid-type]
+            if isinstance(body, s.infinity_request):
+                return await self._infinity(body, request)
             return await self._tei(body, request)
 
         @app.post(
@@ -500,6 +507,26 @@ class HttpFace:
         response = await self._run(request, "RankRequest", call)
         echo = (lambda i: body.texts[i]) if body.return_text else None
         return JSONResponse(_ranked(response, "score", "text", echo), headers=_timing(request, warnings))
+
+    async def _infinity(self, body: Any, request: Request) -> JSONResponse:
+        """Infinity's ``/rerank``: ``documents``, ``return_documents`` (as strings), ``raw_scores``; answered
+        ``{object, results: [{relevance_score, index, document}], model, usage, id, created}``."""
+        warnings = self._unknown_fields(body)
+        fmt = self.pb2.SCORE_FORMAT_RAW if body.raw_scores else self.pb2.SCORE_FORMAT_NORMALIZED
+        models = [body.model] if body.model else []
+        call = self._rank_call(body, body.documents, models, http_names("documents", True), body.top_n or 0, fmt)
+        response = await self._run(request, "RankRequest", call)
+        echo = (lambda i: body.documents[i]) if body.return_documents else None
+        tokens = int(response.usage.tokens)
+        answer = {
+            "object": "rerank",
+            "results": _ranked(response, "relevance_score", "document", echo),
+            "model": response.models[0],
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            "id": str(uuid.uuid4()),
+            "created": int(time.time()),
+        }
+        return JSONResponse(answer, headers=_timing(request, warnings))
 
     async def _retrieve(self, body: Any, request: Request) -> JSONResponse:
         warnings = self._unknown_fields(body)

@@ -15,10 +15,10 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, create_model
 
 from ._proto import PROTO_FILE, proto_root
 
@@ -216,6 +216,42 @@ class CohereResult(BaseModel):
     document: dict[str, Any] | None = Field(None, description="With return_documents: the document")
 
 
+class InfinityFields(BaseModel):
+    model_config = STRICT
+
+    query: str = Field(description="The search query")
+    documents: list[str] = Field(description="Texts to rank, in first-stage order (Infinity's shape of /rerank)")
+    top_n: int | None = Field(None, ge=1, le=2**32 - 1, description="Return only the best top_n")
+    return_documents: bool = Field(False, description="Echo each document (a string) in its result")
+    raw_scores: bool = Field(False, description="Latent scores on the aggregator's scale")
+    model: str | None = Field(None, description="A served model; empty = the default model")
+
+
+class InfinityResult(BaseModel):
+    relevance_score: float
+    index: int
+    document: str | None = None
+
+
+class InfinityUsage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class InfinityResponse(BaseModel):
+    object: Literal["rerank"] = "rerank"
+    results: list[InfinityResult]
+    model: str
+    usage: InfinityUsage
+    id: str
+    created: int
+
+
+def rerank_shape(value: Any) -> str:
+    """Which shape a ``POST /rerank`` body has: Infinity's names its texts ``documents``, TEI's ``texts``."""
+    return "infinity" if isinstance(value, dict) and "documents" in value and "texts" not in value else "tei"
+
+
 class TeiRank(BaseModel):
     index: int
     score: float
@@ -236,6 +272,11 @@ class Schemas:
         )
         self.cohere_request = create_model("CohereRerankRequest", __base__=(CohereFields, self.options))
         self.tei_request = create_model("TeiRerankRequest", __base__=(TeiFields, self.options))
+        self.infinity_request = create_model("InfinityRerankRequest", __base__=(InfinityFields, self.options))
+        self.rerank_body = Annotated[  # POST /rerank: TEI's or Infinity's, told apart by their fields
+            Annotated[self.tei_request, Tag("tei")] | Annotated[self.infinity_request, Tag("infinity")],
+            Discriminator(rerank_shape),
+        ]
         self.retrieve_request = create_model("RetrieveAndRerankRequest", __base__=(RetrieveFields, self.options))
         meta = create_model(
             "CohereMeta",
