@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .aggregators import AGGREGATORS
+from .arena import ARENA_METHODS
 from .calibration import CALIBRATIONS
 from .fusion import FUSIONS
 from .samplers import SAMPLERS
@@ -33,6 +34,7 @@ REGISTRY: Mapping[str, Mapping[str, Callable[..., Any]]] = {
     "calibration": CALIBRATIONS,
     "aggregator": AGGREGATORS,
     "fusion": FUSIONS,
+    "arena": ARENA_METHODS,
 }
 
 
@@ -47,7 +49,7 @@ class UnknownMethodError(ValueError):
 
 
 def lookup(kind: str, name: str) -> Callable[..., Any]:
-    """Return the method ``name`` of ``kind`` ('sampler', 'calibration', 'aggregator', 'fusion')."""
+    """Return the method ``name`` of ``kind`` ('sampler', 'calibration', 'aggregator', 'fusion', 'arena')."""
     if kind not in REGISTRY:
         raise ValueError(f"unknown method kind {kind!r}; known: {', '.join(REGISTRY)}")
     table = REGISTRY[kind]
