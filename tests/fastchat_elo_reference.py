@@ -97,3 +97,27 @@ def compute_elo_mle_with_tie(df, SCALE=400, BASE=10, INIT_RATING=1000):
     if "mixtral-8x7b-instruct-v0.1" in models.index:
         elo_scores += 1114 - elo_scores[models["mixtral-8x7b-instruct-v0.1"]]
     return pd.Series(elo_scores, index=models.index).sort_values(ascending=False)
+
+
+# --- not FastChat's: the synthetic battle log the test and bench/arena_bench.py run both codes on ---------------
+RANKS = {"model_a": [1, 2], "model_b": [2, 1], "tie": [1, 1], "tie (bothbad)": [1, 1]}
+
+
+def synthetic_battles(n_battles: int, n_models: int, seed: int):
+    """Battles between random pairs under Bradley-Terry strengths N(0, 1), 20% ties (half of them 'bothbad'):
+    the model names, a FastChat battles DataFrame and the same battles as rerank votes."""
+    from rerank.aggregation.arena import votes_from_lists
+
+    rng = np.random.default_rng(seed)
+    strength = rng.normal(0.0, 1.0, n_models)
+    a = rng.integers(0, n_models, n_battles)
+    b = (a + rng.integers(1, n_models, n_battles)) % n_models
+    p = 1.0 / (1.0 + np.exp(-(strength[a] - strength[b])))
+    tie = rng.random(n_battles) < 0.2
+    winner = np.where(tie, np.where(rng.random(n_battles) < 0.5, "tie", "tie (bothbad)"),
+                      np.where(rng.random(n_battles) < p, "model_a", "model_b"))
+    names = tuple(f"model-{i:02d}" for i in range(n_models))
+    frame = pd.DataFrame({"model_a": [names[i] for i in a], "model_b": [names[i] for i in b], "winner": winner})
+    votes = votes_from_lists(names, [[x, y] for x, y in zip(a.tolist(), b.tolist(), strict=True)],
+                             [RANKS[w] for w in winner])
+    return names, frame, votes

@@ -27,25 +27,6 @@ from rerank.aggregation.arena import (  # noqa: E402
 from rerank.aggregation.arena.bt import bootstrap, percentile_interval, sandwich_interval  # noqa: E402
 from rerank.aggregation.registry import lookup  # noqa: E402
 
-RANKS = {"model_a": [1, 2], "model_b": [2, 1], "tie": [1, 1], "tie (bothbad)": [1, 1]}
-
-
-def synthetic_battles(n_battles: int, n_models: int, seed: int):
-    """Battles between random pairs under Bradley-Terry strengths, 20% ties (half of them 'bothbad')."""
-    rng = np.random.default_rng(seed)
-    strength = rng.normal(0.0, 1.0, n_models)
-    a = rng.integers(0, n_models, n_battles)
-    b = (a + rng.integers(1, n_models, n_battles)) % n_models
-    p = 1.0 / (1.0 + np.exp(-(strength[a] - strength[b])))
-    tie = rng.random(n_battles) < 0.2
-    winner = np.where(tie, np.where(rng.random(n_battles) < 0.5, "tie", "tie (bothbad)"),
-                      np.where(rng.random(n_battles) < p, "model_a", "model_b"))
-    names = tuple(f"model-{i:02d}" for i in range(n_models))
-    frame = pd.DataFrame({"model_a": [names[i] for i in a], "model_b": [names[i] for i in b], "winner": winner})
-    votes = votes_from_lists(names, [[x, y] for x, y in zip(a.tolist(), b.tolist(), strict=True)],
-                             [RANKS[w] for w in winner])
-    return names, frame, votes
-
 
 @pytest.fixture
 def converged_sklearn(monkeypatch):
@@ -65,7 +46,7 @@ def converged_sklearn(monkeypatch):
 
 @pytest.mark.filterwarnings("ignore::FutureWarning")
 def test_bradley_terry_equals_fastchat_fit_and_bootstrap(converged_sklearn) -> None:
-    names, frame, votes = synthetic_battles(4000, 8, seed=1)
+    names, frame, votes = fastchat.synthetic_battles(4000, 8, seed=1)
     reference = fastchat.compute_elo_mle_with_tie(frame)
     ours = bt_ratings(votes.implied_battles())
     assert np.allclose(ours, [reference[m] for m in names], atol=0.01, rtol=0)
@@ -84,7 +65,7 @@ def test_bradley_terry_equals_fastchat_fit_and_bootstrap(converged_sklearn) -> N
 
 
 def test_online_elo_equals_fastchat_compute_elo_and_its_bootstrap_median() -> None:
-    names, frame, votes = synthetic_battles(3000, 6, seed=2)
+    names, frame, votes = fastchat.synthetic_battles(3000, 6, seed=2)
     reference = fastchat.compute_elo(frame)
     assert np.allclose(elo_ratings(votes.implied_battles()), [reference[m] for m in names], atol=1e-9, rtol=0)
 
@@ -97,7 +78,7 @@ def test_online_elo_equals_fastchat_compute_elo_and_its_bootstrap_median() -> No
 
 
 def test_ranks_follow_fastchat_interval_rule() -> None:
-    _, _, votes = synthetic_battles(3000, 6, seed=4)
+    _, _, votes = fastchat.synthetic_battles(3000, 6, seed=4)
     rows = leaderboard(votes, "bt", rounds=30, seed=0)
     for row in rows:
         assert row.rank == 1 + sum(other.lower > row.upper for other in rows)
@@ -106,7 +87,7 @@ def test_ranks_follow_fastchat_interval_rule() -> None:
 
 def test_sandwich_intervals_cover_like_the_bootstrap() -> None:
     """On Bradley-Terry data the sandwich and the bootstrap estimate the same sampling spread."""
-    _, _, votes = synthetic_battles(20000, 6, seed=5)
+    _, _, votes = fastchat.synthetic_battles(20000, 6, seed=5)
     battles = votes.implied_battles()
     score = bt_ratings(battles)
     lo_s, hi_s = sandwich_interval(battles, score)

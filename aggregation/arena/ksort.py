@@ -43,12 +43,19 @@ class Posterior:
     def prior(cls, n_models: int, sigma0: float = SIGMA0) -> Posterior:
         return cls(np.zeros(n_models), np.full(n_models, sigma0 * sigma0), np.zeros(n_models, dtype=np.int64))
 
-    def update(self, shown: np.ndarray, ranks: np.ndarray, beta: float = BETA, kappa: float = KAPPA) -> None:
-        """One K-wise vote: ``shown`` model indexes with ``ranks`` (1 = best, equal = tie)."""
+    def update(self, shown: np.ndarray, ranks: np.ndarray | None, beta: float = BETA, kappa: float = KAPPA, *,
+               outcome: np.ndarray | None = None) -> None:
+        """One K-wise vote: ``shown`` model indexes with ``ranks`` (1 = best, equal = tie), or instead soft
+        pairwise ``outcome[i, j]`` in [0, 1] (i's share of the pair, e.g. P_i / (P_i + P_j) of a model call)."""
         mu, s2 = self.mu[shown], self.sigma2[shown]
         c = np.sqrt(s2[:, None] + s2[None, :] + 2.0 * beta * beta)
         p = 1.0 / (1.0 + np.exp(-(mu[:, None] - mu[None, :]) / c))
-        s = np.where(ranks[:, None] < ranks[None, :], 1.0, np.where(ranks[:, None] > ranks[None, :], 0.0, 0.5))
+        if outcome is not None:
+            s = np.asarray(outcome, dtype=float)
+        elif ranks is not None:
+            s = np.where(ranks[:, None] < ranks[None, :], 1.0, np.where(ranks[:, None] > ranks[None, :], 0.0, 0.5))
+        else:
+            raise ValueError("give ranks or outcome")
         off = ~np.eye(len(shown), dtype=bool)
         omega = (s2[:, None] / c * (s - p) * off).sum(axis=1)
         gamma = np.sqrt(s2)[:, None] / c
