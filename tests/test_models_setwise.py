@@ -192,3 +192,31 @@ def test_pairwise_kinds_take_no_sets(tmp_path):
     export_model(src, "duo-cross-encoder", tmp_path / "out", parity_queries=1, parity_passages=2)
     with pytest.raises(UnsupportedOperationError, match="takes pairs, not sets"):
         load_model(tmp_path / "out").compare_sets("q", [["a", "b"]])
+
+
+def test_pipeline_ranks_with_setwise_calls_as_kwise_observations(t5_export):
+    """rerank.pipeline.rerank_setwise: each compare_sets call is one K-wise observation and one call of budget;
+    usage counts calls, candidates shown and prompt tokens. Heapsort gives llm-rankers' order; a budgeted sampler
+    is aggregated (Plackett-Luce) and keeps to its budget."""
+    from rerank.aggregation.kwise import run_kwise_sampler
+    from rerank.aggregation.kwise.samplers import setwise_heapsort
+    from rerank.pipeline import Candidate, RequestError, rerank_setwise
+
+    _, out = t5_export
+    model = load_model(out, backend="onnx", variant="fp32")
+    texts = [*SAMPLE_PASSAGES, *(f"{p} {w}" for p in SAMPLE_PASSAGES for w in WORDS[:2])]
+    candidates = [Candidate(f"d{i}", t) for i, t in enumerate(texts)]
+    query = SAMPLE_QUERIES[0]
+    ranked, usage = rerank_setwise(query, candidates, model, k=3, top_n=5)
+    direct = run_kwise_sampler(setwise_heapsort, len(texts), 10_000,
+                               lambda gs: model.compare_sets(query, [[texts[i] for i in g] for g in gs])[0],
+                               k=3, top_n=5)
+    assert [r.index for r in ranked] == direct.order.tolist()
+    assert usage.calls == direct.used and usage.candidates_shown >= 2 * usage.calls and usage.tokens > 0
+    ranked, usage = rerank_setwise(query, candidates, model, sampler="kwise-random", k=4, budget=7,
+                                   aggregator="plackett-luce")
+    assert usage.calls == 7 and sorted(r.index for r in ranked) == list(range(len(texts)))
+    with pytest.raises(RequestError, match="k: must be between 2 and"):
+        rerank_setwise(query, candidates, model, k=11)
+    with pytest.raises(RequestError, match="kwise_sampler: unknown 'heapsort'"):
+        rerank_setwise(query, candidates, model, sampler="heapsort")
