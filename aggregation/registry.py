@@ -6,8 +6,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .aggregators import AGGREGATORS
+from .arena import ARENA_METHODS
 from .calibration import CALIBRATIONS
 from .fusion import FUSIONS
+from .kwise import KWISE_AGGREGATORS, KWISE_CALIBRATIONS, KWISE_SAMPLERS
 from .samplers import SAMPLERS
 
 #: Request defaults, the best configuration measured (docs/benchmarks.md, "Defaults"; see rerank.pipeline).
@@ -33,6 +35,10 @@ REGISTRY: Mapping[str, Mapping[str, Callable[..., Any]]] = {
     "calibration": CALIBRATIONS,
     "aggregator": AGGREGATORS,
     "fusion": FUSIONS,
+    "arena": ARENA_METHODS,
+    "kwise_sampler": KWISE_SAMPLERS,
+    "kwise_calibration": KWISE_CALIBRATIONS,
+    "kwise_aggregator": KWISE_AGGREGATORS,
 }
 
 
@@ -47,7 +53,7 @@ class UnknownMethodError(ValueError):
 
 
 def lookup(kind: str, name: str) -> Callable[..., Any]:
-    """Return the method ``name`` of ``kind`` ('sampler', 'calibration', 'aggregator', 'fusion')."""
+    """Return the method ``name`` of ``kind`` (a key of ``REGISTRY``: 'sampler', 'aggregator', 'arena', ...)."""
     if kind not in REGISTRY:
         raise ValueError(f"unknown method kind {kind!r}; known: {', '.join(REGISTRY)}")
     table = REGISTRY[kind]

@@ -216,6 +216,23 @@ class PairwiseModel:
         """p[i] = P(pairs[i][0] more relevant to ``query`` than pairs[i][1]), float64."""
         return self.compare_with_stats(query, pairs).p
 
+    def compare_sets(self, query: str, groups: Sequence[Sequence[str]]) -> tuple[list[np.ndarray], CompareStats]:
+        """Setwise kinds (K-wise calls): one model call per group of passages, each answering a distribution over
+        its passages in the order given (the first is label A); with the calls' stats (``tokens`` counts the
+        prompts, which grow with K)."""
+        prepare_sets = getattr(self._kind, "prepare_sets", None)
+        if prepare_sets is None:
+            raise UnsupportedOperationError(f"model kind {self.kind!r} takes pairs, not sets of passages")
+        check_text(query, "query", self.options.max_chars)
+        for g, group in enumerate(groups):
+            for j, text in enumerate(group):
+                check_text(text, f"passage {j} of group {g}", self.options.max_chars)
+        t0 = time.perf_counter()
+        prepared = prepare_sets([query] * len(groups), groups)
+        prepared = replace(prepared, tokenize_s=time.perf_counter() - t0)
+        result = self.postprocess(prepared, self.run(prepared))
+        return np.split(result.p, np.cumsum(prepared.index)[:-1]), result.stats
+
     @property
     def pointwise(self) -> bool:
         """True when the kind scores each passage alone (bi-encoder, mono kinds): see ``score``."""

@@ -10,9 +10,10 @@ from .duo_t5 import DuoT5, MonoT5
 from .errors import UnknownKindError
 from .kind import Kind
 from .prp import Prp
+from .setwise import Setwise
 
 KINDS: Mapping[str, type[Kind]] = {
-    cls.name: cls for cls in (BiEncoder, DuoCrossEncoder, DuoT5, Prp, MonoCrossEncoder, MonoT5)
+    cls.name: cls for cls in (BiEncoder, DuoCrossEncoder, DuoT5, Prp, MonoCrossEncoder, MonoT5, Setwise)
 }
 
 

@@ -7,7 +7,7 @@ tokenizers (the ``export`` extra).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 #: Queries and passages in the replicas' vocabulary, for tests that score real-looking pairs.
@@ -257,7 +257,7 @@ PROMPT_WORDS = [
 ]
 
 
-def _corpus(n_lines: int = 2000, seed: int = 0) -> list[str]:
+def _corpus(n_lines: int = 2000, seed: int = 0, extra_lines: Sequence[str] = ()) -> list[str]:
     import random
 
     rnd = random.Random(seed)
@@ -266,18 +266,20 @@ def _corpus(n_lines: int = 2000, seed: int = 0) -> list[str]:
     return lines + ["Query: what Document0: plants Document1: water Relevant: true false"] * 200 + [
         'Given a query "what", which of the following two passages is more relevant to the query? '
         'Passage A: "x" Passage B: "y" Output Passage A or Passage B:'
-    ] * 200
+    ] * 200 + list(extra_lines) * 200
 
 
-def train_sentencepiece(path: str | Path, *, vocab_size: int = 400, seed: int = 0) -> Path:
-    """A unigram sentencepiece model laid out as T5's ``spiece.model`` (pad 0, </s> 1, <unk> 2, no BOS)."""
+def train_sentencepiece(path: str | Path, *, vocab_size: int = 400, seed: int = 0,
+                        extra_lines: Sequence[str] = ()) -> Path:
+    """A unigram sentencepiece model laid out as T5's ``spiece.model`` (pad 0, </s> 1, <unk> 2, no BOS);
+    ``extra_lines`` join the training corpus (200 times each), e.g. prompts whose words must be pieces."""
     import io
 
     import sentencepiece as spm
 
     buf = io.BytesIO()
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(_corpus(seed=seed)), model_writer=buf, vocab_size=vocab_size,
+        sentence_iterator=iter(_corpus(seed=seed, extra_lines=extra_lines)), model_writer=buf, vocab_size=vocab_size,
         model_type="unigram", pad_id=0, eos_id=1, unk_id=2, bos_id=-1, hard_vocab_limit=False,
         num_threads=1, minloglevel=2,
     )
@@ -286,7 +288,8 @@ def train_sentencepiece(path: str | Path, *, vocab_size: int = 400, seed: int = 
     return path
 
 
-def build_castorini_t5(folder: str | Path, *, seed: int = 0, extra_ids: int = 100) -> Path:
+def build_castorini_t5(folder: str | Path, *, seed: int = 0, extra_ids: int = 100,
+                       extra_lines: Sequence[str] = ()) -> Path:
     """A T5ForConditionalGeneration folder laid out exactly as ``castorini/duot5-base-msmarco``:
     config.json, pytorch_model.bin, spiece.model, tokenizer_config.json, special_tokens_map.json (no
     tokenizer.json). The sentencepiece model is trained here; the vocabulary has T5's 100 extra ids."""
@@ -298,7 +301,7 @@ def build_castorini_t5(folder: str | Path, *, seed: int = 0, extra_ids: int = 10
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    sp_path = train_sentencepiece(folder / "spiece.model", seed=seed)
+    sp_path = train_sentencepiece(folder / "spiece.model", seed=seed, extra_lines=extra_lines)
     n_pieces = spm.SentencePieceProcessor(model_file=str(sp_path)).get_piece_size()
     _seed(seed)
     config = T5Config(
@@ -364,7 +367,8 @@ BPE_CHAT_TEMPLATE = (
 )
 
 
-def build_bpe_llama(folder: str | Path, *, seed: int = 0, chat_template: bool = True) -> Path:
+def build_bpe_llama(folder: str | Path, *, seed: int = 0, chat_template: bool = True,
+                    extra_lines: Sequence[str] = ()) -> Path:
     """LlamaForCausalLM with a byte-level BPE tokenizer trained here and a ChatML chat template (the
     SmolLM2 / Qwen layout: tokenizer.json, tokenizer_config.json with ``chat_template``)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -379,7 +383,7 @@ def build_bpe_llama(folder: str | Path, *, seed: int = 0, chat_template: bool = 
         vocab_size=500, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(_corpus(seed=seed), trainer)
+    tok.train_from_iterator(_corpus(seed=seed, extra_lines=extra_lines), trainer)
     hf = PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token="<|im_start|>", eos_token="<|im_end|>", unk_token="<|endoftext|>",
         pad_token="<|endoftext|>",

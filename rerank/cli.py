@@ -1,7 +1,8 @@
 """The ``rerank`` command line: one click command tree, a thin face over :mod:`rerank.pipeline`.
 
 ``cli`` is the root group (``rerank``): ``aggregate``, ``rank``, ``serve``, ``models list|ensure|export``,
-``index build|add|search``, ``bench budgets|load``, ``eval``; other packages add theirs with ``cli.add_command``.
+``index build|add|search``, ``bench budgets|load``, ``eval``, ``arena`` (+ ``arena next``); other packages
+add theirs with ``cli.add_command``.
 ``main(argv) -> exit code`` is the console entry point. The engine (pipeline, models, FAISS, gRPC) is imported
 inside the commands that run it, so that ``rerank --help``, completion and argument errors cost no more than
 parsing (tests/test_cli_startup.py).
@@ -27,6 +28,7 @@ from .aggregation.registry import (
     calibration_conflict,
     names,
 )
+from .arena_cli import arena
 from .bench.cli import bench
 from .cli_options import (
     BUDGET,
@@ -526,6 +528,7 @@ cli.add_command(index)
 cli.add_command(bench)
 cli.add_command(serve)
 cli.add_command(eval_command)
+cli.add_command(arena)
 # old spellings, kept for one release
 cli.add_command(deprecated_alias(models_export, "rerank export", "rerank models export"))
 

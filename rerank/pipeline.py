@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from .aggregation.engine import RankingReport, aggregate
-from .aggregation.registry import lookup
+from .aggregation.registry import REGISTRY, lookup
 from .aggregation.samplers import run_sampler
 from .request import (
     Candidate,
@@ -224,6 +224,81 @@ def _absolute(request: RerankRequest, models: Sequence[Comparator], out: RerankR
         else:
             anchor = by_position(out.order)
     return threshold_scores(out.order, anchor, group)
+
+
+@dataclass
+class SetwiseUsage:
+    """What a setwise (K-wise) ranking spent: model calls (one per K-wise call, whatever its K), candidates shown
+    over all calls, prompt tokens (a K-wise prompt is about K passages long) and sampling rounds."""
+
+    calls: int = 0
+    candidates_shown: int = 0
+    tokens: int = 0
+    rounds: int = 0
+    budget: int = 0
+    stopped_early: bool = False
+    reason: str = ""
+
+
+def rerank_setwise(
+    query: str,
+    candidates: Sequence[Candidate],
+    model: Any,
+    *,
+    sampler: str = "setwise-heapsort",
+    k: int = 4,
+    budget: int | None = None,
+    calibration: str = "none",
+    aggregator: str = "pairs:hodgerank",
+    top_n: int = 10,
+    seed: int = 0,
+) -> tuple[list[RankedItem], SetwiseUsage]:
+    """Re-rank ``candidates`` with a setwise model (``model.compare_sets``): a K-wise sampler chooses the groups,
+    each call's distribution over its K candidates is a K-wise observation (``aggregation/kwise``). Sorting
+    samplers (setwise heapsort, bubblesort) give their own order; the others, or a sort cut short by the budget,
+    are aggregated (``calibration`` then ``aggregator``, e.g. ``plackett-luce`` or ``pairs:NAME``). ``budget``
+    counts calls (default: as many as a sort needs, n^2). Raises :class:`RequestError` naming the bad field."""
+    from .aggregation.kwise import run_kwise_sampler
+
+    validate_candidates(query, candidates)
+    n = len(candidates)
+    if not callable(getattr(model, "compare_sets", None)):
+        raise RequestError("model", "not a setwise model (it has no compare_sets)")
+    spec = getattr(model, "spec", None)
+    max_k = int(spec.options.get("max_k", n)) if spec is not None else n
+    if not 2 <= k <= min(n, max_k):
+        raise RequestError("k", f"must be between 2 and min(candidates, the model's max_k) = {min(n, max_k)}, "
+                                f"got {k}")
+    budget = n * n if budget is None else budget
+    if budget < 1:
+        raise RequestError("budget", f"must be >= 1 call, got {budget}")
+    for kind, name in (("kwise_sampler", sampler), ("kwise_calibration", calibration),
+                       ("kwise_aggregator", aggregator)):
+        if name not in REGISTRY[kind]:
+            raise RequestError(kind, f"unknown {name!r}; known: {', '.join(sorted(REGISTRY[kind]))}")
+    texts = [c.text for c in candidates]
+    usage = SetwiseUsage(budget=budget)
+
+    def compare(groups: list[list[int]]) -> list[np.ndarray]:
+        probs, stats = model.compare_sets(query, [[texts[i] for i in g] for g in groups])
+        usage.tokens += int(stats.tokens)
+        usage.candidates_shown += sum(len(g) for g in groups)
+        return probs
+
+    outcome = run_kwise_sampler(lookup("kwise_sampler", sampler), n, budget, compare, k=k, seed=seed, top_n=top_n)
+    usage.calls, usage.rounds = outcome.used, outcome.rounds
+    usage.stopped_early, usage.reason = outcome.stopped_early, outcome.reason
+    if outcome.order is not None:
+        order = [int(i) for i in outcome.order]
+        scores = {item: float(n - rank) for rank, item in enumerate(order)}
+    else:
+        observations = lookup("kwise_calibration", calibration)(outcome.observations)
+        result = lookup("kwise_aggregator", aggregator)(observations)
+        order = [int(i) for i in result.ranking()]
+        scores = {i: float(result.scores[i]) for i in order}
+    return [RankedItem(candidates[i].id, i, scores[i]) for i in order], usage
+
+
 
 
 def _distinct(candidates: Sequence[Candidate]) -> tuple[np.ndarray, list[str]]:

@@ -26,7 +26,7 @@ COMMANDS = commands(cli)
 def test_every_command_is_listed() -> None:
     names = {" ".join(path) for path, _ in COMMANDS}
     assert {"aggregate", "export", "models list", "models ensure", "models export", "rank", "bench budgets",
-            "bench load", "index build", "index add", "index search", "serve"} <= names
+            "bench load", "index build", "index add", "index search", "serve", "arena", "arena next"} <= names
 
 
 @pytest.mark.parametrize(("path", "command"), COMMANDS, ids=[" ".join(p) or "rerank" for p, _ in COMMANDS])
@@ -54,7 +54,7 @@ def test_help_says_a_server_needs_a_restart_to_see_added_documents(path, phrase,
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        ([], "give a command: aggregate, bench,"),
+        ([], "give a command: aggregate, arena, bench,"),
         (["frobnicate"], "No such command 'frobnicate'"),
         (["models"], "give a command: ensure, export, list"),
         (["rank", "--budget", "0"], "--budget: invalid budget '0': a count must be >= 1, a fraction in (0, 1]"),

@@ -59,7 +59,8 @@ def exported(request, tmp_path_factory):
 
 
 def test_kind_registry():
-    assert set(KINDS) == {"bi-encoder", "duo-cross-encoder", "duo-t5", "prp", "mono-cross-encoder", "mono-t5"}
+    assert set(KINDS) == {"bi-encoder", "duo-cross-encoder", "duo-t5", "prp", "mono-cross-encoder", "mono-t5",
+                          "setwise"}
 
 
 def test_parity_onnx_vs_torch(exported):
