@@ -33,6 +33,10 @@ J = TypeVar("J")
 
 # Ray's own floor for the object store is 75 MiB; jobs here are text and small arrays.
 LOCAL_OBJECT_STORE_BYTES = 128 * 1024 * 1024
+# The address of a local Ray's one node. Ray 2.60 on Linux replaces 127.0.0.1 (and localhost) by the machine's
+# outward address; another loopback address keeps a local Ray's processes on loopback (127.0.0.0/8 is all
+# loopback on Linux; elsewhere Ray keeps 127.0.0.1 as given).
+LOCAL_NODE_IP = "127.0.0.2" if sys.platform.startswith("linux") else "127.0.0.1"
 
 
 def check_engine_arguments(args: argparse.Namespace) -> None:
@@ -142,12 +146,13 @@ class RayPool:
     def __init__(self, factory: Callable[[], Any], options: RayOptions = RayOptions()) -> None:
         ray = self.ray = _ray()
         self.started, self.actors, self.max_restarts = False, [], options.max_restarts
+        self.address = options.address
         if not ray.is_initialized():
             if options.address is None:
                 cpus = (options.workers or os.cpu_count() or 1) * options.cpus_per_worker
                 ray.init(address="local", num_cpus=max(1, int(np.ceil(cpus))), include_dashboard=False,
                          object_store_memory=options.object_store_bytes, log_to_driver=False,
-                         configure_logging=False)
+                         configure_logging=False, _node_ip_address=LOCAL_NODE_IP)
             else:
                 join_cluster(ray, options.address)
             self.started = True
@@ -167,8 +172,14 @@ class RayPool:
         return len(self.actors)
 
     def nodes(self) -> list[str]:
-        """The node address of each actor (waits until each has built its state)."""
-        return self.ray.get([a.node.remote() for a in self.actors])
+        """The node address of each actor (waits until each has built its state). Actors that never start
+        (e.g. a driver whose RAY_AUTH_MODE differs from the cluster's) are one ``RuntimeError`` line."""
+        try:
+            return self.ray.get([a.node.remote() for a in self.actors])
+        except self.ray.exceptions.RayError as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise RuntimeError(connection_advice(self.address or "this machine (a local Ray)",
+                                                 f"its Ray workers did not start ({first})")) from None
 
     def describe(self) -> str:
         """``2 Ray workers on 2 nodes (127.0.0.2: 1, 127.0.0.3: 1)``."""

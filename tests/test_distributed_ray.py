@@ -20,7 +20,7 @@ import pytest
 ray = pytest.importorskip("ray", reason="the 'distributed' extra (Ray) is not installed")
 
 from rerank.bench.budgets import PreferenceScorer, run_budget_bench  # noqa: E402
-from rerank.distributed import RayOptions, RayPool, ray_mapper  # noqa: E402
+from rerank.distributed import LOCAL_NODE_IP, RayOptions, RayPool, ray_mapper  # noqa: E402
 from rerank.evaluation import read_corpus, read_queries, read_run  # noqa: E402
 from rerank.offline import QueryRanker, ResumableOutput, qid_key, rank_jobs, trec_jobs  # noqa: E402
 from rerank.pipeline import RankOptions  # noqa: E402
@@ -131,7 +131,8 @@ def local_ray(rerank_home):
     """One in-process local Ray for the tests below (2 CPUs, the smallest object store); pools join it."""
     os.environ["RERANK_HOME"] = str(rerank_home)  # the workers inherit it
     ray.init(address="local", num_cpus=2, object_store_memory=RayOptions().object_store_bytes,
-             include_dashboard=False, log_to_driver=False)
+             include_dashboard=False, log_to_driver=False, _node_ip_address=LOCAL_NODE_IP)
+    assert {node["NodeManagerAddress"] for node in ray.nodes()} == {LOCAL_NODE_IP}  # loopback only
     yield
     ray.shutdown()
 

@@ -59,7 +59,7 @@ def _cluster_processes(temp: str) -> list[psutil.Process]:
     return found
 
 
-def _end(processes: list[psutil.Process], timeout: float = 15) -> None:
+def _end(processes: list[psutil.Process], timeout: float = 5) -> None:
     for proc in processes:
         with contextlib.suppress(psutil.Error):
             proc.terminate()
@@ -248,4 +248,27 @@ def test_an_address_nobody_listens_on_is_one_line_naming_what_to_check(cluster, 
     (line,) = [x for x in err.splitlines() if x.startswith("rerank: error")]
     assert f"cannot join the Ray cluster at {HEAD_IP}:{port}: Connection refused" in line
     assert "check the address" in line and "RAY_AUTH_MODE" in line and "--node-ip-address" in line
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_a_driver_with_another_auth_mode_is_one_line_naming_what_to_check(cluster, tmp_path):
+    """The cluster runs with RAY_AUTH_MODE=disabled; a driver with token auth joins, but its actors never
+    start: one line, no traceback, no output."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rerank.cli", "rank", "--input", "-", "--output", str(tmp_path / "o.jsonl"),
+         "--engine", "ray", "--address", cluster["address"]],
+        env={**cluster["env"], "RAY_AUTH_MODE": "token"}, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    row = {"qid": "1", "query": "q", "candidates": [{"id": "a", "text": "x"}, {"id": "b", "text": "y"}]}
+    try:
+        _, err = proc.communicate(json.dumps(row) + "\n", timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert proc.returncode == 1, err
+    assert "Traceback" not in err
+    (line,) = [x for x in err.splitlines() if x.startswith("rerank: error")]
+    assert f"cannot join the Ray cluster at {cluster['address']}: its Ray workers did not start" in line
+    assert "RAY_AUTH_MODE" in line
     assert not (tmp_path / "o.jsonl").exists()
