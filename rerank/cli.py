@@ -273,7 +273,9 @@ def cmd_rank(args: Any) -> int:
             run = read_run(args.run)
             chosen = list(selection.apply(trec_qids(run, trec.queries, sys.stderr), str))
             selection.report(sys.stderr)
-            jobs = list(trec_jobs(chosen, run, trec.queries, trec.corpus, args.depth))  # all checked first
+            for _ in trec_jobs(chosen, run, trec.queries, trec.corpus, args.depth):  # every query checked first
+                pass
+            jobs = trec_jobs(chosen, run, trec.queries, trec.corpus, args.depth)
             already = sum(q in output.done for q in chosen)
             _note_resume(output)
             ranked = rank_jobs(jobs, models, options, output, trec_tag=args.tag, total=len(chosen), already=already,

@@ -288,7 +288,7 @@ def test_a_progress_line_of_an_older_rerank_counts_as_unchecked(collection, tmp_
 
 
 # --- bad input leaves no output behind (issue 21 item 12) --------------------------------------------------
-@pytest.mark.parametrize("damage", ["non-UTF-8 line", "truncated run", "duplicate docid"])
+@pytest.mark.parametrize("damage", ["non-UTF-8 line", "truncated run", "duplicate docid", "docid not in corpus"])
 def test_bad_input_creates_no_output_and_no_progress(collection, tmp_path: Path, capsys, damage: str) -> None:
     run = collection["run.trec"]
     if damage == "non-UTF-8 line":
@@ -297,12 +297,15 @@ def test_bad_input_creates_no_output_and_no_progress(collection, tmp_path: Path,
         args = jsonl_args(collection, tmp_path / "out.jsonl")
     else:
         text = run.read_text()
-        run.write_text(text + ("1 Q0 d9" if damage == "truncated run" else text.splitlines()[-1] + "\n"))
+        extra = {"truncated run": "1 Q0 d9", "duplicate docid": text.splitlines()[-1] + "\n",
+                 "docid not in corpus": "3 Q0 d9 1 99 bm25\n"}[damage]  # query 3, the last one ranked
+        run.write_text(text + extra)
         args = trec_args(collection, tmp_path / "out.jsonl")
     assert main(args) == 1
     (line,) = errors(capsys.readouterr().err)
     assert {"non-UTF-8 line": "not UTF-8", "truncated run": "expected 6 fields",
-            "duplicate docid": "duplicate document"}[damage] in line
+            "duplicate docid": "duplicate document", "docid not in corpus": "'d9' of the run is not in the corpus",
+            }[damage] in line
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("out")) == []
 
 
