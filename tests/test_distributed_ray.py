@@ -236,3 +236,11 @@ def test_a_model_the_workers_cannot_load_is_one_clear_error(local_ray, tmp_path)
                   map_jobs=ray_mapper(QueryRanker(("no-such-model",), RankOptions()), "rank",
                                       RayOptions(workers=1)))
     out.close()
+
+
+def test_the_pool_returns_results_in_input_order_whatever_order_they_finish_in(local_ray):
+    """The first job sleeps longest: the other actor finishes the later jobs first, yet the pool hands them
+    back in input order (which is what makes a Ray run's file equal the local one)."""
+    jobs = [0.8, 0.0, 0.01, 0.02, 0.03, 0.04]  # seconds each job sleeps
+    with RayPool(lambda: __import__("time"), WORKERS) as pool:
+        assert [job for job, _ in pool.map("sleep", jobs)] == jobs
