@@ -156,12 +156,13 @@ class RayPool:
             else:
                 join_cluster(ray, options.address)
             self.started = True
-        slots = int(ray.cluster_resources().get("CPU", 1) // options.cpus_per_worker)
+        cpus = ray.cluster_resources().get("CPU", 0)
+        slots = int(cpus // options.cpus_per_worker)
         workers = options.workers or max(1, slots)
         if workers > slots:  # an actor Ray cannot place would wait for a CPU forever
             self.close()
             raise RuntimeError(f"--workers {workers} needs {workers * options.cpus_per_worker:g} CPUs; the Ray "
-                               f"cluster has {ray.cluster_resources().get('CPU', 0):g}")
+                               f"cluster has {cpus:g}")
         # SPREAD: one actor per node before a second on any, so a cluster's nodes all work
         actor = ray.remote(num_cpus=options.cpus_per_worker, max_restarts=options.max_restarts,
                            max_task_retries=options.max_restarts, scheduling_strategy="SPREAD")(_Worker)

@@ -117,7 +117,7 @@ def dl19(data_dir: Path, tmp_path_factory) -> dict:
 def _rerank(cluster: dict, *args: str, engine: list[str] | None = None) -> subprocess.Popen:
     engine = ["--engine", "ray", "--address", cluster["address"]] if engine is None else engine
     return subprocess.Popen([sys.executable, "-m", "rerank.cli", *args, *engine], env=cluster["env"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def _finish(proc: subprocess.Popen, timeout: float = 300) -> str:
@@ -271,4 +271,17 @@ def test_a_driver_with_another_auth_mode_is_one_line_naming_what_to_check(cluste
     (line,) = [x for x in err.splitlines() if x.startswith("rerank: error")]
     assert f"cannot join the Ray cluster at {cluster['address']}: its Ray workers did not start" in line
     assert "RAY_AUTH_MODE" in line
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_more_workers_than_the_cluster_has_cpus_is_refused_at_once(cluster, tmp_path):
+    """Three CPUs in the cluster: a fourth actor could never be placed (it would wait forever)."""
+    proc = _rerank(cluster, "rank", "--input", "-", "--output", str(tmp_path / "o.jsonl"), "--workers", "4")
+    row = {"qid": "1", "query": "q", "candidates": [{"id": "a", "text": "x"}, {"id": "b", "text": "y"}]}
+    _, err = proc.communicate(json.dumps(row) + "\n", timeout=180)
+    assert proc.returncode == 1, err
+    lines = [x for x in err.splitlines() if x.startswith("rerank: error")]
+    assert len(lines) == 1, err
+    (line,) = lines
+    assert line == "rerank: error: --workers 4 needs 4 CPUs; the Ray cluster has 3"
     assert not (tmp_path / "o.jsonl").exists()
