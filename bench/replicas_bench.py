@@ -27,7 +27,7 @@ from rerank.client import RerankClient
 from rerank.evaluation import read_corpus, read_queries, read_run
 from rerank.server.replicas import send_concurrently, start_haproxy, start_replicas
 
-SERVE_ARGS = ["--model", "minilm", "--drain", "1", "--grace", "20"]
+SERVE_ARGS = ["--model", "minilm", "--drain", "1", "--grace", "20", "--http-port", "0"]  # HTTP: the proxy checks /ready
 
 
 def load_requests(data: Path, queries: int, depth: int) -> list:
@@ -64,8 +64,9 @@ def main() -> int:
     replicas = start_replicas(3, SERVE_ARGS)
     (folder / "one").mkdir()
     (folder / "three").mkdir()
-    proxies = {1: start_haproxy([replicas[0].address], folder / "one"),
-               3: start_haproxy([r.address for r in replicas], folder / "three")}
+    proxies = {1: start_haproxy([replicas[0].address], folder / "one", check_ports=[replicas[0].http_port]),
+               3: start_haproxy([r.address for r in replicas], folder / "three",
+                                check_ports=[r.http_port for r in replicas])}
     setups = {
         "1 replica, client-side": lambda: RerankClient(replicas[0].address),
         "3 replicas, client-side (round_robin)": lambda: RerankClient([r.address for r in replicas]),

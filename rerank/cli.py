@@ -11,6 +11,7 @@ parsing (tests/test_cli_startup.py).
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import sys
 from collections.abc import Sequence
@@ -200,9 +201,10 @@ def _rank_usage(args: Any) -> str | None:
 
 def cmd_rank(args: Any) -> int:
     from .comparison_io import InputError
-    from .distributed import QueryRanker, RayOptions, check_engine_arguments, ray_rank_mapper
+    from .distributed import RayOptions, check_engine_arguments, ray_mapper
     from .offline import (
         CLI_NAMES,
+        QueryRanker,
         ResumableOutput,
         Selection,
         rank_jobs,
@@ -259,7 +261,7 @@ def cmd_rank(args: Any) -> int:
             oracle = any(spec.startswith("oracle") for spec in specs)
             ranker = QueryRanker(tuple(specs), options, None if trec_mode else args.top_n, args.batch_size,
                                  trec if oracle else None)
-            map_jobs = ray_rank_mapper(ranker, RayOptions.from_args(args))
+            map_jobs = ray_mapper(ranker, "rank", RayOptions.from_args(args))
         else:
             models = [] if stages else [load_comparator(spec, trec=trec, max_batch_size=args.batch_size)
                                         for spec in specs]
@@ -274,23 +276,28 @@ def cmd_rank(args: Any) -> int:
             run = read_run(args.run)
             chosen = list(selection.apply(trec_qids(run, trec.queries, sys.stderr), str))
             selection.report(sys.stderr)
+            for _ in trec_jobs(chosen, run, trec.queries, trec.corpus, args.depth):  # every query checked first
+                pass
             jobs = trec_jobs(chosen, run, trec.queries, trec.corpus, args.depth)
             already = sum(q in output.done for q in chosen)
+            _note_resume(output)
             ranked = rank_jobs(jobs, models, options, output, trec_tag=args.tag, total=len(chosen), already=already,
                                map_jobs=map_jobs, stages=stages, quiet=args.quiet)
         else:
+            total = _check_jsonl_input(args.input, args.skip_bad)  # a file is checked whole before any output
             with _open_input(args.input) as lines:
                 jobs = read_jsonl_jobs(lines, skip_bad=args.skip_bad, warn=sys.stderr)
-                total = _count_lines(args.input)
                 if selection.qids is not None:
                     total = len(selection.qids)
                 if total is not None and selection.max_queries is not None:
                     total = min(total, selection.max_queries)
                 already = len(output.done) if selection.qids is None else len(output.done & selection.qids)
+                _note_resume(output)
                 ranked = rank_jobs(selection.apply(jobs, lambda job: job.qid), models, options, output,
                                    top_n=args.top_n, total=total, already=min(already, total or already),
                                    map_jobs=map_jobs, stages=stages, quiet=args.quiet)
             selection.report(sys.stderr)
+        output.finish()
     except InputError as exc:
         where = args.run if trec_mode else (args.input if args.input != "-" else "stdin")
         return _fail(f"{where}: {exc}", EXIT_BAD_INPUT)
@@ -303,12 +310,20 @@ def cmd_rank(args: Any) -> int:
 
 
 
-def _count_lines(path: str) -> int | None:
-    """Non-blank lines of a JSON-lines file (the progress line's total); None for stdin."""
+def _check_jsonl_input(path: str, skip_bad: bool) -> int | None:
+    """Read a JSON-lines file once before ranking, so that a bad line fails the run before any output is
+    written; returns the number of queries (the progress line's total). None for stdin (read once, as it comes)."""
+    from .offline import read_jsonl_jobs
+
     if path == "-":
         return None
-    with open(path, "rb") as handle:
-        return sum(1 for line in handle if line.strip())
+    with open(path, encoding="utf-8") as lines:
+        return sum(1 for _ in read_jsonl_jobs(lines, skip_bad=skip_bad, warn=io.StringIO()))
+
+
+def _note_resume(output: Any) -> None:
+    if output.note:
+        sys.stderr.write(f"rerank: note: {output.note}\n")
 
 
 def _names_list(values: list[str]) -> list[str]:

@@ -1,5 +1,8 @@
-"""Offline work on Ray (``--engine ray``): a pool of actors, each building its model once, that maps jobs
-(queries to rank, queries whose preferences to cache, batches of texts to embed) to results.
+"""Offline work on Ray (``--engine ray``): a pool of actors, each building its state once (a model), that maps
+jobs to results. The pool knows no command: each command hands it its own per-actor state and method
+(``rerank rank``: :class:`rerank.offline.QueryRanker`; ``rerank bench budgets``:
+:class:`rerank.bench.budgets.PreferenceScorer`; ``rerank index build``: :class:`rerank.retrieval.build.TextEmbedder`)
+through :func:`ray_mapper`.
 
 Ray is an optional extra (``pip install 'rerank[distributed]'``) and is imported only when a pool is made.
 The driver keeps everything that must be written once: the resumable output of ``rerank rank``, the
@@ -7,29 +10,33 @@ preference cache of ``rerank bench budgets``, the index of ``rerank index build`
 
 Fault tolerance is Ray's own: each actor is restarted by Ray when its process dies (``max_restarts``) and the
 task it was running is retried on the restarted actor (``max_task_retries``), which Ray may place on any node
-with a free CPU. Results come back in completion order; callers that care about order put them back.
+with a free CPU. Results come back in the order of the jobs (held back until the jobs before them are done, with
+a bounded number of jobs out at once), so a Ray run writes the same file as a local one.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import socket
+import sys
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
-from .bench.budgets import MapPrefs, PreferenceJob, all_pair_preferences, load_dataset
-from .offline import MapJobs, QueryJob, rank_query
-from .pipeline import RankOptions, RequestError, RerankResult
-from .retrieval.embed import EmbedBatch, MapBatches, embed_batch
-from .retrieval.index import load_embedding_model
-from .specs import TrecData, load_comparator
+from .pipeline import RequestError
+
+J = TypeVar("J")
 
 # Ray's own floor for the object store is 75 MiB; jobs here are text and small arrays.
 LOCAL_OBJECT_STORE_BYTES = 128 * 1024 * 1024
+# The address of a local Ray's one node. Ray 2.60 on Linux replaces 127.0.0.1 (and localhost) by the machine's
+# outward address; another loopback address keeps a local Ray's processes on loopback (127.0.0.0/8 is all
+# loopback on Linux; elsewhere Ray keeps 127.0.0.1 as given).
+LOCAL_NODE_IP = "127.0.0.2" if sys.platform.startswith("linux") else "127.0.0.1"
 
 
 def check_engine_arguments(args: argparse.Namespace) -> None:
@@ -61,6 +68,33 @@ def _ray() -> Any:
     return ray
 
 
+CONNECT_TIMEOUT_S = 5.0  # the TCP check of --address before Ray's own connect (which retries for minutes)
+
+
+def connection_advice(address: str, reason: str) -> str:
+    """The one line a failed ``--address`` gets: what to check."""
+    return (f"cannot join the Ray cluster at {address}: {reason}; check the address (the head's "
+            f"`ray start --head --port`), RAY_AUTH_MODE (the same here as on the cluster), and the node IP (Ray "
+            "replaces 127.0.0.1 by this machine's outward address: on one host start each node with its own "
+            "--node-ip-address 127.0.0.N, N >= 2, and give --address 127.0.0.2:PORT; see docs/scaling.md)")
+
+
+def join_cluster(ray: Any, address: str) -> None:
+    """``ray.init`` on a running cluster, after a bounded TCP check of ``HOST:PORT`` (Ray's own connect retries
+    for minutes); any failure is one ``RuntimeError`` line naming what to check."""
+    host, _, port = address.rpartition(":")
+    if host and port.isdigit() and "://" not in address:
+        try:
+            socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+        except OSError as exc:
+            raise RuntimeError(connection_advice(address, exc.strerror or str(exc) or type(exc).__name__)) from None
+    try:
+        ray.init(address=address, log_to_driver=False, configure_logging=False)
+    except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError, its own AuthenticationError
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise RuntimeError(connection_advice(address, first)) from None
+
+
 class WorkerSetupError(RuntimeError):
     """A worker could not build its state (e.g. load its model): the same on every worker, so not retried."""
 
@@ -84,6 +118,24 @@ class _Worker:
     def pid(self) -> int:
         return os.getpid()
 
+    def node(self) -> str:
+        """The address of the Ray node this actor runs on."""
+        import ray
+
+        return str(ray.util.get_node_ip_address())
+
+
+@dataclass
+class _Out:
+    """A job sent to an actor: where, how often, and its result once back."""
+
+    job: Any
+    actor: Any = None
+    ref: Any = None
+    attempts: int = 0
+    done: bool = False
+    result: Any = None
+
 
 class RayPool:
     """``workers`` Ray actors built from ``factory`` (a picklable callable returning the per-actor state).
@@ -93,55 +145,106 @@ class RayPool:
 
     def __init__(self, factory: Callable[[], Any], options: RayOptions = RayOptions()) -> None:
         ray = self.ray = _ray()
-        self.started = False
+        self.started, self.actors, self.max_restarts = False, [], options.max_restarts
+        self.address = options.address
         if not ray.is_initialized():
             if options.address is None:
                 cpus = (options.workers or os.cpu_count() or 1) * options.cpus_per_worker
                 ray.init(address="local", num_cpus=max(1, int(np.ceil(cpus))), include_dashboard=False,
                          object_store_memory=options.object_store_bytes, log_to_driver=False,
-                         configure_logging=False)
+                         configure_logging=False, _node_ip_address=LOCAL_NODE_IP)
             else:
-                ray.init(address=options.address, log_to_driver=False, configure_logging=False)
+                join_cluster(ray, options.address)
             self.started = True
-        workers = options.workers or max(1, int(ray.cluster_resources().get("CPU", 1) // options.cpus_per_worker))
+        cpus = ray.cluster_resources().get("CPU", 0)
+        slots = int(cpus // options.cpus_per_worker)
+        workers = options.workers or max(1, slots)
+        if workers > slots:  # an actor Ray cannot place would wait for a CPU forever
+            self.close()
+            raise RuntimeError(f"--workers {workers} needs {workers * options.cpus_per_worker:g} CPUs; the Ray "
+                               f"cluster has {cpus:g}")
+        # SPREAD: one actor per node before a second on any, so a cluster's nodes all work
         actor = ray.remote(num_cpus=options.cpus_per_worker, max_restarts=options.max_restarts,
-                           max_task_retries=options.max_restarts)(_Worker)
+                           max_task_retries=options.max_restarts, scheduling_strategy="SPREAD")(_Worker)
         self.actors = [actor.remote(factory) for _ in range(workers)]
 
     @property
     def workers(self) -> int:
         return len(self.actors)
 
+    def nodes(self) -> list[str]:
+        """The node address of each actor (waits until each has built its state). Actors that never start
+        (e.g. a driver whose RAY_AUTH_MODE differs from the cluster's) are one ``RuntimeError`` line."""
+        try:
+            return self.ray.get([a.node.remote() for a in self.actors])
+        except self.ray.exceptions.RayError as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise RuntimeError(connection_advice(self.address or "this machine (a local Ray)",
+                                                 f"its Ray workers did not start ({first})")) from None
+
+    def describe(self) -> str:
+        """``2 Ray workers on 2 nodes (127.0.0.2: 1, 127.0.0.3: 1)``."""
+        counts: dict[str, int] = {}
+        for node in self.nodes():
+            counts[node] = counts.get(node, 0) + 1
+        where = ", ".join(f"{node}: {n}" for node, n in sorted(counts.items()))
+        return f"{self.workers} Ray workers on {len(counts)} nodes ({where})"
+
     def pids(self) -> list[int]:
         """The actors' process ids (waits until each has built its state)."""
         return self.ray.get([a.pid.remote() for a in self.actors])
 
-    def map(self, method: str, jobs: Iterable[Any]) -> Iterator[tuple[Any, Any]]:
-        """``(job, state.method(job))`` in completion order. Each actor has at most two jobs queued and gets
-        the next one when one of its own finishes (the input is read lazily). An exception raised by the
-        method is raised here as itself."""
+    def map(self, method: str, jobs: Iterable[J]) -> Iterator[tuple[J, Any]]:
+        """``(job, state.method(job))`` in the order of ``jobs``. Each actor has at most two jobs queued and
+        gets the next one when one of its own finishes, while at most ``4 * workers`` jobs are out (running, or
+        done and waiting for the jobs before them); the input is read lazily. An exception raised by the method
+        is raised here as itself.
+
+        A job whose actor became unavailable (its process or its node died; Ray restarts the actor, on another
+        node if need be) is sent again, up to ``max_restarts`` times: jobs are pure functions of their input."""
         ray = self.ray
-        pending: dict[Any, tuple[Any, Any]] = {}  # object ref -> (job, actor)
+        running: dict[Any, _Out] = {}  # object ref -> the job out on it
+        order: deque[_Out] = deque()  # jobs out, in input order, until yielded
+        free = deque(self.actors * 2)  # one entry per queue slot of an actor
         source = iter(jobs)
+        limit = 4 * len(self.actors)
 
-        def submit(actor: Any) -> None:
-            job = next(source, None)
-            if job is not None:
-                pending[actor.call.remote(method, job)] = (job, actor)
+        def submit(out: _Out) -> None:
+            out.actor = free.popleft()
+            out.ref = out.actor.call.remote(method, out.job)
+            running[out.ref] = out
 
-        for actor in self.actors * 2:
-            submit(actor)
-        while pending:
-            [ready], _ = ray.wait(list(pending), num_returns=1)
-            job, actor = pending.pop(ready)
+        def fill() -> None:
+            while free and len(order) < limit:
+                job = next(source, None)
+                if job is None:
+                    return
+                order.append(_Out(job))
+                submit(order[-1])
+
+        fill()
+        while order:
+            if order[0].done:
+                head = order.popleft()
+                yield head.job, head.result
+                fill()
+                continue
+            [ready], _ = ray.wait(list(running), num_returns=1)
+            out = running.pop(ready)
+            free.append(out.actor)
             try:
-                result = ray.get(ready)
+                out.result, out.done = ray.get(ready), True
             except ray.exceptions.RayTaskError as exc:
                 raise exc.cause if isinstance(exc.cause, Exception) else exc from None
-            except ray.exceptions.RayError as exc:  # a worker that kept dying: Ray's retries are spent
+            except ray.exceptions.RayActorError as exc:
+                out.attempts += 1
+                if out.attempts > self.max_restarts:
+                    raise RuntimeError(f"Ray gave up on a job after {out.attempts} tries, the last "
+                                       f"{type(exc).__name__}: {exc}") from None
+                submit(out)
+            except ray.exceptions.RayError as exc:
                 raise RuntimeError(f"Ray gave up on a job after {type(exc).__name__}: {exc}") from None
-            submit(actor)
-            yield job, result
+            fill()
 
     def close(self) -> None:
         for a in self.actors:
@@ -157,97 +260,16 @@ class RayPool:
         self.close()
 
 
-# --- per-actor states: each loads its model once ----------------------------------------------------------
-@dataclass(frozen=True)
-class QueryRanker:
-    """``rerank rank``: ranks one query as the local engine does (same models, options and top_n)."""
+def ray_mapper(
+    factory: Callable[[], Any], method: str, options: RayOptions,
+) -> Callable[[Iterable[J]], Iterator[tuple[J, Any]]]:
+    """A mapper for a command's loop: ``(job, factory().method(job))`` pairs in job order, from a pool of
+    actors made when the loop starts and closed when it ends. ``factory`` is the command's own picklable
+    per-actor state (it loads the model once per actor)."""
 
-    specs: tuple[str, ...]
-    options: RankOptions
-    top_n: int | None = None
-    batch_size: int | None = None
-    trec: TrecData | None = None  # only the oracle reads it
-
-    def __call__(self) -> _LoadedRanker:
-        return _LoadedRanker(self, [load_comparator(s, trec=self.trec, max_batch_size=self.batch_size)
-                                    for s in self.specs])
-
-
-class _LoadedRanker:
-    def __init__(self, spec: QueryRanker, models: list[Any]) -> None:
-        self.spec, self.models = spec, models
-
-    def rank(self, job: QueryJob) -> RerankResult:
-        return rank_query(job, self.models, self.spec.options, self.spec.top_n)
-
-
-def ray_rank_mapper(ranker: QueryRanker, options: RayOptions) -> MapJobs:
-    """A ``map_jobs`` for :func:`rerank.offline.rank_jobs`: (job, result) pairs from a pool of actors."""
-
-    def map_jobs(jobs: Iterable[QueryJob]) -> Iterator[tuple[QueryJob, RerankResult]]:
-        with RayPool(ranker, options) as pool:
-            yield from pool.map("rank", jobs)
+    def map_jobs(jobs: Iterable[J]) -> Iterator[tuple[J, Any]]:
+        with RayPool(factory, options) as pool:
+            sys.stderr.write(f"rerank: note: {pool.describe()}\n")
+            yield from pool.map(method, jobs)
 
     return map_jobs
-
-
-@dataclass(frozen=True)
-class PreferenceScorer:
-    """``rerank bench budgets``: the model's P over all ordered pairs of one query's top K."""
-
-    spec: str
-    dataset: str  # the folder; the oracle reads its judgements
-
-    def __call__(self) -> _LoadedScorer:
-        trec = None
-        if self.spec.startswith("oracle"):
-            data = load_dataset(Path(self.dataset))
-            trec = TrecData(data.qrels, data.queries, data.corpus)
-        return _LoadedScorer(load_comparator(self.spec, trec=trec))
-
-
-class _LoadedScorer:
-    def __init__(self, model: Any) -> None:
-        self.model = model
-
-    def preferences(self, job: PreferenceJob) -> np.ndarray:
-        return all_pair_preferences(self.model, job)
-
-
-def ray_preference_mapper(scorer: PreferenceScorer, options: RayOptions) -> MapPrefs:
-    """A ``map_prefs`` for :func:`rerank.bench.budgets.cached_preferences`."""
-
-    def map_prefs(jobs: Iterable[PreferenceJob]) -> Iterator[tuple[PreferenceJob, np.ndarray]]:
-        with RayPool(scorer, options) as pool:
-            yield from pool.map("preferences", jobs)
-
-    return map_prefs
-
-
-@dataclass(frozen=True)
-class TextEmbedder:
-    """``rerank index build``: ``model.embed`` on one batch of texts (the same batches as the local engine)."""
-
-    spec: str
-    store: str | None = None
-
-    def __call__(self) -> _LoadedEmbedder:
-        return _LoadedEmbedder(load_embedding_model(self.spec, self.store))
-
-
-class _LoadedEmbedder:
-    def __init__(self, model: Any) -> None:
-        self.model = model
-
-    def embed(self, batch: EmbedBatch) -> np.ndarray:
-        return embed_batch(self.model, batch)
-
-
-def ray_embed_mapper(embedder: TextEmbedder, options: RayOptions) -> MapBatches:
-    """A ``map_batches`` for :func:`rerank.retrieval.embed.embed_texts`: (batch, vectors) pairs."""
-
-    def map_batches(batches: Iterable[EmbedBatch]) -> Iterator[tuple[EmbedBatch, np.ndarray]]:
-        with RayPool(embedder, options) as pool:
-            yield from pool.map("embed", batches)
-
-    return map_batches

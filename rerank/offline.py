@@ -13,6 +13,7 @@ Three stages, each its own part of this module:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -22,6 +23,7 @@ from typing import IO, Any, TypeVar
 
 from .comparison_io import InputError
 from .evaluation.trec import NotUTF8Error, numbered_lines
+from .files import write_text_atomic
 from .pipeline import (
     Candidate,
     Comparator,
@@ -37,6 +39,7 @@ from .pipeline import (
 from .progress import Progress
 from .request import FieldNames, RerankRequest
 from .request import Path as FieldPath
+from .specs import TrecData, load_comparator
 
 
 def _cli_rename(path: FieldPath, request: RerankRequest | None) -> str | None:
@@ -231,80 +234,154 @@ def _show(value: Any) -> str:
     return json.dumps(value) if isinstance(value, dict) else str(value)
 
 
+@dataclass(frozen=True)
+class BlockRecord:
+    """One finished query in ``<out>.progress``: its block ends at byte ``offset`` of the output, is ``length``
+    bytes long and hashes to ``sha256``."""
+
+    qid: str
+    offset: int
+    length: int
+    sha256: str
+
+    def line(self) -> str:
+        return json.dumps(dataclasses.asdict(self)) + "\n"
+
+
 class ResumableOutput:
     """Appends one block per finished query and records it in ``<out>.progress``.
 
-    The progress file's first line is the run's set-up (:func:`run_setup`); each further line a finished
-    qid and the output's byte offset after it. A rerun under the same set-up truncates the output to the
-    last recorded offset (dropping a block cut off mid-write) and skips the queries already done, so an
-    interrupted run keeps every finished query; under another set-up it raises :class:`SetupMismatchError`
-    (``overwrite`` starts afresh).
+    The progress file's first line is the run's set-up (:func:`run_setup`); each further line a
+    :class:`BlockRecord` (qid, end offset, byte length and SHA-256 of the block). A rerun under the same set-up
+    checks the output against the records: it keeps the longest run of intact blocks, drops the rest (a block
+    cut off mid-write, a copy cut short, changed bytes; ``note`` says how many queries are ranked again) and
+    skips the queries kept, so an interrupted run keeps every finished query and the file is never extended
+    with anything but whole blocks. Under another set-up it raises :class:`SetupMismatchError` (``overwrite``
+    starts afresh).
+
+    Nothing is created, truncated or replaced before the first block is written (or :meth:`finish` is
+    called), so a run that fails on its input first leaves the files as they were.
     """
 
     def __init__(self, path: Path, setup: Mapping[str, Any], *, overwrite: bool = False) -> None:
-        self.path = path
+        self.path, self.setup, self.overwrite = path, dict(setup), overwrite
         self.progress_path = path.with_name(path.name + ".progress")
-        self.done: set[str] = set()
+        self.records: list[BlockRecord] = []
+        self.note = ""  # what the resume check dropped, for the user
+        self._out: IO[bytes] | None = None
+        self._progress: IO[str] | None = None
         if overwrite:
-            for p in (self.path, self.progress_path):
-                p.unlink(missing_ok=True)
-        offset = 0
-        if self.progress_path.exists():
-            recorded, records = self._read_progress()
-            for qid, off in records:
-                self.done.add(qid)
-                offset = off
-            if self.done and (recorded is None or _differences(recorded, setup)):
-                raise SetupMismatchError(self._mismatch(recorded, setup))
+            pass
+        elif self.progress_path.exists():
+            recorded, lines = self._read_progress()
+            if lines and (recorded is None or _differences(recorded, setup)):
+                raise SetupMismatchError(self._mismatch(recorded, setup, len(lines)))
+            self.records = self._intact(lines)
         elif self.path.exists() and self.path.stat().st_size > 0:
             raise FileExistsError(
                 f"{self.path} exists and has no {self.progress_path.name}; use --overwrite to replace it"
             )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._out = open(self.path, "a+b")  # noqa: SIM115 - closed in close()
-        self._out.truncate(offset)
-        self._out.seek(offset)
-        if not self.done:  # a new run (or one that finished nothing): record this set-up
-            self.progress_path.write_text(json.dumps({"setup": dict(setup)}) + "\n", encoding="utf-8")
-        self._progress = open(self.progress_path, "a", encoding="utf-8")  # noqa: SIM115
+        self.done: set[str] = {r.qid for r in self.records}
 
-    def _read_progress(self) -> tuple[dict[str, Any] | None, list[tuple[str, int]]]:
-        lines = self.progress_path.read_text(encoding="utf-8").splitlines()
+    def _read_progress(self) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        lines = self.progress_path.read_text(encoding="utf-8", errors="replace").splitlines()
         recorded: dict[str, Any] | None = None
-        records: list[tuple[str, int]] = []
+        records: list[dict[str, Any]] = []
         for number, line in enumerate(lines):
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
-                if number == 0 and isinstance(record, dict) and "setup" in record:
-                    recorded = dict(record["setup"])
-                    continue
-                records.append((str(record["qid"]), int(record["offset"])))
-            except (ValueError, KeyError, TypeError):
+            except ValueError:
                 break  # a progress line cut off mid-write: everything before it is still valid
+            if not isinstance(record, dict):
+                break
+            if number == 0 and "setup" in record:
+                recorded = dict(record["setup"])
+            else:
+                records.append(record)
         return recorded, records
 
-    def _mismatch(self, recorded: dict[str, Any] | None, setup: Mapping[str, Any]) -> str:
+    def _intact(self, lines: list[dict[str, Any]]) -> list[BlockRecord]:
+        """The records whose blocks the output holds byte for byte, up to the first that it does not."""
+        intact: list[BlockRecord] = []
+        end = 0
+        try:
+            handle: IO[bytes] | None = open(self.path, "rb")  # noqa: SIM115 - closed below
+        except FileNotFoundError:
+            handle = None
+        try:
+            for line in lines:
+                try:
+                    record = BlockRecord(str(line["qid"]), int(line["offset"]), int(line["length"]),
+                                         str(line["sha256"]))
+                except (KeyError, TypeError, ValueError):
+                    break  # unreadable, or written by a rerank that recorded no hash: cannot be checked
+                if handle is None or record.offset - record.length != end or record.length <= 0:
+                    break
+                block = handle.read(record.length)
+                if len(block) != record.length or hashlib.sha256(block).hexdigest() != record.sha256:
+                    break
+                intact.append(record)
+                end = record.offset
+        finally:
+            if handle is not None:
+                handle.close()
+        lost = len(lines) - len(intact)
+        if lost:
+            size = self.path.stat().st_size if handle is not None else 0
+            needed = max((int(r.get("offset", 0)) for r in lines if isinstance(r.get("offset"), int)), default=0)
+            self.note = (f"{lost} of the {len(lines)} queries recorded in {self.progress_path.name} are missing or "
+                         f"damaged in {self.path.name} ({size:,} bytes; the records end at byte {needed:,}): "
+                         f"kept the first {len(intact)}, ranking the others again")
+        return intact
+
+    def _mismatch(self, recorded: dict[str, Any] | None, setup: Mapping[str, Any], count: int) -> str:
         head = f"cannot resume {self.path}: {self.progress_path.name}"
         advice = "rerun with the recorded options, or use --overwrite to start afresh"
         if recorded is None:
             return f"{head} records no set-up (an older rerank wrote it); {advice}"
         diffs = "; ".join(f"{k} {_show(recorded.get(k))} (now {_show(setup.get(k))})"
                           for k in _differences(recorded, setup))
-        return f"{head} records {len(self.done)} queries ranked with another set-up: {diffs}; {advice}"
+        return f"{head} records {count} queries ranked with another set-up: {diffs}; {advice}"
+
+    def _open(self) -> None:
+        """Cut the output to its intact blocks (never longer) and rewrite the record to match them."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        end = self.records[-1].offset if self.records else 0
+        out = open(self.path, "wb" if self.overwrite or not self.path.exists() else "r+b")  # noqa: SIM115
+        out.truncate(end)
+        out.seek(end)
+        out.flush()
+        os.fsync(out.fileno())
+        self._out = out
+        write_text_atomic(str(self.progress_path),
+                          json.dumps({"setup": self.setup}) + "\n" + "".join(r.line() for r in self.records))
+        self._progress = open(self.progress_path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
 
     def write(self, qid: str, text: str) -> None:
-        self._out.write(text.encode("utf-8"))
+        if self._out is None:
+            self._open()
+        assert self._out is not None and self._progress is not None
+        block = text.encode("utf-8")
+        self._out.write(block)
         self._out.flush()
         os.fsync(self._out.fileno())
-        self._progress.write(json.dumps({"qid": qid, "offset": self._out.tell()}) + "\n")
+        record = BlockRecord(qid, self._out.tell(), len(block), hashlib.sha256(block).hexdigest())
+        self._progress.write(record.line())
         self._progress.flush()
+        self.records.append(record)
         self.done.add(qid)
 
+    def finish(self) -> None:
+        """A run that ended well: the files exist and match the records even if nothing was written now."""
+        if self._out is None:
+            self._open()
+
     def close(self) -> None:
-        self._out.close()
-        self._progress.close()
+        for handle in (self._out, self._progress):
+            if handle is not None:
+                handle.close()
 
 
 # --- 3. the loop ----------------------------------------------------------------------------------------
@@ -350,6 +427,30 @@ def rank_query(
 
 
 MapJobs = Callable[[Iterable[QueryJob]], Iterator[tuple[QueryJob, RerankResult]]]
+
+
+@dataclass(frozen=True)
+class QueryRanker:
+    """The per-worker state of ``rerank rank --engine ray`` (:func:`rerank.distributed.ray_mapper` with
+    method ``"rank"``): loads the models once, then ranks one query as the local engine does."""
+
+    specs: tuple[str, ...]
+    options: RankOptions
+    top_n: int | None = None
+    batch_size: int | None = None
+    trec: TrecData | None = None  # only the oracle reads it
+
+    def __call__(self) -> _LoadedRanker:
+        return _LoadedRanker(self, [load_comparator(s, trec=self.trec, max_batch_size=self.batch_size)
+                                    for s in self.specs])
+
+
+class _LoadedRanker:
+    def __init__(self, spec: QueryRanker, models: list[Comparator]) -> None:
+        self.spec, self.models = spec, models
+
+    def rank(self, job: QueryJob) -> RerankResult:
+        return rank_query(job, self.models, self.spec.options, self.spec.top_n)
 
 
 def rank_jobs(

@@ -72,7 +72,7 @@ def test_a_repeated_qid_is_an_error_naming_both_lines(collection, tmp_path: Path
     assert main(jsonl_args(collection, out, source)) == 1
     (line,) = errors(capsys.readouterr().err)
     assert f"{source}: line 4: qid '1' repeats the query of line 1" in line
-    assert qids_of(out) == ["1", "2"]  # the queries before the repeat are kept, and it is not written twice
+    assert not out.exists()  # a file input is checked whole before anything is written (stdin: see test_cli_rank)
 
 
 def test_skip_bad_reports_a_repeated_qid(collection, tmp_path: Path, capsys) -> None:
@@ -228,3 +228,92 @@ def test_a_budget_is_checked_when_parsed(collection, tmp_path: Path, capsys, bud
     (line,) = errors(capsys.readouterr().err)
     assert line.startswith(f"rerank: error: --budget: invalid budget '{budget}': ")
     assert not (tmp_path / "out.jsonl").exists()
+
+
+# --- a resume checks the output against its .progress (issue 21 item 11) ---------------------------------
+def _progress_records(out: Path) -> list[dict]:
+    lines = out.with_name(out.name + ".progress").read_text().splitlines()
+    return [json.loads(line) for line in lines[1:]]
+
+
+@pytest.mark.parametrize("cut", ["inside the second block", "before the first block ends", "no output at all"])
+def test_a_resume_of_a_shortened_output_never_pads_and_reranks_what_is_lost(collection, tmp_path: Path, capsys,
+                                                                            cut: str) -> None:
+    """A copy cut short (a disk that filled): the resume keeps the intact blocks, ranks the others again and
+    says so; never NUL bytes, never a count of queries the file lacks."""
+    out = tmp_path / "out.jsonl"
+    assert main(jsonl_args(collection, out)) == 0
+    full = out.read_bytes()
+    records = _progress_records(out)
+    assert [r["qid"] for r in records] == ["1", "2", "3"] and records[-1]["offset"] == len(full)
+    assert all(len(r["sha256"]) == 64 and r["length"] > 0 for r in records)
+    size = {"inside the second block": records[0]["offset"] + 10, "before the first block ends": 5,
+            "no output at all": 0}[cut]
+    out.write_bytes(full[:size])
+    capsys.readouterr()
+    assert main(jsonl_args(collection, out)) == 0
+    err = capsys.readouterr().err
+    assert b"\0" not in out.read_bytes()
+    assert out.read_bytes() == full
+    kept = 1 if cut == "inside the second block" else 0
+    assert f"{3 - kept} of the 3 queries recorded in out.jsonl.progress are missing or damaged" in err
+    assert f"ranked {3 - kept} queries (3 done" in err
+    assert [r["qid"] for r in _progress_records(out)] == ["1", "2", "3"]
+
+
+def test_a_resume_reranks_from_a_block_whose_bytes_changed(collection, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out.jsonl"
+    assert main(jsonl_args(collection, out)) == 0
+    full = out.read_bytes()
+    second = _progress_records(out)[0]["offset"] + 2
+    out.write_bytes(full[:second] + b"X" + full[second + 1:])  # same length, one byte of query 2 changed
+    capsys.readouterr()
+    assert main(jsonl_args(collection, out)) == 0
+    err = capsys.readouterr().err
+    assert "2 of the 3 queries recorded" in err and "ranked 2 queries (3 done" in err
+    assert out.read_bytes() == full
+
+
+def test_a_progress_line_of_an_older_rerank_counts_as_unchecked(collection, tmp_path: Path, capsys) -> None:
+    """A record without the block's length and hash cannot be checked: that query is ranked again."""
+    out = tmp_path / "out.jsonl"
+    assert main([*jsonl_args(collection, out), "--max-queries", "1"]) == 0
+    progress = out.with_name(out.name + ".progress")
+    setup_line, record = progress.read_text().splitlines()
+    progress.write_text(setup_line + "\n" + json.dumps({"qid": "1", "offset": json.loads(record)["offset"]}) + "\n")
+    capsys.readouterr()
+    assert main(jsonl_args(collection, out)) == 0
+    assert "ranked 3 queries (3 done" in capsys.readouterr().err
+    assert qids_of(out) == ["1", "2", "3"]
+
+
+# --- bad input leaves no output behind (issue 21 item 12) --------------------------------------------------
+@pytest.mark.parametrize("damage", ["non-UTF-8 line", "truncated run", "duplicate docid", "docid not in corpus"])
+def test_bad_input_creates_no_output_and_no_progress(collection, tmp_path: Path, capsys, damage: str) -> None:
+    run = collection["run.trec"]
+    if damage == "non-UTF-8 line":
+        source = collection["input.jsonl"]
+        source.write_bytes(source.read_bytes() + b'{"qid": "4", "query": "caf\xe9"}\n')
+        args = jsonl_args(collection, tmp_path / "out.jsonl")
+    else:
+        text = run.read_text()
+        extra = {"truncated run": "1 Q0 d9", "duplicate docid": text.splitlines()[-1] + "\n",
+                 "docid not in corpus": "3 Q0 d9 1 99 bm25\n"}[damage]  # query 3, the last one ranked
+        run.write_text(text + extra)
+        args = trec_args(collection, tmp_path / "out.jsonl")
+    assert main(args) == 1
+    (line,) = errors(capsys.readouterr().err)
+    assert {"non-UTF-8 line": "not UTF-8", "truncated run": "expected 6 fields",
+            "duplicate docid": "duplicate document", "docid not in corpus": "'d9' of the run is not in the corpus",
+            }[damage] in line
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("out")) == []
+
+
+def test_bad_input_keeps_an_earlier_run_untouched(collection, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out.jsonl"
+    assert main([*jsonl_args(collection, out), "--max-queries", "1"]) == 0
+    before = out.read_bytes(), out.with_name(out.name + ".progress").read_bytes()
+    source = collection["input.jsonl"]
+    source.write_bytes(source.read_bytes() + b"\xff\n")
+    assert main(jsonl_args(collection, out)) == 1
+    assert (out.read_bytes(), out.with_name(out.name + ".progress").read_bytes()) == before

@@ -21,6 +21,8 @@ FOLDERS = {"rerank": "rerank", "aggregation": "rerank.aggregation", "models": "r
 FORBIDDEN = {
     "rerank.aggregation": ("rerank.models", "rerank.server", "rerank.cli", "rerank.pipeline", "rerank.retrieval"),
     "rerank.models": ("rerank.aggregation", "rerank.server", "rerank.cli", "rerank.pipeline"),
+    # the Ray actor pool knows no command: each command hands it its own per-worker state
+    "rerank.distributed": ("rerank.bench", "rerank.retrieval", "rerank.offline", "rerank.cli", "rerank.server"),
 }
 
 
@@ -117,3 +119,14 @@ def test_no_import_circles():
     graph = import_graph()
     circles = sorted(" -> ".join(sorted(c)) for c in nx.strongly_connected_components(graph) if len(c) > 1)
     assert not circles, "import circles (modules that import each other, at any level):\n" + "\n".join(circles)
+
+
+def test_the_ray_pool_loads_no_command_module():
+    """Importing rerank.distributed at run time pulls in neither a benchmark, retrieval nor a command module."""
+    import subprocess
+    import sys
+
+    code = ("import sys, rerank.distributed; print(sorted(m for m in sys.modules if m.startswith("
+            "('rerank.bench', 'rerank.retrieval', 'rerank.offline', 'rerank.cli', 'rerank.server'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "[]"

@@ -54,7 +54,7 @@ def test_container_serves_with_flags_rerank_serve_accepts(flavour: str) -> None:
     assert entry == ["rerank", "serve"]
     args = _serve_args(cmd)
     exposed = {int(p) for i, a in steps if i == "EXPOSE" for p in a.split()}
-    assert {args.port, args.metrics_port} == exposed
+    assert {args.port, args.metrics_port, args.http_port} == exposed
     assert args.host == "0.0.0.0" and args.drain_s > 0 and args.grace_s > 0
     assert cmd == _deployment()["spec"]["template"]["spec"]["containers"][0]["args"]  # one set of flags
     installs = " ".join(a for i, a in steps if i == "RUN" and "pip install" in a and ".[" in a)
@@ -76,7 +76,7 @@ def test_deployment_probes_ports_resources_and_grace_agree_with_serve() -> None:
     (container,) = pod["containers"]
     args = _serve_args(container["args"])
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"grpc": args.port, "metrics": args.metrics_port}
+    assert ports == {"grpc": args.port, "metrics": args.metrics_port, "http": args.http_port}
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert container[probe]["grpc"]["port"] == args.port
     assert container["readinessProbe"]["grpc"]["service"] == SERVICE_NAME  # NOT_SERVING while draining
@@ -85,6 +85,49 @@ def test_deployment_probes_ports_resources_and_grace_agree_with_serve() -> None:
     # SIGKILL only after drain and grace are over, with room to spare
     assert pod["terminationGracePeriodSeconds"] > args.drain_s + args.grace_s
     assert dep["spec"]["selector"]["matchLabels"] == dep["spec"]["template"]["metadata"]["labels"]
+
+
+KUBERNETES_VERSION = "1.37.0"  # the schemas kubernetes-validate ships; the manifests use no beta APIs
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (DEPLOY / "kubernetes").glob("*.yaml")))
+def test_manifests_are_valid_against_the_kubernetes_schemas(name: str) -> None:
+    """Each document against Kubernetes' own OpenAPI-derived JSON schemas, strict (an unknown or misspelt field
+    is an error), with kubernetes-validate, which ships the schemas (nothing is downloaded)."""
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    docs = _manifests(name)
+    assert docs
+    for doc in docs:
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+
+
+def test_the_validator_rejects_what_kubernetes_would() -> None:
+    """The check above has teeth: a misspelt probe field and a port given as text fail."""
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    dep = _deployment()
+    container = dep["spec"]["template"]["spec"]["containers"][0]
+    container["readinessProbe"]["grpc"]["servce"] = container["readinessProbe"]["grpc"].pop("service")
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(dep, KUBERNETES_VERSION, strict=True)
+    dep = _deployment()
+    dep["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] = "50051"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(dep, KUBERNETES_VERSION, strict=True)
+
+
+def test_the_autoscaler_scales_the_deployment_on_a_metric_the_server_exports() -> None:
+    from rerank.server.metrics import Metrics
+
+    (hpa,) = _manifests("hpa.yaml")
+    dep = _deployment()
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
+                                             "name": dep["metadata"]["name"]}
+    assert hpa["metadata"]["namespace"] == dep["metadata"]["namespace"]
+    assert hpa["spec"]["minReplicas"] <= dep["spec"]["replicas"] <= hpa["spec"]["maxReplicas"]
+    exported = Metrics().text()
+    for metric in hpa["spec"]["metrics"]:
+        name = metric["pods"]["metric"]["name"]
+        assert re.search(rf"^# TYPE {name} gauge$", exported, re.M), f"{name} is not a gauge the server exports"
 
 
 def test_headless_service_selects_the_pods_on_the_grpc_port() -> None:
@@ -109,6 +152,16 @@ def test_haproxy_config_points_at_the_headless_service_over_h2() -> None:
     assert int(backend_port) == port and "proto h2" in options and "check" in options.split()
     assert re.search(rf"^\s*bind :{port} proto h2$", text, re.M)
     assert re.search(r"^\s*retry-on .*conn-failure.*empty-response", text, re.M)
+    # the check asks each replica's HTTP /ready (503 while it drains) on the port the replicas serve HTTP on
+    check_port = int(re.search(r"\bcheck port (\d+)", options).group(1))
+    (replica,) = [d for d in _manifests("deployment.yaml") if d["kind"] == "Deployment"]
+    container = replica["spec"]["template"]["spec"]["containers"][0]
+    args = container["args"]
+    assert int(args[args.index("--http-port") + 1]) == check_port
+    assert check_port in [p["containerPort"] for p in container["ports"]]
+    assert "check-proto h1" in options
+    assert re.search(r"^\s*http-check send meth GET uri /ready\b", text, re.M)
+    assert re.search(r"^\s*http-check expect status 200$", text, re.M)
     (proxy,) = [d for d in _manifests("haproxy.yaml") if d["kind"] == "Deployment"]
     assert proxy["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] == port
 
@@ -119,12 +172,14 @@ def test_haproxy_accepts_the_config_as_deployed_and_as_rendered_for_loopback(tmp
                               capture_output=True, text=True)
     assert deployed.returncode == 0, deployed.stderr
     rendered = tmp_path / "haproxy.cfg"
-    rendered.write_text(render_haproxy_config(["127.0.0.1:5001", "127.0.0.1:5002"], "127.0.0.1:5000"))
+    rendered.write_text(render_haproxy_config(["127.0.0.1:5001", "127.0.0.1:5002"], "127.0.0.1:5000",
+                                              check_ports=[6001, 6002]))
     check = subprocess.run(["haproxy", "-c", "-f", str(rendered)], capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
     servers = re.findall(r"^\s*server (\S+) (\S+) (.*)$", rendered.read_text(), re.M)
     assert [s[1] for s in servers] == ["127.0.0.1:5001", "127.0.0.1:5002"]
     assert all("proto h2" in s[2] and "resolvers" not in s[2] for s in servers)
+    assert ["check port 6001" in servers[0][2], "check port 6002" in servers[1][2]] == [True, True]
 
 
 def test_install_script_is_idempotent_and_quick_when_installed() -> None:

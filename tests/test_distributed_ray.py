@@ -19,20 +19,12 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="the 'distributed' extra (Ray) is not installed")
 
-from rerank.bench.budgets import run_budget_bench  # noqa: E402
-from rerank.distributed import (  # noqa: E402
-    PreferenceScorer,
-    QueryRanker,
-    RayOptions,
-    RayPool,
-    TextEmbedder,
-    ray_embed_mapper,
-    ray_preference_mapper,
-    ray_rank_mapper,
-)
+from rerank.bench.budgets import PreferenceScorer, run_budget_bench  # noqa: E402
+from rerank.distributed import LOCAL_NODE_IP, RayOptions, RayPool, ray_mapper  # noqa: E402
 from rerank.evaluation import read_corpus, read_queries, read_run  # noqa: E402
-from rerank.offline import ResumableOutput, rank_jobs, trec_jobs  # noqa: E402
+from rerank.offline import QueryRanker, ResumableOutput, qid_key, rank_jobs, trec_jobs  # noqa: E402
 from rerank.pipeline import RankOptions  # noqa: E402
+from rerank.retrieval.build import TextEmbedder  # noqa: E402
 
 SETUP = {"mode": "test"}  # the set-up a ResumableOutput records with its progress
 
@@ -56,26 +48,23 @@ def dl19(data_dir: Path, tmp_path_factory) -> dict:
 
 def _jobs(dl19: dict) -> list:
     run = read_run(dl19["run"])
-    return list(trec_jobs(sorted(run), run, dl19["queries"], dl19["corpus"], DEPTH))
+    return list(trec_jobs(sorted(run, key=qid_key), run, dl19["queries"], dl19["corpus"], DEPTH))  # as the CLI
 
 
-def _blocks(path: Path) -> dict[str, list[str]]:
-    """TREC run lines by query (the order of queries in a Ray run's file is the order they finished in)."""
-    out: dict[str, list[str]] = {}
-    for line in path.read_text().splitlines():
-        out.setdefault(line.split()[0], []).append(line)
-    return out
+def _ray_rank():
+    return ray_mapper(QueryRanker(("minilm",), RankOptions()), "rank", WORKERS)
 
 
 @pytest.fixture(scope="module")
-def local_run(dl19: dict, minilm) -> dict[str, list[str]]:
+def local_run(dl19: dict, minilm) -> str:
+    """The local engine's file: a Ray run writes the same bytes (queries in input order)."""
     out = ResumableOutput(dl19["folder"] / "local.trec", SETUP)
     try:
         rank_jobs(iter(_jobs(dl19)), [minilm], RankOptions(), out, trec_tag="rerank", total=6,
                   progress_stream=StringIO())
     finally:
         out.close()
-    return _blocks(dl19["folder"] / "local.trec")
+    return (dl19["folder"] / "local.trec").read_text()
 
 
 def _cli_rank(dl19: dict, out: Path, home: Path, *extra: str) -> subprocess.Popen:
@@ -112,9 +101,7 @@ def test_killed_driver_resumes_nothing_lost_nothing_twice(dl19, local_run, reran
     assert second.returncode == 0, err
     assert f"ranked {6 - len(done_before)} queries (6 done" in err
     assert "queries 6/6" in err and "ETA" in err  # done/total counts the queries of the first run too
-    lines = out.read_text().splitlines()
-    assert len(lines) == sum(len(v) for v in local_run.values())  # nothing twice
-    assert _blocks(out) == local_run  # nothing lost; equal query by query
+    assert out.read_text() == local_run  # nothing lost, nothing twice, in the input's order
     qids = [r["qid"] for r in map(json.loads, progress.read_text().splitlines()) if "qid" in r]
     assert sorted(qids) == sorted(dl19["qids"]) and len(set(qids)) == 6
 
@@ -144,22 +131,23 @@ def local_ray(rerank_home):
     """One in-process local Ray for the tests below (2 CPUs, the smallest object store); pools join it."""
     os.environ["RERANK_HOME"] = str(rerank_home)  # the workers inherit it
     ray.init(address="local", num_cpus=2, object_store_memory=RayOptions().object_store_bytes,
-             include_dashboard=False, log_to_driver=False)
+             include_dashboard=False, log_to_driver=False, _node_ip_address=LOCAL_NODE_IP)
+    assert {node["NodeManagerAddress"] for node in ray.nodes()} == {LOCAL_NODE_IP}  # loopback only
     yield
     ray.shutdown()
 
 
-def test_ray_rank_equals_local_query_by_query(local_ray, dl19, local_run, tmp_path):
+def test_ray_rank_writes_the_local_file_byte_for_byte(local_ray, dl19, local_run, tmp_path):
     out = ResumableOutput(tmp_path / "ray.trec", SETUP)
     stream = StringIO()
     try:
         ranked = rank_jobs(iter(_jobs(dl19)), [], RankOptions(), out, trec_tag="rerank", total=6,
                            progress_stream=stream,
-                           map_jobs=ray_rank_mapper(QueryRanker(("minilm",), RankOptions()), WORKERS))
+                           map_jobs=_ray_rank())
     finally:
         out.close()
     assert ranked == 6
-    assert _blocks(tmp_path / "ray.trec") == local_run
+    assert (tmp_path / "ray.trec").read_text() == local_run
     assert "queries 6/6" in stream.getvalue() and "ETA" in stream.getvalue()
 
 
@@ -182,7 +170,7 @@ def test_a_worker_killed_mid_run_is_restarted_and_its_query_retried(local_ray, d
         after = pool.pids()
     assert ranked == 6
     assert victim not in after and len(after) == 2  # Ray restarted the actor in a new process
-    assert _blocks(tmp_path / "ray.trec") == local_run
+    assert (tmp_path / "ray.trec").read_text() == local_run
 
 
 def test_bench_budgets_cache_filled_by_actors_equals_local(local_ray, data_dir, tmp_path, minilm_store):
@@ -194,7 +182,7 @@ def test_bench_budgets_cache_filled_by_actors_equals_local(local_ray, data_dir, 
     stream = StringIO()
     distributed = run_budget_bench(
         out=tmp_path / "ray", cache_dir=tmp_path / "cache-ray", **{**common, "quiet": False},
-        progress_stream=stream, map_prefs=ray_preference_mapper(PreferenceScorer("minilm", str(dl)), WORKERS))
+        progress_stream=stream, map_prefs=ray_mapper(PreferenceScorer("minilm", str(dl)), "preferences", WORKERS))
     assert "preferences: queries 3/3" in stream.getvalue() and "ETA" in stream.getvalue()
     caches = [sorted((tmp_path / c).rglob("*.npz")) for c in ("cache-local", "cache-ray")]
     assert len(caches[0]) == len(caches[1]) == 3
@@ -214,7 +202,7 @@ def test_index_build_embeds_in_parallel_into_one_equal_index(local_ray, data_dir
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text("".join(lines))
     local = build_index(corpus, tmp_path / "local", minilm, skip_empty=True, batch_size=8)
-    mapper = ray_embed_mapper(TextEmbedder("minilm", str(minilm_store.root)), WORKERS)
+    mapper = ray_mapper(TextEmbedder("minilm", str(minilm_store.root)), "embed", WORKERS)
     distributed = build_index(corpus, tmp_path / "ray", minilm, skip_empty=True, batch_size=8, map_batches=mapper)
     assert local.count == distributed.count > 30
     a, b = (faiss.read_index(str(tmp_path / name / "index.faiss")) for name in ("local", "ray"))
@@ -231,9 +219,9 @@ def test_a_query_the_pipeline_refuses_names_the_query(local_ray, tmp_path):
     bad = RankOptions(sampler="nope")  # raised in the actor, re-raised here as itself
     with pytest.raises(InputError, match=r"query 'q-bad'.*unknown sampler 'nope'"):
         rank_jobs(iter([job]), [], bad, out, progress_stream=StringIO(),
-                  map_jobs=ray_rank_mapper(QueryRanker(("minilm",), bad), RayOptions(workers=1)))
+                  map_jobs=ray_mapper(QueryRanker(("minilm",), bad), "rank", RayOptions(workers=1)))
     out.close()
-    assert not (tmp_path / "o.jsonl").read_text()
+    assert not (tmp_path / "o.jsonl").exists()  # nothing was written, so nothing was created
 
 
 def test_a_model_the_workers_cannot_load_is_one_clear_error(local_ray, tmp_path):
@@ -245,5 +233,14 @@ def test_a_model_the_workers_cannot_load_is_one_clear_error(local_ray, tmp_path)
     out = ResumableOutput(tmp_path / "o.jsonl", SETUP)
     with pytest.raises(WorkerSetupError, match=r"cannot set up a Ray worker: .*no-such-model"):
         rank_jobs(iter([job]), [], RankOptions(), out, progress_stream=StringIO(),
-                  map_jobs=ray_rank_mapper(QueryRanker(("no-such-model",), RankOptions()), RayOptions(workers=1)))
+                  map_jobs=ray_mapper(QueryRanker(("no-such-model",), RankOptions()), "rank",
+                                      RayOptions(workers=1)))
     out.close()
+
+
+def test_the_pool_returns_results_in_input_order_whatever_order_they_finish_in(local_ray):
+    """The first job sleeps longest: the other actor finishes the later jobs first, yet the pool hands them
+    back in input order (which is what makes a Ray run's file equal the local one)."""
+    jobs = [0.8, 0.0, 0.01, 0.02, 0.03, 0.04]  # seconds each job sleeps
+    with RayPool(lambda: __import__("time"), WORKERS) as pool:
+        assert [job for job, _ in pool.map("sleep", jobs)] == jobs

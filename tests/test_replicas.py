@@ -5,20 +5,23 @@ clients send: no failed call, every answer right; a replica given SIGTERM drains
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import threading
 import time
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from rerank.client import RerankClient, channel_target, service_config
 from rerank.evaluation import read_corpus, read_queries, read_run
-from rerank.server.replicas import Replica, send_concurrently, start_haproxy, start_replicas
+from rerank.server.replicas import Proxy, Replica, send_concurrently, start_haproxy, start_replicas
 
-SERVE_ARGS = ["--model", "minilm", "--no-warmup", "--drain", "1", "--grace", "90", "--metrics-port", "0"]
+SERVE_ARGS = ["--model", "minilm", "--no-warmup", "--drain", "2", "--grace", "90", "--metrics-port", "0",
+              "--http-port", "0"]  # HTTP: HAProxy checks each replica's GET /ready
 CLIENTS, PER_CLIENT = 8, 10
 
 
@@ -50,6 +53,9 @@ class Pool:
     @property
     def addresses(self) -> list[str]:
         return [r.address for r in self.replicas]
+
+    def proxy(self, folder: Path) -> Proxy:
+        return start_haproxy(self.addresses, folder, check_ports=[r.http_port for r in self.replicas])
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +112,7 @@ def test_client_side_balancing_survives_a_replica_killed_mid_run(pool, requests,
 
 @pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy missing: run deploy/haproxy/install.sh")
 def test_haproxy_in_front_survives_a_replica_killed_mid_run(pool, requests, expected, tmp_path) -> None:
-    proxy = start_haproxy(pool.addresses, tmp_path)
+    proxy = pool.proxy(tmp_path)
     try:
         victim = pool.replicas[0]
         # the proxy is one address: the client neither balances nor health-checks; HAProxy does
@@ -117,6 +123,46 @@ def test_haproxy_in_front_survives_a_replica_killed_mid_run(pool, requests, expe
         _check(outcomes, expected)
     finally:
         proxy.stop()
+    pool.refill()
+
+
+LOG_TIME = re.compile(r"^<\d+>1 (\S+) ")  # rfc5424: the time HAProxy wrote the line, in microseconds
+ACCEPTED = re.compile(r"\[(\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d\.\d{3})\] grpc rerank/(\S+) ")  # httplog
+
+
+def _routed(log: str) -> list[tuple[float, str]]:
+    """(accept time, server) of each call in an HAProxy log (option httplog)."""
+    return [(datetime.strptime(when, "%d/%b/%Y:%H:%M:%S.%f").astimezone().timestamp(), server)
+            for when, server in ACCEPTED.findall(log)]
+
+
+@pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy missing: run deploy/haproxy/install.sh")
+def test_haproxy_takes_a_draining_replica_out_before_it_stops_answering(pool, requests, expected, tmp_path):
+    """SIGTERM one of 3 replicas while 8 clients call through HAProxy: its GET /ready turns 503 at once, the
+    proxy's check takes it out (a Layer 7 503, so it still answered), no call reaches it after that, and
+    no call fails."""
+    proxy = pool.proxy(tmp_path)
+    victim, index = pool.replicas[1], 1
+    try:
+        time.sleep(1.0)  # every replica's check has passed
+        outcomes = send_concurrently(lambda: RerankClient(proxy.address, health_service=None), _calls(requests),
+                                     clients=CLIENTS, per_client=PER_CLIENT, when=12,
+                                     action=lambda: victim.signal(signal.SIGTERM))
+        assert victim.process.wait(120) == 0
+    finally:
+        proxy.stop()
+    log = (tmp_path / "haproxy.log").read_text()
+    (down,) = [line for line in log.splitlines() if f"Server rerank/r{index} is DOWN" in line and "<" in line[:2]]
+    assert "Layer7 wrong status" in down and "code: 503" in down, down  # turned down while it still answered
+    down_at = datetime.fromisoformat(LOG_TIME.match(down).group(1)).timestamp()
+    routed = _routed(log)
+    assert len(routed) >= CLIENTS * PER_CLIENT
+    late = [when for when, server in routed if server == f"r{index}" and when > down_at + 0.001]  # ms rounding
+    print(f"\nHAProxy drain: {len(outcomes)} calls, {sum(o.error is not None for o in outcomes)} failed, "
+          f"{sum(s == f'r{index}' for _, s in routed)} to the draining replica, {len(late)} after its check "
+          f"went down")
+    assert not late, f"{len(late)} calls reached r{index} after its check went down"
+    _check(outcomes, expected)
     pool.refill()
 
 

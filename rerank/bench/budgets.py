@@ -103,6 +103,30 @@ def all_pair_preferences(model: Comparator, job: PreferenceJob) -> np.ndarray:
 MapPrefs = Callable[[Iterable[PreferenceJob]], Iterator[tuple[PreferenceJob, np.ndarray]]]
 
 
+@dataclass(frozen=True)
+class PreferenceScorer:
+    """The per-worker state of ``rerank bench budgets --engine ray`` (:func:`rerank.distributed.ray_mapper`
+    with method ``"preferences"``): the model's P over all ordered pairs of one query's top K."""
+
+    spec: str
+    dataset: str  # the folder; the oracle reads its judgements
+
+    def __call__(self) -> _LoadedScorer:
+        trec = None
+        if self.spec.startswith("oracle"):
+            data = load_dataset(Path(self.dataset))
+            trec = TrecData(data.qrels, data.queries, data.corpus)
+        return _LoadedScorer(load_comparator(self.spec, trec=trec))
+
+
+class _LoadedScorer:
+    def __init__(self, model: Comparator) -> None:
+        self.model = model
+
+    def preferences(self, job: PreferenceJob) -> np.ndarray:
+        return all_pair_preferences(self.model, job)
+
+
 def cached_preferences(
     data: Dataset, model_spec: str, depth: int, cache_dir: Path, comparator: Callable[[], Comparator],
     qids: Sequence[str], map_prefs: MapPrefs | None = None, *, quiet: bool = False,

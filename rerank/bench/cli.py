@@ -73,9 +73,9 @@ def _flat(groups: Any) -> list[Any]:
 
 
 def cmd_bench_budgets(args: Any, ctx: click.Context) -> int:
-    from ..distributed import PreferenceScorer, RayOptions, check_engine_arguments, ray_preference_mapper
+    from ..distributed import RayOptions, check_engine_arguments, ray_mapper
     from ..pipeline import RequestError
-    from .budgets import run_budget_bench
+    from .budgets import PreferenceScorer, run_budget_bench
 
     command = command_line(ctx)
     try:
@@ -83,7 +83,7 @@ def cmd_bench_budgets(args: Any, ctx: click.Context) -> int:
         map_prefs = None
         if args.engine == "ray":
             scorer = PreferenceScorer(args.model, args.dataset)
-            map_prefs = ray_preference_mapper(scorer, RayOptions.from_args(args))
+            map_prefs = ray_mapper(scorer, "preferences", RayOptions.from_args(args))
         summary = run_budget_bench(
             Path(args.dataset), args.model, args.depth, _flat(args.samplers), _flat(args.aggregators),
             _flat(args.calibrations), _flat(args.budgets), args.repeats, Path(args.out), Path(args.cache),

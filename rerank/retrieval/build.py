@@ -28,7 +28,7 @@ from rerank.models.versions import library_versions
 from ..progress import Progress
 from .corpus import Corpus, read_documents
 from .docstore import DocStore
-from .embed import DEFAULT_BATCH_SIZE, MapBatches, embed_texts
+from .embed import DEFAULT_BATCH_SIZE, EmbedBatch, MapBatches, embed_batch, embed_texts
 from .errors import DimensionMismatchError, DuplicateIdError, NotAnIndexError, RetrievalError
 from .index import (
     check_consistent,
@@ -215,6 +215,26 @@ def _resolve_model(model: Any, store: Any) -> Any:
 
 def _record(corpus: Corpus, added: int) -> CorpusRecord:
     return CorpusRecord(str(corpus.path.resolve()), corpus.sha256, added, len(corpus.skipped_empty), now())
+
+
+@dataclass(frozen=True)
+class TextEmbedder:
+    """The per-worker state of ``rerank index build --engine ray`` (:func:`rerank.distributed.ray_mapper` with
+    method ``"embed"``): ``model.embed`` on one batch of texts (the same batches as the local engine)."""
+
+    spec: str
+    store: str | None = None
+
+    def __call__(self) -> _LoadedEmbedder:
+        return _LoadedEmbedder(load_embedding_model(self.spec, self.store))
+
+
+class _LoadedEmbedder:
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def embed(self, batch: EmbedBatch) -> Any:
+        return embed_batch(self.model, batch)
 
 
 # --- build ----------------------------------------------------------------------------------------------

@@ -74,8 +74,8 @@ def _param_args(args: Any, index_type: str) -> tuple[dict[str, int], str | None]
 
 
 def cmd_build(args: Any) -> int:
-    from ..distributed import RayOptions, TextEmbedder, check_engine_arguments, ray_embed_mapper
-    from .build import build_index
+    from ..distributed import RayOptions, check_engine_arguments, ray_mapper
+    from .build import TextEmbedder, build_index
 
     params, usage = _param_args(args, args.index)
     try:
@@ -89,7 +89,7 @@ def cmd_build(args: Any) -> int:
         return fail(unreadable, EXIT_BAD_INPUT)
     map_batches = None
     if args.engine == "ray":
-        map_batches = ray_embed_mapper(TextEmbedder(args.model, args.store), RayOptions.from_args(args))
+        map_batches = ray_mapper(TextEmbedder(args.model, args.store), "embed", RayOptions.from_args(args))
     try:
         report = build_index(
             args.corpus, args.out, args.model, index_type=args.index, params=params, skip_empty=args.skip_empty,

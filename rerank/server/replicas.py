@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SERVING = re.compile(r"rerank: serving on (\S+):(\d+)(?: metrics (\S+):(\d+))?")
+SERVING = re.compile(r"rerank: serving on (\S+):(\d+)(?: metrics (\S+):(\d+))?(?: http (\S+):(\d+))?")
 HAPROXY_CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "haproxy" / "haproxy.cfg"
 
 
@@ -31,6 +31,7 @@ class Replica:
     process: subprocess.Popen
     port: int = 0
     metrics_port: int | None = None  # with --metrics-port
+    http_port: int | None = None  # with --http-port
     lines: list[str] = field(default_factory=list)
 
     @property
@@ -88,6 +89,7 @@ def _wait_serving(replica: Replica, deadline: float) -> None:
         if match:
             replica.port = int(match.group(2))
             replica.metrics_port = int(match.group(4)) if match.group(4) else None
+            replica.http_port = int(match.group(6)) if match.group(6) else None
             _drain_output(replica)
             return
     raise RuntimeError("rerank serve did not start in time:\n" + "".join(replica.lines[-20:]))
@@ -110,10 +112,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def render_haproxy_config(backends: Sequence[str], bind: str, template: Path = HAPROXY_CONFIG) -> str:
+def render_haproxy_config(
+    backends: Sequence[str], bind: str, template: Path = HAPROXY_CONFIG, check_ports: Sequence[int] | None = None,
+) -> str:
     """The deployed HAProxy configuration with its DNS-discovered servers (``server-template``) replaced by
-    fixed ``server`` lines for ``backends`` and its listener moved to ``bind``; every other setting (checks,
-    retries, timeouts) is the deployed one."""
+    fixed ``server`` lines for ``backends`` (checked on ``check_ports``, each replica's HTTP port, where given)
+    and its listener moved to ``bind``; every other setting (checks, retries, timeouts) is the deployed one."""
     out = []
     for line in template.read_text().splitlines():
         stripped = line.strip()
@@ -123,7 +127,11 @@ def render_haproxy_config(backends: Sequence[str], bind: str, template: Path = H
             options = stripped.split()[4:]
             options = [o for o in options if o not in ("resolvers", "kube", "init-addr", "none", "last,libc,none")]
             indent = line[: len(line) - len(line.lstrip())]
-            out += [f"{indent}server r{i} {b} {' '.join(options)}" for i, b in enumerate(backends)]
+            for i, backend in enumerate(backends):
+                mine = " ".join(options)
+                if check_ports is not None:
+                    mine = re.sub(r"\bport \d+", f"port {check_ports[i]}", mine)
+                out.append(f"{indent}server r{i} {backend} {mine}")
             continue
         if stripped.startswith(("resolvers ", "nameserver ", "parse-resolv-conf", "hold valid", "accepted_payload")):
             continue
@@ -146,15 +154,18 @@ class Proxy:
             self.process.wait(10)
 
 
-def start_haproxy(backends: Sequence[str], folder: Path, timeout: float = 20.0) -> Proxy:
+def start_haproxy(
+    backends: Sequence[str], folder: Path, timeout: float = 20.0, check_ports: Sequence[int] | None = None,
+) -> Proxy:
     """HAProxy (``haproxy`` on PATH: ``deploy/haproxy/install.sh``) on a free loopback port in front of
-    ``backends``, with the deployed configuration; returns once it accepts connections."""
+    ``backends`` (their HTTP ``/ready`` on ``check_ports``), with the deployed configuration; returns once it
+    accepts connections. Its log (one line per call and per check change) is ``folder/haproxy.log``."""
     binary = shutil.which("haproxy") or "/usr/sbin/haproxy"
     if not Path(binary).exists():
         raise RuntimeError("haproxy is not installed: run deploy/haproxy/install.sh")
     port = free_port()
     config = folder / "haproxy.cfg"
-    config.write_text(render_haproxy_config(backends, f"127.0.0.1:{port}"))
+    config.write_text(render_haproxy_config(backends, f"127.0.0.1:{port}", check_ports=check_ports))
     check = subprocess.run([binary, "-c", "-q", "-f", str(config)], capture_output=True, text=True)
     if check.returncode != 0:
         raise RuntimeError(f"haproxy refused the configuration: {check.stderr.strip()}")
