@@ -319,6 +319,7 @@ class RerankServer:
                 if self.config.drain_s > 0:
                     time.sleep(self.config.drain_s)  # let health checkers see NOT_SERVING first
                 log.info("stopping: finishing in-flight requests (grace %.1f s)", grace)
+                self.health.end()  # open Watch streams would hold the stop until the grace ran out
                 done = self._server.stop(grace + ANSWER_S)
                 if self.http is not None:
                     self.http.stop(grace)
