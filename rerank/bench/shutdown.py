@@ -1,7 +1,8 @@
 """Stress harness of a server's stop: a ``rerank serve`` subprocess on 127.0.0.1 stopped by SIGTERM while
 clients churn gRPC health ``Watch`` streams (:func:`health_churn_round`) or keep requests in flight
 (:func:`loaded_sigterm_round`); each round reports how long the process took to exit after the signal.
-Used by ``tests/test_server_stop_stress.py`` and ``bench/shutdown_bench.py``."""
+Used by ``tests/test_server_stop_stress.py``, ``tests/test_server_flood.py`` and ``bench/server_stress_bench.py``;
+:mod:`rerank.bench.flood` floods the HTTP port with half-open connections."""
 
 from __future__ import annotations
 
@@ -42,10 +43,12 @@ class Served:
     'serving on' line and parses the addresses."""
 
     def __init__(self, args: Sequence[str], pin: str | None = None, env: dict[str, str] | None = None,
-                 start_timeout: float = 120.0) -> None:  # fmt: skip
+                 start_timeout: float = 120.0, nofile: int | None = None) -> None:  # fmt: skip
         argv = [sys.executable, "-m", "rerank.server", "serve", *args]
         if pin is not None:
             argv = ["taskset", "-c", pin, *argv]
+        if nofile is not None:  # the server's file-descriptor limit
+            argv = ["prlimit", f"--nofile={nofile}:{nofile}", *argv]
         self.proc = subprocess.Popen(
             argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}
         )
@@ -65,6 +68,13 @@ class Served:
         self.address = words[3]
         self.http = words[words.index("http") + 1] if "http" in words else None
 
+    def open_fds(self) -> int:
+        """File descriptors the server process holds now (Linux /proc)."""
+        try:
+            return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+        except OSError:
+            return 0
+
     @staticmethod
     def _read(stream, put) -> None:  # type: ignore[no-untyped-def]
         for line in stream:
@@ -73,10 +83,14 @@ class Served:
     def stderr_tail(self, lines: int = 30) -> str:
         return "".join(self.errors[-lines:])
 
-    def sigterm_and_wait(self, bound_s: float) -> tuple[float | None, int | None]:
-        """SIGTERM, then wait up to ``bound_s`` for the exit: (seconds to exit or None, exit code)."""
+    def sigterm_and_wait(self, bound_s: float, signalled: threading.Event | None = None,
+                         ) -> tuple[float | None, int | None]:  # fmt: skip
+        """SIGTERM (then set ``signalled``), wait up to ``bound_s`` for the exit: (seconds to exit or None,
+        exit code)."""
         t0 = time.monotonic()
         self.proc.send_signal(signal.SIGTERM)
+        if signalled is not None:
+            signalled.set()
         try:
             code = self.proc.wait(bound_s)
         except subprocess.TimeoutExpired:
@@ -121,19 +135,21 @@ def health_churn_round(args: Sequence[str], *, threads: int = 16, hold_s: float 
         threading.Thread(target=_churn_watches, args=(served.address, stop, counts, hold_s, i), daemon=True)
         for i in range(threads)
     ]
-    exit_s, code = _sigterm_under_load(served, workers, stop, signal_after_s, bound_s)
+    exit_s, code = _sigterm_under_load(served, workers, stop, signal_after_s, bound_s, stop_at_signal=False)
     return Round(exit_s, code, watches=counts[0], stderr_tail=served.stderr_tail())
 
 
 def _sigterm_under_load(served: Served, workers: list[threading.Thread], stop: threading.Event,
-                        signal_after_s: float, bound_s: float) -> tuple[float | None, int | None]:  # fmt: skip
+                        signal_after_s: float, bound_s: float, stop_at_signal: bool,
+                        ) -> tuple[float | None, int | None]:  # fmt: skip
     """Start the client ``workers``, SIGTERM the server after ``signal_after_s``, wait up to ``bound_s`` for
-    its exit, then stop and join the workers (the server is killed if still there)."""
+    its exit, then stop and join the workers (the server is killed if still there). ``stop_at_signal``: the
+    workers start no new request once the signal is sent (else they go on until the exit)."""
     try:
         for w in workers:
             w.start()
         time.sleep(signal_after_s)
-        return served.sigterm_and_wait(bound_s)
+        return served.sigterm_and_wait(bound_s, stop if stop_at_signal else None)
     finally:
         stop.set()
         served.kill()
@@ -141,18 +157,20 @@ def _sigterm_under_load(served: Served, workers: list[threading.Thread], stop: t
             w.join(10)
 
 
-def _post(url: str, body: dict, timeout: float) -> tuple[int, str, str]:
-    """POST JSON: (status, content type, body text); status 0 when the connection failed."""
+def post_json(url: str, body: dict, timeout: float, headers: dict[str, str] | None = None,
+              ) -> tuple[int, dict[str, str], str]:  # fmt: skip
+    """POST JSON: (status, lower-cased response headers, body text); status 0 when the connection failed."""
     request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
-    )
+        url, data=json.dumps(body).encode(), method="POST",
+        headers={"Content-Type": "application/json", **(headers or {})},
+    )  # fmt: skip
     try:
         with urllib.request.urlopen(request, timeout=timeout) as reply:
-            return reply.status, reply.headers.get("content-type", ""), reply.read().decode()
+            return reply.status, {k.lower(): v for k, v in reply.headers.items()}, reply.read().decode()
     except urllib.error.HTTPError as exc:
-        return exc.code, exc.headers.get("content-type", ""), exc.read().decode(errors="replace")
+        return exc.code, {k.lower(): v for k, v in exc.headers.items()}, exc.read().decode(errors="replace")
     except OSError:
-        return 0, "", ""
+        return 0, {}, ""
 
 
 def loaded_sigterm_round(args: Sequence[str], *, clients: int = 8, docs: int = 40, signal_after_s: float = 2.0,
@@ -189,10 +207,8 @@ def loaded_sigterm_round(args: Sequence[str], *, clients: int = 8, docs: int = 4
                     count("grpc OK")
                 except RerankError as exc:
                     count(f"grpc {exc.code.name}")
-                    time.sleep(0.05)
                 except grpc.RpcError:
                     count("grpc error")
-                    time.sleep(0.05)
 
     def http_client(i: int) -> None:
         n = 0
@@ -200,22 +216,22 @@ def loaded_sigterm_round(args: Sequence[str], *, clients: int = 8, docs: int = 4
             n += 1
             body = {"query": f"http query {seed} {i} {n}",
                     "documents": [f"{seed} {i} {n} {j} {text}" for j in range(docs)]}  # fmt: skip
-            status, kind, reply = _post(f"http://{served.http}/v1/rerank", body, timeout=120)
-            count(f"http {status} {kind.split(';')[0]}")
+            status, headers, reply = post_json(f"http://{served.http}/v1/rerank", body, timeout=120)
+            count(f"http {status} {headers.get('content-type', '').split(';')[0]}".rstrip())
             if "Traceback" in reply:
                 count("http traceback")
-            if status != 200:
-                time.sleep(0.05)
+            if status == 503 and "retry-after" not in headers:
+                count("http 503 without Retry-After")
 
     workers = [
         threading.Thread(target=grpc_client if i % 2 == 0 else http_client, args=(i,), daemon=True)
         for i in range(clients)
     ]
-    exit_s, code = _sigterm_under_load(served, workers, stop, signal_after_s, bound_s)
+    exit_s, code = _sigterm_under_load(served, workers, stop, signal_after_s, bound_s, stop_at_signal=True)
     return Round(exit_s, code, requests=dict(outcomes), stderr_tail=served.stderr_tail())
 
 
 def store_args(store: str | Path, *extra: str) -> list[str]:
     """``rerank serve`` arguments for a loopback server on free ports over the model store ``store``."""
-    return ["--host", "127.0.0.1", "--port", "0", "--store", str(store), "--no-warmup", "--log-level", "WARNING",
-            *extra]  # fmt: skip
+    level = os.environ.get("RERANK_BENCH_LOG", "WARNING")
+    return ["--host", "127.0.0.1", "--port", "0", "--store", str(store), "--no-warmup", "--log-level", level, *extra]
