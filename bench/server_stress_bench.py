@@ -83,7 +83,8 @@ def markdown(results: dict) -> str:
     if "flood" in results:
         f = results["flood"]
         lines += ["## Half-open HTTP flood", "",
-                  f"Server with {f['nofile']} file descriptors and settings `{f['settings'].strip()}`; "
+                  f"Server with {f['nofile']} file descriptors and settings "
+                  f"`{'; '.join(f['settings'].split(chr(10))).strip('; ')}`; "
                   f"{f['sockets']} connections that never finish their headers, opened while real requests ran.",
                   "",
                   "| opened | server fds before / max | dropped | drop p50 / max s | gRPC ok | HTTP ok | load avg |",

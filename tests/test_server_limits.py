@@ -48,7 +48,7 @@ def test_metrics_on_loopback_stay_plain_for_the_local_scraper() -> None:
 
 
 def test_deploy_shows_the_scrape_settings_that_carry_token_and_tls() -> None:
-    scrape = yaml.safe_load((REPO / "deploy" / "kubernetes" / "prometheus-scrape.yaml").read_text())
+    scrape = yaml.safe_load((REPO / "deploy" / "prometheus" / "scrape.yaml").read_text())
     (job,) = scrape["scrape_configs"]
     assert job["scheme"] == "https" and job["metrics_path"] == "/metrics"
     assert job["authorization"]["type"] == "Bearer" and job["authorization"]["credentials_file"]

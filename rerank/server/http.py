@@ -477,15 +477,6 @@ class HttpFace:
         self.pool.shutdown(wait=False, cancel_futures=True)
         return self._thread is None or not self._thread.is_alive()
 
-    def stop(self, grace: float) -> None:
-        """Stop listening, let requests in flight finish within ``grace`` seconds (then answer them 503),
-        and close."""
-        self.begin_stop(grace + 1.0)
-        if self._thread is not None:
-            self._thread.join(grace)
-        self.abandon(f"server shutting down (grace of {grace:g} s ran out)")
-        self.finish(2.0)
-
 
 def _ranked(response: Any, score: str, extra: str, echo: Callable[[int], Any] | None) -> list[dict[str, Any]]:
     """Results best first as ``{"index", <score>, <extra>?}``; ``echo(index)`` gives the extra value."""
