@@ -54,11 +54,13 @@ def sigterm(store: str, runs: int, bound_s: float) -> dict:
             "per_run": out}  # fmt: skip
 
 
-def flood(store: str, sockets: int, settings: Path) -> dict:
+def flood(store: str, sockets: int, settings: Path | None) -> dict:
+    """``settings``: a config file for the server (None: its defaults)."""
     load0 = _load()
-    r = flood_round(store_args(store, "--http-port", "0", "--config", str(settings)), sockets=sockets,
-                    watch_s=30.0, nofile=1024)  # fmt: skip
-    return {**r.as_dict(), "settings": settings.read_text(), "nofile": 1024, "load_avg": [load0, _load()]}
+    extra = ["--config", str(settings)] if settings is not None else []
+    r = flood_round(store_args(store, "--http-port", "0", *extra), sockets=sockets, watch_s=30.0, nofile=1024)
+    text = settings.read_text() if settings is not None else "(defaults)"
+    return {**r.as_dict(), "settings": text, "nofile": 1024, "load_avg": [load0, _load()]}
 
 
 def markdown(results: dict) -> str:
@@ -111,6 +113,8 @@ def main() -> int:
     parser.add_argument("--flood-sockets", type=int, default=3000)
     parser.add_argument("--bound-s", type=float, default=20.0, help="kill a server not exited within this")
     parser.add_argument("--name", default="server_stress", help="results file name (without suffix)")
+    parser.add_argument("--flood-defaults", action="store_true",
+                        help="flood a server with its default settings (else a 2 s header timeout and 256 connections)")
     a = parser.parse_args()
     parts = set(a.parts.split(","))
     results: dict = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -122,13 +126,15 @@ def main() -> int:
     if "sigterm" in parts:
         results["sigterm"] = sigterm(a.store, a.sigterm_runs, a.bound_s)
     if "flood" in parts:
-        settings = Path(a.out) / f"{a.name}_flood.toml"
-        settings.parent.mkdir(parents=True, exist_ok=True)
-        settings.write_text("http_header_timeout_s = 2.0\nhttp_max_connections = 256\n")
+        settings = None if a.flood_defaults else Path(a.out) / f"{a.name}_flood.toml"
+        if settings is not None:
+            settings.parent.mkdir(parents=True, exist_ok=True)
+            settings.write_text("http_header_timeout_s = 2.0\nhttp_max_connections = 256\n")
         try:
             results["flood"] = flood(a.store, a.flood_sockets, settings)
         finally:
-            settings.unlink()
+            if settings is not None:
+                settings.unlink()
     out = Path(a.out)
     (out / f"{a.name}.json").write_text(json.dumps(results, indent=1) + "\n")
     (out / f"{a.name}.md").write_text(markdown(results))
