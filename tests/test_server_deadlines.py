@@ -58,3 +58,20 @@ def test_a_client_that_goes_away_frees_the_model(server) -> None:
     with pytest.raises(httpx.TimeoutException):
         httpx.post(f"{base}/v1/rerank", json=body, timeout=0.5)  # the client gives up and disconnects
     assert _next_request_is_prompt(base) < NEXT_S
+
+
+def test_a_model_call_stops_before_its_next_backend_call_once_its_caller_gives_up(server) -> None:
+    from rerank.models.interrupt import CallAbandonedError, abandon_when
+
+    model = server.schedulers["minilm"].model
+    items = [("q", a, b) for a, b in zip(_documents("x", 20), _documents("y", 20), strict=True)]
+    calls = [0]
+
+    def give_up_after_three() -> bool:
+        calls[0] += 1
+        return calls[0] > 3
+
+    with pytest.raises(CallAbandonedError), abandon_when(give_up_after_three):
+        model.compare_batch(items)  # one sequence per backend call on CPU: 41 calls, stopped at the 4th
+    assert calls[0] == 4
+    assert len(model.compare_batch(items[:2]).p) == 2  # outside abandon_when: never abandoned
