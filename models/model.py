@@ -26,6 +26,7 @@ import numpy as np
 from .batching import collate, make_batches
 from .cache import SequenceCache
 from .errors import EmptyTextError, ModelError, TextTooLongError, UnsupportedOperationError
+from .interrupt import check_abandoned
 from .kind import Kind
 from .prefix import share_groups
 from .types import Backend, CompareResult, CompareStats, Item, ModelSpec, Prepared, RunOutput, RuntimeOptions
@@ -152,6 +153,7 @@ class PairwiseModel:
             lengths = [len(seqs[i]) for i in todo]
         batches = make_batches(lengths, self.options.max_tokens_per_batch, self.options.max_batch_size)
         for local in batches:
+            check_abandoned()
             rows = todo[local]
             feeds = collate(seqs, types, rows, self.spec.pad_token_id, self.backend.inputs)
             padded += feeds["input_ids"].size
@@ -172,6 +174,7 @@ class PairwiseModel:
     def _run_group(self, seqs: Sequence[Sequence[int]], rows: np.ndarray, prefix: int) -> tuple[int, int, np.ndarray]:
         """Run sequences ``rows`` that share their first ``prefix`` tokens: the prefix once, then the
         suffixes in length-sorted batches (each suffix token attends to ``prefix`` more keys)."""
+        check_abandoned()
         state = self.backend.prefix_state(seqs[rows[0]][:prefix])
         suffixes = [seqs[r][prefix:] for r in rows]
         lengths = [len(s) + prefix for s in suffixes]
@@ -179,6 +182,7 @@ class PairwiseModel:
         values = np.empty(len(rows), dtype=np.float32)
         padded = prefix
         for local in batches:
+            check_abandoned()
             feeds = collate(suffixes, None, local, self.spec.pad_token_id, ("input_ids", "attention_mask"))
             padded += feeds["input_ids"].size
             values[local] = np.asarray(self.backend.run_suffixes(state, feeds), dtype=np.float32)

@@ -21,10 +21,10 @@ from grpc_reflection.v1alpha import reflection
 
 from . import _proto
 from .auth import TokenAuthInterceptor, server_credentials
-from .config import ServerConfig
+from .config import ConfigError, ServerConfig
 from .guard import MalformedRequestGuard
 from .health import HealthServicer
-from .metrics import Metrics
+from .metrics import Metrics, is_loopback
 from .scheduler import BatchScheduler
 from .service import RerankerService, ServedModel
 
@@ -33,6 +33,13 @@ log = logging.getLogger("rerank.server")
 
 SERVICE_NAME = "rerank.v1.Reranker"
 ANSWER_S = 1.0  # after the grace: time for requests failed by the server to send UNAVAILABLE themselves
+# after that: the longest wait for model calls to end. A PairwiseModel call whose requests are all failed
+# stops before its next backend call (one sequence on CPU: milliseconds); a call that does not (another
+# comparator, one long backend call) is left running, and `rerank serve` exits without waiting for it.
+ABANDON_S = 1.0
+# gRPC's own cap on concurrent RPCs, above max_concurrent_rpcs (which the servicer applies across both faces,
+# naming the setting): room for health checks and reflection when the Reranker calls are at their limit
+OTHER_RPCS = 64
 
 
 def load_models(config: ServerConfig) -> dict[str, Any]:
@@ -50,8 +57,13 @@ def load_models(config: ServerConfig) -> dict[str, Any]:
             ensure_embedded(name, store=store)
         options = dict(config.model_options.get(name, {}))
         backend = options.pop("backend", config.backend)
-        if backend == "onnx" and config.cuda_options() is not None:
-            options.setdefault("cuda_options", config.cuda_options())
+        if config.cuda_options() is not None:
+            if backend not in (None, "onnx"):
+                raise ConfigError(
+                    f"cuda_device, gpu_mem_limit_mb and arena_strategy (--cuda-device, --gpu-mem-limit-mb, "
+                    f"--arena-strategy) are ONNX Runtime CUDA options; model {name} runs on the {backend} backend"
+                )
+            options.setdefault("cuda_options", config.cuda_options())  # used where the session runs on ORT
         with ort_spinning(config.ort_spinning):
             model = load_model(name, backend, store=store, **options)
             fixed = _batch_independent_variant(store, name, model) if "variant" not in options else None
@@ -205,6 +217,7 @@ class RerankServer:
         self.http: Any = None  # the HttpFace when config.http_port is set
         self.http_port: int | None = None
         self._serving = False
+        self.abandoned = False  # stop() left a model call or a request thread running (see ABANDON_S)
 
     @property
     def address(self) -> str:
@@ -225,7 +238,7 @@ class RerankServer:
                 ("grpc.max_send_message_length", limit),
                 ("grpc.so_reuseport", 0),
             ],
-            maximum_concurrent_rpcs=c.max_concurrent_rpcs,
+            maximum_concurrent_rpcs=c.max_concurrent_rpcs + OTHER_RPCS,
         )
         self.pb2_grpc.add_RerankerServicer_to_server(self.service, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
@@ -251,7 +264,7 @@ class RerankServer:
         for scheduler in self.schedulers.values():
             scheduler.start()
         if c.metrics_port is not None:
-            self.metrics_port = self.metrics.serve(c.metrics_port, c.metrics_host)
+            self.metrics_port = self._serve_metrics()
         server = self._build()
         target = f"{c.host}:{c.port}"
         try:
@@ -295,6 +308,14 @@ class RerankServer:
             )
         return port
 
+    def _serve_metrics(self) -> int:
+        """/metrics on ``metrics_host:metrics_port``; beyond loopback it takes the server's token and TLS."""
+        c = self.config
+        if is_loopback(c.metrics_host):
+            return self.metrics.serve(c.metrics_port or 0, c.metrics_host)
+        tls = (c.tls_cert, c.tls_key) if c.tls_cert and c.tls_key else None
+        return self.metrics.serve(c.metrics_port or 0, c.metrics_host, token=c.auth_token, tls=tls)
+
     def set_serving(self, serving: bool) -> None:
         """Health status of the server ('') and of the Reranker service, and HTTP's /ready."""
         self._serving = serving
@@ -305,11 +326,13 @@ class RerankServer:
             self.health.set(name, status)
 
     def stop(self, grace: float | None = None) -> None:
-        """Graceful stop: NOT_SERVING, optional drain, refuse new RPCs, let in-flight ones finish within
-        ``grace`` seconds (``config.grace_s`` by default). When the grace runs out, requests still waiting
-        for the model are answered UNAVAILABLE at once (gRPC cancels any other one, UNAVAILABLE too,
-        ``ANSWER_S`` later). Returns only when no request and no model call is running any more, so that a
-        process may exit right after (a model call left running at exit can abort the process)."""
+        """Graceful stop: NOT_SERVING, optional drain, health Watch streams ended, new calls refused on both
+        faces, in-flight ones finish within ``grace`` seconds (``config.grace_s`` by default). When the grace
+        runs out, every request still in flight is answered UNAVAILABLE (HTTP: 503 with Retry-After) at once,
+        and the model calls of those requests stop before their next backend call (gRPC cancels any call
+        left, UNAVAILABLE too, ``ANSWER_S`` later). Returns within ``grace + ANSWER_S + ABANDON_S`` seconds
+        (plus the drain): model calls and request threads still running then are left (``abandoned`` is set,
+        and ``rerank serve`` exits without waiting for them)."""
         with self._stop_lock:
             if self._stopped.is_set():
                 return
@@ -319,25 +342,40 @@ class RerankServer:
                 if self.config.drain_s > 0:
                     time.sleep(self.config.drain_s)  # let health checkers see NOT_SERVING first
                 log.info("stopping: finishing in-flight requests (grace %.1f s)", grace)
+                self.health.end()  # open Watch streams would hold the stop until the grace ran out
                 done = self._server.stop(grace + ANSWER_S)
                 if self.http is not None:
-                    self.http.stop(grace)
+                    self.http.begin_stop(grace + ANSWER_S)
                 if not self.service.inflight.wait_idle(grace):
-                    log.warning(
-                        "grace of %.1f s ran out with %d requests in flight: answering them UNAVAILABLE",
-                        grace, self.service.inflight.count,
-                    )  # fmt: skip
+                    reason = f"server shutting down (grace of {grace:g} s ran out)"
+                    log.warning("grace of %.1f s ran out with %d requests in flight: answering them UNAVAILABLE",
+                                grace, self.service.inflight.count)  # fmt: skip
                     for scheduler in self.schedulers.values():
-                        scheduler.stop(timeout=0.0, reason=f"server shutting down (grace of {grace:g} s ran out)")
-                done.wait()
-                self.service.inflight.wait_idle()  # a request thread in a model call ends with the call
-            for scheduler in self.schedulers.values():
-                scheduler.stop()  # waits for a model call still running on its worker
+                        scheduler.stop(timeout=0.0, reason=reason)
+                    if self.http is not None:
+                        self.http.abandon(reason)
+                done.wait(grace + ANSWER_S + 1.0)  # gRPC ends every call by grace + ANSWER_S
+                if self.http is not None:
+                    self.http.finish(ANSWER_S)
+            self._stop_models(time.monotonic() + ABANDON_S)
             if self.index is not None:
                 self.index.close()
             self.metrics.close()
             self._stopped.set()
             log.info("stopped")
+
+    def _stop_models(self, until: float) -> None:
+        """Stop the schedulers; wait until ``until`` (monotonic) for model calls and request threads to end,
+        and leave those still running (``abandoned``, logged)."""
+        idle = self.service.inflight.wait_idle(max(0.0, until - time.monotonic()))
+        for scheduler in self.schedulers.values():
+            scheduler.stop(timeout=max(0.0, until - time.monotonic()))
+        running = [n for n, s in self.schedulers.items() if not s.wait_calls(max(0.0, until - time.monotonic()))]
+        if running or not idle:
+            self.abandoned = True
+            log.warning("leaving %d requests and the model calls of %s running: they did not end within %.1f s "
+                        "of the grace", self.service.inflight.count, ", ".join(running) or "no model",
+                        ANSWER_S + ABANDON_S)  # fmt: skip
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until :meth:`stop` finished (or ``timeout``); True when stopped."""

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -174,6 +175,10 @@ def run_serve(args: Any) -> int:
         log.info("received %s: shutting down", received[0] if received else "stop")
         server.stop()
         print("rerank: stopped", flush=True)
+        if server.abandoned:  # a model call outlived the grace: exit now, not when it ends (see ABANDON_S)
+            logging.shutdown()
+            sys.stderr.flush()
+            os._exit(0)
         return 0
     finally:
         for sig, handler in previous.items():

@@ -48,6 +48,14 @@ class ServerConfig:
     drain_s: float = 0.0
     metrics_port: int | None = None
     http_port: int | None = None  # the HTTP face (Cohere/TEI-compatible) on `host`; None = off
+    # the HTTP face against slow and half-open clients (rerank/server/http_transport.py): a request's headers
+    # within this many seconds of connecting (else 408 and closed), its body within this many of its headers,
+    # an idle kept-alive connection closed after this many, and at most this many open connections (the
+    # oldest idle one is closed to make room; 503 when all run requests)
+    http_header_timeout_s: float = 10.0
+    http_body_timeout_s: float = 60.0
+    http_keep_alive_s: float = 5.0
+    http_max_connections: int = 1000
     metrics_host: str = "127.0.0.1"
     tls_cert: str | None = None
     tls_key: str | None = None
@@ -100,6 +108,7 @@ class ServerConfig:
             "max_workers",
             "max_concurrent_rpcs",
             "max_message_mb",
+            "http_max_connections",
         )
         for name in positive:
             if int(getattr(self, name)) < 1:
@@ -111,6 +120,9 @@ class ServerConfig:
         for name in ("max_wait_ms", "linger_ms", "grace_s", "drain_s"):
             if not float(getattr(self, name)) >= 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("http_header_timeout_s", "http_body_timeout_s", "http_keep_alive_s"):
+            if not float(getattr(self, name)) > 0:
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.switch_interval_ms is not None and not self.switch_interval_ms > 0:
             raise ConfigError(f"switch_interval_ms must be > 0, got {self.switch_interval_ms}")
         for name in ("port", "http_port"):

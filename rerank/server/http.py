@@ -11,11 +11,15 @@ by hand. (No ``from __future__ import annotations`` here: FastAPI reads the rout
 Routes: ``POST /v1/rerank`` and ``/v2/rerank`` (Cohere), ``POST /rerank`` (text-embeddings-inference),
 ``POST /v1/retrieve_and_rerank``, ``GET /v1/models``, ``GET /health`` (live), ``GET /ready`` (503 once a
 shutdown began), ``GET /openapi.json``. Errors are ``{"message", "field"}`` with the HTTP status of the
-one failure table (:mod:`.errors`). A blocking call runs on a thread pool; a client that disconnects or
-whose ``X-Request-Timeout`` passes cancels its queued comparisons, as a gRPC cancel or deadline does.
+one failure table (:mod:`.errors`); 503 and 429 carry ``Retry-After``. A blocking call runs on a thread pool;
+a client that disconnects or whose ``X-Request-Timeout`` passes is answered at once (504 at the deadline)
+and cancels its queued comparisons and its model call, as a gRPC cancel or deadline does; past a shutdown's
+grace, requests in flight are answered 503. Read timeouts, the connection cap and the counting of refusals
+are in :mod:`.http_transport`.
 """
 
 import asyncio
+import contextlib
 import hmac
 import json
 import logging
@@ -37,14 +41,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..request import Candidate, FieldNames, Path, RequestError, RerankRequest, path_text
 from ..wire import options_from_fields, options_message
-from .errors import INVALID_ARGUMENT, OVERLOADED, ServiceError, status_of
+from .errors import CANCELLED, DEADLINE_EXCEEDED, INVALID_ARGUMENT, UNAVAILABLE, ServiceError, status_of
 from .http_schema import ErrorBody, InfinityResponse, Schemas, TeiRank, message_dict, set_fields
+from .http_transport import COUNTED_STATE, CountingMiddleware, guarded_protocol
 from .service import RankCall, RerankerService, RetrieveCall
 
 log = logging.getLogger("rerank.server")
 
 TIMEOUT_HEADER = "x-request-timeout"  # seconds (a decimal number), like a gRPC deadline
 WARNINGS_HEADER = "x-rerank-warnings"  # what a shape without meta.warnings is warned of (ignored fields)
+RETRY_AFTER_S = 1  # Retry-After of 503 (shutting down: another replica answers) and 429 (overloaded)
 SERVER_TIME_HEADER = "x-rerank-server-ms"
 OPEN_PATHS = frozenset({"/health", "/ready", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -67,6 +73,8 @@ def error_response(
     status: int, message: str, field: str | None = None, headers: dict[str, str] | None = None
 ) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else headers
+    if status in (429, 503):
+        headers = {**(headers or {}), "Retry-After": str(RETRY_AFTER_S)}
     # Jina's clients read `detail` (FastAPI's own error key): the same message
     return JSONResponse({"message": message, "field": field, "detail": message}, status_code=status, headers=headers)
 
@@ -273,9 +281,14 @@ class HttpFace:
         self.pb2 = service.pb2
         self.schemas = Schemas(self.pb2)
         self.pool = ThreadPoolExecutor(self.config.max_workers, thread_name_prefix="rerank-http")
-        self.inflight = 0  # touched on the event loop thread only
         self.app = self._build()
-        self.asgi = LimitsMiddleware(self.app, self.config.auth_token, self.config.max_message_mb * 1024 * 1024)
+        limits = LimitsMiddleware(self.app, self.config.auth_token, self.config.max_message_mb * 1024 * 1024)
+        routes = frozenset(str(getattr(r, "path", "")) for r in self.app.routes) - OPEN_PATHS
+        metrics = getattr(service, "metrics", None)
+        self.asgi = CountingMiddleware(limits, metrics, routes, OPEN_PATHS) if metrics is not None else limits
+        self._stopping: str | None = None  # why new calls are refused, once a stop began
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._waiting: set[asyncio.Future[str]] = set()  # calls in flight: settled to give up on one (loop only)
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self.port: int | None = None
@@ -393,24 +406,29 @@ class HttpFace:
     # --- calls --------------------------------------------------------------------------------------
     async def _run(self, request: Request, method: str, message: Any) -> Any:
         """Run ``method`` of the servicer on ``message`` on the thread pool, with the call's deadline and
-        cancellation; a failure is a :class:`ServiceError` (named in HTTP fields by the call's names)."""
-        if self.inflight >= self.config.max_concurrent_rpcs:
-            raise ServiceError(
-                OVERLOADED,
-                f"more than {self.config.max_concurrent_rpcs} requests at once (max_concurrent_rpcs); retry",
-            )
+        cancellation; a failure is a :class:`ServiceError` (named in HTTP fields by the call's names). The answer
+        does not wait for the thread when the deadline passes, the client goes away or a stop's grace runs out: the
+        call's ticket is cancelled (queued comparisons dropped, its model call abandoned) and its error returned."""
+        if self._stopping is not None:
+            raise ServiceError(UNAVAILABLE, self._stopping)
         call = HttpCall(_timeout(request))
-        loop = asyncio.get_running_loop()
-        watcher = asyncio.ensure_future(_on_disconnect(request, call))
-        timer = loop.call_later(call.time_remaining(), call.end) if call.deadline is not None else None
-        self.inflight += 1
+        loop = self._loop = asyncio.get_running_loop()
+        give_up: asyncio.Future[str] = loop.create_future()
+        watcher = asyncio.ensure_future(_on_disconnect(request, give_up))
+        timer = loop.call_later(call.time_remaining(), _settle, give_up, "") if call.deadline is not None else None
+        self._waiting.add(give_up)
+        setattr(request.state, COUNTED_STATE, True)  # service.execute counts it
+        label = f"http {request.url.path}"
+        work = loop.run_in_executor(self.pool, self.service.execute, method, message, call, label)
         try:
-            label = f"http {request.url.path}"
-            response, elapsed = await loop.run_in_executor(
-                self.pool, self.service.execute, method, message, call, label
-            )
+            await asyncio.wait((work, give_up), return_when=asyncio.FIRST_COMPLETED)
+            if not work.done():
+                call.end()
+                work.add_done_callback(_retrieve)
+                raise _given_up(give_up.result())
+            response, elapsed = work.result()
         finally:
-            self.inflight -= 1
+            self._waiting.discard(give_up)
             call.end()
             watcher.cancel()
             if timer is not None:
@@ -560,12 +578,14 @@ class HttpFace:
         sock.listen(2048)
         config = uvicorn.Config(
             self.asgi,
+            http=guarded_protocol(c.http_header_timeout_s, c.http_body_timeout_s, c.http_max_connections),
             log_level="warning",
             access_log=False,
             lifespan="off",
             ssl_certfile=c.tls_cert,
             ssl_keyfile=c.tls_key,
-            timeout_graceful_shutdown=max(0.5, c.grace_s),  # type: ignore[arg-type]  (a float works)
+            timeout_keep_alive=c.http_keep_alive_s,  # type: ignore[arg-type]  (a float works)
+            timeout_graceful_shutdown=max(0.5, c.grace_s),  # type: ignore[arg-type]
             backlog=2048,
         )
         server = uvicorn.Server(config)
@@ -581,13 +601,31 @@ class HttpFace:
         self.port = sock.getsockname()[1]
         return self.port
 
-    def stop(self, grace: float) -> None:
-        """Stop listening, let requests in flight finish within ``grace`` seconds, then close."""
-        if self._server is not None and self._thread is not None:
-            self._server.config.timeout_graceful_shutdown = max(0.5, grace)  # type: ignore[assignment]
+    def begin_stop(self, within_s: float) -> None:
+        """Refuse new calls (503), stop listening and close idle connections; uvicorn ends when the calls in
+        flight are answered, cancelling any left after ``within_s`` seconds. Returns at once."""
+        self._stopping = "server shutting down; retry on another replica"
+        if self._server is not None:
+            self._server.config.timeout_graceful_shutdown = max(0.5, within_s)  # type: ignore[assignment]
             self._server.should_exit = True
-            self._thread.join(grace + 10)
+
+    def abandon(self, reason: str) -> None:
+        """Answer every call in flight 503 with ``reason`` now (a stop's grace ran out); thread-safe."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nothing waits
+                loop.call_soon_threadsafe(self._settle_all, reason)
+
+    def _settle_all(self, reason: str) -> None:
+        for give_up in list(self._waiting):
+            _settle(give_up, reason)
+
+    def finish(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` for uvicorn to end, drop calls not started; True when it ended."""
+        if self._thread is not None:
+            self._thread.join(timeout)
         self.pool.shutdown(wait=False, cancel_futures=True)
+        return self._thread is None or not self._thread.is_alive()
 
 
 def search_units(documents: int) -> int:
@@ -617,13 +655,34 @@ def _timing(request: Request, warnings: Sequence[str] = ()) -> dict[str, str]:
     return headers
 
 
-async def _on_disconnect(request: Request, call: HttpCall) -> None:
-    """End the call when its client goes away (the body is read by then: the next message is the end)."""
+async def _on_disconnect(request: Request, give_up: "asyncio.Future[str]") -> None:
+    """Give up on the call when its client goes away (the body is read by then: the next message is the end)."""
     while True:
         message = await request.receive()
         if message["type"] == "http.disconnect":
-            call.end()
+            _settle(give_up, "the client went away")
             return
+
+
+def _settle(give_up: "asyncio.Future[str]", reason: str) -> None:
+    """Give up on a call: ``""`` its deadline passed, else why (the client went away, the server stops)."""
+    if not give_up.done():
+        give_up.set_result(reason)
+
+
+def _given_up(reason: str) -> ServiceError:
+    if not reason:
+        return ServiceError(DEADLINE_EXCEEDED, "deadline exceeded: X-Request-Timeout passed before the ranking "
+                            "was complete")  # fmt: skip
+    if reason == "the client went away":
+        return ServiceError(CANCELLED, reason)
+    return ServiceError(UNAVAILABLE, reason)
+
+
+def _retrieve(work: "asyncio.Future[Any]") -> None:
+    """Collect the outcome of a call given up on (its thread ends soon after: its ticket is cancelled)."""
+    if not work.cancelled():
+        work.exception()
 
 
 def _document_text(doc: str | dict[str, Any], i: int, rank_fields: Sequence[str] | None) -> str:

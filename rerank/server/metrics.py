@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import logging
+import socket
+import ssl
+import threading
+from collections.abc import Callable, Iterable
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer
 
 from .scheduler import BatchRecord, SchedulerMetrics
 
@@ -92,12 +100,27 @@ class Metrics(SchedulerMetrics):
         self.requests.labels(method, code).inc()
 
     # --- exposition ---------------------------------------------------------------------------------
-    def serve(self, port: int, host: str = "127.0.0.1") -> int:
-        """Start the HTTP endpoint (``/metrics``); return the bound port (``port=0`` picks a free one)."""
-        server, _thread = start_http_server(port, addr=host, registry=self.registry)
+    def serve(self, port: int, host: str = "127.0.0.1", *, token: str | None = None,
+              tls: tuple[str, str] | None = None) -> int:  # fmt: skip
+        """Start the HTTP endpoint (``/metrics``, prometheus_client's WSGI app on a thread); return the bound
+        port (``port=0`` picks a free one). ``token``: requests need ``Authorization: Bearer <token>`` (else
+        401); ``tls``: (certificate chain, key) PEM files, served over HTTPS."""
+        app = make_wsgi_app(self.registry)
+        if token:
+            app = _bearer_only(app, token)
+        family = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM)[0][0]
+        server_class = type("MetricsServer", (ThreadingWSGIServer,), {"address_family": family})
+        server = make_server(host.strip("[]"), port, app, server_class, handler_class=_QuietHandler)
+        if tls is not None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(*tls)
+            # the handshake on the connection's own thread: a client that never sends one holds only its own
+            server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
+        threading.Thread(target=server.serve_forever, name="rerank-metrics", daemon=True).start()
         self._http = server
         bound = int(server.server_address[1])
-        log.info("metrics on http://%s:%d/metrics", host, bound)
+        log.info("metrics on %s://%s:%d/metrics%s", "https" if tls else "http", host, bound,
+                 " (bearer token)" if token else "")  # fmt: skip
         return bound
 
     def close(self) -> None:
@@ -108,3 +131,38 @@ class Metrics(SchedulerMetrics):
 
     def text(self) -> str:
         return generate_latest(self.registry).decode()
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or an address) is this machine's loopback only."""
+    name = host.strip("[]")
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """No access log; a connection that sends nothing for ``timeout`` seconds is dropped."""
+
+    timeout = 10.0
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def _bearer_only(app: Callable[..., Iterable[bytes]], token: str) -> Callable[..., Iterable[bytes]]:
+    """The WSGI ``app`` behind ``Authorization: Bearer <token>`` (401 otherwise)."""
+    expected = f"Bearer {token}".encode()
+
+    def guarded(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        given = environ.get("HTTP_AUTHORIZATION", "").encode("latin-1", "replace")
+        if not hmac.compare_digest(given, expected):
+            start_response("401 Unauthorized", [("Content-Type", "text/plain; charset=utf-8"),
+                                                 ("WWW-Authenticate", "Bearer")])  # fmt: skip
+            return [b"missing or invalid bearer token (authorization)\n"]
+        return app(environ, start_response)
+
+    return guarded

@@ -25,8 +25,11 @@ than concurrent calls do (0.63 vs 0.87 cores for a burst of 8 under load, bench/
 
 Per-request state lives in a :class:`Ticket` (hard deadline, cancellation) and in the jobs; the scheduler
 holds only the queue. A cancelled or expired request's queued items are dropped, so it stops consuming the
-model. Requests see the scheduler through :meth:`BatchScheduler.attached`, a comparator
-(``compare_batch``) that :func:`rerank.pipeline.rerank` can drive like a model.
+model; a model call whose requests are all over (cancelled, expired, or failed by
+:meth:`BatchScheduler.stop`) is abandoned before its next backend call (:mod:`rerank.models.interrupt`), so a
+big call of a request that went away does not hold the model for the next one. Requests see the scheduler
+through :meth:`BatchScheduler.attached`, a comparator (``compare_batch``) that :func:`rerank.pipeline.rerank`
+can drive like a model.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from ..models.interrupt import CallAbandonedError, abandon_when
 
 log = logging.getLogger("rerank.server")
 
@@ -265,6 +270,7 @@ class BatchScheduler:
         self._running_batch = False  # the run thread holds a batch (overlap only)
         self._runner: threading.Thread | None = None
         self._current: list[_Job] = []  # jobs in the worker's model call now running
+        self._inline: set[_Job] = set()  # jobs whose model call runs on their request's thread
         self.streams = 1 if self.overlap else int(streams)
         self._streams = (
             ThreadPoolExecutor(self.streams, thread_name_prefix=f"rerank-stream-{name}") if self.streams > 1 else None
@@ -294,7 +300,7 @@ class BatchScheduler:
         with self._cond:
             self._running = False
             self._stop_reason = reason
-            waiting = list(self._queue) + self._current + self._in_streams
+            waiting = list(self._queue) + self._current + self._in_streams + list(self._inline)
             self._queue.clear()
             self._pending = 0
             self._cond.notify_all()
@@ -308,6 +314,15 @@ class BatchScheduler:
             self._runner.join(timeout)
         if self._streams is not None:
             self._streams.shutdown(wait=timeout is None)
+
+    def wait_calls(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds until no model call runs (on the worker, the run thread, a stream
+        or a request thread); True when none does."""
+        with self._cond:
+            idle = self._cond.wait_for(
+                lambda: not (self._busy or self._active or self._running_batch or self._inline), timeout
+            )
+        return idle and not any(t is not None and t.is_alive() for t in (self._thread, self._runner))
 
     @property
     def queue_depth(self) -> int:
@@ -357,6 +372,7 @@ class BatchScheduler:
             )
             if inline:
                 self._busy = True
+                self._inline.add(job)
             else:
                 self._queue.append(job)
                 self._pending += n
@@ -391,13 +407,18 @@ class BatchScheduler:
         items = job.items
         t0 = time.perf_counter()
         try:
-            p, result = self._call(items, job.pointwise)
+            p, result = self._call(items, [job], job.pointwise)
             job.stats.add(result, 0, len(items), len(items))
+        except CallAbandonedError:
+            if job.error is not None:
+                raise job.error from None
+            job.ticket.check()
+            raise SchedulerStoppedError(self._stop_reason) from None
         finally:
             with self._cond:
                 self._busy = False
-                if self._queue:  # jobs that arrived meanwhile wait for the model to be free
-                    self._cond.notify_all()
+                self._inline.discard(job)
+                self._cond.notify_all()  # queued jobs wait for the model to be free, a stop for the call to end
         self.metrics.batch(self.name, BatchRecord(len(items), 1, 1, time.perf_counter() - t0))
         return RequestAnswer(p, job.stats)
 
@@ -509,7 +530,11 @@ class BatchScheduler:
         items = self._begin(slices)
         t0 = time.perf_counter()
         try:
-            p, result = self._call(items, slices[0][0].pointwise)
+            p, result = self._call(items, [job for job, _, _ in slices], slices[0][0].pointwise)
+        except CallAbandonedError:  # every job is over: each waiting thread raises its own error
+            for job, _, _ in slices:
+                job.event.set()
+            return
         except Exception as exc:  # isolate the failing request(s): rerun each job's slice alone
             if len({id(job) for job, _, _ in slices}) > 1:
                 log.info("merged batch of %d items failed (%s); retrying per request", len(items), exc)
@@ -522,10 +547,13 @@ class BatchScheduler:
             return
         self._deliver(slices, items, p, result, time.perf_counter() - t0)
 
-    def _call(self, items: list[Item], pointwise: bool = False) -> tuple[np.ndarray, Any]:
-        if pointwise:
-            return self._answers(items, self._scores(items))
-        return self._answers(items, self.model.compare_batch(items))
+    def _call(self, items: list[Item], jobs: list[_Job], pointwise: bool = False) -> tuple[np.ndarray, Any]:
+        """One model call (per-passage scores when ``pointwise``), abandoned before its next backend call once
+        every one of ``jobs`` is over."""
+        with abandon_when(lambda: _all_over(jobs)):
+            if pointwise:
+                return self._answers(items, self._scores(items))
+            return self._answers(items, self.model.compare_batch(items))
 
     def _scores(self, items: list[Item]) -> np.ndarray:
         """Per-passage scores of score items ``(query, passage, passage)``: one ``model.score`` per query."""
@@ -597,8 +625,13 @@ class BatchScheduler:
                 return
             slices, items, prepared, t0 = staged
             try:
-                p, result = self._answers(items, self.model.postprocess(prepared, self.model.run(prepared)))
+                with abandon_when(lambda: _all_over([job for job, _, _ in slices])):  # noqa: B023 (used at once)
+                    output = self.model.run(prepared)
+                p, result = self._answers(items, self.model.postprocess(prepared, output))
                 self._deliver(slices, items, p, result, time.perf_counter() - t0)
+            except CallAbandonedError:
+                for job, _, _ in slices:
+                    job.event.set()
             except Exception:
                 self._isolate(slices)
             except BaseException as exc:  # never leave jobs waiting
@@ -674,6 +707,12 @@ def _split(slices: list[tuple[_Job, int, int]], parts: int) -> list[list[tuple[_
         groups[-1].append(piece)
         done += piece[2] - piece[1]
     return groups
+
+
+def _all_over(jobs: Sequence[_Job]) -> bool:
+    """Whether no one waits for these jobs' answers any more (each cancelled, expired or failed)."""
+    now = time.monotonic()
+    return all(job.dead(now) for job in jobs)
 
 
 def _reason(job: _Job) -> str:

@@ -42,7 +42,7 @@ from ..request import (
 )
 from ..wire import fill_usage, options_from_fields, request_from_message, set_fields
 from .config import ServerConfig
-from .errors import NO_INDEX, OK, TOO_LARGE, ServiceError, Status, status_of
+from .errors import NO_INDEX, OK, OVERLOADED, TOO_LARGE, ServiceError, Status, status_of
 from .metrics import Metrics
 from .scheduler import BatchScheduler, DeadlineExpiredError, RequestCancelledError, Ticket
 
@@ -85,17 +85,22 @@ class ServedModel:
 
 
 class InFlight:
-    """The RPCs being handled, as a context manager per call; :meth:`wait_idle` blocks until none is."""
+    """The calls being handled by either face: :meth:`admit` lets in at most ``limit`` at once (one limit
+    across gRPC and HTTP), :meth:`release` ends one, :meth:`wait_idle` blocks until none is left."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int | None = None) -> None:
         self._cond = threading.Condition()
+        self.limit = limit
         self.count = 0
 
-    def __enter__(self) -> None:
+    def admit(self) -> bool:
         with self._cond:
+            if self.limit is not None and self.count >= self.limit:
+                return False
             self.count += 1
+            return True
 
-    def __exit__(self, *exc: object) -> None:
+    def release(self) -> None:
         with self._cond:
             self.count -= 1
             if self.count == 0:
@@ -152,7 +157,7 @@ class RerankerService:
             "RetrieveAndRerank": self._retrieve_and_rerank,
             "RankRequest": self._rank_request,
         }
-        self.inflight = InFlight()
+        self.inflight = InFlight(config.max_concurrent_rpcs)
 
     # --- RPCs ---------------------------------------------------------------------------------------
     def Rerank(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802 (proto name)
@@ -187,8 +192,16 @@ class RerankerService:
         self.metrics.inflight.inc()
         status: Status = OK
         try:
-            with self.inflight:
+            if not self.inflight.admit():
+                raise ServiceError(
+                    OVERLOADED,
+                    f"more than {self.inflight.limit} requests at once across gRPC and HTTP "
+                    "(max_concurrent_rpcs); retry later",
+                )
+            try:
                 return self.handlers[method](request, context), time.perf_counter() - t0
+            finally:
+                self.inflight.release()
         except Exception as exc:
             status, message, field = status_of(exc)
             raise ServiceError(status, message, field) from exc
