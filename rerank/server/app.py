@@ -250,6 +250,9 @@ class RerankServer:
                     log.info("warmed up %s on its largest batch shape in %.1f s", name, seconds)
         for scheduler in self.schedulers.values():
             scheduler.start()
+        if c.warmup:
+            log.info("warmed up the request path (validation, sampling, aggregation, scores) in %.2f s",
+                     self.service.warm_up_path())
         if c.metrics_port is not None:
             self.metrics_port = self.metrics.serve(c.metrics_port, c.metrics_host)
         server = self._build()
