@@ -21,7 +21,7 @@ from grpc_reflection.v1alpha import reflection
 
 from . import _proto
 from .auth import TokenAuthInterceptor, server_credentials
-from .config import ServerConfig
+from .config import ConfigError, ServerConfig
 from .guard import MalformedRequestGuard
 from .health import HealthServicer
 from .metrics import Metrics
@@ -33,6 +33,17 @@ log = logging.getLogger("rerank.server")
 
 SERVICE_NAME = "rerank.v1.Reranker"
 ANSWER_S = 1.0  # after the grace: time for requests failed by the server to send UNAVAILABLE themselves
+
+
+def no_export_tools(name: str, store: Any, missing: str | None) -> str:
+    """How a serving machine without the export tools gets the embedded model ``name`` (one line)."""
+    return (
+        f"model {name!r} is not in the model store {store} yet, and exporting it here needs "
+        f"{missing or 'the export tools'}, which is not installed. A serving machine gets models by copying an "
+        f"exported store: run `rerank models ensure {name}` where the export extra is installed and copy its "
+        f"models folder to {store} (or point --store at it); or install the export extra here "
+        "(pip install 'rerank[export]')"
+    )
 
 
 def load_models(config: ServerConfig) -> dict[str, Any]:
@@ -47,7 +58,10 @@ def load_models(config: ServerConfig) -> dict[str, Any]:
             log.info(
                 "model %s is not in the store %s yet: exporting it once (cached on disk)", name, store.root
             )
-            ensure_embedded(name, store=store)
+            try:
+                ensure_embedded(name, store=store)
+            except ImportError as exc:  # a serving machine without the export tools (torch, transformers)
+                raise ConfigError(no_export_tools(name, store.root, exc.name)) from None
         options = dict(config.model_options.get(name, {}))
         backend = options.pop("backend", config.backend)
         if backend == "onnx" and config.cuda_options() is not None:
