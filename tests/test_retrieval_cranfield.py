@@ -184,7 +184,7 @@ def test_retrieve_and_rerank_bad_input(index_server, query, options, code, field
     assert err.value.code.name == code and err.value.field == field
     assert field in err.value.details
     if code == "RESOURCE_EXHAUSTED":
-        assert "limit of 200" in err.value.details
+        assert "the limit of k, 200 (max_candidates)" in err.value.details  # says the limit of k
 
 
 def test_retrieve_and_rerank_needs_an_index(minilm_server):

@@ -93,3 +93,32 @@ def test_the_jina_shape_has_model_and_token_usage_and_errors_a_detail(minilm) ->
     assert reply["model"] == "minilm" and reply["usage"]["total_tokens"] > 0
     assert reply["meta"]["usage"]["tokens"] == reply["usage"]["total_tokens"]
     assert error["detail"] == error["message"] == "query: must not be empty"
+
+
+def test_max_tokens_per_doc_cuts_the_documents_of_that_request_only(minilm, minilm_store) -> None:
+    """Issue 23 item 6: as Cohere does, max_tokens_per_doc below the passage budget (256) ranks each document's
+    first N tokens; without it the same request ranks the whole texts."""
+    from tokenizers import Tokenizer
+
+    from rerank.server.app import RerankServer
+    from rerank.server.config import ServerConfig
+
+    tokenizer = Tokenizer.from_file(str(minilm_store.path("minilm") / "tokenizer.json"))
+    docs = ["Plants absorb water through their roots. " + "Central banks raise interest rates. " * 5,
+            "Interest rates and inflation. " + "Roots take up water and minerals from the soil. " * 5]
+    query = "how do plants absorb water through roots"
+    prefixes = []
+    for doc in docs:  # the first 6 tokens of each, by offsets, as an independent reading of the cut
+        enc = tokenizer.encode(doc, add_special_tokens=False)
+        prefixes.append(doc[: enc.offsets[5][1]])
+    with RerankServer(ServerConfig(port=0, http_port=0, warmup=False), models={"minilm": minilm}) as srv:
+        url = f"http://127.0.0.1:{srv.http_port}/v2/rerank"
+        cut = httpx.post(url, json={"query": query, "documents": docs, "max_tokens_per_doc": 6}, timeout=60).json()
+        manual = httpx.post(url, json={"query": query, "documents": prefixes}, timeout=60).json()
+        whole = httpx.post(url, json={"query": query, "documents": docs}, timeout=60).json()
+    assert [r["index"] for r in cut["results"]] == [r["index"] for r in manual["results"]] == [0, 1]
+    assert [r["relevance_score"] for r in cut["results"]] == pytest.approx(
+        [r["relevance_score"] for r in manual["results"]])
+    assert cut["meta"]["warnings"] == ["documents cut to 6 tokens of model 'minilm' for this request"]
+    whole_scores = {r["index"]: r["relevance_score"] for r in whole["results"]}  # without it: the whole texts
+    assert all(abs(whole_scores[r["index"]] - r["relevance_score"]) > 1e-3 for r in cut["results"])

@@ -42,6 +42,17 @@ ABANDON_S = 1.0
 OTHER_RPCS = 64
 
 
+def no_export_tools(name: str, store: Any, missing: str | None) -> str:
+    """How a serving machine without the export tools gets the embedded model ``name`` (one line)."""
+    return (
+        f"model {name!r} is not in the model store {store} yet, and exporting it here needs "
+        f"{missing or 'the export tools'}, which is not installed. A serving machine gets models by copying an "
+        f"exported store: run `rerank models ensure {name}` where the export extra is installed and copy its "
+        f"models folder to {store} (or point --store at it); or install the export extra here "
+        "(pip install 'rerank[export]')"
+    )
+
+
 def load_models(config: ServerConfig) -> dict[str, Any]:
     """Load ``config.models`` from the model store; an embedded model not exported yet is exported first
     (once; cached on disk)."""
@@ -54,7 +65,10 @@ def load_models(config: ServerConfig) -> dict[str, Any]:
             log.info(
                 "model %s is not in the store %s yet: exporting it once (cached on disk)", name, store.root
             )
-            ensure_embedded(name, store=store)
+            try:
+                ensure_embedded(name, store=store)
+            except ImportError as exc:  # a serving machine without the export tools (torch, transformers)
+                raise ConfigError(no_export_tools(name, store.root, exc.name)) from None
         options = dict(config.model_options.get(name, {}))
         backend = options.pop("backend", config.backend)
         if config.cuda_options() is not None:
@@ -263,6 +277,9 @@ class RerankServer:
                     log.info("warmed up %s on its largest batch shape in %.1f s", name, seconds)
         for scheduler in self.schedulers.values():
             scheduler.start()
+        if c.warmup:
+            log.info("warmed up the request path (validation, sampling, aggregation, scores) in %.2f s",
+                     self.service.warm_up_path())
         if c.metrics_port is not None:
             self.metrics_port = self._serve_metrics()
         server = self._build()

@@ -466,7 +466,8 @@ class HttpFace:
     async def _cohere(self, body: Any, request: Request, version: str) -> JSONResponse:
         models, single = self._models(body)
         texts = [_document_text(d, i, body.rank_fields) for i, d in enumerate(body.documents)]
-        warnings = self._unknown_fields(body) + self._token_warnings(body, models)
+        texts, cut = self._token_budget(body, models, texts)
+        warnings = self._unknown_fields(body) + cut
         call = self._rank_call(body, texts, models, http_names("documents", single), body.top_n or 0,
                                self.pb2.SCORE_FORMAT_NORMALIZED)
         response = await self._run(request, "RankRequest", call)
@@ -489,26 +490,32 @@ class HttpFace:
         }
         return JSONResponse(body, headers=_timing(request))
 
-    def _token_warnings(self, body: Any, models: list[str]) -> list[str]:
-        """``max_tokens_per_doc`` below a model's passage budget cannot be honoured: refuse it (the model
-        would read more of each document than asked); at or above it, the model's budget truncates."""
+    def _token_budget(self, body: Any, models: list[str], texts: list[str]) -> tuple[list[str], list[str]]:
+        """``max_tokens_per_doc`` as Cohere honours it: below a model's passage budget, each document is cut
+        to its first ``max_tokens_per_doc`` tokens of that model's tokenizer for this request only (the text
+        up to the end of its last kept token); at or above it, the model's own budget truncates. Returns the
+        texts to rank and the warnings."""
         out = []
-        if body.max_tokens_per_doc is not None:
+        limit = body.max_tokens_per_doc
+        if limit is not None:
             for name in models or [self.service.default_model]:
                 served = self.service.models.get(name)
                 budget = served.max_passage_tokens if served else 0
-                if budget and body.max_tokens_per_doc < budget:
-                    raise RequestError(
-                        "max_tokens_per_doc",
-                        f"{body.max_tokens_per_doc} is below the passage budget of model {name!r} "
-                        f"({budget} tokens), which this server does not lower per request; send "
-                        f">= {budget} or omit it",
-                    )
-                if budget:
+                if budget and limit < budget:
+                    cut = _token_prefixes(served.model if served else None, texts, limit)
+                    if cut is None:
+                        raise RequestError(
+                            "max_tokens_per_doc",
+                            f"{limit} is below the passage budget of model {name!r} ({budget} tokens), and "
+                            f"this model has no tokenizer to cut documents with; send >= {budget} or omit it",
+                        )
+                    texts = cut
+                    out.append(f"documents cut to {limit} tokens of model {name!r} for this request")
+                elif budget:
                     out.append(f"model {name!r} reads at most {budget} tokens of each document")
         if body.max_chunks_per_doc is not None:
             out.append("documents are not chunked: max_chunks_per_doc has no effect")
-        return out
+        return texts, out
 
     async def _tei(self, body: Any, request: Request) -> JSONResponse:
         warnings = self._unknown_fields(body)
@@ -626,6 +633,16 @@ class HttpFace:
             self._thread.join(timeout)
         self.pool.shutdown(wait=False, cancel_futures=True)
         return self._thread is None or not self._thread.is_alive()
+
+
+def _token_prefixes(model: Any, texts: list[str], tokens: int) -> list[str] | None:
+    """Each text up to the end of its first ``tokens`` tokens (no special tokens) by ``model``'s tokenizer, or
+    None when the model has none (a comparator that is not a ``PairwiseModel``). The tokenizer is the one
+    the model truncates with (``models/textenc.py``: ``TextEncoder.fields``)."""
+    encoder = getattr(getattr(model, "_kind", None), "encoder", None)
+    if encoder is None or not hasattr(encoder, "fields"):
+        return None
+    return [f.text for f in encoder.fields(texts, tokens)]
 
 
 def search_units(documents: int) -> int:

@@ -174,7 +174,8 @@ class CohereFields(ModelChoice):
         None, description="Fields of object documents to rank on, joined as `field: value` lines"
     )
     max_tokens_per_doc: int | None = Field(
-        None, ge=1, description="Accepted at or above the model's passage token budget, which truncates"
+        None, ge=1, description="Cut each document to its first N tokens for this request (below the model's "
+        "passage budget; at or above it, the model's budget truncates)"
     )
     max_chunks_per_doc: int | None = Field(None, ge=1, description="Accepted; documents are not chunked")
     priority: int | None = Field(None, description="Accepted (Cohere scheduling hint); not used")

@@ -16,13 +16,14 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import grpc
+import numpy as np
 
 from ..pipeline import RerankResult, run
 from ..request import (
@@ -240,6 +241,18 @@ class RerankerService:
         margin = min(max(0.1 * remaining, 0.005), 0.25)
         return ticket.deadline - margin
 
+    @staticmethod
+    def warm_up_path() -> float:
+        """One small request through the engine's whole default path (validation, sampler, calibration,
+        aggregation with scipy, fusion-free scores with the isotonic fit) with a stand-in comparator, before
+        the server says it is ready: the first real request pays no import or first-run cost. It touches no
+        served model (their warm-up is :func:`~rerank.server.app.warm_up`), so it cannot hang on one, and it
+        is not counted as a request. Returns the seconds spent."""
+        t0 = time.perf_counter()
+        candidates = tuple(Candidate(str(i), f"warm-up passage {i}") for i in range(4))
+        run(RerankRequest("warm-up query", candidates, absolute_scores=True), {"warm-up": _WarmUpComparator()})
+        return time.perf_counter() - t0
+
     # --- Rerank -------------------------------------------------------------------------------------
     def _rerank(self, message: Any, context: grpc.ServicerContext) -> Any:
         request = request_from_message(message)
@@ -431,6 +444,19 @@ class RerankerService:
                 device=self.index.device,
             )
         return pb2.ListModelsResponse(models=infos, max_candidates=self.config.max_candidates, index=index)
+
+
+class _WarmUpComparator:
+    """A pointwise stand-in with an absolute scale, for :meth:`RerankerService.warm_up_path`."""
+
+    kind = "bi-encoder"
+    pointwise = True
+
+    def compare_batch(self, items: Sequence[tuple[str, str, str]]) -> np.ndarray:
+        return np.array([0.75 if a < b else 0.25 for _, a, b in items])
+
+    def score(self, query: str, passages: Sequence[str]) -> np.ndarray:
+        return np.linspace(0.9, 0.1, len(passages))
 
 
 def _string_map(metadata: Mapping[str, Any]) -> dict[str, str]:
