@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_guards
 
 REPO = Path(__file__).resolve().parents[1]
 """The repository's root folder."""
@@ -47,28 +48,12 @@ def _sample(registry, name: str, **labels: str) -> float:
 
 
 def _on_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+    return pytest_guards.on_ci()
 
 
-def _fail_skip_on_ci(report) -> None:
-    """Under ``CI=true`` a skip is a failure: every guard (``importorskip``, a missing data folder, a
-    module-level skip) would otherwise let a broken install pass in silence. xfail stays as it is."""
-    if report.skipped and not hasattr(report, "wasxfail") and _on_ci():
-        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
-        report.outcome = "failed"
-        report.longrepr = f"skipped under CI=true, which must run every test: {reason}"
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    outcome = yield
-    _fail_skip_on_ci(outcome.get_result())
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_make_collect_report(collector):
-    outcome = yield
-    _fail_skip_on_ci(outcome.get_result())
+def pytest_addoption(parser, pluginmanager) -> None:
+    """The suite's rules (a skip fails ``make test`` and CI; no hang outlives the run): tests/pytest_guards.py."""
+    pluginmanager.register(pytest_guards, "pytest_guards")
 
 
 # Session fixtures that export a model or build an index: the first test to use one pays for it, minutes on a
