@@ -68,7 +68,8 @@ def _on_ci() -> bool:
 
 def pytest_addoption(parser, pluginmanager) -> None:
     """The suite's rules (a skip fails ``make test`` and CI; no hang outlives the run): tests/pytest_guards.py."""
-    pluginmanager.register(pytest_guards, "pytest_guards")
+    if not pluginmanager.has_plugin("pytest_guards"):  # not loaded already with -p pytest_guards
+        pluginmanager.register(pytest_guards, "pytest_guards")
 
 
 # Session fixtures that export a model or build an index: the first test to use one pays for it, minutes on a
