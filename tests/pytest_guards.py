@@ -82,9 +82,9 @@ def _backstop(item: pytest.Item, settings, seconds: float) -> None:
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem):
     settings = None
-    if item.config.pluginmanager.hasplugin("timeout"):
-        import pytest_timeout
+    import pytest_timeout
 
+    if item.config.pluginmanager.is_registered(pytest_timeout):  # by entry point ("timeout") or -p pytest_timeout
         settings = pytest_timeout._get_item_settings(item)
     if settings is None or not settings.timeout or settings.timeout <= 0:
         yield
