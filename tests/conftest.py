@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_guards
 
 REPO = Path(__file__).resolve().parents[1]
 """The repository's root folder."""
@@ -34,6 +36,20 @@ def __getattr__(name: str):
     raise AttributeError(name)
 
 
+def link_tree(src: Path, dst: Path) -> Path:
+    """A copy of the folder ``src`` at ``dst`` made of hard links where the file system allows (a model export
+    copied in an instant); replace a file in the copy (``os.replace``), never write through it."""
+
+    def link_or_copy(a: str, b: str) -> None:
+        try:
+            os.link(a, b)
+        except OSError:  # another file system
+            shutil.copy2(a, b)
+
+    shutil.copytree(src, dst, copy_function=link_or_copy)
+    return dst
+
+
 def _wait_for(cond: Callable[[], object], timeout: float = 10.0) -> None:
     end = time.monotonic() + timeout
     while not cond():
@@ -47,28 +63,13 @@ def _sample(registry, name: str, **labels: str) -> float:
 
 
 def _on_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+    return pytest_guards.on_ci()
 
 
-def _fail_skip_on_ci(report) -> None:
-    """Under ``CI=true`` a skip is a failure: every guard (``importorskip``, a missing data folder, a
-    module-level skip) would otherwise let a broken install pass in silence. xfail stays as it is."""
-    if report.skipped and not hasattr(report, "wasxfail") and _on_ci():
-        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
-        report.outcome = "failed"
-        report.longrepr = f"skipped under CI=true, which must run every test: {reason}"
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    outcome = yield
-    _fail_skip_on_ci(outcome.get_result())
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_make_collect_report(collector):
-    outcome = yield
-    _fail_skip_on_ci(outcome.get_result())
+def pytest_addoption(parser, pluginmanager) -> None:
+    """The suite's rules (a skip fails ``make test`` and CI; no hang outlives the run): tests/pytest_guards.py."""
+    if not pluginmanager.has_plugin("pytest_guards"):  # not loaded already with -p pytest_guards
+        pluginmanager.register(pytest_guards, "pytest_guards")
 
 
 # Session fixtures that export a model or build an index: the first test to use one pays for it, minutes on a
@@ -109,15 +110,24 @@ def data_dir() -> Path:
 _EXPORT_CACHE = Path(os.environ.get("RERANK_TEST_CACHE", Path.home() / ".cache" / "rerank" / "test-exports"))
 
 
+#: Export options of the session's exports beside the embedded defaults: the LLM's CPU default is not timed
+#: here (minutes of candidate timing the other tests do not need); one test times it on a copy of the export
+#: (tests/test_models_smollm.py, ``test_default_load_follows_the_measured_cpu_default``).
+FIXTURE_EXPORT_OPTIONS: dict[str, dict[str, Any]] = {"smollm-prp": {"cpu_default": "fp32"}}
+
+
 def _export_key(name: str) -> str:
     """A digest of what an embedded model's export depends on: the source weights (the package's files, or
-    its GGUF file) and the export code (``models/*.py``)."""
+    its GGUF file), the fixture's export options and the export code (``models/*.py``)."""
     from rerank.models.embedded import EMBEDDED
 
     entry = EMBEDDED[name]
     files = [entry.gguf_path()] if entry.gguf_file else sorted(entry.source().rglob("*"))
     inputs = [p for p in files if p.is_file()]
     digest = hashlib.sha256(name.encode())
+    options = FIXTURE_EXPORT_OPTIONS.get(name)
+    if options:
+        digest.update(repr(sorted(options.items())).encode())
     for path in [*inputs, *sorted((REPO / "models").glob("*.py")), *sorted((REPO / "models").glob("*.json"))]:
         digest.update(path.name.encode())
         with path.open("rb") as f:
@@ -142,7 +152,8 @@ def embedded_store(tmp_path_factory) -> Callable[[str], Any]:
             else:
                 root = _EXPORT_CACHE / f"{name}-{_export_key(name)}"
             store = ModelStore(root)
-            ensure_embedded(name, store=store)  # atomic, and a no-op when the export is complete
+            # atomic, and a no-op when the export is complete
+            ensure_embedded(name, store=store, **FIXTURE_EXPORT_OPTIONS.get(name, {}))
             stores[name] = store
         return stores[name]
 
@@ -169,8 +180,8 @@ def minilm_store(rerank_home):
 
 @pytest.fixture(scope="session")
 def smollm_store(embedded_store):
-    """A model store with the embedded ``smollm-prp`` (GGUF converted and exported once: about 80 s on
-    two cores, or reused from the developer cache)."""
+    """A model store with the embedded ``smollm-prp`` (GGUF converted and exported once, its CPU default not
+    timed: about 80 s on two cores, or reused from the developer cache); shared by every test file."""
     return embedded_store("smollm-prp")
 
 

