@@ -7,7 +7,7 @@ samples, calls the model, calibrates, aggregates and fuses.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
@@ -15,6 +15,7 @@ import numpy as np
 
 from .aggregation import check_budget, resolve_budget
 from .aggregation.engine import RankingReport, aggregate
+from .aggregation.escalation import EscalationThreshold, fixed_sequence_threshold, pair_confidence
 from .aggregation.registry import (
     DEFAULT_AGGREGATOR,
     DEFAULT_CALIBRATION,
@@ -137,13 +138,18 @@ class Usage:
 @dataclass
 class StageUsage:
     """What one cascade stage did: the candidates it re-ranked (``depth``) and its model calls
-    (``comparisons``: pairwise comparisons, or candidates scored by a pointwise stage)."""
+    (``comparisons``: pairwise comparisons, or candidates scored by a pointwise stage). A stage with selective
+    escalation also says how many pairs its cheap judge answered (``cheap_answered``, of ``cheap_comparisons``
+    asked) under the calibrated ``escalation_threshold``; ``comparisons`` are then the escalated pairs only."""
 
     model: str
     depth: int
     comparisons: int
     pointwise: bool
     elapsed_ms: float
+    cheap_comparisons: int = 0
+    cheap_answered: int = 0
+    escalation_threshold: float | None = None
 
 
 @dataclass
@@ -152,15 +158,94 @@ class RerankResult:
     usage: Usage
     per_model: list[RankingReport] = field(default_factory=list)
     stages: list[StageUsage] = field(default_factory=list)
+    fusion_weights: list[float] | None = None  # per model, where the fusion weighs them (``peer``)
+
+
+@dataclass(frozen=True)
+class Escalation:
+    """Selective escalation (Trust or Escalate; :mod:`rerank.aggregation.escalation`): ``cheap`` answers a pair
+    where its confidence max(p, 1 - p) is at least ``threshold`` (from :func:`calibrate_escalation`; ``inf``:
+    every pair escalates), the stage's model answers the others. ``record``, when given, receives
+    ``(query, text a, text b, cheap p, strong p)`` of every escalated pair (calibration)."""
+
+    cheap: Comparator
+    threshold: float
+    name: str = ""
+    record: list[tuple[str, str, str, float, float]] | None = None
 
 
 @dataclass(frozen=True)
 class Stage:
-    """One cascade stage: ``model`` re-ranks the top ``depth`` of the previous stage's order."""
+    """One cascade stage: ``model`` re-ranks the top ``depth`` of the previous stage's order (with
+    ``escalation``: only the pairs the cheap judge is not confident about reach ``model``)."""
 
     model: Comparator
     depth: int
     name: str = ""
+    escalation: Escalation | None = None
+
+
+def _p_of(result: Any) -> np.ndarray:
+    return np.asarray(getattr(result, "p", result), dtype=np.float64).reshape(-1)
+
+
+class EscalatingComparator:
+    """Asks the cheap judge every pair and ``strong`` only the pairs whose cheap confidence is below the
+    threshold; counts both."""
+
+    def __init__(self, escalation: Escalation, strong: Comparator) -> None:
+        self.escalation, self.strong = escalation, strong
+        self.asked = 0
+        self.escalated = 0
+
+    def compare_batch(self, items: Sequence[tuple[str, str, str]]) -> np.ndarray:
+        p = _p_of(self.escalation.cheap.compare_batch(items))
+        up = np.flatnonzero(pair_confidence(p) < self.escalation.threshold)
+        if len(up):
+            strong = _p_of(self.strong.compare_batch([items[i] for i in up]))
+            if self.escalation.record is not None:
+                self.escalation.record.extend((*items[i], float(p[i]), float(x))
+                                              for i, x in zip(up, strong, strict=True))
+            p[up] = strong
+        self.asked += len(items)
+        self.escalated += len(up)
+        return p
+
+
+def calibrate_escalation(
+    queries: Sequence[tuple[str, Sequence[Candidate]]], stages: Sequence[Stage], cheap: Comparator,
+    options: RankOptions = RankOptions(), *, alpha: float, delta: float,
+    grades: Mapping[tuple[str, str], float] | None = None,
+) -> EscalationThreshold:
+    """The threshold of selective escalation in the last of ``stages``, from calibration queries.
+
+    Each calibration query runs through the plain cascade (every pair of the last stage goes to its model), and
+    the pairs the last stage asks get the cheap judge's answer too, so the calibration pairs are drawn as the test
+    pairs are. The reference is the strong judge's answer (agreement: both on the same side of 0.5), or with
+    ``grades`` (``(query text, passage text) -> relevance grade``, unjudged = 0: human judgements, as in Trust or
+    Escalate) the human preference, on the pairs whose grades differ (the others have none).
+    :func:`~rerank.aggregation.escalation.fixed_sequence_threshold` picks the threshold for ``alpha``, ``delta``.
+    """
+    for name, value in (("alpha", alpha), ("delta", delta)):
+        if not 0 < value < 1:
+            raise RequestError(f"escalation.{name}", f"must lie in (0, 1), got {value}")
+    if not stages:
+        raise RequestError("options.stages", "no stage given")
+    record: list[tuple[str, str, str, float, float]] = []
+    last = replace(stages[-1], escalation=Escalation(cheap, float("inf"), record=record))
+    for query, candidates in queries:
+        rerank_cascade(query, candidates, [*stages[:-1], last], options)
+    p_cheap = np.array([r[3] for r in record])
+    if grades is None:
+        reference = np.array([r[4] for r in record]) >= 0.5
+        labelled = np.ones(len(record), dtype=bool)
+    else:
+        gap = np.array([grades.get((q, a), 0.0) - grades.get((q, b), 0.0) for q, a, b, _, _ in record])
+        reference, labelled = gap > 0, gap != 0
+    if not labelled.any():
+        raise RequestError("escalation", "no calibration pairs: the calibration queries gave no labelled pair")
+    agrees = (p_cheap[labelled] >= 0.5) == reference[labelled]
+    return fixed_sequence_threshold(pair_confidence(p_cheap[labelled]), agrees, alpha, delta)
 
 
 def _check_sampler_parameters(options: RankOptions) -> None:
@@ -279,18 +364,21 @@ def rerank(
         usage.stopped_early = usage.stopped_early or outcome.stopped_early
     usage.order_inconsistency = float(np.mean([r.diagnostics.order_inconsistency for r in reports]))
     usage.transitive_inconsistency = float(np.mean([r.diagnostics.transitive_inconsistency for r in reports]))
+    weights = None
     if len(reports) == 1:
         order, scores, stderr = reports[0].order, reports[0].scores, reports[0].stderr
     else:
         fused = lookup("fusion", options.fusion)([r.order for r in reports], n)
         order, scores, stderr = fused.ranking(), np.asarray(fused.scores, dtype=np.float64), None
+        found = getattr(fused, "weights", None)
+        weights = None if found is None else [float(w) for w in found]
     keep = order if top_n is None or top_n == 0 else order[:top_n]
     results = [
         RankedItem(candidates[i].id, int(i), float(scores[i]), None if stderr is None else float(stderr[i]))
         for i in keep
     ]
     usage.elapsed_ms = (time.monotonic() - started) * 1000.0
-    return RerankResult(results=results, usage=usage, per_model=reports)
+    return RerankResult(results=results, usage=usage, per_model=reports, fusion_weights=weights)
 
 
 def rerank_cascade(
@@ -319,6 +407,9 @@ def rerank_cascade(
     for i, stage in enumerate(stages):
         if stage.depth < 1:
             raise RequestError(f"options.stages[{i}].depth", f"must be >= 1, got {stage.depth}")
+        if stage.escalation is not None and not (stage.escalation.threshold >= 0.5):  # inf: escalate every pair
+            raise RequestError(f"options.stages[{i}].escalation.threshold",
+                               f"must be >= 0.5 (a confidence max(p, 1 - p)), got {stage.escalation.threshold}")
     if top_n is not None and top_n < 0:
         raise RequestError("top_n", f"must be >= 0, got {top_n}")
     validate_options(options, len(candidates))
@@ -331,15 +422,21 @@ def rerank_cascade(
         top = order[: min(stage.depth, len(order))]
         last = i == len(stages) - 1
         pointwise = not last and bool(getattr(stage.model, "pointwise", False))
+        escalating = None
         if pointwise:
+            if stage.escalation is not None:
+                raise RequestError(f"options.stages[{i}].escalation", "a pointwise stage does not compare pairs")
             scores = np.asarray(stage.model.score(query, [candidates[j].text for j in top]), dtype=np.float64)  # type: ignore[attr-defined]
             top = [top[j] for j in np.argsort(-scores, kind="stable")]
             calls = len(top)
         else:
             opts = options if last else replace(options, sampler="all", budget=None, time_budget_ms=None)
-            sub = rerank(query, [candidates[j] for j in top], [stage.model], opts, deadline=deadline)
+            model: Comparator = stage.model
+            if stage.escalation is not None:
+                model = escalating = EscalatingComparator(stage.escalation, stage.model)
+            sub = rerank(query, [candidates[j] for j in top], [model], opts, deadline=deadline)
             top = [top[r.index] for r in sub.results]
-            calls = sub.usage.comparisons
+            calls = sub.usage.comparisons if escalating is None else escalating.escalated
             for name in ("truncated_items", "tokenize_ms", "queue_ms", "run_ms"):
                 setattr(usage, name, getattr(usage, name) + getattr(sub.usage, name))
             usage.batches += sub.usage.batches
@@ -352,7 +449,13 @@ def rerank_cascade(
             per_model.extend(sub.per_model)
         order = top + order[len(top):]
         usage.comparisons += calls
-        report.append(StageUsage(stage.name, len(top), calls, pointwise, (time.monotonic() - t0) * 1000.0))
+        record = StageUsage(stage.name, len(top), calls, pointwise, (time.monotonic() - t0) * 1000.0)
+        if escalating is not None and stage.escalation is not None:
+            usage.comparisons += escalating.asked
+            record = replace(record, cheap_comparisons=escalating.asked,
+                             cheap_answered=escalating.asked - escalating.escalated,
+                             escalation_threshold=stage.escalation.threshold)
+        report.append(record)
     n = len(order)
     keep = order if top_n is None or top_n == 0 else order[:top_n]
     results = [RankedItem(candidates[j].id, int(j), float(n - pos)) for pos, j in enumerate(keep)]
@@ -375,7 +478,13 @@ def parse_stage(text: str) -> tuple[str, int]:
 
 
 def stage_records(stages: Sequence[StageUsage]) -> list[dict[str, Any]]:
-    return [asdict(s) for s in stages]
+    """The stages as JSON-ready dicts; an escalation threshold of ``inf`` (no threshold passed the calibration
+    test: every pair escalated) is written as null beside ``cheap_answered`` 0."""
+    records = [asdict(s) for s in stages]
+    for record in records:
+        if record["escalation_threshold"] == float("inf"):
+            record["escalation_threshold"] = None
+    return records
 
 
 def ranking_record(report: RankingReport, ids: list[ItemId]) -> dict[str, Any]:
