@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .aggregators.auto import FOR_REGIME, regime
+from .aggregators.auto import FOR_REGIME, PRIOR_FOR_REGIME, regime
 from .calibration import Diagnostics, diagnose
 from .comparisons import Comparisons
 from .prior import first_stage_prior
@@ -41,8 +41,8 @@ def aggregate(
 ) -> RankingReport:
     """Calibrate ``comparisons``, aggregate them with ``method`` and report the diagnostics of the raw set.
 
-    ``method="auto"`` picks the aggregator for the regime of the raw answers (:mod:`.aggregators.auto`); the
-    report's ``method`` names the one that ran.
+    ``method="auto"`` picks the aggregator for the regime of the raw answers, and keeps the prior only for a
+    noisy comparator (:mod:`.aggregators.auto`); the report's ``method`` names the aggregator that ran.
 
     ``seed`` reaches the aggregators that draw random numbers (kwiksort) and is ignored by the others;
     ``options`` go to the aggregator as they are (e.g. ``alpha`` for bt). ``prior_weight > 0`` appends
@@ -55,7 +55,9 @@ def aggregate(
     calibrate = lookup("calibration", calibration)
     diagnostics = diagnose(comparisons)
     if method == "auto":  # the regime is read from the raw answers, before calibration and the prior
-        method = FOR_REGIME[regime(diagnostics)]
+        found = regime(diagnostics)
+        method = FOR_REGIME[found]
+        prior_weight = prior_weight if PRIOR_FOR_REGIME[found] else 0.0
     aggregator = lookup("aggregator", method)
     if seed is not None and "seed" in inspect.signature(aggregator).parameters:
         options["seed"] = seed

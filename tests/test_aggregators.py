@@ -430,8 +430,12 @@ def test_auto_reads_the_regime_of_the_raw_answers():
     # too few decided triads say nothing: noisy (HodgeRank), the safe choice
     sparse = Comparisons(4, np.array([0, 1]), np.array([1, 2]), np.array([0.9, 0.8]))
     assert regime(diagnose(sparse)) == "noisy"
-    # the engine reads the raw answers, not the calibrated rows with the first-stage prior, and names its choice
+    # the engine reads the raw answers, not the calibrated rows with the first-stage prior, names its choice, and
+    # keeps the prior for a noisy comparator only
     assert aggregate(consistent, method="auto", prior_weight=1.0).method == "bt"
     assert aggregate(noisy, method="auto", prior_weight=1.0).method == "hodgerank"
-    expected = aggregate(consistent, method="bt", prior_weight=1.0)
-    np.testing.assert_array_equal(aggregate(consistent, method="auto", prior_weight=1.0).scores, expected.scores)
+    for comps, method, prior in ((consistent, "bt", 0.0), (noisy, "hodgerank", 1.0)):
+        expected = aggregate(comps, method=method, prior_weight=prior).scores
+        np.testing.assert_array_equal(aggregate(comps, method="auto", prior_weight=1.0).scores, expected)
+    assert not np.array_equal(aggregate(consistent, method="bt", prior_weight=1.0).scores,
+                              aggregate(consistent, method="bt", prior_weight=0.0).scores)
