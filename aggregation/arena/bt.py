@@ -23,7 +23,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.special import expit
 from scipy.stats import norm
 
-from ..aggregators.bt import _evaluate, _shifted_hessian, _solve_positive
+from ..aggregators.bt import _cholesky, _evaluate, _shifted_hessian, _solve_factored
 from .votes import A_WINS, B_WINS, Battles
 
 SCALE, BASE, INIT_RATING = 400.0, 10.0, 1000.0
@@ -59,7 +59,7 @@ def _mle_natural(W: np.ndarray, tol: float = 1e-12, max_iter: int = 100) -> np.n
         NS, H, _beta = _shifted_hessian(S, N, 0.0)
         g = NS.sum(axis=1) - wins
         g -= g.mean()
-        step = _solve_positive(H, -g)
+        step = _solve_factored(_cholesky(H), -g)
         step -= step.mean()
         slope = float(g @ step)
         if slope >= 0 or float(np.abs(step).max()) < tol:
