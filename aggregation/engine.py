@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from .aggregators.auto import FOR_REGIME, PRIOR_FOR_REGIME, regime
 from .calibration import Diagnostics, diagnose
 from .comparisons import Comparisons
 from .prior import first_stage_prior
@@ -40,6 +41,9 @@ def aggregate(
 ) -> RankingReport:
     """Calibrate ``comparisons``, aggregate them with ``method`` and report the diagnostics of the raw set.
 
+    ``method="auto"`` picks the aggregator for the regime of the raw answers, and keeps the prior only for a
+    noisy comparator (:mod:`.aggregators.auto`); the report's ``method`` names the aggregator that ran.
+
     ``seed`` reaches the aggregators that draw random numbers (kwiksort) and is ignored by the others;
     ``options`` go to the aggregator as they are (e.g. ``alpha`` for bt). ``prior_weight > 0`` appends
     the first-stage prior (:func:`first_stage_prior`) after calibration; it never counts as comparisons.
@@ -47,11 +51,16 @@ def aggregate(
     environment says.
     Raises ``UnknownMethodError`` (a ``ValueError``) for an unknown method or calibration.
     """
-    aggregator = lookup("aggregator", method)
+    lookup("aggregator", method)
     calibrate = lookup("calibration", calibration)
+    diagnostics = diagnose(comparisons)
+    if method == "auto":  # the regime is read from the raw answers, before calibration and the prior
+        found = regime(diagnostics)
+        method = FOR_REGIME[found]
+        prior_weight = prior_weight if PRIOR_FOR_REGIME[found] else 0.0
+    aggregator = lookup("aggregator", method)
     if seed is not None and "seed" in inspect.signature(aggregator).parameters:
         options["seed"] = seed
-    diagnostics = diagnose(comparisons)
     calibrated = calibrate(comparisons)
     if prior_weight:
         prior = first_stage_prior(comparisons.n_items, prior_weight)

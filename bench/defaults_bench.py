@@ -1,5 +1,9 @@
 """The defaults against the grid, and the first-stage floor (issue 13), on TREC DL 2019 passage, BM25 top 50.
 
+The defaults against the grid on any collection are a row of ``rerank bench budgets`` itself (``defaults``,
+on by default; its summary.md compares them with the grid's best): this script keeps the DL19 floor (counts)
+and time-budget figures, and its part 1 replays the same row.
+
     RERANK_HOME=bench/cache OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/defaults_bench.py \
         --out bench/results/defaults
 
@@ -30,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from rerank.bench.budgets import QueryPrefs, cached_preferences, first_stage_level, load_dataset
+from rerank.bench.budgets import replay_defaults as harness_defaults
 from rerank.evaluation import ndcg_at_k, rank_docs
 from rerank.pipeline import Candidate, Comparator, RankOptions, rerank
 from rerank.specs import TrecData, load_comparator
@@ -41,33 +46,15 @@ COUNTS = (1, 2, 5, 10, 20, 50, 100, 245, 2450)
 TIME_MS = (1, 3, 10, 30, 100, 300, 1000, 3000)
 
 
-class Replay:
-    """Answers from a query's cached preferences; candidate texts are their indices."""
-
-    def __init__(self, P: np.ndarray) -> None:
-        self.P = P
-
-    def compare_batch(self, items: list[tuple[str, str, str]]) -> np.ndarray:
-        return np.array([self.P[int(a), int(b)] for _, a, b in items])
-
-
 def ndcg_of(q: QueryPrefs, out_ids: list[str], qrels: dict[str, dict[str, int]]) -> float:
     return ndcg_at_k(out_ids + q.rest, qrels[q.qid], 10)
 
 
 def replay_defaults(prefs: list[QueryPrefs], qrels: dict, budget: int | float, seeds: int, **changes) -> dict:
-    """Mean nDCG@10 (over queries of the mean over seeds) of RankOptions(budget, **changes) on the cache."""
-    per_query = []
-    used = []
-    for q in prefs:
-        cands = [Candidate(d, str(i)) for i, d in enumerate(q.docids)]
-        values = []
-        for seed in range(seeds):
-            out = rerank("q", cands, [Replay(q.P)], RankOptions(budget=budget, seed=seed, **changes))
-            values.append(ndcg_of(q, [r.id for r in out.results], qrels))
-            used.append(out.usage.comparisons)
-        per_query.append(float(np.mean(values)))
-    return {"ndcg10": float(np.mean(per_query)), "comparisons_per_query": float(np.mean(used))}
+    """Mean nDCG@10 (over queries of the mean over seeds) of RankOptions(budget, **changes) on the cache: the
+    ``defaults`` row of ``rerank bench budgets`` (:func:`rerank.bench.budgets.replay_defaults`)."""
+    row = harness_defaults(prefs, qrels, budgets=[budget], repeats=seeds, **changes)[0]
+    return {"ndcg10": row["ndcg10_mean"], "comparisons_per_query": row["comparisons_per_query"]}
 
 
 def grid_best(path: Path) -> dict[float, dict]:

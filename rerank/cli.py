@@ -200,13 +200,17 @@ def _rank_usage(args: Any) -> str | None:
 
 
 def cmd_rank(args: Any) -> int:
+    from dataclasses import asdict
+
     from .comparison_io import InputError
     from .distributed import RayOptions, check_engine_arguments, ray_mapper
     from .offline import (
         CLI_NAMES,
+        EscalationSettings,
         QueryRanker,
         ResumableOutput,
         Selection,
+        escalate_last_stage,
         rank_jobs,
         read_jsonl_jobs,
         run_setup,
@@ -230,11 +234,15 @@ def cmd_rank(args: Any) -> int:
         return _fail(unreadable, EXIT_BAD_INPUT)
     if args.stage:
         specs = []
+    escalation = None if args.escalate_alpha is None else EscalationSettings(
+        args.escalate_alpha, args.escalate_delta, args.escalate_queries, args.escalate_reference)
+    extra = {} if escalation is None else {"escalate": asdict(escalation)}
     if trec_mode:
         setup = run_setup("trec", specs, options, batch_size=args.batch_size, depth=args.depth, tag=args.tag,
-                          stage=args.stage)
+                          stage=args.stage, **extra)
     else:
-        setup = run_setup("jsonl", specs, options, batch_size=args.batch_size, top_n=args.top_n, stage=args.stage)
+        setup = run_setup("jsonl", specs, options, batch_size=args.batch_size, top_n=args.top_n, stage=args.stage,
+                          **extra)
     try:
         validate_options(options, None)  # the budget against k is checked per query
         check_engine_arguments(args)
@@ -252,6 +260,8 @@ def cmd_rank(args: Any) -> int:
             raise RequestError("stage", "give either --stage (a cascade) or --model, not both")
         if args.stage and args.engine == "ray":
             raise RequestError("stage", "--engine ray does not run cascades yet; use --engine local with --stage")
+        if escalation is not None:
+            _check_escalation(escalation, len(args.stage), trec)
         stages = [
             Stage(load_comparator(spec, trec=trec, max_batch_size=args.batch_size), depth, spec)
             for spec, depth in map(parse_stage, args.stage or [])
@@ -279,6 +289,9 @@ def cmd_rank(args: Any) -> int:
             for _ in trec_jobs(chosen, run, trec.queries, trec.corpus, args.depth):  # every query checked first
                 pass
             jobs = trec_jobs(chosen, run, trec.queries, trec.corpus, args.depth)
+            if escalation is not None:
+                jobs = list(jobs)
+                stages = escalate_last_stage(jobs, stages, options, escalation, _grades(trec), sys.stderr)
             already = sum(q in output.done for q in chosen)
             _note_resume(output)
             ranked = rank_jobs(jobs, models, options, output, trec_tag=args.tag, total=len(chosen), already=already,
@@ -293,7 +306,11 @@ def cmd_rank(args: Any) -> int:
                     total = min(total, selection.max_queries)
                 already = len(output.done) if selection.qids is None else len(output.done & selection.qids)
                 _note_resume(output)
-                ranked = rank_jobs(selection.apply(jobs, lambda job: job.qid), models, options, output,
+                selected = selection.apply(jobs, lambda job: job.qid)
+                if escalation is not None:
+                    selected = list(selected)
+                    stages = escalate_last_stage(selected, stages, options, escalation, _grades(trec), sys.stderr)
+                ranked = rank_jobs(selected, models, options, output,
                                    top_n=args.top_n, total=total, already=min(already, total or already),
                                    map_jobs=map_jobs, stages=stages, quiet=args.quiet)
             selection.report(sys.stderr)
@@ -308,6 +325,30 @@ def cmd_rank(args: Any) -> int:
     sys.stderr.write(f"rerank: ranked {ranked} queries ({len(output.done)} done in {args.output})\n")
     return 0
 
+
+
+def _check_escalation(settings: Any, stages: int, trec: Any) -> None:
+    """Usage errors of --escalate-* (raised as RequestError)."""
+    from .pipeline import RequestError
+
+    if stages < 2:
+        raise RequestError("escalate-alpha", "selective escalation needs a cascade of 2 or more --stage: the stage "
+                                             "before the last is the cheap judge")
+    for name, value in (("escalate-alpha", settings.alpha), ("escalate-delta", settings.delta)):
+        if not 0 < value < 1:
+            raise RequestError(name, f"must lie in (0, 1), got {value}")
+    if settings.queries < 1:
+        raise RequestError("escalate-queries", f"must be >= 1, got {settings.queries}")
+    if settings.reference == "qrels" and (trec is None or not trec.qrels):
+        raise RequestError("escalate-reference", "qrels needs relevance judgements: give --qrels")
+
+
+def _grades(trec: Any) -> dict[tuple[str, str], float] | None:
+    """(query text, passage text) -> relevance grade, from the TREC files (None without qrels)."""
+    if trec is None or not trec.qrels:
+        return None
+    return {(trec.queries[q], trec.corpus[d]): float(max(g, 0)) for q, judged in trec.qrels.items() if q in trec.queries
+            for d, g in judged.items() if d in trec.corpus}
 
 
 def _check_jsonl_input(path: str, skip_bad: bool) -> int | None:
@@ -419,6 +460,16 @@ def ranking_options(func: Any) -> Any:
 @click.option("--stage", multiple=True, metavar="MODEL:DEPTH",
               help="cascade stage, repeatable, in order: MODEL re-ranks the top DEPTH of the previous stage "
                    "(minilm:100 --stage oracle:noise=3,bias=1:20); sampler and budget apply to the last stage")
+@click.option("--escalate-alpha", type=float, default=None, metavar="ALPHA",
+              help="selective escalation in a cascade (Trust or Escalate): the stage before the last answers a pair "
+                   "of the last stage where its confidence passes a threshold calibrated for agreement >= 1 - ALPHA "
+                   "with the reference; the other pairs go to the last stage's model")
+@click.option("--escalate-delta", type=float, default=0.1, show_default=True,
+              help="risk that the agreement guarantee of --escalate-alpha fails")
+@click.option("--escalate-queries", type=int, default=10, show_default=True,
+              help="the first N queries calibrate the escalation threshold")
+@click.option("--escalate-reference", type=click.Choice(["strong", "qrels"]), default="strong", show_default=True,
+              help="what the cheap judge must agree with: the last stage's answers, or the --qrels grades")
 @click.option("--skip-bad", is_flag=True, help="skip malformed lines (reported) instead of stopping")
 @click.option("--overwrite", is_flag=True, help="start afresh (delete the output and its progress) instead of "
                                                 "resuming")

@@ -27,11 +27,13 @@ from .files import write_text_atomic
 from .pipeline import (
     Candidate,
     Comparator,
+    Escalation,
     RankOptions,
     RequestError,
     RerankResult,
     Stage,
     StageUsage,
+    calibrate_escalation,
     rerank,
     rerank_cascade,
     validate_candidates,
@@ -384,6 +386,45 @@ class ResumableOutput:
                 handle.close()
 
 
+@dataclass(frozen=True)
+class EscalationSettings:
+    """``rerank rank --escalate-alpha``: selective escalation in a cascade's last stage, calibrated on the first
+    ``queries`` queries; ``reference`` ``strong`` (the last stage's answers) or ``qrels`` (human grades)."""
+
+    alpha: float
+    delta: float = 0.1
+    queries: int = 10
+    reference: str = "strong"
+
+
+def escalate_last_stage(
+    jobs: Sequence[QueryJob], stages: Sequence[Stage], options: RankOptions, settings: EscalationSettings,
+    grades: Mapping[tuple[str, str], float] | None = None, warn: IO[str] | None = None,
+) -> list[Stage]:
+    """The cascade with selective escalation in its last stage: the stage before it is the cheap judge, the
+    threshold is calibrated on the first ``settings.queries`` jobs (:func:`rerank.pipeline.calibrate_escalation`)
+    and reported on ``warn``. ``grades`` ((query text, passage text) -> grade) is the reference for ``qrels``."""
+    if len(stages) < 2:
+        raise RequestError("escalate", "selective escalation needs a cascade of 2 or more --stage: the stage "
+                                       "before the last is the cheap judge")
+    if settings.queries < 1:
+        raise RequestError("escalate-queries", f"must be >= 1, got {settings.queries}")
+    if settings.reference == "qrels" and not grades:
+        raise RequestError("escalate-reference", "qrels needs relevance judgements (--qrels in TREC mode)")
+    calibration = [(job.query, job.candidates) for job in jobs[: settings.queries]]
+    cheap = stages[-2]
+    found = calibrate_escalation(calibration, stages, cheap.model, options, alpha=settings.alpha,
+                                 delta=settings.delta, grades=grades if settings.reference == "qrels" else None)
+    if warn is not None:
+        what = (f"threshold {found.threshold:.3f} (calibration pairs {found.calibration_items}, {found.kept} kept, "
+                f"{found.disagreements} disagreeing, p {found.p_value:.3g})" if found.threshold != float("inf") else
+                f"no threshold passed on {found.calibration_items} calibration pairs: every pair escalates")
+        warn.write(f"rerank: escalation {what}; alpha {settings.alpha}, delta {settings.delta}, reference "
+                   f"{settings.reference}, {len(calibration)} calibration queries\n")
+    return [*stages[:-1], dataclasses.replace(stages[-1], escalation=Escalation(cheap.model, found.threshold,
+                                                                                cheap.name))]
+
+
 # --- 3. the loop ----------------------------------------------------------------------------------------
 def jsonl_record(job: QueryJob, result: RerankResult) -> str:
     ranking = [{"id": r.id, "score": r.score, "rank": i} for i, r in enumerate(result.results, start=1)]
@@ -398,11 +439,18 @@ def jsonl_record(job: QueryJob, result: RerankResult) -> str:
         "tokenize_ms": round(result.usage.tokenize_ms, 3),
         "run_ms": round(result.usage.run_ms, 3),
         **({"stages": stage_records(result.stages)} if result.stages else {}),
+        **({"fusion_weights": result.fusion_weights} if result.fusion_weights is not None else {}),
     }) + "\n"
 
 
 def stage_records(stages: Sequence[StageUsage]) -> list[dict[str, Any]]:
-    return [dataclasses.asdict(s) for s in stages]
+    """The stages as JSON-ready dicts; an escalation threshold of ``inf`` (no threshold passed the calibration
+    test: every pair escalated) is written as null beside ``cheap_answered`` 0."""
+    records = [dataclasses.asdict(s) for s in stages]
+    for record in records:
+        if record["escalation_threshold"] == float("inf"):
+            record["escalation_threshold"] = None
+    return records
 
 
 def trec_record(job: QueryJob, result: RerankResult, tag: str) -> str:

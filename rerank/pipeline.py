@@ -9,12 +9,13 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
 
 from .aggregation.engine import RankingReport, aggregate
+from .aggregation.escalation import EscalationThreshold, fixed_sequence_threshold, pair_confidence
 from .aggregation.registry import REGISTRY, lookup
 from .aggregation.samplers import run_sampler
 from .request import (
@@ -34,9 +35,9 @@ from .request import (
 from .scores import ABSOLUTE_SCALES, LOG_STRENGTH_AGGREGATORS, beat_typical, by_position, threshold_scores
 
 __all__ = [
-    "Candidate", "Comparator", "Limits", "RankOptions", "RankedItem", "RequestError", "RerankRequest",
-    "RerankResult", "Stage", "StageSpec", "StageUsage", "Usage", "prior_weight_for", "rerank", "rerank_cascade",
-    "run", "validate_candidates", "validate_options",
+    "Candidate", "Comparator", "Escalation", "Limits", "RankOptions", "RankedItem", "RequestError", "RerankRequest",
+    "RerankResult", "Stage", "StageSpec", "StageUsage", "Usage", "calibrate_escalation", "prior_weight_for", "rerank",
+    "rerank_cascade", "run", "validate_candidates", "validate_options",
 ]
 
 
@@ -88,15 +89,99 @@ class RerankResult:
     scores: np.ndarray | None = None  # every candidate's score (by request position), fused once
     order: list[int] = field(default_factory=list)  # every candidate, best first (``results`` is its top_n)
     absolute: np.ndarray | None = None  # with request.absolute_scores: scores a threshold can use (rerank.scores)
+    fusion_weights: list[float] | None = None  # per model, where the fusion weighs them (``peer``)
+
+
+@dataclass(frozen=True)
+class Escalation:
+    """Selective escalation (Trust or Escalate; :mod:`rerank.aggregation.escalation`): ``cheap`` answers a pair
+    where its confidence max(p, 1 - p) is at least ``threshold`` (from :func:`calibrate_escalation`; ``inf``:
+    every pair escalates), the stage's model answers the others. ``record``, when given, receives
+    ``(query, text a, text b, cheap p, strong p)`` of every escalated pair (calibration)."""
+
+    cheap: Comparator
+    threshold: float
+    name: str = ""
+    record: list[tuple[str, str, str, float, float]] | None = None
 
 
 @dataclass(frozen=True)
 class Stage:
-    """One cascade stage of the Python API: ``model`` re-ranks the top ``depth`` of the previous stage."""
+    """One cascade stage of the Python API: ``model`` re-ranks the top ``depth`` of the previous stage (with
+    ``escalation``: only the pairs the cheap judge is not confident about reach ``model``)."""
 
     model: Comparator
     depth: int
     name: str = ""
+    escalation: Escalation | None = None
+
+
+def _p_of(result: Any) -> np.ndarray:
+    return np.asarray(getattr(result, "p", result), dtype=np.float64).reshape(-1)
+
+
+class EscalatingComparator:
+    """Asks the cheap judge every pair and ``strong`` only the pairs whose cheap confidence is below the
+    threshold; counts both, and keeps both judges' model stats in ``usage``."""
+
+    def __init__(self, escalation: Escalation, strong: Comparator) -> None:
+        self.escalation, self.strong = escalation, strong
+        self.asked = 0
+        self.escalated = 0
+        self.usage = Usage()
+
+    def compare_batch(self, items: Sequence[tuple[str, str, str]]) -> np.ndarray:
+        answer = self.escalation.cheap.compare_batch(items)
+        self.usage.add_call(answer)
+        p = _p_of(answer).copy()
+        up = np.flatnonzero(pair_confidence(p) < self.escalation.threshold)
+        if len(up):
+            answer = self.strong.compare_batch([items[i] for i in up])
+            self.usage.add_call(answer)
+            strong = _p_of(answer)
+            if self.escalation.record is not None:
+                self.escalation.record.extend((*items[i], float(p[i]), float(x))
+                                              for i, x in zip(up, strong, strict=True))
+            p[up] = strong
+        self.asked += len(items)
+        self.escalated += len(up)
+        return p
+
+
+def calibrate_escalation(
+    queries: Sequence[tuple[str, Sequence[Candidate]]], stages: Sequence[Stage], cheap: Comparator,
+    options: RankOptions = DEFAULT_OPTIONS, *, alpha: float, delta: float,
+    grades: Mapping[tuple[str, str], float] | None = None,
+) -> EscalationThreshold:
+    """The threshold of selective escalation in the last of ``stages``, from calibration queries.
+
+    Each calibration query runs through the plain cascade (every pair of the last stage goes to its model), and
+    the pairs the last stage asks get the cheap judge's answer too, so the calibration pairs are drawn as the test
+    pairs are. The reference is the strong judge's answer (agreement: both on the same side of 0.5), or with
+    ``grades`` (``(query text, passage text) -> relevance grade``, unjudged = 0: human judgements, as in Trust or
+    Escalate) the human preference, on the pairs whose grades differ (the others have none).
+    :func:`~rerank.aggregation.escalation.fixed_sequence_threshold` picks the threshold for ``alpha``, ``delta``.
+    """
+    for name, value in (("alpha", alpha), ("delta", delta)):
+        if not 0 < value < 1:
+            raise RequestError(f"escalation.{name}", f"must lie in (0, 1), got {value}")
+    if not stages:
+        raise RequestError("options.stages", "no stage given")
+    record: list[tuple[str, str, str, float, float]] = []
+    last = replace(stages[-1], escalation=Escalation(cheap, float("inf"), record=record))
+    for query, candidates in queries:
+        rerank_cascade(query, candidates, [*stages[:-1], last], options)
+    p_cheap = np.array([r[3] for r in record])
+    if grades is None:
+        reference = np.array([r[4] for r in record]) >= 0.5
+        labelled = np.ones(len(record), dtype=bool)
+    else:
+        gap = np.array([grades.get((q, a), 0.0) - grades.get((q, b), 0.0) for q, a, b, _, _ in record])
+        reference, labelled = gap > 0, gap != 0
+    if not labelled.any():
+        raise RequestError("escalation", "no calibration pairs: the calibration queries gave no labelled pair")
+    agrees = (p_cheap[labelled] >= 0.5) == reference[labelled]
+    return fixed_sequence_threshold(pair_confidence(p_cheap[labelled]), agrees, alpha, delta)
 
 
 def run(
@@ -106,12 +191,15 @@ def run(
     limits: Limits | None = None,
     deadline: float | None = None,
     checked: Checked | None = None,
+    escalations: Sequence[Escalation | None] = (),
 ) -> RerankResult:
     """Run a :class:`RerankRequest` with the comparators by model name: validated by
     :func:`rerank.request.validate` (against ``limits``; default: the comparators given, the first is the
     default model), then one ranking (several models: concurrently, then fused with ``options.fusion``) or
-    a cascade of ``request.stages``. ``deadline`` (``time.monotonic``) and ``options.time_budget_ms`` make
-    it anytime: sampling stops between rounds and the ranking uses what was seen (``usage.partial``)."""
+    a cascade of ``request.stages`` (``escalations``, by stage, route a stage's pairs through a cheap judge
+    first: :class:`Escalation`; the Python API's, a request has none). ``deadline`` (``time.monotonic``) and
+    ``options.time_budget_ms`` make it anytime: sampling stops between rounds and the ranking uses what was
+    seen (``usage.partial``)."""
     started = time.monotonic()
     if checked is None:
         limits = limits or Limits(models=tuple(comparators), default_model=next(iter(comparators), ""))
@@ -121,7 +209,7 @@ def run(
         limit = started + options.time_budget_ms / 1000.0
         deadline = limit if deadline is None else min(deadline, limit)
     if request.stages:
-        out = _cascade(request, [comparators[m] for m in checked.models], deadline)
+        out = _cascade(request, [comparators[m] for m in checked.models], deadline, escalations)
     else:
         out = _rank(request.query, request.candidates, [comparators[m] for m in checked.models], options,
                     checked.budget, request.top_n or None, deadline)
@@ -185,11 +273,14 @@ def _rank(
         usage.comparisons += one.comparisons
     usage.order_inconsistency = float(np.mean([r.diagnostics.order_inconsistency for r in reports]))
     usage.transitive_inconsistency = float(np.mean([r.diagnostics.transitive_inconsistency for r in reports]))
+    weights = None
     if len(reports) == 1:
         order, scores, stderr = reports[0].order, np.asarray(reports[0].scores, dtype=np.float64), reports[0].stderr
     else:
         fused = lookup("fusion", options.fusion)([r.order for r in reports], m)
         order, scores, stderr = fused.ranking(), np.asarray(fused.scores, dtype=np.float64), None
+        found = getattr(fused, "weights", None)  # a fusion that weighs the models says how (``peer``)
+        weights = None if found is None else [float(w) for w in found]
     members: list[list[int]] = [[] for _ in range(m)]
     for i, g in enumerate(group):
         members[g].append(i)
@@ -201,7 +292,8 @@ def _rank(
         RankedItem(candidates[i].id, int(i), float(scores[i]), None if stderr is None else float(stderr[i]))
         for i in keep
     ]
-    return RerankResult(results=results, usage=usage, per_model=reports, scores=scores, order=order)
+    return RerankResult(results=results, usage=usage, per_model=reports, scores=scores, order=order,
+                        fusion_weights=weights)
 
 
 def _absolute(request: RerankRequest, models: Sequence[Comparator], out: RerankResult) -> np.ndarray:
@@ -309,11 +401,30 @@ def _distinct(candidates: Sequence[Candidate]) -> tuple[np.ndarray, list[str]]:
     return group, list(first)
 
 
-def _cascade(request: RerankRequest, models: Sequence[Comparator], deadline: float | None) -> RerankResult:
+def _check_escalations(models: Sequence[Comparator], escalations: Sequence[Escalation | None]) -> None:
+    """Escalation only where a stage compares pairs, with a threshold that is a confidence (or ``inf``)."""
+    if len(escalations) > len(models):
+        raise RequestError("options.stages", f"{len(escalations)} escalations for {len(models)} stages")
+    for i, escalation in enumerate(escalations):
+        if escalation is None:
+            continue
+        if not escalation.threshold >= 0.5:  # inf: escalate every pair
+            raise RequestError(f"options.stages[{i}].escalation.threshold",
+                               f"must be >= 0.5 (a confidence max(p, 1 - p)), got {escalation.threshold}")
+        if i < len(models) - 1 and getattr(models[i], "pointwise", False):
+            raise RequestError(f"options.stages[{i}].escalation", "a pointwise stage does not compare pairs")
+
+
+def _cascade(
+    request: RerankRequest, models: Sequence[Comparator], deadline: float | None,
+    escalations: Sequence[Escalation | None] = (),
+) -> RerankResult:
     """Stage i re-ranks the top ``depth_i`` of stage i-1's order; the rest keeps its place. A pointwise
     stage before the last ranks by its per-passage scores; any other earlier stage compares all pairs with
     the request's calibration and aggregator (:meth:`RankOptions.for_earlier_stage`); the last stage runs
-    the request's options."""
+    the request's options. A stage with an :class:`Escalation` asks its cheap judge every pair and its own
+    model only the pairs the cheap judge is unsure of; its report counts both."""
+    _check_escalations(models, escalations)
     candidates, options = request.candidates, request.options
     order = list(range(len(candidates)))
     usage = Usage()
@@ -323,6 +434,8 @@ def _cascade(request: RerankRequest, models: Sequence[Comparator], deadline: flo
         top = order[: min(spec.depth, len(order))]
         last = i == len(request.stages) - 1
         pointwise = not last and bool(getattr(model, "pointwise", False))
+        escalation = escalations[i] if i < len(escalations) else None
+        escalating = None
         if pointwise:
             answer = model.score(request.query, [candidates[j].text for j in top])  # type: ignore[attr-defined]
             usage.add_call(answer)  # through a server's scheduler: the request's share of the calls' stats
@@ -333,10 +446,16 @@ def _cascade(request: RerankRequest, models: Sequence[Comparator], deadline: flo
             opts = options if last else options.for_earlier_stage()
             k = len(top)
             budget = min(validate_options(opts, k), k * (k - 1))
+            if escalation is not None:
+                model = escalating = EscalatingComparator(escalation, model)
             sub = _rank(request.query, [candidates[j] for j in top], [model], opts, budget, None, deadline)
             top = [top[r.index] for r in sub.results]
             calls = sub.usage.comparisons
             usage.add_stats(sub.usage)
+            if escalating is not None:
+                usage.add_stats(escalating.usage)  # both judges' model stats (the answers it returns carry none)
+                calls = escalating.escalated
+                usage.comparisons += escalating.asked
             if last:
                 usage.order_inconsistency = sub.usage.order_inconsistency
                 usage.transitive_inconsistency = sub.usage.transitive_inconsistency
@@ -344,7 +463,12 @@ def _cascade(request: RerankRequest, models: Sequence[Comparator], deadline: flo
             per_model.extend(sub.per_model)
         order = top + order[len(top):]
         usage.comparisons += calls
-        usage.stages.append(StageUsage(spec.model, len(top), calls, pointwise, (time.monotonic() - t0) * 1000.0))
+        record = StageUsage(spec.model, len(top), calls, pointwise, (time.monotonic() - t0) * 1000.0)
+        if escalating is not None and escalation is not None:
+            record = replace(record, cheap_comparisons=escalating.asked,
+                             cheap_answered=escalating.asked - escalating.escalated,
+                             escalation_threshold=escalation.threshold)
+        usage.stages.append(record)
     n = len(order)
     scores = np.empty(n, dtype=np.float64)
     scores[order] = np.arange(n, 0, -1, dtype=np.float64)  # rank-based: stages score on different scales
@@ -384,7 +508,8 @@ def rerank_cascade(
 ) -> RerankResult:
     """Multi-stage re-ranking as duoT5 is used in its papers (mono on the top k1, pairwise on the top k2 of
     that): :func:`run` with ``stages``. Scores are rank-based (n - position); ``usage`` sums the stages'
-    model calls (its diagnostics and budget are the last stage's); ``stages`` reports each stage."""
+    model calls (its diagnostics and budget are the last stage's; a stage with selective escalation counts
+    its cheap judge's calls and its own); ``stages`` reports each stage."""
     if not stages:
         raise RequestError("stages", "no stage given")
     names = [s.name or f"stages[{i}]" for i, s in enumerate(stages)]
@@ -393,4 +518,4 @@ def rerank_cascade(
         comparators.setdefault(name, stage.model)
     request = RerankRequest(query, tuple(candidates), (), tuple(StageSpec(n, s.depth) for n, s in
                             zip(names, stages, strict=True)), options, top_n if top_n is not None else 0)
-    return run(request, comparators, deadline=deadline)
+    return run(request, comparators, deadline=deadline, escalations=[s.escalation for s in stages])

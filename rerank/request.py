@@ -107,13 +107,18 @@ class RankOptions:
 @dataclass
 class StageUsage:
     """What one cascade stage did: the candidates it re-ranked (``depth``) and its model calls
-    (``comparisons``: pairwise comparisons, or candidates scored by a pointwise stage)."""
+    (``comparisons``: pairwise comparisons, or candidates scored by a pointwise stage). A stage with selective
+    escalation also says how many pairs its cheap judge answered (``cheap_answered``, of ``cheap_comparisons``
+    asked) under the calibrated ``escalation_threshold``; ``comparisons`` are then the escalated pairs only."""
 
     model: str
     depth: int
     comparisons: int
     pointwise: bool
     elapsed_ms: float
+    cheap_comparisons: int = 0
+    cheap_answered: int = 0
+    escalation_threshold: float | None = None
 
 
 @dataclass

@@ -54,9 +54,10 @@ SLOT_AWARE = {name: f for name, f in AGGREGATORS.items() if name != "sum"}
 
 def test_registry_keys_and_names():
     assert list(AGGREGATORS) == [
-        "borda", "ebc", "bt", "greedy", "pagerank", "kwiksort", "copeland", "hodgerank", "sum"
+        "borda", "ebc", "bt", "greedy", "pagerank", "kwiksort", "copeland", "hodgerank", "sum", "auto"
     ]
     assert {f.__name__ for f in AGGREGATORS.values()} == {
+        "auto",
         "first_slot_sum",
         "borda",
         "enhanced_borda",
@@ -404,3 +405,37 @@ def test_first_slot_sum_is_duobert_sum():
     np.testing.assert_allclose(result.scores, expected, rtol=0, atol=1e-12)
     # only second-slot appearances: zero
     assert AGGREGATORS["sum"](make(3, [[0, 1, 0.2], [0, 2, 0.9]])).scores.tolist() == [1.1, 0.0, 0.0]
+
+
+# ---------------------------------------------------------------------------------------------- auto
+
+
+def _scored(n: int, rng: np.random.Generator, noise: float, pairs: int = 200) -> Comparisons:
+    """Answers p = sigmoid(s_a - s_b + noise) on random ordered pairs, scores s = -index (transitive when noise 0)."""
+    a = rng.integers(0, n, pairs)
+    b = (a + rng.integers(1, n, pairs)) % n
+    return Comparisons(n, a, b, sigmoid((b - a) * 0.5 + rng.normal(0, noise, pairs)))
+
+
+def test_auto_reads_the_regime_of_the_raw_answers():
+    from rerank.aggregation.aggregators.auto import auto, regime
+    from rerank.aggregation.calibration import diagnose
+    from rerank.aggregation.engine import aggregate
+
+    rng = np.random.default_rng(0)
+    consistent, noisy = _scored(12, rng, 0.0), _scored(12, rng, 4.0)
+    assert regime(diagnose(consistent)) == "consistent" and regime(diagnose(noisy)) == "noisy"
+    np.testing.assert_array_equal(auto(consistent).scores, bradley_terry(consistent).scores)
+    np.testing.assert_array_equal(auto(noisy).scores, hodgerank(noisy).scores)
+    # too few decided triads say nothing: noisy (HodgeRank), the safe choice
+    sparse = Comparisons(4, np.array([0, 1]), np.array([1, 2]), np.array([0.9, 0.8]))
+    assert regime(diagnose(sparse)) == "noisy"
+    # the engine reads the raw answers, not the calibrated rows with the first-stage prior, names its choice, and
+    # keeps the prior for a noisy comparator only
+    assert aggregate(consistent, method="auto", prior_weight=1.0).method == "bt"
+    assert aggregate(noisy, method="auto", prior_weight=1.0).method == "hodgerank"
+    for comps, method, prior in ((consistent, "bt", 0.0), (noisy, "hodgerank", 1.0)):
+        expected = aggregate(comps, method=method, prior_weight=prior).scores
+        np.testing.assert_array_equal(aggregate(comps, method="auto", prior_weight=1.0).scores, expected)
+    assert not np.array_equal(aggregate(consistent, method="bt", prior_weight=1.0).scores,
+                              aggregate(consistent, method="bt", prior_weight=0.0).scores)

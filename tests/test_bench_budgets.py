@@ -7,6 +7,10 @@ import csv
 import json
 from pathlib import Path
 
+from rerank.bench.budgets import ReplayComparator, cached_preferences, load_dataset, replay_defaults
+from rerank.evaluation import ndcg_at_k
+from rerank.pipeline import Candidate, RankOptions, rerank
+
 BUDGETS = ["bench", "budgets"]
 
 
@@ -21,7 +25,7 @@ def test_budget_bench_writes_csv_summary_plot_and_reuses_its_cache(data_dir: Pat
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["command"].startswith("rerank bench budgets --dataset ")  # the command line as given
     rows = list(csv.DictReader((tmp_path / "out" / "results.csv").read_text().splitlines()))
-    assert {r["sampler"] for r in rows} == {"all", "window", "heapsort", "refine"}
+    assert {r["sampler"] for r in rows} == {"all", "window", "heapsort", "refine", "defaults"}
     assert {float(r["budget_fraction"]) for r in rows} == {0.1, 0.33, 1.0}
     for r in rows:
         assert float(r["ndcg10_ci_low"]) <= float(r["ndcg10_mean"]) <= float(r["ndcg10_ci_high"])
@@ -49,3 +53,41 @@ def test_budget_bench_bad_arguments(data_dir: Path, tmp_path: Path, cli) -> None
         got, _, err = cli([*BUDGETS, *base, *extra])
         assert got == code, err
         assert message in err.strip().splitlines()[-1], err
+
+
+def test_budget_bench_replays_the_defaults_on_any_collection_without_all_pairs(
+    data_dir: Path, tmp_path: Path, cli
+) -> None:
+    """Cranfield, budgets without all pairs: the defaults are a row of the grid (through the request path), the
+    summary compares them with the grid's best, and no share is printed as nan%."""
+    args = ["--dataset", str(data_dir / "cranfield"), "--model", "oracle:noise=3,bias=1", "--depth", "10",
+            "--samplers", "random,active", "--aggregators", "borda,hodgerank", "--calibrations", "symmetric",
+            "--budgets", "0.1,0.33", "--repeats", "2", "--max-queries", "3", "--cache", str(tmp_path / "cache"),
+            "--out", str(tmp_path / "out"), "--quiet"]
+    code, out, err = cli([*BUDGETS, *args])
+    assert code == 0, err
+    text = out + (tmp_path / "out" / "summary.md").read_text()
+    assert "nan" not in text.lower()
+    rows = list(csv.DictReader((tmp_path / "out" / "results.csv").read_text().splitlines()))
+    defaults = [r for r in rows if r["sampler"] == "defaults"]
+    assert [float(r["budget_fraction"]) for r in defaults] == [0.1, 0.33]
+    assert {r["aggregator"] for r in defaults} == {"hodgerank+prior1"}
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    for fraction, d in summary["defaults"].items():
+        others = [float(r["ndcg10_mean"]) for r in rows
+                  if r["sampler"] != "defaults" and float(r["budget_fraction"]) == float(fraction)]
+        assert d["grid_best"] == max(others)
+        assert abs(d["share_of_grid_best"] - d["ndcg10_mean"] / max(others)) < 1e-12
+    assert out.count("defaults nDCG@10") == 2
+    # the row is the request path itself: one query's ranking by rerank() with RankOptions() gives its value
+    data = load_dataset(data_dir / "cranfield")
+    prefs = cached_preferences(data, "oracle:noise=3,bias=1", 10, tmp_path / "cache", lambda: None,
+                               data.judged_qids[:3], quiet=True)
+    row = replay_defaults(prefs[:1], data.qrels, budgets=[0.33], repeats=1)[0]
+    q = prefs[0]
+    got = rerank("q", [Candidate(d, str(i)) for i, d in enumerate(q.docids)], [ReplayComparator(q.P)],
+                 RankOptions(budget=0.33))
+    assert row["ndcg10_mean"] == ndcg_at_k([r.id for r in got.results] + q.rest, data.qrels[q.qid], 10)
+
+    code, out, _ = cli([*BUDGETS, *args, "--no-defaults"])
+    assert code == 0 and "defaults" not in (tmp_path / "out" / "results.csv").read_text()

@@ -66,7 +66,8 @@ def test_every_method_ranks_groups_separately(method: str, tmp_path: Path, run) 
     assert [o["group"] for o in out] == ["q1", "q2"]
     assert [r["id"] for r in out[0]["ranking"]] == ["d1", "d2", "d3"]
     assert [r["id"] for r in out[1]["ranking"]] == [8, 7]
-    assert ("stderr" in out[0]["ranking"][0]) == (method in ("bt", "hodgerank"))  # the two with standard errors
+    # the two with standard errors, and auto, which runs one of them
+    assert ("stderr" in out[0]["ranking"][0]) == (method in ("bt", "hodgerank", "auto"))
 
 
 def test_help_lists_every_method_and_calibration(run) -> None:
@@ -79,7 +80,7 @@ def test_help_lists_every_method_and_calibration(run) -> None:
 @pytest.mark.parametrize(
     ("args", "stdin", "code", "message"),
     [
-        (["--method", "elo"], lines(BIASED), 2, "unknown --method 'elo'; known: borda"),
+        (["--method", "elo"], lines(BIASED), 2, "unknown --method 'elo'; known: auto, borda"),
         (["--calibration", "magic"], lines(BIASED), 2, "unknown --calibration 'magic'"),
         ([], lines(BIASED[:1]) + '{"a": "x", "b": "y", "p": 1.2}\n', 1, "line 2: \"p\" must be in [0, 1]"),
         ([], lines(BIASED[:2]) + "{not json\n", 1, "line 3: not valid JSON"),

@@ -22,6 +22,7 @@ _EXPORTS = {
     "copeland": "copeland:copeland",
     "hodgerank": "hodgerank:hodgerank",
     "first_slot_sum": "first_slot_sum:first_slot_sum",
+    "auto": "auto:auto",
 }
 
 AGGREGATORS = LazyTable(__name__, {
@@ -34,6 +35,7 @@ AGGREGATORS = LazyTable(__name__, {
     "copeland": _EXPORTS["copeland"],
     "hodgerank": _EXPORTS["hodgerank"],
     "sum": _EXPORTS["first_slot_sum"],
+    "auto": _EXPORTS["auto"],
 })
 
 __getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -27,11 +27,14 @@ from ..aggregation.registry import lookup
 from ..aggregation.samplers import run_sampler
 from ..evaluation import ndcg_at_k, rank_docs, read_corpus, read_qrels, read_queries, read_run
 from ..offline import qid_key
-from ..pipeline import Comparator, RequestError
+from ..pipeline import Candidate, Comparator, RankOptions, RequestError, rerank
 from ..progress import Progress
 from ..specs import TrecData, load_comparator
 
 SORTING = ("heapsort", "quicksort", "sliding", "refine")
+#: The grid row of the request defaults (``RankOptions()``: the ``auto`` sampler, its calibration and
+#: aggregator, the first-stage prior), replayed through :func:`rerank.pipeline.rerank` like a request.
+DEFAULTS = "defaults"
 
 
 @dataclass(frozen=True)
@@ -227,6 +230,45 @@ def replay(
     return rows
 
 
+class ReplayComparator:
+    """A comparator answering from one query's cached preferences; candidate texts are their indices."""
+
+    def __init__(self, P: np.ndarray) -> None:
+        self.P = P
+
+    def compare_batch(self, items: Sequence[tuple[str, str, str]]) -> np.ndarray:
+        return np.array([self.P[int(a), int(b)] for _, a, b in items], dtype=np.float64)
+
+
+def replay_defaults(
+    prefs: list[QueryPrefs], qrels: dict[str, dict[str, int]], *, budgets: Sequence[int | float], repeats: int,
+    **changes: object,
+) -> list[dict]:
+    """The ``defaults`` row of the grid: ``RankOptions(budget, seed, **changes)`` through the request path
+    (sampler, calibration, aggregator and first-stage prior as a request runs them) at each budget, nDCG@10
+    as :func:`replay` reports it (mean over queries of the mean over seeds 0..repeats-1, 95% interval)."""
+    defaults = RankOptions()
+    rows = []
+    for budget in budgets:
+        values = np.zeros((len(prefs), repeats))
+        used = np.zeros((len(prefs), repeats))
+        for qi, q in enumerate(prefs):
+            candidates = [Candidate(d, str(i)) for i, d in enumerate(q.docids)]
+            for rep in range(repeats):
+                options = RankOptions(budget=budget, seed=rep, **changes)  # type: ignore[arg-type]
+                out = rerank("q", candidates, [ReplayComparator(q.P)], options)
+                values[qi, rep] = ndcg_at_k([r.id for r in out.results] + q.rest, qrels[q.qid], 10)
+                used[qi, rep] = out.usage.comparisons
+        mean, lo, hi = _ci(values.mean(axis=1))
+        rows.append({
+            "sampler": DEFAULTS, "calibration": defaults.calibration,
+            "aggregator": f"{defaults.aggregator}+prior{defaults.prior_weight:g}", "budget_fraction": budget,
+            "comparisons_per_query": float(used.mean()), "ndcg10_mean": mean, "ndcg10_ci_low": lo,
+            "ndcg10_ci_high": hi, "queries": len(prefs), "repeats": repeats,
+        })
+    return rows
+
+
 def model_consistency(prefs: list[QueryPrefs]) -> dict[str, float]:
     """Order- and transitive-inconsistency of the model over all cached pairs (means over queries)."""
     order, trans = [], []
@@ -276,11 +318,21 @@ def write_outputs(out: Path, rows: list[dict], meta: dict) -> dict:
     summary["best"] = {}
     for fraction in sorted({r["budget_fraction"] for r in rows}):
         best = max((r for r in rows if r["budget_fraction"] == fraction), key=lambda r: r["ndcg10_mean"])
-        share = best["ndcg10_mean"] / all_pairs["ndcg10_mean"] if all_pairs else float("nan")
+        share = best["ndcg10_mean"] / all_pairs["ndcg10_mean"] if all_pairs else None
         summary["best"][str(fraction)] = {**best, "share_of_all_pairs": share}
         lines.append(f"| {fraction:.0%} | {best['comparisons_per_query']:.0f} | {best['sampler']} | "
                      f"{best['calibration']} | {best['aggregator']} | {best['ndcg10_mean']:.4f} | "
-                     f"{best['ndcg10_ci_low']:.4f}-{best['ndcg10_ci_high']:.4f} | {share:.1%} |")
+                     f"{best['ndcg10_ci_low']:.4f}-{best['ndcg10_ci_high']:.4f} | {percent(share)} |")
+    summary["defaults"] = defaults_against_grid(rows)
+    if summary["defaults"]:
+        lines += ["", f"## The defaults ({DEFAULTS} row: `RankOptions()` through the request path) against the best "
+                  "other row", "",
+                  "| budget | comparisons/query | defaults | grid best | grid best configuration "
+                  "| defaults / grid best |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        for fraction, d in summary["defaults"].items():
+            lines.append(f"| {float(fraction):.0%} | {d['comparisons_per_query']:.0f} | {d['ndcg10_mean']:.4f} | "
+                         f"{d['grid_best']:.4f} | {d['grid_best_config']} | {percent(d['share_of_grid_best'])} |")
     if all_pairs:
         beats = all_pairs["ndcg10_mean"] > first
         lines += ["", f"All pairs {'beats' if beats else 'does not beat'} the first stage."]
@@ -305,6 +357,25 @@ def write_outputs(out: Path, rows: list[dict], meta: dict) -> dict:
     (out / "summary.json").write_text(json.dumps({**meta, **summary}, indent=2, default=str))
     plot(out / "ndcg_vs_comparisons.png", rows, first, all_pairs, meta)
     return summary
+
+
+def percent(share: float | None) -> str:
+    """A share as a percentage, ``-`` where there is nothing to compare with."""
+    return "-" if share is None else f"{share:.1%}"
+
+
+def defaults_against_grid(rows: list[dict]) -> dict[str, dict]:
+    """Per budget with a :data:`DEFAULTS` row: that row, the best other row and the defaults' share of it."""
+    out: dict[str, dict] = {}
+    for d in (r for r in rows if r["sampler"] == DEFAULTS):
+        others = [r for r in rows if r["sampler"] != DEFAULTS and r["budget_fraction"] == d["budget_fraction"]]
+        if not others:
+            continue
+        best = max(others, key=lambda r: r["ndcg10_mean"])
+        out[str(d["budget_fraction"])] = {
+            **d, "grid_best": best["ndcg10_mean"], "share_of_grid_best": d["ndcg10_mean"] / best["ndcg10_mean"],
+            "grid_best_config": f"{best['sampler']}+{best['calibration']}+{best['aggregator']}"}
+    return out
 
 
 def plot(path: Path, rows: list[dict], first: float, all_pairs: dict | None, meta: dict) -> None:
@@ -344,10 +415,11 @@ def run_budget_bench(
     dataset_dir: Path, model_spec: str, depth: int, samplers: Sequence[str], aggregators: Sequence[str],
     calibrations: Sequence[str], budgets: Sequence[float], repeats: int, out: Path, cache_dir: Path,
     max_queries: int | None, command: str, map_prefs: MapPrefs | None = None, *, quiet: bool = False,
-    progress_stream: IO[str] | None = None,
+    progress_stream: IO[str] | None = None, defaults: bool = True,
 ) -> dict:
-    """The whole benchmark: preferences (cached), their replay, the result files; progress on
-    ``progress_stream`` (stderr by default) unless ``quiet``."""
+    """The whole benchmark: preferences (cached), their replay (with the :data:`DEFAULTS` row unless
+    ``defaults`` is false), the result files; progress on ``progress_stream`` (stderr by default) unless
+    ``quiet``."""
     for kind, values in (("sampler", samplers), ("aggregator", aggregators), ("calibration", calibrations)):
         for v in values:
             lookup(kind, v)
@@ -365,6 +437,8 @@ def run_budget_bench(
     prefs_s = time.monotonic() - started
     rows = replay(prefs, data.qrels, samplers=samplers, calibrations=calibrations, aggregators=aggregators,
                   budgets=budgets, repeats=repeats, quiet=quiet, progress_stream=progress_stream)
+    if defaults:
+        rows += replay_defaults(prefs, data.qrels, budgets=budgets, repeats=repeats)
     meta = {"model": model_spec, "dataset": data.name, "depth": depth, "queries": len(prefs), "repeats": repeats,
             "command": command, "first_stage_ndcg10": first_stage_level(prefs, data.qrels),
             "consistency": model_consistency(prefs), "preferences_seconds": prefs_s,

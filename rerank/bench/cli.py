@@ -60,6 +60,8 @@ def bench() -> None:
 @click.option("--max-queries", type=int, default=None, help="only the first N judged queries (default all)")
 @click.option("--cache", type=FOLDER, default="bench/cache/preferences", show_default=True,
               help="preference cache folder")
+@click.option("--defaults/--no-defaults", default=True, show_default=True,
+              help="add the request defaults (RankOptions(): auto sampler, first-stage prior) as a row of the grid")
 @click.option("--out", required=True, type=FOLDER, help="output folder")
 @quiet_option
 @engine_options
@@ -87,16 +89,20 @@ def cmd_bench_budgets(args: Any, ctx: click.Context) -> int:
         summary = run_budget_bench(
             Path(args.dataset), args.model, args.depth, _flat(args.samplers), _flat(args.aggregators),
             _flat(args.calibrations), _flat(args.budgets), args.repeats, Path(args.out), Path(args.cache),
-            args.max_queries, command, map_prefs=map_prefs, quiet=args.quiet,
+            args.max_queries, command, map_prefs=map_prefs, quiet=args.quiet, defaults=args.defaults,
         )
     except RequestError as exc:
         return fail(str(exc), EXIT_USAGE)
     except (OSError, ValueError, RuntimeError) as exc:
         return fail(str(exc), EXIT_BAD_INPUT)
     for fraction, row in summary.get("best", {}).items():
+        share = row["share_of_all_pairs"]
         print(f"{float(fraction):>5.0%}  {row['comparisons_per_query']:7.0f} comparisons/query  "
-              f"nDCG@10 {row['ndcg10_mean']:.4f}  {row['sampler']}+{row['calibration']}+{row['aggregator']}  "
-              f"({row['share_of_all_pairs']:.1%} of all pairs)")
+              f"nDCG@10 {row['ndcg10_mean']:.4f}  {row['sampler']}+{row['calibration']}+{row['aggregator']}"
+              + ("" if share is None else f"  ({share:.1%} of all pairs)"))
+    for fraction, row in summary.get("defaults", {}).items():
+        print(f"{float(fraction):>5.0%}  defaults nDCG@10 {row['ndcg10_mean']:.4f}: {row['share_of_grid_best']:.1%} "
+              f"of the grid's best ({row['grid_best_config']})")
     print(f"results in {args.out}/results.csv, summary.md, ndcg_vs_comparisons.png")
     return 0
 
