@@ -225,3 +225,36 @@ def test_cuda_request_falls_back_to_cpu(exported):
     expected = "CUDAExecutionProvider" if gpu else "CPUExecutionProvider"
     assert m.provider == expected
     assert m.compare("q", [("a", "b")]).shape == (1,)
+
+
+@pytest.mark.parametrize("kind", ["mono-cross-encoder", "duo-cross-encoder"])
+def test_llama_as_cross_encoder_names_the_random_head(tmp_path, kind):
+    """A chat LLM has no classification head: the loader would initialise ``score.weight`` at random and the
+    parity check would compare that random head with itself. The export fails, naming the weight, and writes
+    nothing."""
+    src = tiny.build_tiny_llama(tmp_path / "llama")
+    with pytest.raises(ModelError, match=r"no trained weights for score\.weight"):
+        export_model(src, kind, tmp_path / "out", parity_queries=1, parity_passages=2)
+    assert not (tmp_path / "out").exists()
+
+
+def test_encoder_without_head_names_the_missing_weights(tmp_path):
+    """An encoder checkpoint (MiniLM, no classifier) exported as a cross-encoder: the head is missing."""
+    with pytest.raises(ModelError, match=r"classifier\.bias, classifier\.weight"):
+        export_model("minilm", "mono-cross-encoder", tmp_path / "out", parity_queries=1, parity_passages=2)
+    assert not (tmp_path / "out").exists()
+
+
+def test_wrong_kind_names_the_architecture_without_architectures_field(tmp_path):
+    """A T5 folder whose config.json has no ``architectures`` in a classifier kind: the message names the
+    class transformers would build, not ``(?)``."""
+    import json
+
+    src = tiny.build_tiny_t5(tmp_path / "t5")
+    config = json.loads((src / "config.json").read_text())
+    config.pop("architectures", None)
+    (src / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelError, match=r"T5ForConditionalGeneration") as info:
+        export_model(src, "mono-cross-encoder", tmp_path / "out")
+    assert "(?)" not in str(info.value)
+
