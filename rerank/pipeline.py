@@ -18,10 +18,10 @@ from .aggregation.engine import RankingReport, aggregate
 from .aggregation.registry import (
     DEFAULT_AGGREGATOR,
     DEFAULT_CALIBRATION,
-    DEFAULT_PRIOR_WEIGHT,
     DEFAULT_SAMPLER,
     REGISTRY,
     calibration_conflict,
+    default_prior_weight,
     lookup,
 )
 from .aggregation.samplers import PARAMETER_KEYWORDS, SAMPLER_PARAMETERS, run_sampler
@@ -83,7 +83,13 @@ class RankOptions:
     seed: int = 0
     time_budget_ms: float | None = None
     both_orders: bool | None = None
-    prior_weight: float = DEFAULT_PRIOR_WEIGHT  # first-stage prior at k comparisons (see prior_weight_for)
+    # first-stage prior at k comparisons (see prior_weight_for); None: default_prior_weight(aggregator), i.e.
+    # DEFAULT_PRIOR_WEIGHT, and none for a reference aggregation (duoBERT Sum, Sym-Sum, PRP all-pair)
+    prior_weight: float | None = None
+
+    def prior(self) -> float:
+        """The prior weight asked for, else the aggregator's default."""
+        return default_prior_weight(self.aggregator) if self.prior_weight is None else float(self.prior_weight)
     # sampler parameters (SAMPLER_PARAMETERS says which sampler takes which); None = the sampler's own
     window: int | None = None  # window size m of window and skip
     skip: int | None = None  # dilation of skip
@@ -204,7 +210,7 @@ def validate_options(options: RankOptions, n_items: int | None, *, budget_field:
         raise RequestError(budget_field, str(exc)) from None
     if options.time_budget_ms is not None and not (options.time_budget_ms > 0):
         raise RequestError("options.time_budget_ms", f"must be > 0, got {options.time_budget_ms}")
-    if options.prior_weight < 0 or not np.isfinite(options.prior_weight):
+    if options.prior() < 0 or not np.isfinite(options.prior()):
         raise RequestError("options.prior_weight", f"must be >= 0, got {options.prior_weight}")
     return 0 if n_items is None else budget
 
@@ -271,7 +277,7 @@ def rerank(
         outcome = run_sampler(sampler, n, budget, compare, seed=options.seed, both_orders=options.both_orders,
                               deadline=deadline, max_rounds=options.rounds, **keywords)
         report = aggregate(outcome.comparisons, method=options.aggregator, calibration=options.calibration,
-                           seed=options.seed, prior_weight=prior_weight_for(options.prior_weight, n, outcome.used))
+                           seed=options.seed, prior_weight=prior_weight_for(options.prior(), n, outcome.used))
         reports.append(report)
         usage.comparisons += outcome.used
         usage.batches += outcome.rounds

@@ -233,7 +233,7 @@ class RerankerService:
             seed=int(msg.seed),
             time_budget_ms=float(msg.time_budget_ms) if msg.time_budget_ms else None,
             both_orders=optional("both_orders"),
-            prior_weight=float(optional("prior_weight")),
+            prior_weight=optional("prior_weight"),
             window=optional("window"),
             skip=optional("skip"),
             sampler_top_n=optional("sampler_top_n"),
