@@ -291,6 +291,18 @@ class ModelInfo:
     exported: bool
     path: str
     error: str | None = None
+    # the measured CPU default (LLM kinds), e.g. "torch-int8", with "(under load 7.2)" when it was measured busy
+    cpu_default: str | None = None
+
+
+def cpu_default_note(record: Mapping[str, Any]) -> str | None:
+    """The measured CPU default in a word, and whether it was measured under load (then measure again)."""
+    if not record:
+        return None
+    if record.get("under_load"):
+        return (f"{record.get('choice')} (measured under load {record.get('load_average')} on "
+                f"{record.get('cpus')} CPUs: run rerank models measure)")
+    return str(record.get("choice"))
 
 
 def list_models(store: ModelStore | str | Path | None = None) -> list[ModelInfo]:
@@ -315,6 +327,7 @@ def list_models(store: ModelStore | str | Path | None = None) -> list[ModelInfo]
                 tuple(m.variants),
                 True,
                 str(st.path(name)),
+                cpu_default=cpu_default_note(m.cpu_default),
             )
         )
     listed = {info.name for info in out}

@@ -114,6 +114,9 @@ def test_castorini_layout_exports(t5_folder, duo_t5):
     # CUDA loads fp16; the CPU default is the measured fastest variant that holds the fp32 decisions
     assert manifest["default_variants"]["cuda"] == "fp16"
     assert manifest["default_variants"]["cpu"] == manifest.get("cpu_default", {}).get("variant", "fp32")
+    # fp16 is never a CPU default (no faster than fp32 on the CPU provider): not even a candidate
+    assert manifest["default_variants"]["cpu"] != "fp16"
+    assert not any(c.get("variant") == "fp16" for c in manifest["cpu_default"]["candidates"].values())
     assert (duo_t5 / "tokenizer.json").is_file() and (duo_t5 / "model.onnx").is_file()
 
 
