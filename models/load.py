@@ -98,6 +98,10 @@ def _apply_overrides(spec, overrides: Mapping[str, Any]):
         k: int(v) for k, v in overrides.items() if k in ("max_query_tokens", "max_passage_tokens") and v
     }
     options = {k: v for k, v in overrides.items() if k not in budgets and v is not None}
+    # a budget the kind's reference rule does not take means per-field budgets (as at export)
+    foreign = [b for b in budgets if b not in kind_class(spec.kind).reference_budgets]
+    if foreign and "truncation" not in options and spec.options.get("truncation") == "reference":
+        options["truncation"] = "fields"
     return replace(spec, **budgets, options={**spec.options, **options})
 
 
