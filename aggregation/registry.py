@@ -18,6 +18,17 @@ DEFAULT_AGGREGATOR = "hodgerank"
 DEFAULT_CALIBRATION = "symmetric"
 DEFAULT_PRIOR_WEIGHT = 1.0
 
+#: Aggregators that are a published method's own aggregation: ``sum`` is duoBERT's Sum; ``borda`` after
+#: calibration ``symmetric`` is duoT5's Sym-Sum and after ``prp`` PRP's all-pair wins. Named, they give the
+#: reference's order: the first-stage prior is off for them unless a prior weight is asked for.
+REFERENCE_AGGREGATORS = frozenset({"sum", "borda"})
+
+
+def default_prior_weight(aggregator: str) -> float:
+    """The first-stage prior weight a request gets when it names none."""
+    return 0.0 if aggregator in REFERENCE_AGGREGATORS else DEFAULT_PRIOR_WEIGHT
+
+
 #: Aggregators that read which slot each answer came from, so only raw rows (calibration ``none``) make sense:
 #: a calibrated row merges both orders of a pair.
 RAW_ROW_AGGREGATORS = frozenset({"sum"})

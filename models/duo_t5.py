@@ -5,8 +5,8 @@ logits of "▁false" and "▁true" at the first decoder step (decoder input = th
 "true": p = sigmoid(logit(true) - logit(false)). monoT5: ``Query: {q} Document: {d} Relevant:``; the
 candidate's score is logit(true) - logit(false) (the log-odds of pygaggle's P(true)), and p(a, b) =
 sigmoid((s_a - s_b) / T) (see ``mono.py``). The exported graph is encoder + that one decoder step, no
-generation loop. Truncation: per-field budgets (default) or pygaggle's whole-prompt cut at 512 tokens
-(``truncation="reference"``), see ``prompt.py``.
+generation loop. Truncation: pygaggle's whole-prompt cut at 512 tokens (``truncation="reference"``, the
+default) or per-field budgets (``fields``), see ``prompt.py``.
 
 Formulas and sources: docs/references.md#duot5-and-monot5.
 """
@@ -54,16 +54,17 @@ class T5Relevance(PromptKind):
         template = options.get("prompt_template") or cls.default_template
         check_template(template, cls.fields)
         true_id, false_id = t5_label_ids(hf_tokenizer)
+        max_query, max_passage = cls.budgets(options)
         return ModelSpec(
             kind=cls.name,
             inputs=("input_ids", "attention_mask"),
             output=cls.output,
-            max_query_tokens=int(options.get("max_query_tokens") or cls.default_max_query_tokens),
-            max_passage_tokens=int(options.get("max_passage_tokens") or cls.default_max_passage_tokens),
+            max_query_tokens=max_query,
+            max_passage_tokens=max_passage,
             pad_token_id=int(hf_tokenizer.pad_token_id or 0),
             max_positions=None,  # relative position buckets: no hard limit
             options={
-                **prompt_options(options, template),
+                **prompt_options(cls, options, template),
                 "add_special_tokens": True,
                 "label_tokens": ["true", "false"],
                 "label_token_ids": [true_id, false_id],
@@ -83,6 +84,7 @@ class T5Relevance(PromptKind):
 
 class DuoT5(T5Relevance):
     name = "duo-t5"
+    revision = 2  # 2: pygaggle's whole-prompt cut at 512 is the default truncation
     default_template = DUO_T5_TEMPLATE
     default_max_query_tokens = 62
     default_max_passage_tokens = 200
@@ -90,6 +92,7 @@ class DuoT5(T5Relevance):
 
 class MonoT5(MonoScoring, T5Relevance):
     name = "mono-t5"
+    revision = 2  # 2: pygaggle's whole-prompt cut at 512 is the default truncation
     default_template = MONO_T5_TEMPLATE
     fields = ("query", "a")
     default_max_query_tokens = 64

@@ -462,39 +462,50 @@ def export_model(
         if "fp32" not in variants:
             variants["fp32"] = check_variant(ONNX_FILE, tolerance, ORDER_MARGIN, None, None)
         variants["fp32"] = replace(variants["fp32"], graph=graph)
+        # every variant is checked before anything is timed; a variant that fails its check is recorded and
+        # left out, and the others are written (fp32, the reference graph, is the one whose failure is fatal)
         rejected: dict[str, Any] = {}
-        if quantize == "int8":
-            stage("quantize int8")
-            method = _write_int8(cls, tmp / ONNX_FILE, tmp / INT8_FILE)
-            variants["int8"] = check_variant(INT8_FILE, int8_tolerance, int8_margin, int8_min_tau, method)
-        elif cpu_default == "auto" and cls.measured_cpu_default:
-            # an LLM's int8 graph (its own recipe, models/quantize.py) is a CPU-default candidate only when
-            # it passes its parity check; a failed check is recorded with the choice, and the graph is not kept
-            stage("quantize int8")
-            method = _write_int8(cls, tmp / ONNX_FILE, tmp / INT8_FILE)
+
+        def try_variant(name: str, file: str, write: Any, tol: float, margin: float, min_tau: float) -> None:
             try:
-                variants["int8"] = check_variant(INT8_FILE, int8_tolerance, int8_margin, int8_min_tau, method)
-            except ParityError as exc:
-                log.info("%s: int8 is no CPU-default candidate: %s", src.name, exc)
-                rejected["onnx-int8"] = {"backend": "onnx", "variant": "int8", "eligible": False,
-                                         "parity_failed": str(exc)}
-                (tmp / INT8_FILE).unlink()
+                method = write()
+                variants[name] = check_variant(file, tol, margin, min_tau, method)
+            except (ParityError, CorruptModelError) as exc:
+                log.warning("%s: variant %s left out: %s", src.name, name, exc)
+                rejected[name] = {"file": file, "reason": f"{type(exc).__name__}: {exc}"[:1000]}
+                (tmp / file).unlink(missing_ok=True)
+
+        measure = cpu_default == "auto" and cls.measured_cpu_default
+        if quantize == "int8" or measure:
+            # an LLM's int8 graph (its own recipe, models/quantize.py) is a CPU-default candidate even unasked,
+            # when it passes its parity check
+            stage("quantize int8")
+            try_variant("int8", INT8_FILE, lambda: _write_int8(cls, tmp / ONNX_FILE, tmp / INT8_FILE),
+                        int8_tolerance, int8_margin, int8_min_tau)
+        if fp16:
+            stage("convert fp16")
+            try_variant("fp16", FP16_FILE, lambda: _convert_fp16(tmp / ONNX_FILE, tmp / FP16_FILE) or "fp16",
+                        fp16_tolerance, INT8_MARGIN, FP16_MIN_TAU)
+        if cpu_default not in (None, "auto") and cpu_default not in variants:
+            log.warning("%s: cpu_default %s was left out; CPU loads take fp32", src.name, cpu_default)
+            cpu_default = "fp32"
         measured_default: dict[str, Any] = {}
-        if cpu_default == "auto":
+        if measure:
             stage("measure the CPU default")
-            measured_default = _measure_cpu_default(cls, src, spec, runtime_kind, tmp, variants, items,
-                                                    ref_result.p, options)
-            measured_default["candidates"].update(rejected)
+            cpu_variants = {k: v for k, v in variants.items() if k != "fp16"}  # fp16 is never a CPU default
+            with torch.inference_mode():
+                checks = check_items(hf_tok, spec, seed, items, ref_result.p, lambda x: ref.compare_batch(x).p)
+            measured_default = _measure_cpu_default(cls, src, spec, runtime_kind, tmp, cpu_variants, checks,
+                                                    options)
+            if "int8" in rejected:
+                measured_default["candidates"]["onnx-int8"] = {"backend": "onnx", "variant": "int8",
+                                                               "eligible": False,
+                                                               "parity_failed": rejected["int8"]["reason"]}
             cpu_default = measured_default.get("variant", "fp32")
             log.info("%s: CPU default %s (%s)", src.name, measured_default["choice"],
                      {k: v.get("seconds_per_item") for k, v in measured_default["candidates"].items()})
-        if fp16:
-            stage("convert fp16")
-            _convert_fp16(tmp / ONNX_FILE, tmp / FP16_FILE)
-            try:
-                variants["fp16"] = check_variant(FP16_FILE, fp16_tolerance, INT8_MARGIN, FP16_MIN_TAU, "fp16")
-            except CorruptModelError as exc:
-                raise ModelError(f"the fp16 graph could not be run for its parity check: {exc}") from exc
+        elif cpu_default == "auto":
+            cpu_default = "fp32"
         torch_weights = None
         if keep_torch_weights:
             shutil.copytree(src, tmp / "torch")
@@ -504,7 +515,7 @@ def export_model(
             spec=spec,
             variants=variants,
             default_variant="fp32",
-            default_variants={"cpu": cpu_default or "fp32", "cuda": "fp16" if fp16 else "fp32"},
+            default_variants={"cpu": cpu_default or "fp32", "cuda": "fp16" if "fp16" in variants else "fp32"},
             source=str(src),
             source_sha256=source_sha,
             source_files=tuple(source_files),
@@ -513,6 +524,7 @@ def export_model(
             versions=library_versions("torch", "transformers", "onnx", "onnxruntime", "tokenizers"),
             torch_weights=torch_weights,
             cpu_default=measured_default,
+            rejected_variants=rejected,
         )
         manifest.write(tmp)
         _place(tmp, out, overwrite)
@@ -522,42 +534,64 @@ def export_model(
     return manifest
 
 
+def check_items(
+    hf_tokenizer: Any, spec: ModelSpec, seed: int, items: Sequence[Item], reference: np.ndarray, score: Any
+) -> tuple[list[Item], np.ndarray]:
+    """The CPU-default rule's check prompts: ``items`` and their torch fp32 ``reference`` p, cut or topped up
+    with random queries (all ordered pairs of 4 passages each, scored by ``score``) to ``MIN_CHECK_ITEMS``
+    (topped up by whole queries: a few more)."""
+    from .cpu_default import MIN_CHECK_ITEMS
+
+    missing = MIN_CHECK_ITEMS - len(items)
+    if missing <= 0:  # enough: the first MIN_CHECK_ITEMS (each candidate runs them all once)
+        return list(items[:MIN_CHECK_ITEMS]), np.asarray(reference, dtype=np.float64)[:MIN_CHECK_ITEMS]
+    extra = random_items(hf_tokenizer, spec, np.random.default_rng(seed + 1), -(-missing // 12), 4)
+    return [*items, *extra], np.concatenate([np.asarray(reference, dtype=np.float64), score(extra)])
+
+
 def _measure_cpu_default(
     cls: Any, src: Path, spec: Any, runtime_kind: Any, folder: Path, variants: Mapping[str, Variant],
-    items: Sequence[Item], reference: np.ndarray, options: RuntimeOptions,
+    checks: tuple[Sequence[Item], np.ndarray], options: RuntimeOptions,
 ) -> dict[str, Any]:
-    """Measure the CPU candidates of an LLM kind on the parity items; see models/cpu_default.py."""
+    """Measure the CPU candidates of an LLM kind; see models/cpu_default.py. ``checks``: the check items and
+    their torch fp32 p; the first ``TIMING_ITEMS`` of them are timed."""
     import torch
 
-    from .cpu_default import BF16_TOLERANCE, Candidate, choose, has_bf16_units
+    from .cpu_default import BF16_TOLERANCE, TIMING_ITEMS, Candidate, choose, has_bf16_units
     from .torch_modules import quantize_int8
 
-    def onnx_run(file: str):
-        model = PairwiseModel(runtime_kind, OnnxBackend(folder / file, output=spec.output, providers=[CPU]),
-                              options=options)
-        return lambda: model.compare_batch(items).p
+    items, reference = checks
+    timed = list(items[:TIMING_ITEMS])
 
-    candidates = [Candidate("onnx-fp32", "onnx", "fp32", None, FP32_TOLERANCE, onnx_run(variants["fp32"].file))]
+    def runs(model: PairwiseModel) -> dict[str, Any]:
+        return {"run": lambda: model.compare_batch(timed).p, "check": lambda: model.compare_batch(items).p}
+
+    def onnx_runs(file: str) -> dict[str, Any]:
+        return runs(PairwiseModel(runtime_kind, OnnxBackend(folder / file, output=spec.output, providers=[CPU]),
+                                  options=options))
+
+    candidates = [Candidate("onnx-fp32", "onnx", "fp32", None, FP32_TOLERANCE, **onnx_runs(variants["fp32"].file))]
     if "int8" in variants:
-        candidates.append(Candidate("onnx-int8", "onnx", "int8", None, INT8_TOLERANCE, onnx_run(variants["int8"].file)))
+        candidates.append(Candidate("onnx-int8", "onnx", "int8", None, INT8_TOLERANCE,
+                                    **onnx_runs(variants["int8"].file)))
     torch_options = replace(options, max_batch_size=default_batch_size("torch:cpu"))
 
-    def torch_run(module: Any):
-        model = PairwiseModel(runtime_kind, TorchBackend(module, spec.inputs), options=torch_options)
-        return lambda: model.compare_batch(items).p
+    def torch_runs(module: Any) -> dict[str, Any]:
+        return runs(PairwiseModel(runtime_kind, TorchBackend(module, spec.inputs), options=torch_options))
 
     fp32 = cls.torch_module(src, spec, dtype=torch.float32, attn_implementation="sdpa")
     if getattr(fp32, "shares_prefixes", False):  # without shared prefixes torch fp32 is the graph onnx-fp32 runs
-        candidates.append(Candidate("torch-fp32", "torch", None, "float32", FP32_TOLERANCE, torch_run(fp32)))
+        candidates.append(Candidate("torch-fp32", "torch", None, "float32", FP32_TOLERANCE, **torch_runs(fp32)))
     # a quantized copy of the same module (quantize_dynamic copies): the weights are read once
-    candidates.append(Candidate("torch-int8", "torch", None, "int8", INT8_TOLERANCE, torch_run(quantize_int8(fp32))))
+    candidates.append(Candidate("torch-int8", "torch", None, "int8", INT8_TOLERANCE,
+                                **torch_runs(quantize_int8(fp32))))
     if has_bf16_units():
         bf16 = cls.torch_module(src, spec, dtype=torch.bfloat16, attn_implementation="sdpa")
-        candidates.append(Candidate("torch-bf16", "torch", None, "bfloat16", BF16_TOLERANCE, torch_run(bf16)))
-    return choose(candidates, reference)
+        candidates.append(Candidate("torch-bf16", "torch", None, "bfloat16", BF16_TOLERANCE, **torch_runs(bf16)))
+    return choose(candidates, reference[: len(timed)], check_reference=reference)
 
 
-def measure_cpu_default(folder: str | Path, *, seed: int = 0, queries: int = 2, passages: int = 3) -> Manifest:
+def measure_cpu_default(folder: str | Path, *, seed: int = 0, queries: int = 1, passages: int = 4) -> Manifest:
     """Measure the CPU default of the exported LLM in ``folder`` on this machine and record it in its manifest
     (for a store copied to another CPU, or an export made before the rule); returns the new manifest."""
     import dataclasses
@@ -573,15 +607,16 @@ def measure_cpu_default(folder: str | Path, *, seed: int = 0, queries: int = 2, 
     src = manifest.torch_weights_path(folder)
     spec = manifest.spec
     runtime_kind = cls(spec, TextEncoder(folder))
-    items = random_items(AutoTokenizer.from_pretrained(str(folder)), spec, np.random.default_rng(seed), queries,
-                         passages)
+    hf_tok = AutoTokenizer.from_pretrained(str(folder))
+    items = random_items(hf_tok, spec, np.random.default_rng(seed), queries, passages)
     options = RuntimeOptions(max_chars=10**9)
     module = cls.torch_module(src, spec, attn_implementation="eager")
     with torch.inference_mode():
         reference = PairwiseModel(runtime_kind, TorchBackend(module, spec.inputs), options=options)
-        reference_p = reference.compare_batch(items).p
-    record = _measure_cpu_default(cls, src, spec, runtime_kind, folder, manifest.variants, items, reference_p,
-                                  options)
+        checks = check_items(hf_tok, spec, seed, items, reference.compare_batch(items).p,
+                             lambda x: reference.compare_batch(x).p)
+    variants = {k: v for k, v in manifest.variants.items() if k != "fp16"}  # fp16 is never a CPU default
+    record = _measure_cpu_default(cls, src, spec, runtime_kind, folder, variants, checks, options)
     cpu_variant = record.get("variant", manifest.default_variants.get("cpu", "fp32"))
     manifest = dataclasses.replace(manifest, cpu_default=record,
                                    default_variants={**manifest.default_variants, "cpu": cpu_variant})

@@ -13,6 +13,9 @@ import numpy as np
 from .errors import ModelError, UnsupportedOperationError
 from .types import Item, ModelSpec, Prepared
 
+TRUNCATIONS = ("reference", "fields")
+BUDGET_OPTIONS = ("max_query_tokens", "max_passage_tokens")
+
 
 class Kind:
     """Runtime half of a model kind: texts -> sequences (``prepare``) and graph output -> p (``postprocess``).
@@ -30,6 +33,11 @@ class Kind:
     reuses_sequences: ClassVar[bool] = False
     default_max_query_tokens: ClassVar[int] = 64
     default_max_passage_tokens: ClassVar[int] = 192
+    # budgets of ``truncation="reference"`` where the reference's differ from the per-field defaults, and the
+    # budgets the reference's rule takes at all (prp: both; duoBERT: the query's; pygaggle, CrossEncoder: none)
+    reference_max_query_tokens: ClassVar[int | None] = None
+    reference_max_passage_tokens: ClassVar[int | None] = None
+    reference_budgets: ClassVar[frozenset[str]] = frozenset()
     export_options: ClassVar[frozenset[str]] = frozenset()  # kind-specific options ``describe`` accepts
     # transformers auto classes whose architectures the kind exports (checked before any weight is read)
     architectures: ClassVar[tuple[str, ...]] = ("AutoModel",)
@@ -79,6 +87,32 @@ class Kind:
         raise UnsupportedOperationError(f"model kind {self.name!r} is pairwise: it has no per-passage score")
 
     # --- export half ------------------------------------------------------------------------------
+    @classmethod
+    def resolve_truncation(cls, options: dict[str, Any]) -> str:
+        """``reference`` (the reference code's rule) unless asked otherwise; a budget the reference's rule does
+        not take (``max_passage_tokens`` for duoBERT, any budget for duoT5) means per-field budgets,
+        ``fields``, and is an error next to an explicit ``reference``."""
+        given = options.get("truncation")
+        if given is not None and given not in TRUNCATIONS:
+            raise ModelError(f"truncation must be one of {', '.join(TRUNCATIONS)}, got {given!r}")
+        foreign = [b for b in BUDGET_OPTIONS if options.get(b) and b not in cls.reference_budgets]
+        if given is None:
+            return "fields" if foreign else "reference"
+        if given == "reference" and foreign:
+            raise ModelError(
+                f"{cls.name}: the reference truncation takes no {' or '.join(foreign)} (its reference cuts "
+                "otherwise); use truncation 'fields' for per-field budgets"
+            )
+        return str(given)
+
+    @classmethod
+    def budgets(cls, options: dict[str, Any]) -> tuple[int, int]:
+        """Query and passage budgets: the user's, else the truncation rule's defaults."""
+        reference = cls.resolve_truncation(options) == "reference"
+        query = options.get("max_query_tokens") or (reference and cls.reference_max_query_tokens)
+        passage = options.get("max_passage_tokens") or (reference and cls.reference_max_passage_tokens)
+        return int(query or cls.default_max_query_tokens), int(passage or cls.default_max_passage_tokens)
+
     @classmethod
     def describe(cls, source: Path, hf_tokenizer: Any, hf_config: Any, **options: Any) -> ModelSpec:
         raise NotImplementedError

@@ -98,6 +98,10 @@ def _apply_overrides(spec, overrides: Mapping[str, Any]):
         k: int(v) for k, v in overrides.items() if k in ("max_query_tokens", "max_passage_tokens") and v
     }
     options = {k: v for k, v in overrides.items() if k not in budgets and v is not None}
+    # a budget the kind's reference rule does not take means per-field budgets (as at export)
+    foreign = [b for b in budgets if b not in kind_class(spec.kind).reference_budgets]
+    if foreign and "truncation" not in options and spec.options.get("truncation") == "reference":
+        options["truncation"] = "fields"
     return replace(spec, **budgets, options={**spec.options, **options})
 
 
@@ -291,6 +295,18 @@ class ModelInfo:
     exported: bool
     path: str
     error: str | None = None
+    # the measured CPU default (LLM kinds), e.g. "torch-int8", with "(under load 7.2)" when it was measured busy
+    cpu_default: str | None = None
+
+
+def cpu_default_note(record: Mapping[str, Any]) -> str | None:
+    """The measured CPU default in a word, and whether it was measured under load (then measure again)."""
+    if not record:
+        return None
+    if record.get("under_load"):
+        return (f"{record.get('choice')} (measured under load {record.get('load_average')} on "
+                f"{record.get('cpus')} CPUs: run rerank models measure)")
+    return str(record.get("choice"))
 
 
 def list_models(store: ModelStore | str | Path | None = None) -> list[ModelInfo]:
@@ -315,6 +331,7 @@ def list_models(store: ModelStore | str | Path | None = None) -> list[ModelInfo]
                 tuple(m.variants),
                 True,
                 str(st.path(name)),
+                cpu_default=cpu_default_note(m.cpu_default),
             )
         )
     listed = {info.name for info in out}

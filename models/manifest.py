@@ -102,6 +102,8 @@ class Manifest:
     default_variants: Mapping[str, str] = field(default_factory=dict)  # per device: {"cpu": "int8", ...}
     # the CPU backend measured fastest at export (models/cpu_default.py): backend, variant/dtype, figures
     cpu_default: Mapping[str, Any] = field(default_factory=dict)
+    # variants the export tried and left out, with why (a failed parity check, a graph that would not run)
+    rejected_variants: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def kind(self) -> str:
@@ -135,6 +137,7 @@ class Manifest:
             "default_variants": dict(self.default_variants),
             "variants": {k: v.to_dict() for k, v in self.variants.items()},
             **({"cpu_default": dict(self.cpu_default)} if self.cpu_default else {}),
+            **({"rejected_variants": dict(self.rejected_variants)} if self.rejected_variants else {}),
             **spec,
             "torch_weights": self.torch_weights,
             "created": self.created,
@@ -168,6 +171,7 @@ class Manifest:
             format_version=int(data.get("format_version", FORMAT_VERSION)),
             default_variants={str(k): str(v) for k, v in (data.get("default_variants") or {}).items()},
             cpu_default=dict(data.get("cpu_default") or {}),
+            rejected_variants=dict(data.get("rejected_variants") or {}),
         )
 
     @classmethod

@@ -2,15 +2,19 @@
 ``{a}``, ``{b}`` (mono kinds: ``{query}``, ``{a}`` only).
 
 Truncation (``options.truncation`` in the manifest):
-- ``fields`` (default): each field is encoded alone and cut to its token budget at a token boundary (the
-  kept text is the prefix up to the end offset of the last kept token); the template is then rendered with
-  the kept texts and encoded whole, so the model sees the tokenization it would see for that prompt. The
-  template's own tokens come on top of the budgets; ``max_sequence_tokens`` adds a small slack for tokens
-  that merge across a field boundary. Every prompt keeps its whole template, both passages and the answer
-  cue ("Relevant:", "Output Passage A or Passage B:").
-- ``reference``: the whole rendered prompt is encoded and cut to ``max_input_tokens`` from the end, the
-  tokenizer's closing special tokens kept (what pygaggle's ``truncation=True, max_length=512`` does for
-  duoT5 and monoT5). A long pair loses its second passage and the "Relevant:" cue.
+- ``reference`` (default): the kind's reference code's own rule (``Kind.reference_rule``):
+  ``prompt`` (duoT5, monoT5: pygaggle): the whole rendered prompt is encoded and cut to ``max_input_tokens``
+  from the end, the tokenizer's closing special tokens kept (pygaggle's ``truncation=True,
+  max_length=512``); a long pair loses its second passage and the "Relevant:" cue.
+  ``decoded-fields`` (prp: llm-rankers ``run.py``): before the prompt is built, the query and each passage
+  are replaced by ``convert_tokens_to_string(tokenize(text)[:n])`` with n = ``max_query_tokens`` /
+  ``max_passage_tokens`` (``--query_length``/``--passage_length``, both 128 there); the prompt itself is
+  encoded whole, uncut (``compare()`` cuts nothing).
+- ``fields`` (an explicit choice): each field is encoded alone and cut to its token budget at a token
+  boundary (the kept text is the prefix up to the end offset of the last kept token); the template is then
+  rendered with the kept texts and encoded whole. The template's own tokens come on top of the budgets;
+  ``max_sequence_tokens`` adds a small slack for tokens that merge across a field boundary. Every prompt
+  keeps its whole template, both passages and the answer cue ("Relevant:", "Output Passage A or Passage B:").
 """
 
 from __future__ import annotations
@@ -21,12 +25,11 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .errors import ModelError
-from .kind import Kind
+from .kind import TRUNCATIONS, Kind
 from .types import Item, ModelSpec, Prepared
 
 FIELDS = ("query", "a", "b")
 BOUNDARY_SLACK = 8
-TRUNCATIONS = ("fields", "reference")
 DEFAULT_MAX_INPUT_TOKENS = 512  # pygaggle's max_length for duoT5 and monoT5
 _SENTINELS = {"query": "\u2063RERANKQ\u2063", "a": "\u2063RERANKA\u2063", "b": "\u2063RERANKB\u2063"}
 
@@ -77,11 +80,14 @@ class PromptKind(Kind):
     default_template: ClassVar[str]
     fields: ClassVar[tuple[str, ...]] = FIELDS
     measured_cpu_default: ClassVar[bool] = True  # every prompt kind: causal (prp) and seq2seq (duo-t5, ...)
+    # how ``truncation="reference"`` cuts: "prompt" (pygaggle) or "decoded-fields" (llm-rankers)
+    reference_rule: ClassVar[str] = "prompt"
 
     def __init__(self, spec: ModelSpec, encoder: Any) -> None:
         self.template = str(spec.options.get("prompt_template") or self.default_template)
         check_template(self.template, self.fields)
         self.add_special_tokens = bool(spec.options.get("add_special_tokens", True))
+        # manifests written before the reference rule was the default record their truncation explicitly
         self.truncation = check_truncation(str(spec.options.get("truncation", "fields")))
         self.max_input_tokens = int(spec.options.get("max_input_tokens") or DEFAULT_MAX_INPUT_TOKENS)
         empty = self.template.format(query="", a="", b="")
@@ -92,14 +98,14 @@ class PromptKind(Kind):
 
     def max_sequence_tokens(self) -> int:
         s = self.spec
-        if self.truncation == "reference":
+        if self.truncation == "reference" and self.reference_rule == "prompt":
             return self.max_input_tokens
         passages = (len(self.fields) - 1) * s.max_passage_tokens
         return self.template_tokens + s.max_query_tokens + passages + BOUNDARY_SLACK
 
     def render(self, items: Sequence[Item]) -> tuple[list[list[int]], np.ndarray]:
         """Token ids of each item's prompt and whether a text of it was cut."""
-        if self.truncation == "reference":
+        if self.truncation == "reference" and self.reference_rule == "prompt":
             whole = self.encoder.encode(
                 [self.template.format(query=q, a=a, b=b) for q, a, b in items],
                 add_special_tokens=self.add_special_tokens,
@@ -110,8 +116,9 @@ class PromptKind(Kind):
             return ids, cut
         queries = list(dict.fromkeys(q for q, _, _ in items))
         passages = list(dict.fromkeys(x for _, a, b in items for x in (a, b)))
-        qf = dict(zip(queries, self.encoder.fields(queries, self.spec.max_query_tokens), strict=True))
-        pf = dict(zip(passages, self.encoder.fields(passages, self.spec.max_passage_tokens), strict=True))
+        cut = self.encoder.decoded_fields if self.truncation == "reference" else self.encoder.fields
+        qf = dict(zip(queries, cut(queries, self.spec.max_query_tokens), strict=True))
+        pf = dict(zip(passages, cut(passages, self.spec.max_passage_tokens), strict=True))
         prompts = []
         truncated = np.zeros(len(items), dtype=bool)
         for i, (q, a, b) in enumerate(items):
@@ -126,9 +133,9 @@ class PromptKind(Kind):
         return Prepared(len(items), ids, None, None, n, n, item_truncated=truncated)
 
 
-def prompt_options(options: Mapping[str, Any], template: str) -> dict[str, Any]:
+def prompt_options(kind: type[Kind], options: Mapping[str, Any], template: str) -> dict[str, Any]:
     """The truncation options every prompt kind records in its manifest."""
-    truncation = check_truncation(str(options.get("truncation") or "fields"))
+    truncation = kind.resolve_truncation(dict(options))
     max_input = int(options.get("max_input_tokens") or DEFAULT_MAX_INPUT_TOKENS)
     if max_input < 2:
         raise ModelError(f"max_input_tokens must be >= 2, got {max_input}")

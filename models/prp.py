@@ -53,12 +53,17 @@ def _label_ids(hf_tokenizer: Any) -> tuple[int, int]:
 class Prp(PromptKind):
     name = "prp"
     default_template = PRP_TEMPLATE
-    default_max_query_tokens = 64
+    default_max_query_tokens = 64  # ``truncation="fields"``
     default_max_passage_tokens = 200
+    reference_max_query_tokens = 128  # llm-rankers run.py: --query_length 128, --passage_length 128
+    reference_max_passage_tokens = 128
+    reference_rule = "decoded-fields"
+    reference_budgets = frozenset({"max_query_tokens", "max_passage_tokens"})
     architectures: ClassVar[tuple[str, ...]] = ("AutoModelForCausalLM", "AutoModelForSeq2SeqLM")
-    revision = 2  # 2: the label read after " Passage:" (llm-rankers), not right after the generation prompt
-    # llm-rankers cuts each field to a token budget (run.py: ``ranker.truncate``), as ``fields`` does
-    export_options = frozenset({"prompt_template", "chat_template", "answer_prefix"})
+    # 2: the label read after " Passage:" (llm-rankers), not right after the generation prompt;
+    # 3: llm-rankers' truncation (run.py ``ranker.truncate`` of each field to 128 tokens) is the default
+    revision = 3
+    export_options = frozenset({"prompt_template", "chat_template", "answer_prefix", "truncation"})
 
     @classmethod
     def describe(cls, source: Path, hf_tokenizer: Any, hf_config: Any, **options: Any) -> ModelSpec:
@@ -88,18 +93,19 @@ class Prp(PromptKind):
             extra = {"answer_prefix": prefix}
         a_id, b_id = _label_ids(hf_tokenizer)
         pad = hf_tokenizer.pad_token_id
+        max_query, max_passage = cls.budgets(options)
         if pad is None:
             pad = hf_tokenizer.eos_token_id if hf_tokenizer.eos_token_id is not None else 0
         return ModelSpec(
             kind=cls.name,
             inputs=("input_ids", "attention_mask"),
             output=cls.output,
-            max_query_tokens=int(options.get("max_query_tokens") or cls.default_max_query_tokens),
-            max_passage_tokens=int(options.get("max_passage_tokens") or cls.default_max_passage_tokens),
+            max_query_tokens=max_query,
+            max_passage_tokens=max_passage,
             pad_token_id=int(pad),
             max_positions=int(max_positions) if max_positions else None,
             options={
-                **prompt_options(options, template),
+                **prompt_options(cls, options, template),
                 "base_prompt": base,
                 "revision": cls.revision,
                 "architecture": "encoder-decoder" if seq2seq else "decoder-only",

@@ -86,6 +86,18 @@ ARCHITECTURE_NAMES = {
 }
 
 
+def architecture_of(config: Any) -> str:
+    """The model class transformers builds for ``config`` (for a config.json without ``architectures``)."""
+    import transformers
+
+    for auto in ("AutoModelForSeq2SeqLM", "AutoModelForCausalLM", "AutoModelForSequenceClassification",
+                 "AutoModel"):
+        model_cls = getattr(transformers, auto)._model_mapping.get(type(config), None)
+        if model_cls is not None:
+            return f"no architectures in config.json; {auto} builds {model_cls.__name__}"
+    return f"no architectures in config.json; config class {type(config).__name__}"
+
+
 def check_architecture(kind: str, config: Any) -> None:
     """One line naming what the kind supports when ``config``'s architecture is not among them."""
     import transformers
@@ -99,7 +111,7 @@ def check_architecture(kind: str, config: Any) -> None:
             continue  # an encoder with a causal head (BertLMHeadModel) is no chat LLM
         if type(config) in getattr(transformers, auto)._model_mapping:
             return
-    arch = ", ".join(getattr(config, "architectures", None) or []) or "?"
+    arch = ", ".join(getattr(config, "architectures", None) or []) or architecture_of(config)
     supported = "; ".join(ARCHITECTURE_NAMES[a] for a in cls.architectures)
     raise ModelError(
         f"kind {kind!r} does not support model type {getattr(config, 'model_type', '?')!r} ({arch}); "

@@ -257,39 +257,50 @@ PROMPT_WORDS = [
 ]
 
 
-def _corpus(n_lines: int = 2000, seed: int = 0, extra_lines: Sequence[str] = ()) -> list[str]:
+def _corpus(
+    n_lines: int = 2000, seed: int = 0, extra_lines: Sequence[str] = (), extra: Sequence[str] = ()
+) -> list[str]:
+    """Random lines over the replicas' words, the reference prompts, ``extra`` (real text, so that a replica
+    tokenizes it as a real model would: few unknown pieces) and ``extra_lines`` (200 times each, e.g. prompts
+    whose words must be pieces)."""
     import random
 
     rnd = random.Random(seed)
     vocab = WORDS + PROMPT_WORDS
-    lines = [" ".join(rnd.choice(vocab) for _ in range(12)) for _ in range(n_lines)]
+    lines = [" ".join(rnd.choice(vocab) for _ in range(12)) for _ in range(n_lines)] + list(extra)
     return lines + ["Query: what Document0: plants Document1: water Relevant: true false"] * 200 + [
         'Given a query "what", which of the following two passages is more relevant to the query? '
         'Passage A: "x" Passage B: "y" Output Passage A or Passage B:'
     ] * 200 + list(extra_lines) * 200
 
 
-def train_sentencepiece(path: str | Path, *, vocab_size: int = 400, seed: int = 0,
-                        extra_lines: Sequence[str] = ()) -> Path:
-    """A unigram sentencepiece model laid out as T5's ``spiece.model`` (pad 0, </s> 1, <unk> 2, no BOS);
-    ``extra_lines`` join the training corpus (200 times each), e.g. prompts whose words must be pieces."""
+def train_sentencepiece(
+    path: str | Path, *, vocab_size: int = 400, seed: int = 0, corpus: Sequence[str] = (),
+    extra_lines: Sequence[str] = (),
+) -> Path:
+    """A unigram sentencepiece model laid out as T5's ``spiece.model`` (pad 0, </s> 1, <unk> 2, no BOS),
+    trained on the test corpus and ``corpus`` (every character of which gets a piece); ``extra_lines`` join
+    the training corpus (200 times each), e.g. prompts whose words must be pieces."""
     import io
 
     import sentencepiece as spm
 
     buf = io.BytesIO()
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(_corpus(seed=seed, extra_lines=extra_lines)), model_writer=buf, vocab_size=vocab_size,
+        sentence_iterator=iter(_corpus(seed=seed, extra_lines=extra_lines, extra=corpus)), model_writer=buf,
+        vocab_size=vocab_size,
         model_type="unigram", pad_id=0, eos_id=1, unk_id=2, bos_id=-1, hard_vocab_limit=False,
-        num_threads=1, minloglevel=2,
+        num_threads=1, minloglevel=2, character_coverage=1.0 if corpus else 0.9995,
     )
     path = Path(path)
     path.write_bytes(buf.getvalue())
     return path
 
 
-def build_castorini_t5(folder: str | Path, *, seed: int = 0, extra_ids: int = 100,
-                       extra_lines: Sequence[str] = ()) -> Path:
+def build_castorini_t5(
+    folder: str | Path, *, seed: int = 0, extra_ids: int = 100, corpus: Sequence[str] = (), vocab_size: int = 400,
+    extra_lines: Sequence[str] = (),
+) -> Path:
     """A T5ForConditionalGeneration folder laid out exactly as ``castorini/duot5-base-msmarco``:
     config.json, pytorch_model.bin, spiece.model, tokenizer_config.json, special_tokens_map.json (no
     tokenizer.json). The sentencepiece model is trained here; the vocabulary has T5's 100 extra ids."""
@@ -301,7 +312,8 @@ def build_castorini_t5(folder: str | Path, *, seed: int = 0, extra_ids: int = 10
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    sp_path = train_sentencepiece(folder / "spiece.model", seed=seed, extra_lines=extra_lines)
+    sp_path = train_sentencepiece(folder / "spiece.model", seed=seed, corpus=corpus, vocab_size=vocab_size,
+                                  extra_lines=extra_lines)
     n_pieces = spm.SentencePieceProcessor(model_file=str(sp_path)).get_piece_size()
     _seed(seed)
     config = T5Config(
@@ -320,12 +332,13 @@ def build_castorini_t5(folder: str | Path, *, seed: int = 0, extra_ids: int = 10
     return folder
 
 
-def train_wordpiece_vocab(path: str | Path) -> Path:
-    """A BERT ``vocab.txt`` (WordPiece, uncased) trained here on the test corpus."""
+def train_wordpiece_vocab(path: str | Path, *, corpus: Sequence[str] = (), vocab_size: int = 300) -> Path:
+    """A BERT ``vocab.txt`` (WordPiece, uncased) trained here on the test corpus and ``corpus``."""
     from tokenizers import BertWordPieceTokenizer
 
     tok = BertWordPieceTokenizer(lowercase=True)
-    tok.train_from_iterator(_corpus(), vocab_size=300, min_frequency=1, show_progress=False)
+    tok.train_from_iterator(_corpus(extra=corpus), vocab_size=vocab_size, min_frequency=1, show_progress=False,
+                            limit_alphabet=10**4)
     path = Path(path)
     vocab = sorted(tok.get_vocab().items(), key=lambda kv: kv[1])
     path.write_text("".join(f"{piece}\n" for piece, _ in vocab))
@@ -333,7 +346,8 @@ def train_wordpiece_vocab(path: str | Path) -> Path:
 
 
 def build_wordpiece_bert(
-    folder: str | Path, *, num_labels: int = 2, type_vocab_size: int = 3, seed: int = 0
+    folder: str | Path, *, num_labels: int = 2, type_vocab_size: int = 3, seed: int = 0,
+    corpus: Sequence[str] = (), vocab_size: int = 300,
 ) -> Path:
     """BertForSequenceClassification with a WordPiece ``vocab.txt`` trained here, laid out as castorini's
     duoBERT / monoBERT folders (config.json, pytorch_model.bin, vocab.txt, tokenizer_config.json)."""
@@ -344,7 +358,7 @@ def build_wordpiece_bert(
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    vocab = train_wordpiece_vocab(folder / "vocab.txt")
+    vocab = train_wordpiece_vocab(folder / "vocab.txt", corpus=corpus, vocab_size=vocab_size)
     _seed(seed)
     config = BertConfig(
         vocab_size=len(vocab.read_text().splitlines()), hidden_size=32, num_hidden_layers=2,
@@ -367,8 +381,10 @@ BPE_CHAT_TEMPLATE = (
 )
 
 
-def build_bpe_llama(folder: str | Path, *, seed: int = 0, chat_template: bool = True,
-                    extra_lines: Sequence[str] = ()) -> Path:
+def build_bpe_llama(
+    folder: str | Path, *, seed: int = 0, chat_template: bool = True, corpus: Sequence[str] = (),
+    vocab_size: int = 500, extra_lines: Sequence[str] = (),
+) -> Path:
     """LlamaForCausalLM with a byte-level BPE tokenizer trained here and a ChatML chat template (the
     SmolLM2 / Qwen layout: tokenizer.json, tokenizer_config.json with ``chat_template``)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -380,10 +396,10 @@ def build_bpe_llama(folder: str | Path, *, seed: int = 0, chat_template: bool = 
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=500, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        vocab_size=vocab_size, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(_corpus(seed=seed, extra_lines=extra_lines), trainer)
+    tok.train_from_iterator(_corpus(seed=seed, extra_lines=extra_lines, extra=corpus), trainer)
     hf = PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token="<|im_start|>", eos_token="<|im_end|>", unk_token="<|endoftext|>",
         pad_token="<|endoftext|>",

@@ -54,6 +54,12 @@ class Field:
     truncated: bool
     text: str
 
+    def cut(self, budget: int) -> Field:
+        """The first ``budget`` ids (the kept text is not tracked: for kinds that feed ids, not prompts)."""
+        if len(self.ids) <= budget:
+            return self
+        return Field(self.ids[:budget], True, "")
+
 
 def _split_layout(ids: Sequence[int], types: Sequence[int], seq_ids: Sequence[int | None]):
     """Cut an encoded probe into runs: special tokens (sequence id None) and the probe's sequences."""
@@ -154,6 +160,20 @@ class TextEncoder:
             else:
                 end = enc.offsets[budget - 1][1] if budget > 0 else 0
                 out.append(Field(tuple(ids[:budget]), True, text[:end]))
+        return out
+
+    def decoded_fields(self, texts: Sequence[str], budget: int) -> list[Field]:
+        """llm-rankers' ``truncate``: every text becomes ``convert_tokens_to_string(tokenize(text)[:budget])``
+        (the tokenizer's decoder over the kept tokens, or the tokens joined by spaces where it has none), cut
+        or not."""
+        if not texts:
+            return []
+        decoder = self._tok.decoder
+        out = []
+        for enc in self._tok.encode_batch(list(texts), add_special_tokens=False):
+            tokens = enc.tokens[:budget]
+            text = decoder.decode(tokens) if decoder is not None else " ".join(tokens)
+            out.append(Field(tuple(enc.ids[:budget]), len(enc.ids) > budget, text))
         return out
 
     def encode(self, texts: Sequence[str], *, add_special_tokens: bool) -> list[list[int]]:

@@ -14,20 +14,37 @@ from typing import Any
 import torch
 from torch import nn
 
+from .errors import ModelError
+
+
+def _check_loaded(auto_cls: Any, source: Path, info: dict[str, Any]) -> None:
+    """An error naming the weights the loader had to initialise (missing from the checkpoint or of another
+    shape): a model with a random head would score noise, and its parity check would compare that noise
+    with itself."""
+    invented = sorted({*map(str, info.get("missing_keys") or ()),
+                       *(str(k[0] if isinstance(k, tuple) else k) for k in info.get("mismatched_keys") or ())})
+    if invented:
+        shown = ", ".join(invented[:6]) + (f" and {len(invented) - 6} more" if len(invented) > 6 else "")
+        raise ModelError(
+            f"{source}: the checkpoint has no trained weights for {shown} ({auto_cls.__name__} would "
+            "initialise them at random); is it the right kind for this model?"
+        )
+
 
 def _load(auto_cls: Any, source: Path, dtype: Any, attn_implementation: str | None):
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {"output_loading_info": True}
     if dtype is not None:
         kwargs["dtype"] = dtype
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
     try:
-        model = auto_cls.from_pretrained(str(source), **kwargs)
+        model, info = auto_cls.from_pretrained(str(source), **kwargs)
     except (ValueError, ImportError) as exc:
         if attn_implementation in (None, "eager") or "attn" not in str(exc).lower():
             raise
         kwargs["attn_implementation"] = "eager"  # the architecture has no such attention implementation
-        model = auto_cls.from_pretrained(str(source), **kwargs)
+        model, info = auto_cls.from_pretrained(str(source), **kwargs)
+    _check_loaded(auto_cls, source, info)
     return model.eval()
 
 

@@ -108,9 +108,11 @@ def cmd_export(args: Any) -> int:
     out = args.out or ModelStore(args.store).path(args.name or Path(args.model).name)
     try:
         manifest = export_model(
-            args.model, args.kind, out, name=args.name or None, quantize=args.quantize,
+            args.model, args.kind, out, name=args.name or None,
+            quantize=args.quantize or ("int8" if args.cpu_default == "int8" else None),
             max_query_tokens=args.max_query_tokens, max_passage_tokens=args.max_passage_tokens,
-            overwrite=args.overwrite, tokenizer=args.tokenizer, fp16=args.fp16, **kind_options,
+            overwrite=args.overwrite, tokenizer=args.tokenizer, fp16=args.fp16, cpu_default=args.cpu_default,
+            **kind_options,
         )
     except (ModelError, ParityError, FileExistsError, OSError) as exc:
         return _fail(f"export failed: {exc}", EXIT_BAD_INPUT)
@@ -118,7 +120,11 @@ def cmd_export(args: Any) -> int:
         first = (str(exc).strip().splitlines() or [""])[0]
         return _fail(f"export failed: {type(exc).__name__}: {first}", EXIT_BAD_INPUT)
     parity = {name: dict(v.parity) for name, v in manifest.variants.items()}
-    print(json.dumps({"name": manifest.name, "kind": manifest.kind, "out": str(out), "parity": parity}))
+    print(json.dumps({"name": manifest.name, "kind": manifest.kind, "out": str(out), "parity": parity,
+                      "default_variants": dict(manifest.default_variants),
+                      "rejected_variants": dict(manifest.rejected_variants)}))
+    for name, why in manifest.rejected_variants.items():
+        print(f"rerank: variant {name} left out: {why['reason']}", file=sys.stderr)
     return 0
 
 
@@ -133,10 +139,10 @@ def cmd_models_list(args: Any) -> int:
         for info in infos:
             print(json.dumps(asdict(info)))
         return 0
-    header = ("name", "kind", "provider", "max query", "max passage", "variants", "exported")
+    header = ("name", "kind", "provider", "max query", "max passage", "variants", "exported", "cpu default")
     rows = [header] + [
         (i.name, i.kind, i.provider or "-", str(i.max_query_tokens or "-"), str(i.max_passage_tokens or "-"),
-         ",".join(i.variants) or "-", "yes" if i.exported else "no")
+         ",".join(i.variants) or "-", "yes" if i.exported else "no", i.cpu_default or "-")
         for i in infos
     ]
     widths = [max(len(r[c]) for r in rows) for c in range(len(header))]
@@ -415,9 +421,10 @@ def ranking_options(func: Any) -> Any:
                      show_default=True, help="order calibration of the model's answers"),
         click.option("--both-orders/--no-both-orders", "both_orders", default=None,
                      help="ask both orders of each pair (default: the sampler's own choice)"),
-        click.option("--prior-weight", type=float, default=DEFAULT_PRIOR_WEIGHT, show_default=True,
+        click.option("--prior-weight", type=float, default=None,
                      help="weight of the first-stage prior, which keeps a ranking from few comparisons near the "
-                          "first stage (0 = none)"),
+                          f"first stage (0 = none; default {DEFAULT_PRIOR_WEIGHT:g}, and 0 for the reference "
+                          "aggregations sum and borda)"),
         click.option("--window", type=int, default=None, help="window size m of the window and skip samplers"),
         click.option("--skip", type=int, default=None,
                      help="dilation of the skip sampler (default: the smallest >= 2 coprime with k)"),
@@ -566,9 +573,12 @@ def models_measure(**params: Any) -> int:
               help="query tokens kept per comparison (longer queries are cut; default by kind, e.g. 64)")
 @click.option("--max-passage-tokens", type=int, default=None, metavar="N",
               help="passage tokens kept per passage (longer passages are cut; default by kind, e.g. 256 for a "
-                   "bi-encoder, 223 for duoBERT)")
+                   "bi-encoder, 128 for prp)")
 @click.option("--overwrite", is_flag=True, help="replace an existing output folder")
 @click.option("--fp16", is_flag=True, help="also write an fp16 variant (checked; CUDA default)")
+@click.option("--cpu-default", type=click.Choice(["auto", "fp32", "int8"]), default=None,
+              help="the variant CPU loads pick: auto measures the CPU backends (the default for prp, duo-t5, "
+                   "mono-t5; minutes for a large model), fp32 or int8 skip the measurement")
 @click.option("--tokenizer", type=FOLDER, default=None,
               help="read the tokenizer from this folder (pygaggle's duoT5 reads t5-base's)")
 @click.option("--prompt-template", default=None,
@@ -579,10 +589,11 @@ def models_measure(**params: Any) -> int:
               help="prp: text before the label (default ' Passage:'; T5: the decoder prefix '<pad> Passage')")
 @click.option("--segments", type=click.Choice(["2", "3"]), default=None,
               help="duo-cross-encoder: token types (default 3 where the checkpoint has 3: duoBERT)")
-@click.option("--truncation", type=click.Choice(["fields", "reference"]), default=None,
-              help="duo-t5, mono-t5, mono-cross-encoder: per-field budgets (default) or the reference's whole-input "
-                   "cut at --max-input-tokens")
-@click.option("--max-input-tokens", type=int, default=None, help="reference truncation length (default 512)")
+@click.option("--truncation", type=click.Choice(["reference", "fields"]), default=None,
+              help="prp, duo/mono-t5, duo/mono-cross-encoder: the reference code's cut (default; docs/models.md, "
+                   "Truncation) or per-field budgets (the default where a budget the reference lacks is given)")
+@click.option("--max-input-tokens", type=int, default=None,
+              help="reference truncation length (default 512; mono-cross-encoder: the tokenizer's model_max_length)")
 @click.option("--temperature", type=float, default=None, help="bi-encoder and mono kinds: p = sigmoid(ds / T)")
 def models_export(**params: Any) -> int:
     args = namespace(params)

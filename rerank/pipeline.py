@@ -236,7 +236,7 @@ def _rank_one(
     outcome = run_sampler(lookup("sampler", options.sampler), n, budget, compare, seed=options.seed,
                           both_orders=options.both_orders, deadline=deadline, max_rounds=options.rounds, **keywords)
     report = aggregate(outcome.comparisons, method=options.aggregator, calibration=options.calibration,
-                       seed=options.seed, prior_weight=prior_weight_for(options.prior_weight, n, outcome.used))
+                       seed=options.seed, prior_weight=prior_weight_for(options.prior(), n, outcome.used))
     usage.comparisons = outcome.used
     usage.batches = outcome.rounds
     usage.partial = outcome.timed_out

@@ -22,10 +22,10 @@ from .aggregation import check_budget, resolve_budget
 from .aggregation.registry import (
     DEFAULT_AGGREGATOR,
     DEFAULT_CALIBRATION,
-    DEFAULT_PRIOR_WEIGHT,
     DEFAULT_SAMPLER,
     REGISTRY,
     calibration_conflict,
+    default_prior_weight,
 )
 from .aggregation.samplers import PARAMETER_KEYWORDS, SAMPLER_PARAMETERS
 
@@ -85,7 +85,9 @@ class RankOptions:
     seed: int = 0
     time_budget_ms: float | None = None
     both_orders: bool | None = None
-    prior_weight: float = DEFAULT_PRIOR_WEIGHT  # first-stage prior at k comparisons (see prior_weight_for)
+    # first-stage prior at k comparisons (see prior_weight_for); None: default_prior_weight(aggregator), i.e.
+    # DEFAULT_PRIOR_WEIGHT, and none for a reference aggregation (duoBERT Sum, Sym-Sum, PRP all-pair)
+    prior_weight: float | None = None
     # sampler parameters (SAMPLER_PARAMETERS says which sampler takes which); None = the sampler's own
     window: int | None = None  # window size m of window and skip
     skip: int | None = None  # dilation of skip
@@ -96,6 +98,10 @@ class RankOptions:
         """The sampler parameters set, under the sampler function's keywords (``window`` -> ``m``)."""
         given = {"window": self.window, "skip": self.skip, "top_n": self.sampler_top_n}
         return {PARAMETER_KEYWORDS[k]: int(v) for k, v in given.items() if v is not None}
+
+    def prior(self) -> float:
+        """The prior weight asked for, else the aggregator's default."""
+        return default_prior_weight(self.aggregator) if self.prior_weight is None else float(self.prior_weight)
 
     def for_earlier_stage(self) -> RankOptions:
         """What a cascade stage before the last runs: all pairs with the request's calibration and aggregator;
@@ -267,7 +273,7 @@ def validate_options(options: RankOptions, n_items: int | None, *, budget_field:
         raise RequestError(budget_field, str(exc)) from None
     if options.time_budget_ms is not None and not (options.time_budget_ms > 0):
         raise RequestError("options.time_budget_ms", f"must be > 0, got {options.time_budget_ms}")
-    if not (options.prior_weight >= 0 and options.prior_weight < float("inf")):
+    if options.prior_weight is not None and not (0 <= options.prior_weight < float("inf")):
         raise RequestError("options.prior_weight", f"must be >= 0, got {options.prior_weight}")
     return 0 if n_items is None else budget
 

@@ -156,3 +156,44 @@ def test_a_pointwise_stage_goes_through_the_scheduler() -> None:
         with pytest.raises(RerankError) as err:  # 6 scores in one stage: over the queue's 5 items
             client.rerank("q", [*docs, ("d4", "passage 2"), ("d5", "passage 4")], stages=["pw:6", "pw:2"])
         assert "max_queue_items" in err.value.details and model.scored == 4
+
+
+class Recorded:
+    """A comparator that keeps every p it answered, by (passage a, passage b)."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self.p: dict[tuple[str, str], float] = {}
+
+    def compare_batch(self, items):
+        result = self.model.compare_batch(items)
+        self.p.update({(a, b): float(p) for (_q, a, b), p in zip(items, result.p, strict=True)})
+        return result
+
+
+@pytest.mark.timeout(900)  # 100 + 380 sequences of real passages on torch: slow on a busy machine
+def test_duobert_sum_cascade_gives_the_reference_order(data_dir, tmp_path) -> None:
+    """Cross-encoder top 100 -> duoBERT Sum top 20 (``aggregator="sum"`` alone, calibration none): the top 20
+    is duoBERT's own Sum order (Nogueira et al. 2019: s_i = sum over j != i of p(i, j), i in the first slot),
+    computed here from the model's answers to all 380 ordered pairs; the default first-stage prior stays off
+    for a named reference aggregation."""
+    from rerank.models import load_model
+    from rerank.models.testing import build_wordpiece_bert
+
+    folder = data_dir / "trec-dl-2019-passage"
+    qid, query = (folder / "queries.tsv").read_text().splitlines()[0].split("\t")
+    corpus = {d["id"]: d["text"] for d in map(json.loads, (folder / "corpus.jsonl").read_text().splitlines())}
+    run = [line.split() for line in (folder / "run.bm25.top100.trec").read_text().splitlines()]
+    cands = [Candidate(r[2], corpus[r[2]]) for r in run if r[0] == qid][:100]
+    ce = load_model(build_tiny_bert_classifier(tmp_path / "ce", num_labels=1), backend="torch",
+                    kind="mono-cross-encoder")
+    duo = Recorded(load_model(build_wordpiece_bert(tmp_path / "duo", num_labels=2, type_vocab_size=3),
+                              backend="torch", kind="duo-cross-encoder"))
+    out = rerank_cascade(query, cands, [Stage(ce, 100, "ce"), Stage(duo, 20, "duo")],
+                         RankOptions(aggregator="sum", calibration="none"))
+    scores = ce.score(query, [c.text for c in cands])
+    top20 = [cands[j] for j in np.argsort(-scores, kind="stable")[:20]]
+    assert len(duo.p) == 380 and {(a.text, b.text) for a in top20 for b in top20 if a is not b} == set(duo.p)
+    total = {a.id: sum(duo.p[(a.text, b.text)] for b in top20 if b is not a) for a in top20}
+    reference = sorted(total, key=lambda d: -total[d])
+    assert [r.id for r in out.results[:20]] == reference

@@ -225,3 +225,77 @@ def test_cuda_request_falls_back_to_cpu(exported):
     expected = "CUDAExecutionProvider" if gpu else "CPUExecutionProvider"
     assert m.provider == expected
     assert m.compare("q", [("a", "b")]).shape == (1,)
+
+
+@pytest.mark.parametrize("kind", ["mono-cross-encoder", "duo-cross-encoder"])
+def test_llama_as_cross_encoder_names_the_random_head(tmp_path, kind):
+    """A chat LLM has no classification head: the loader would initialise ``score.weight`` at random and the
+    parity check would compare that random head with itself. The export fails, naming the weight, and writes
+    nothing."""
+    src = tiny.build_tiny_llama(tmp_path / "llama")
+    with pytest.raises(ModelError, match=r"no trained weights for score\.weight"):
+        export_model(src, kind, tmp_path / "out", parity_queries=1, parity_passages=2)
+    assert not (tmp_path / "out").exists()
+
+
+def test_encoder_without_head_names_the_missing_weights(tmp_path):
+    """An encoder checkpoint (MiniLM, no classifier) exported as a cross-encoder: the head is missing."""
+    with pytest.raises(ModelError, match=r"classifier\.bias, classifier\.weight"):
+        export_model("minilm", "mono-cross-encoder", tmp_path / "out", parity_queries=1, parity_passages=2)
+    assert not (tmp_path / "out").exists()
+
+
+def test_wrong_kind_names_the_architecture_without_architectures_field(tmp_path):
+    """A T5 folder whose config.json has no ``architectures`` in a classifier kind: the message names the
+    class transformers would build, not ``(?)``."""
+    import json
+
+    src = tiny.build_tiny_t5(tmp_path / "t5")
+    config = json.loads((src / "config.json").read_text())
+    config.pop("architectures", None)
+    (src / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelError, match=r"T5ForConditionalGeneration") as info:
+        export_model(src, "mono-cross-encoder", tmp_path / "out")
+    assert "(?)" not in str(info.value)
+
+
+class StageLog:
+    """A progress sink that keeps the export's stage names in order."""
+
+    def __init__(self) -> None:
+        self.stages: list[str] = []
+
+    def stage(self, text: str) -> None:
+        self.stages.append(text)
+
+
+def test_failing_variants_are_left_out_and_checked_before_timing(tmp_path):
+    """fp16 and int8 fail their checks (bounds below zero): the export still writes fp32, records both
+    failures, and runs every check before it times the CPU backends."""
+    src = tiny.build_tiny_t5(tmp_path / "t5")
+    log = StageLog()
+    manifest = export_model(src, "duo-t5", tmp_path / "out", fp16=True, fp16_tolerance=-1.0,
+                            int8_tolerance=-1.0, parity_queries=1, parity_passages=3, progress=log)
+    assert set(manifest.variants) == {"fp32"} and set(manifest.rejected_variants) == {"fp16", "int8"}
+    assert "ParityError" in manifest.rejected_variants["fp16"]["reason"]
+    assert manifest.default_variants == {"cpu": manifest.default_variants["cpu"], "cuda": "fp32"}
+    assert manifest.cpu_default["candidates"]["onnx-int8"]["eligible"] is False
+    files = {p.name for p in (tmp_path / "out").iterdir()}
+    assert "model.onnx" in files and "model.fp16.onnx" not in files and "model.int8.onnx" not in files
+    timing = log.stages.index("measure the CPU default")
+    assert max(i for i, s in enumerate(log.stages) if s.startswith("parity")) < timing
+    from rerank.models.manifest import Manifest
+
+    assert Manifest.read(tmp_path / "out").rejected_variants.keys() == {"fp16", "int8"}
+    assert load_model(tmp_path / "out", backend="onnx", variant="fp32").compare_batch([("q", "a", "b")]).p.shape == (1,)
+
+
+def test_cli_cpu_default_fp32_skips_the_measurement(tmp_path, cli):
+    src = tiny.build_tiny_t5(tmp_path / "t5")
+    code, out, _err = cli(["models", "export", "--model", str(src), "--kind", "duo-t5", "--out",
+                           str(tmp_path / "out"), "--cpu-default", "fp32"])
+    assert code == 0, out
+    import json
+
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["default_variants"]["cpu"] == "fp32" and "cpu_default" not in manifest

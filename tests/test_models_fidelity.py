@@ -114,6 +114,9 @@ def test_castorini_layout_exports(t5_folder, duo_t5):
     # CUDA loads fp16; the CPU default is the measured fastest variant that holds the fp32 decisions
     assert manifest["default_variants"]["cuda"] == "fp16"
     assert manifest["default_variants"]["cpu"] == manifest.get("cpu_default", {}).get("variant", "fp32")
+    # fp16 is never a CPU default (no faster than fp32 on the CPU provider): not even a candidate
+    assert manifest["default_variants"]["cpu"] != "fp16"
+    assert not any(c.get("variant") == "fp16" for c in manifest["cpu_default"]["candidates"].values())
     assert (duo_t5 / "tokenizer.json").is_file() and (duo_t5 / "model.onnx").is_file()
 
 
@@ -150,16 +153,22 @@ def test_duo_t5_reference_truncation(t5_folder, tmp_path):
            ref_model.p_true(prompts))
 
 
+def mono_t5_reference(ref_model, items):
+    """monoT5 (pygaggle): P(true) of each (query, candidate) prompt; p(a, b) = sigmoid of the log-odds
+    difference. Returns the candidates, their prompts and p per item."""
+    keys = list(dict.fromkeys((q, d) for q, a, b in items for d in (a, b)))
+    prompts = [f"Query: {q} Document: {d} Relevant:" for q, d in keys]
+    p_true = dict(zip(keys, ref_model.p_true(prompts), strict=True))
+    logodds = {k: np.log(v) - np.log1p(-v) for k, v in p_true.items()}
+    return keys, prompts, np.array([1 / (1 + np.exp(-(logodds[(q, a)] - logodds[(q, b)]))) for q, a, b in items])
+
+
 def test_mono_t5_matches_pygaggle(t5_folder, tmp_path):
     out = tmp_path / "monot5"
     export_model(t5_folder, "mono-t5", out, parity_queries=2, parity_passages=3)
     ref_model = PygaggleT5(t5_folder)
     items = items_of(QUERIES, PASSAGES)
-    keys = list(dict.fromkeys((q, d) for q, a, b in items for d in (a, b)))
-    prompts = [f"Query: {q} Document: {d} Relevant:" for q, d in keys]
-    p_true = dict(zip(keys, ref_model.p_true(prompts), strict=True))
-    logodds = {k: np.log(v) - np.log1p(-v) for k, v in p_true.items()}
-    ref = np.array([1 / (1 + np.exp(-(logodds[(q, a)] - logodds[(q, b)]))) for q, a, b in items])
+    keys, prompts, ref = mono_t5_reference(ref_model, items)
     ours_t, ours_o = both(out)
     prepared = ours_o.prepare(items)
     assert len(prepared.input_ids) == len(keys)  # each candidate once per call
@@ -200,6 +209,25 @@ def llama_folder(tmp_path_factory):
     return build_bpe_llama(tmp_path_factory.mktemp("bpe") / "chat-llm")
 
 
+def llm_rankers_decoder_only(tok, llm, items, chat, truncate=lambda text: text):
+    """llm-rankers ``PairwiseLlmRanker.compare`` on a decoder-only model: the prompt of the (truncated)
+    texts, the chat template's user turn + generation prompt, ``+ " Passage:"``, ``tokenizer(prompt)``; p =
+    softmax of the next token's logits of " A" and " B". Returns the ids and p per item."""
+    a_id, b_id = tok.encode(" A", add_special_tokens=False)[0], tok.encode(" B", add_special_tokens=False)[0]
+    ref_ids, ref = [], []
+    for q, a, b in items:
+        text = LLM_RANKERS_PROMPT.format(query=truncate(q), doc1=truncate(a), doc2=truncate(b))
+        if chat:
+            text = tok.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
+                                           add_generation_prompt=True)
+        ids = tok(text + " Passage:").input_ids
+        with torch.no_grad():
+            last = llm(input_ids=torch.tensor([ids])).logits[0, -1]
+        ref_ids.append(ids)
+        ref.append(float(torch.softmax(last[[a_id, b_id]], dim=0)[0]))
+    return ref_ids, np.array(ref)
+
+
 @pytest.mark.parametrize("chat", [True, False], ids=["chat-template", "no-chat-template"])
 def test_prp_decoder_only_matches_llm_rankers(llama_folder, tmp_path, chat):
     """Decoder-only path: ``apply_chat_template(user turn, add_generation_prompt=True) + " Passage:"``,
@@ -213,22 +241,11 @@ def test_prp_decoder_only_matches_llm_rankers(llama_folder, tmp_path, chat):
     a_ids, b_ids = tok.encode(" A", add_special_tokens=False), tok.encode(" B", add_special_tokens=False)
     assert len(a_ids) == 1 and len(b_ids) == 1, "the reference's answer tokens are single tokens here"
     items = items_of(QUERIES[:1], PASSAGES)
-    ref_ids, ref = [], []
-    for q, a, b in items:
-        text = LLM_RANKERS_PROMPT.format(query=q, doc1=a, doc2=b)
-        if chat:
-            text = tok.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
-                                           add_generation_prompt=True)
-        ids = tok(text + " Passage:").input_ids
-        with torch.no_grad():
-            last = llm(input_ids=torch.tensor([ids])).logits[0, -1]
-        ref_ids.append(ids)
-        ref.append(float(torch.softmax(last[[a_ids[0], b_ids[0]]], dim=0)[0]))
+    ref_ids, ref = llm_rankers_decoder_only(tok, llm, items, chat)
     ours_t, ours_o = both(out)
     assert ours_o.spec.options["label_token_ids"] == [a_ids[0], b_ids[0]]
     assert prepared_ids(ours_o, items) == ref_ids
-    report(f"prp decoder-only chat={chat}", ours_t.compare_batch(items).p, ours_o.compare_batch(items).p,
-           np.array(ref))
+    report(f"prp decoder-only chat={chat}", ours_t.compare_batch(items).p, ours_o.compare_batch(items).p, ref)
 
 
 # --- duoBERT / monoBERT (castorini duobert; sentence-transformers CrossEncoder) -----------------------
@@ -265,13 +282,14 @@ class WordPiece:
 
 
 def test_duo_cross_encoder_matches_duobert(tmp_path):
-    """duoBERT: ``[CLS] q[:62] [SEP] a[:223] [SEP] b[:223] [SEP]``, segments 0/1/2, P(class 1) of a
-    two-logit head (budgets 8/20 here, so the fields are cut as duoBERT cuts them)."""
+    """``truncation="fields"`` (the explicit per-field budgets, 8/20 here): ``[CLS] q[:8] [SEP] a[:20] [SEP]
+    b[:20] [SEP]``, segments 0/1/2, P(class 1) of a two-logit head. duoBERT's own query-dependent cut (the
+    default) is checked on long inputs below."""
     from transformers import BertForSequenceClassification
 
     folder = build_wordpiece_bert(tmp_path / "duobert", num_labels=2, type_vocab_size=3)
     out = tmp_path / "duobert-onnx"
-    export_model(folder, "duo-cross-encoder", out, max_query_tokens=8, max_passage_tokens=20,
+    export_model(folder, "duo-cross-encoder", out, max_query_tokens=8, max_passage_tokens=20, truncation="fields",
                  parity_queries=1, parity_passages=3)
     wp = WordPiece(folder / "vocab.txt")
     cls_id, sep_id = wp.vocab["[CLS]"], wp.vocab["[SEP]"]
@@ -323,3 +341,274 @@ def test_mono_cross_encoder_matches_cross_encoder(tmp_path, truncation):
     assert [list(map(int, x)) for x in prepared.token_type_ids] == [e.token_type_ids for e in enc]
     report(f"mono-cross-encoder {truncation}", ours_t.compare_batch(items).p, ours_o.compare_batch(items).p,
            ref)
+
+
+# --- long inputs: each kind's default truncation is its reference's -----------------------------------
+# Real DL19 passages joined to 300-700 words and queries of several lengths, on replicas whose tokenizers are
+# trained on that text (so it tokenizes with few unknown pieces). Each reference's truncation is computed
+# here with the reference's own logic; the project's code only produces the ids compared against it.
+LONG_WORDS = (300, 450, 700)
+
+
+@pytest.fixture(scope="module")
+def dl19_texts(data_dir):
+    import json
+
+    folder = data_dir / "trec-dl-2019-passage"
+    queries = [line.split("\t", 1)[1].strip() for line in (folder / "queries.tsv").read_text().splitlines()]
+    passages = [json.loads(line)["text"] for line in (folder / "corpus.jsonl").read_text().splitlines()]
+    return queries, passages
+
+
+def joined(texts, words: int, start: int) -> str:
+    """Consecutive ``texts`` from ``start`` joined and cut to ``words`` words."""
+    out: list[str] = []
+    i = start
+    while len(out) < words:
+        out.extend(texts[i % len(texts)].split())
+        i += 1
+    return " ".join(out[:words])
+
+
+@pytest.fixture(scope="module")
+def long_inputs(dl19_texts):
+    """Three queries (one DL19 query; two and 27 joined: about 10 and 150 words) and three passages of
+    300, 450 and 700 words."""
+    queries, passages = dl19_texts
+    qs = [queries[0], f"{queries[1]} {queries[2]}", " ".join(queries[3:30])]
+    ps = [joined(passages, n, 40 * k) for k, n in enumerate(LONG_WORDS)]
+    return qs, ps
+
+
+@pytest.fixture(scope="module")
+def corpus_text(dl19_texts):
+    queries, passages = dl19_texts
+    return [*queries, *passages[:3000]]
+
+
+@pytest.fixture(scope="module")
+def real_t5(tmp_path_factory, corpus_text):
+    return build_castorini_t5(tmp_path_factory.mktemp("real-t5") / "duot5", corpus=corpus_text, vocab_size=1500)
+
+
+@pytest.fixture(scope="module")
+def real_bert(tmp_path_factory, corpus_text):
+    return {
+        labels: build_wordpiece_bert(tmp_path_factory.mktemp(f"real-bert{labels}") / "bert", num_labels=labels,
+                                     type_vocab_size=types, corpus=corpus_text, vocab_size=1500)
+        for labels, types in ((2, 3), (1, 2))
+    }
+
+
+@pytest.fixture(scope="module")
+def real_llama(tmp_path_factory, corpus_text):
+    return build_bpe_llama(tmp_path_factory.mktemp("real-bpe") / "chat-llm", corpus=corpus_text, vocab_size=1500)
+
+
+def export_default(folder, kind, out, **options):
+    """The kind's defaults (no truncation option), fp32 only: the CPU-default timing is not under test."""
+    export_model(folder, kind, out, parity_queries=1, parity_passages=3, cpu_default="fp32", **options)
+    return both(out)
+
+
+def check_long(name, ours_torch, ours_onnx, items, ref_ids, ref_p, ref_types=None):
+    prepared = ours_onnx.prepare(items)
+    ids = [list(map(int, s)) for s in prepared.input_ids]
+    assert ids == ref_ids, f"{name}: token ids differ from the reference's"
+    if ref_types is not None:
+        assert [list(map(int, s)) for s in prepared.token_type_ids] == ref_types
+    assert max(len(x) for x in ref_ids) > 250, "the inputs are not long: the test would prove nothing"
+    report(f"{name} long inputs", ours_torch.compare_batch(items).p, ours_onnx.compare_batch(items).p,
+           np.asarray(ref_p, dtype=np.float64))
+
+
+def test_long_duo_t5_matches_pygaggle(real_t5, long_inputs, tmp_path):
+    qs, ps = long_inputs
+    ours_t, ours_o = export_default(real_t5, "duo-t5", tmp_path / "duot5")
+    ref_model = PygaggleT5(real_t5)
+    items = items_of(qs, ps)
+    prompts = [f"Query: {q} Document0: {a} Document1: {b} Relevant:" for q, a, b in items]
+    ref_ids = [ref_model.ids(p) for p in prompts]
+    assert sum(len(ref_model.sp.encode(p)) + 1 > 512 for p in prompts) > 0, "no prompt is cut at 512"
+    check_long("duo-t5", ours_t, ours_o, items, ref_ids, ref_model.p_true(prompts))
+
+
+def test_long_mono_t5_matches_pygaggle(real_t5, long_inputs, tmp_path):
+    qs, ps = long_inputs
+    ours_t, ours_o = export_default(real_t5, "mono-t5", tmp_path / "monot5")
+    ref_model = PygaggleT5(real_t5)
+    items = items_of(qs, ps)
+    _keys, prompts, ref = mono_t5_reference(ref_model, items)
+    assert sum(len(ref_model.sp.encode(p)) + 1 > 512 for p in prompts) > 0, "no prompt is cut at 512"
+    prepared = ours_o.prepare(items)
+    assert [list(map(int, s)) for s in prepared.input_ids] == [ref_model.ids(p) for p in prompts]
+    report("mono-t5 long inputs", ours_t.compare_batch(items).p, ours_o.compare_batch(items).p, ref)
+
+
+def llm_rankers_truncate_sp(sp, text, length=128):
+    """llm-rankers ``truncate`` with the T5 (sentencepiece) tokenizer: the pieces' string, stripped."""
+    return sp.decode_pieces(sp.encode(text, out_type=str)[:length]).strip()
+
+
+def test_long_prp_t5_matches_llm_rankers(real_t5, long_inputs, tmp_path):
+    qs, ps = long_inputs
+    ours_t, ours_o = export_default(real_t5, "prp", tmp_path / "prp-t5")
+    ref_model = PygaggleT5(real_t5, max_length=10**6)  # compare() cuts nothing
+    sp = ref_model.sp
+    decoder = [sp.pad_id(), sp.piece_to_id("▁Passage")]
+    a_id, b_id = sp.piece_to_id("▁A"), sp.piece_to_id("▁B")
+    items = items_of(qs, ps)
+    prompts = [LLM_RANKERS_PROMPT.format(query=llm_rankers_truncate_sp(sp, q), doc1=llm_rankers_truncate_sp(sp, a),
+                                         doc2=llm_rankers_truncate_sp(sp, b)) for q, a, b in items]
+    ref_ids = [ref_model.ids(p) for p in prompts]
+    logits = ref_model.logits_at(ref_ids, decoder)
+    ref = torch.softmax(logits[:, [a_id, b_id]], dim=1)[:, 0].numpy()
+    check_long("prp encoder-decoder", ours_t, ours_o, items, ref_ids, ref)
+
+
+def test_long_prp_decoder_only_matches_llm_rankers(real_llama, long_inputs, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    qs, ps = long_inputs
+    ours_t, ours_o = export_default(real_llama, "prp", tmp_path / "prp-llm")
+    tok = AutoTokenizer.from_pretrained(str(real_llama))
+    llm = AutoModelForCausalLM.from_pretrained(str(real_llama)).eval()
+
+    def truncate(text, length=128):  # llm-rankers run.py: ranker.truncate(text, args.run.query_length)
+        return tok.convert_tokens_to_string(tok.tokenize(text)[:length])
+
+    items = items_of(qs, ps)
+    ref_ids, ref = llm_rankers_decoder_only(tok, llm, items, True, truncate)
+    assert max(len(tok.tokenize(q)) for q in qs) > 128, "no query is cut"
+    check_long("prp decoder-only", ours_t, ours_o, items, ref_ids, ref)
+
+
+# BERT's tokenization.py (duoBERT ships it): BasicTokenizer + WordpieceTokenizer, re-implemented literally.
+def _bert_is_whitespace(c):
+    return c in " \t\n\r" or unicodedata.category(c) == "Zs"
+
+
+def _bert_is_control(c):
+    return c not in "\t\n\r" and unicodedata.category(c).startswith("C")
+
+
+def _bert_is_punctuation(c):
+    cp = ord(c)
+    if 33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126:
+        return True
+    return unicodedata.category(c).startswith("P")
+
+
+def _bert_is_chinese(cp):
+    return any(lo <= cp <= hi for lo, hi in (
+        (0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F), (0x2B740, 0x2B81F),
+        (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F)))
+
+
+class BertFullTokenizer:
+    """``tokenization.FullTokenizer(vocab_file, do_lower_case=True).tokenize`` and
+    ``convert_tokens_to_ids``."""
+
+    def __init__(self, vocab_file):
+        self.vocab = {w: i for i, w in enumerate(vocab_file.read_text().splitlines())}
+
+    def basic(self, text):
+        text = "".join(" " if _bert_is_whitespace(c) else c for c in text
+                       if not (ord(c) in (0, 0xFFFD) or _bert_is_control(c)))
+        text = "".join(f" {c} " if _bert_is_chinese(ord(c)) else c for c in text)
+        out = []
+        for token in text.strip().split():
+            token = unicodedata.normalize("NFD", token.lower())
+            token = "".join(c for c in token if unicodedata.category(c) != "Mn")
+            words, word = [], ""
+            for c in token:
+                if _bert_is_punctuation(c):
+                    words += [word, c] if word else [c]
+                    word = ""
+                else:
+                    word += c
+            out.extend([*words, word] if word else words)
+        return " ".join(out).split()
+
+    def tokenize(self, text):
+        out = []
+        for word in self.basic(text):
+            if len(word) > 100:
+                out.append("[UNK]")
+                continue
+            start, pieces = 0, []
+            while start < len(word):
+                end, piece = len(word), None
+                while start < end:
+                    sub = ("##" if start else "") + word[start:end]
+                    if sub in self.vocab:
+                        piece = sub
+                        break
+                    end -= 1
+                if piece is None:
+                    pieces = ["[UNK]"]
+                    break
+                pieces.append(piece)
+                start = end
+            out.extend(pieces)
+        return out
+
+    def convert_to_bert_input(self, text, max_seq_length, add_cls):
+        tokens = self.tokenize(text)
+        if len(tokens) > max_seq_length - 2:
+            tokens = tokens[: max_seq_length - 2]
+        tokens = (["[CLS]"] if add_cls else []) + tokens + ["[SEP]"]
+        return [self.vocab[t] for t in tokens]
+
+
+def test_long_duo_cross_encoder_matches_duobert(real_bert, long_inputs, tmp_path):
+    """duoBERT's convert_msmarco_to_duobert_tfrecord.py: query_ids = convert_to_bert_input(q, 64, cls),
+    each doc convert_to_bert_input(d, (512 - len(query_ids)) // 2, no cls); segments 0 / 1 / 2;
+    P(class 1) of the two-logit head."""
+    from transformers import BertForSequenceClassification
+
+    folder = real_bert[2]
+    qs, ps = long_inputs
+    ours_t, ours_o = export_default(folder, "duo-cross-encoder", tmp_path / "duobert")
+    ref_tok = BertFullTokenizer(folder / "vocab.txt")
+    model = BertForSequenceClassification.from_pretrained(str(folder)).eval()
+    items = items_of(qs, ps)
+    ref_ids, ref_types, ref = [], [], []
+    for q, a, b in items:
+        query_ids = ref_tok.convert_to_bert_input(q, 64, add_cls=True)
+        da, db = (ref_tok.convert_to_bert_input(d, (512 - len(query_ids)) // 2, add_cls=False) for d in (a, b))
+        ids = query_ids + da + db
+        types = [0] * len(query_ids) + [1] * len(da) + [2] * len(db)
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([ids]), token_type_ids=torch.tensor([types])).logits[0]
+        ref_ids.append(ids)
+        ref_types.append(types)
+        ref.append(float(torch.softmax(logits, dim=0)[1]))
+    assert len({len(x) for x in ref_ids}) > 1  # the passages' length depends on the query's
+    check_long("duo-cross-encoder (duoBERT)", ours_t, ours_o, items, ref_ids, ref, ref_types)
+
+
+def test_long_mono_cross_encoder_matches_cross_encoder(real_bert, long_inputs, tmp_path):
+    """sentence-transformers CrossEncoder.predict: ``tokenizer(q.strip(), d.strip(), padding=True,
+    truncation="longest_first", max_length=None)`` (the tokenizer's model_max_length, 512)."""
+    from transformers import AutoTokenizer, BertForSequenceClassification
+
+    folder = real_bert[1]
+    qs, ps = long_inputs
+    ours_t, ours_o = export_default(folder, "mono-cross-encoder", tmp_path / "monobert")
+    tok = AutoTokenizer.from_pretrained(str(folder))
+    model = BertForSequenceClassification.from_pretrained(str(folder)).eval()
+    items = items_of(qs, ps)
+    keys = list(dict.fromkeys((q, d) for q, a, b in items for d in (a, b)))
+    enc = [tok(q.strip(), d.strip(), truncation="longest_first", max_length=None) for q, d in keys]
+    with torch.no_grad():
+        s = {k: float(model(input_ids=torch.tensor([e.input_ids]),
+                            token_type_ids=torch.tensor([e.token_type_ids])).logits[0, 0])
+             for k, e in zip(keys, enc, strict=True)}
+    ref = [1 / (1 + np.exp(-(s[(q, a)] - s[(q, b)]))) for q, a, b in items]
+    assert max(len(e.input_ids) for e in enc) == 512
+    prepared = ours_o.prepare(items)
+    assert [list(map(int, x)) for x in prepared.input_ids] == [e.input_ids for e in enc]
+    assert [list(map(int, x)) for x in prepared.token_type_ids] == [e.token_type_ids for e in enc]
+    report("mono-cross-encoder long inputs", ours_t.compare_batch(items).p, ours_o.compare_batch(items).p,
+           np.array(ref))
