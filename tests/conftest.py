@@ -111,8 +111,9 @@ _EXPORT_CACHE = Path(os.environ.get("RERANK_TEST_CACHE", Path.home() / ".cache" 
 
 
 #: Export options of the session's exports beside the embedded defaults: the LLM's CPU default is not timed
-#: here (minutes of candidate timing the other tests do not need); one test times it on a copy of the export
-#: (tests/test_models_smollm.py, ``test_default_load_follows_the_measured_cpu_default``).
+#: here (minutes of candidate timing the other tests do not need); the measurement is tested on the tiny Llama
+#: replica (tests/test_models_cpu_default.py, the export test that records the load) and a load following a
+#: recorded default on SmolLM2 (tests/test_models_smollm.py).
 FIXTURE_EXPORT_OPTIONS: dict[str, dict[str, Any]] = {"smollm-prp": {"cpu_default": "fp32"}}
 
 
