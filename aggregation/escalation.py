@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import binom
+from scipy.special import bdtr
 
 #: The fixed sequence of thresholds, strictest first: confidences max(p, 1 - p) of a pairwise answer lie in
 #: [0.5, 1]. The sequence is fixed before the agreement labels are seen, as fixed-sequence testing requires.
@@ -53,7 +53,7 @@ def binomial_p_value(disagreements: int, kept: int, alpha: float) -> float:
     items exceeds alpha" (the exact binomial tail bound of Trust or Escalate). 1.0 when nothing is kept."""
     if kept <= 0:
         return 1.0
-    return float(binom.cdf(disagreements, kept, alpha))
+    return float(bdtr(disagreements, kept, alpha))  # = binom.cdf; scipy.stats would import far more
 
 
 def fixed_sequence_threshold(

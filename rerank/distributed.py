@@ -20,6 +20,7 @@ import argparse
 import os
 import socket
 import sys
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -68,6 +69,11 @@ def _ray() -> Any:
     return ray
 
 
+#: While no job finishes, how often the pool checks that the cluster still has the CPUs of all its workers, and
+#: how long it waits for them (a lost node's worker restarts only where a CPU is free) before it gives up with
+#: an error instead of waiting without end (``RERANK_RAY_PLACEMENT_WAIT_S`` sets the wait).
+CAPACITY_CHECK_S = 2.0
+PLACEMENT_WAIT_S = float(os.environ.get("RERANK_RAY_PLACEMENT_WAIT_S", "60"))
 CONNECT_TIMEOUT_S = 5.0  # the TCP check of --address before Ray's own connect (which retries for minutes)
 
 
@@ -146,6 +152,7 @@ class RayPool:
     def __init__(self, factory: Callable[[], Any], options: RayOptions = RayOptions()) -> None:
         ray = self.ray = _ray()
         self.started, self.actors, self.max_restarts = False, [], options.max_restarts
+        self.cpus_per_worker = options.cpus_per_worker
         self.address = options.address
         if not ray.is_initialized():
             if options.address is None:
@@ -222,6 +229,7 @@ class RayPool:
                 order.append(_Out(job))
                 submit(order[-1])
 
+        short_since: float | None = None  # since when the cluster lacks the CPUs of the pool's workers
         fill()
         while order:
             if order[0].done:
@@ -229,7 +237,12 @@ class RayPool:
                 yield head.job, head.result
                 fill()
                 continue
-            [ready], _ = ray.wait(list(running), num_returns=1)
+            done, _ = ray.wait(list(running), num_returns=1, timeout=CAPACITY_CHECK_S)
+            if not done:
+                short_since = self._check_capacity(short_since)
+                continue
+            short_since = None
+            [ready] = done
             out = running.pop(ready)
             free.append(out.actor)
             try:
@@ -245,6 +258,22 @@ class RayPool:
             except ray.exceptions.RayError as exc:
                 raise RuntimeError(f"Ray gave up on a job after {type(exc).__name__}: {exc}") from None
             fill()
+
+    def _check_capacity(self, since: float | None) -> float | None:
+        """None while the cluster has a CPU for every worker; else since when it lacks them, and an error once
+        that lasted :data:`PLACEMENT_WAIT_S` (a worker of a lost node waits for a free CPU, and its jobs with it)."""
+        need = len(self.actors) * self.cpus_per_worker
+        have = float(self.ray.cluster_resources().get("CPU", 0))
+        if have >= need:
+            return None
+        now = time.monotonic()
+        since = now if since is None else since
+        if now - since >= PLACEMENT_WAIT_S:
+            fits = int(have // self.cpus_per_worker)
+            raise RuntimeError(f"the Ray cluster has {have:g} CPUs for {len(self.actors)} workers (a node left "
+                               f"{now - since:.0f} s ago) and a lost worker cannot start again: add a node, or run "
+                               f"again with --workers {max(1, fits)} (the output resumes)")
+        return since
 
     def close(self) -> None:
         for a in self.actors:

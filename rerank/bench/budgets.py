@@ -262,7 +262,7 @@ def replay_defaults(
         mean, lo, hi = _ci(values.mean(axis=1))
         rows.append({
             "sampler": DEFAULTS, "calibration": defaults.calibration,
-            "aggregator": f"{defaults.aggregator}+prior{defaults.prior_weight:g}", "budget_fraction": budget,
+            "aggregator": f"{defaults.aggregator}+prior{defaults.prior():g}", "budget_fraction": budget,
             "comparisons_per_query": float(used.mean()), "ndcg10_mean": mean, "ndcg10_ci_low": lo,
             "ndcg10_ci_high": hi, "queries": len(prefs), "repeats": repeats,
         })
