@@ -134,6 +134,15 @@ def _finish(proc: subprocess.Popen, timeout: float = 300) -> str:
     return err
 
 
+def _wait_for_a_finished_query(proc: subprocess.Popen, progress: Path, within_s: float = 240) -> None:
+    """Until ``progress`` records a finished query (the run still going), at most ``within_s`` seconds."""
+    deadline = time.monotonic() + within_s
+    while not (progress.exists() and progress.read_text().count("\n") >= 2):
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.monotonic() < deadline, f"no query finished within {within_s:g} s"
+        time.sleep(0.1)
+
+
 def _rank_args(dl19: dict, out: Path) -> list[str]:
     dl = dl19["dir"]
     return ["rank", "--run", str(dl19["run"]), "--corpus", str(dl / "corpus.jsonl"), "--queries",
@@ -220,11 +229,7 @@ def test_a_node_stopped_mid_run_loses_nothing(cluster, dl19, local_rank, tmp_pat
     progress = out.with_name(out.name + ".progress")
     proc = _rerank(cluster, *_rank_args(dl19, out), "--workers", "2")
     try:
-        deadline = time.monotonic() + 240
-        while not (progress.exists() and progress.read_text().count("\n") >= 2):
-            assert proc.poll() is None, proc.communicate()[1]
-            assert time.monotonic() < deadline, "no query finished within 240 s"
-            time.sleep(0.1)
+        _wait_for_a_finished_query(proc, progress)
         done_at_kill = progress.read_text().count("\n") - 1
         _raylet(cluster["temp"], NODE_IP).send_signal(signal.SIGKILL)
         err = _finish(proc, timeout=300)
@@ -312,11 +317,7 @@ def test_a_lost_node_whose_worker_cannot_start_again_is_an_error_not_a_wait(clus
     proc = subprocess.Popen([sys.executable, "-m", "rerank.cli", *args, "--workers", "3", *engine],
                             env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 240
-        while not (progress.exists() and progress.read_text().count("\n") >= 2):
-            assert proc.poll() is None, proc.communicate()[1]
-            assert time.monotonic() < deadline, "no query finished within 240 s"
-            time.sleep(0.1)
+        _wait_for_a_finished_query(proc, progress)
         _raylet(cluster["temp"], NODE_IP).send_signal(signal.SIGKILL)
         killed = time.monotonic()
         _, err = proc.communicate(timeout=180)
