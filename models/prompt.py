@@ -67,6 +67,25 @@ def render_chat_template(hf_tokenizer: Any, template: str) -> str:
     return text
 
 
+def decoder_prefix_ids(hf_tokenizer: Any, prefix: str) -> list[int]:
+    """The token ids of an encoder-decoder prompt's decoder prefix (``"<pad> Passage"`` for T5); an error when
+    the tokenizer encodes it to nothing."""
+    ids = [int(i) for i in hf_tokenizer.encode(prefix, add_special_tokens=False)]
+    if not ids:
+        raise ModelError(f"the decoder prefix {prefix!r} encodes to no tokens")
+    return ids
+
+
+def use_chat_template(hf_tokenizer: Any, asked: bool | None, source: Any) -> bool:
+    """Whether a decoder-only prompt goes through the tokenizer's chat template: as ``asked``, else when the
+    tokenizer has one; asking for it where there is none is an error naming ``source``."""
+    has = bool(getattr(hf_tokenizer, "chat_template", None))
+    use = has if asked is None else bool(asked)
+    if use and not has:
+        raise ModelError(f"{source}: the tokenizer has no chat template (export with chat_template off)")
+    return use
+
+
 def label_token_id(hf_tokenizer: Any, candidates: Sequence[str]) -> int:
     """The first candidate string that the tokenizer encodes as exactly one token."""
     for text in candidates:

@@ -30,7 +30,15 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from .errors import ModelError
-from .prompt import PromptKind, check_template, label_token_id, prompt_options, render_chat_template
+from .prompt import (
+    PromptKind,
+    check_template,
+    decoder_prefix_ids,
+    label_token_id,
+    prompt_options,
+    render_chat_template,
+    use_chat_template,
+)
 from .types import ModelSpec
 
 PRP_TEMPLATE = (
@@ -76,17 +84,11 @@ class Prp(PromptKind):
                 raise ModelError("prp on an encoder-decoder model takes no chat template")
             prefix = options.get("answer_prefix")
             prefix_text = DECODER_PREFIX if prefix is None else prefix
-            decoder_ids = [int(i) for i in hf_tokenizer.encode(prefix_text, add_special_tokens=False)]
-            if not decoder_ids:
-                raise ModelError(f"the decoder prefix {prefix_text!r} encodes to no tokens")
+            decoder_ids = decoder_prefix_ids(hf_tokenizer, prefix_text)
             template, use_chat, extra = base, False, {"decoder_prefix": prefix_text, "decoder_ids": decoder_ids}
             max_positions = None  # T5: relative position buckets
         else:
-            use_chat = options.get("chat_template")
-            if use_chat is None:
-                use_chat = bool(getattr(hf_tokenizer, "chat_template", None))
-            if use_chat and not getattr(hf_tokenizer, "chat_template", None):
-                raise ModelError(f"{source}: the tokenizer has no chat template (export with chat_template off)")
+            use_chat = use_chat_template(hf_tokenizer, options.get("chat_template"), source)
             prefix = ANSWER_PREFIX if options.get("answer_prefix") is None else options["answer_prefix"]
             rendered = render_chat_template(hf_tokenizer, base) if use_chat else base
             template = rendered + prefix.replace("{", "{{").replace("}", "}}")

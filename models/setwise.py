@@ -37,7 +37,7 @@ import numpy as np
 
 from .errors import ModelError
 from .kind import Kind
-from .prompt import BOUNDARY_SLACK, label_token_id
+from .prompt import BOUNDARY_SLACK, decoder_prefix_ids, label_token_id, use_chat_template
 from .types import Item, ModelSpec, Prepared
 
 CHARACTERS = ("A", "B", "C", "D", "E", "F", "G", "H", "I", "J", "K", "L",
@@ -143,20 +143,14 @@ class Setwise(Kind):
             if options.get("chat_template"):
                 raise ModelError("setwise on an encoder-decoder model takes no chat template")
             prefix = DECODER_PREFIX if options.get("answer_prefix") is None else options["answer_prefix"]
-            decoder_ids = [int(i) for i in hf_tokenizer.encode(prefix, add_special_tokens=False)]
-            if not decoder_ids:
-                raise ModelError(f"the decoder prefix {prefix!r} encodes to no tokens")
+            decoder_ids = decoder_prefix_ids(hf_tokenizer, prefix)
             # the reference: the last token of "<pad> Passage X" for each label X
             label_ids = [int(hf_tokenizer.encode(f"{prefix} {c}", add_special_tokens=False)[-1]) for c in labels]
             extra = {"decoder_prefix": prefix, "decoder_ids": decoder_ids, "chat_before": "", "chat_after": "",
                      "answer_prefix": ""}
             max_positions = None  # T5: relative position buckets
         else:
-            use_chat = options.get("chat_template")
-            if use_chat is None:
-                use_chat = bool(getattr(hf_tokenizer, "chat_template", None))
-            if use_chat and not getattr(hf_tokenizer, "chat_template", None):
-                raise ModelError(f"{source}: the tokenizer has no chat template (export with chat_template off)")
+            use_chat = use_chat_template(hf_tokenizer, options.get("chat_template"), source)
             before, after = _chat_parts(hf_tokenizer) if use_chat else ("", "")
             prefix = ANSWER_PREFIX if options.get("answer_prefix") is None else options["answer_prefix"]
             label_ids = [label_token_id(hf_tokenizer, (f" {c}", c)) for c in labels]
