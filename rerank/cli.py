@@ -179,6 +179,7 @@ def _rank_options(args: Any) -> RankOptions:
         sampler=args.sampler, budget=args.budget, aggregator=args.aggregator, calibration=args.calibration,
         fusion=args.fusion, seed=args.seed, both_orders=args.both_orders, prior_weight=args.prior_weight,
         window=args.window, skip=args.skip, sampler_top_n=args.sampler_top_n, rounds=args.rounds,
+        set_size=args.set_size,
     )
 
 
@@ -223,7 +224,7 @@ def cmd_rank(args: Any) -> int:
         trec_jobs,
         trec_qids,
     )
-    from .pipeline import RequestError, Stage, validate_options
+    from .pipeline import RequestError, Stage, setwise_models, validate_options
     from .specs import TrecData, load_comparator, parse_stage
 
     usage = _rank_usage(args)
@@ -250,7 +251,6 @@ def cmd_rank(args: Any) -> int:
         setup = run_setup("jsonl", specs, options, batch_size=args.batch_size, top_n=args.top_n, stage=args.stage,
                           **extra)
     try:
-        validate_options(options, None)  # the budget against k is checked per query
         check_engine_arguments(args)
         trec = None
         if trec_mode or args.qrels:
@@ -281,6 +281,9 @@ def cmd_rank(args: Any) -> int:
         else:
             models = [] if stages else [load_comparator(spec, trec=trec, max_batch_size=args.batch_size)
                                         for spec in specs]
+        ranking = [stages[-1].model] if stages else models
+        if not ranking or len(setwise_models(dict(enumerate(ranking)))) < len(ranking):  # type: ignore[arg-type]
+            validate_options(options, None)  # the budget against k, and a setwise model's options: per query
         output = ResumableOutput(Path(args.output), setup, overwrite=args.overwrite)
     except RequestError as exc:
         return _fail(str(CLI_NAMES.error(exc)), EXIT_USAGE)
@@ -410,15 +413,22 @@ def ranking_options(func: Any) -> Any:
                           "or oracle:noise=N,bias=B (needs --qrels)"),
         click.option("--fusion", type=RegistryChoice(names("fusion")), default="rrf", show_default=True,
                      help="how the rankings of several models are fused"),
-        click.option("--sampler", type=RegistryChoice(names("sampler")), default=DEFAULT_SAMPLER, show_default=True,
-                     help="which pairs are compared (auto: all pairs when the budget pays for them, else active)"),
+        click.option("--sampler", type=RegistryChoice(names("sampler") + names("kwise_sampler")),
+                     default=DEFAULT_SAMPLER, show_default=True,
+                     help="which pairs are compared (auto: all pairs when the budget pays for them, else active); a "
+                          "setwise model: which K candidates each call shows (auto: setwise-heapsort)"),
         click.option("--budget", type=BUDGET, default=None,
                      help="comparisons per query: a count (250), a fraction of k(k-1) (0.1) or a percentage (10%); "
                           "default all; at least 1 comparison per query with 2 or more candidates"),
-        click.option("--aggregator", type=RegistryChoice(names("aggregator")), default=DEFAULT_AGGREGATOR,
-                     show_default=True, help="how preferences become a ranking"),
-        click.option("--calibration", type=RegistryChoice(names("calibration")), default=DEFAULT_CALIBRATION,
-                     show_default=True, help="order calibration of the model's answers"),
+        click.option("--aggregator", type=RegistryChoice([*names("aggregator"), "plackett-luce"]),
+                     default=DEFAULT_AGGREGATOR, show_default=True,
+                     help="how preferences become a ranking (a setwise model: plackett-luce, or NAME on the calls' "
+                          "implied pairs)"),
+        click.option("--calibration", type=RegistryChoice(sorted({*names("calibration"), *names("kwise_calibration")})),
+                     default=DEFAULT_CALIBRATION, show_default=True,
+                     help="order calibration of the model's answers (a setwise model: none, the default, or slot)"),
+        click.option("--set-size", type=int, default=None,
+                     help="a setwise model: candidates per call, K (default 4; at most the model's max_k)"),
         click.option("--both-orders/--no-both-orders", "both_orders", default=None,
                      help="ask both orders of each pair (default: the sampler's own choice)"),
         click.option("--prior-weight", type=float, default=None,

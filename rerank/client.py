@@ -205,9 +205,11 @@ def rank_options(
     skip: int | None = None,
     sampler_top_n: int | None = None,
     rounds: int | None = None,
+    set_size: int | None = None,
 ) -> RankOptions:
     """The request's :class:`RankOptions`. ``budget``: an int is comparisons, a float in (0, 1] a fraction of
-    k(k-1). ``None`` (and "" for names) leaves an option to the server's default; the server validates them."""
+    k(k-1). ``set_size``: candidates per call of a setwise model. ``None`` (and "" for names) leaves an option to the
+    server's default; the server validates them."""
     if isinstance(budget, bool):
         raise TypeError("budget must be an int (comparisons) or a float (fraction)")
     d = RankOptions()
@@ -216,7 +218,7 @@ def rank_options(
         calibration=calibration or d.calibration, fusion=fusion or d.fusion, seed=seed,
         time_budget_ms=float(time_budget_ms) if time_budget_ms else None, both_orders=both_orders,
         prior_weight=d.prior_weight if prior_weight is None else prior_weight, window=window, skip=skip,
-        sampler_top_n=sampler_top_n, rounds=rounds,
+        sampler_top_n=sampler_top_n, rounds=rounds, set_size=set_size,
     )
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from .request import Candidate, RankOptions, RequestError, RerankRequest, StageSpec, StageUsage, Usage
 
 _DEFAULTS = RankOptions()
-_OPTIONAL = ("both_orders", "prior_weight", "window", "skip", "sampler_top_n", "rounds")
+_OPTIONAL = ("both_orders", "prior_weight", "window", "skip", "sampler_top_n", "rounds", "set_size")
 _USAGE_SCALARS = tuple(f.name for f in fields(Usage) if f.name != "stages")
 
 
