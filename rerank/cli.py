@@ -225,6 +225,7 @@ def cmd_rank(args: Any) -> int:
         trec_qids,
     )
     from .pipeline import RequestError, Stage, setwise_models, validate_options
+    from .request import validate_escalation_settings
     from .specs import TrecData, load_comparator, parse_stage
 
     usage = _rank_usage(args)
@@ -241,9 +242,12 @@ def cmd_rank(args: Any) -> int:
         return _fail(unreadable, EXIT_BAD_INPUT)
     if args.stage:
         specs = []
-    escalation = None if args.escalate_alpha is None else EscalationSettings(
-        args.escalate_alpha, args.escalate_delta, args.escalate_queries, args.escalate_reference)
-    extra = {} if escalation is None else {"escalate": asdict(escalation)}
+    if args.escalate_alpha is not None and args.escalate_threshold is not None:
+        return _fail("give --escalate-alpha (calibrate the threshold) or --escalate-threshold, not both", EXIT_USAGE)
+    escalation = None if args.escalate_alpha is None and args.escalate_threshold is None else EscalationSettings(
+        args.escalate_alpha, args.escalate_delta, args.escalate_queries, args.escalate_reference,
+        args.escalate_threshold)
+    extra = {} if escalation is None else {"escalate": {k: v for k, v in asdict(escalation).items() if v is not None}}
     if trec_mode:
         setup = run_setup("trec", specs, options, batch_size=args.batch_size, depth=args.depth, tag=args.tag,
                           stage=args.stage, **extra)
@@ -266,8 +270,9 @@ def cmd_rank(args: Any) -> int:
             raise RequestError("stage", "give either --stage (a cascade) or --model, not both")
         if args.stage and args.engine == "ray":
             raise RequestError("stage", "--engine ray does not run cascades yet; use --engine local with --stage")
-        if escalation is not None:
-            _check_escalation(escalation, len(args.stage), trec)
+        if args.escalate_alpha is not None:
+            validate_escalation_settings(args.escalate_alpha, args.escalate_delta, args.escalate_queries,
+                                         args.escalate_reference, len(args.stage), bool(trec and trec.qrels))
         stages = [
             Stage(load_comparator(spec, trec=trec, max_batch_size=args.batch_size), depth, spec)
             for spec, depth in map(parse_stage, args.stage or [])
@@ -334,22 +339,6 @@ def cmd_rank(args: Any) -> int:
     sys.stderr.write(f"rerank: ranked {ranked} queries ({len(output.done)} done in {args.output})\n")
     return 0
 
-
-
-def _check_escalation(settings: Any, stages: int, trec: Any) -> None:
-    """Usage errors of --escalate-* (raised as RequestError)."""
-    from .pipeline import RequestError
-
-    if stages < 2:
-        raise RequestError("escalate-alpha", "selective escalation needs a cascade of 2 or more --stage: the stage "
-                                             "before the last is the cheap judge")
-    for name, value in (("escalate-alpha", settings.alpha), ("escalate-delta", settings.delta)):
-        if not 0 < value < 1:
-            raise RequestError(name, f"must lie in (0, 1), got {value}")
-    if settings.queries < 1:
-        raise RequestError("escalate-queries", f"must be >= 1, got {settings.queries}")
-    if settings.reference == "qrels" and (trec is None or not trec.qrels):
-        raise RequestError("escalate-reference", "qrels needs relevance judgements: give --qrels")
 
 
 def _grades(trec: Any) -> dict[tuple[str, str], float] | None:
@@ -487,6 +476,10 @@ def ranking_options(func: Any) -> Any:
               help="the first N queries calibrate the escalation threshold")
 @click.option("--escalate-reference", type=click.Choice(["strong", "qrels"]), default="strong", show_default=True,
               help="what the cheap judge must agree with: the last stage's answers, or the --qrels grades")
+@click.option("--escalate-threshold", type=float, default=None, metavar="T",
+              help="selective escalation with a threshold calibrated before (what --escalate-alpha printed; the "
+                   "server's stages[].escalation_threshold): the stage before the last answers a pair of the last "
+                   "stage where its confidence max(p, 1 - p) is at least T (>= 0.5)")
 @click.option("--skip-bad", is_flag=True, help="skip malformed lines (reported) instead of stopping")
 @click.option("--overwrite", is_flag=True, help="start afresh (delete the output and its progress) instead of "
                                                 "resuming")

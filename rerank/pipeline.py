@@ -30,6 +30,7 @@ from .request import (
     StageSpec,
     StageUsage,
     Usage,
+    check_escalation_targets,
     validate,
     validate_candidates,
     validate_options,
@@ -164,9 +165,7 @@ def calibrate_escalation(
     Escalate) the human preference, on the pairs whose grades differ (the others have none).
     :func:`~rerank.aggregation.escalation.fixed_sequence_threshold` picks the threshold for ``alpha``, ``delta``.
     """
-    for name, value in (("alpha", alpha), ("delta", delta)):
-        if not 0 < value < 1:
-            raise RequestError(f"escalation.{name}", f"must lie in (0, 1), got {value}")
+    check_escalation_targets(alpha, delta)
     if not stages:
         raise RequestError("options.stages", "no stage given")
     record: list[tuple[str, str, str, float, float]] = []
@@ -198,20 +197,26 @@ def run(
     """Run a :class:`RerankRequest` with the comparators by model name: validated by
     :func:`rerank.request.validate` (against ``limits``; default: the comparators given, the first is the
     default model), then one ranking (several models: concurrently, then fused with ``options.fusion``) or
-    a cascade of ``request.stages`` (``escalations``, by stage, route a stage's pairs through a cheap judge
-    first: :class:`Escalation`; the Python API's, a request has none). ``deadline`` (``time.monotonic``) and
+    a cascade of ``request.stages`` (a stage's ``escalation_threshold`` routes its pairs through the stage
+    before it first; ``escalations``, by stage, give the Python API's own cheap judges: :class:`Escalation`).
+    ``deadline`` (``time.monotonic``) and
     ``options.time_budget_ms`` make it anytime: sampling stops between rounds and the ranking uses what was
     seen (``usage.partial``)."""
     started = time.monotonic()
     if checked is None:
         limits = limits or Limits(models=tuple(comparators), default_model=next(iter(comparators), ""),
-                                  setwise=setwise_models(comparators))
+                                  setwise=setwise_models(comparators),
+                                  pointwise=[n for n, m in comparators.items() if getattr(m, "pointwise", False)])
         checked = validate(request, limits)
     options = request.options
     if options.time_budget_ms is not None:
         limit = started + options.time_budget_ms / 1000.0
         deadline = limit if deadline is None else min(deadline, limit)
     if request.stages:
+        escalations = escalations or [  # a request's thresholds: the stage before is the cheap judge
+            None if s.escalation_threshold is None else Escalation(
+                comparators[request.stages[i - 1].model], s.escalation_threshold, request.stages[i - 1].model)
+            for i, s in enumerate(request.stages)]
         out = _cascade(request, [comparators[m] for m in checked.models], deadline, escalations,
                        checked.kwise.get(checked.models[-1]))
     else:
@@ -435,20 +440,6 @@ def _distinct(candidates: Sequence[Candidate]) -> tuple[np.ndarray, list[str]]:
     return group, list(first)
 
 
-def _check_escalations(models: Sequence[Comparator], escalations: Sequence[Escalation | None]) -> None:
-    """Escalation only where a stage compares pairs, with a threshold that is a confidence (or ``inf``)."""
-    if len(escalations) > len(models):
-        raise RequestError("options.stages", f"{len(escalations)} escalations for {len(models)} stages")
-    for i, escalation in enumerate(escalations):
-        if escalation is None:
-            continue
-        if not escalation.threshold >= 0.5:  # inf: escalate every pair
-            raise RequestError(f"options.stages[{i}].escalation.threshold",
-                               f"must be >= 0.5 (a confidence max(p, 1 - p)), got {escalation.threshold}")
-        if i < len(models) - 1 and getattr(models[i], "pointwise", False):
-            raise RequestError(f"options.stages[{i}].escalation", "a pointwise stage does not compare pairs")
-
-
 def _cascade(
     request: RerankRequest, models: Sequence[Comparator], deadline: float | None,
     escalations: Sequence[Escalation | None] = (), kwise_last: KwiseOptions | None = None,
@@ -459,9 +450,6 @@ def _cascade(
     the request's options. A stage with an :class:`Escalation` asks its cheap judge every pair and its own
     model only the pairs the cheap judge is unsure of; its report counts both. A setwise last stage ranks by
     its K-wise calls (``kwise_last``)."""
-    _check_escalations(models, escalations)
-    if kwise_last is not None and any(e is not None for e in escalations[len(models) - 1:]):
-        raise RequestError(f"options.stages[{len(models) - 1}].escalation", "a setwise stage does not compare pairs")
     candidates, options = request.candidates, request.options
     order = list(range(len(candidates)))
     usage = Usage()
@@ -555,6 +543,7 @@ def rerank_cascade(
     comparators: dict[str, Comparator] = {}
     for name, stage in zip(names, stages, strict=True):
         comparators.setdefault(name, stage.model)
-    request = RerankRequest(query, tuple(candidates), (), tuple(StageSpec(n, s.depth) for n, s in
-                            zip(names, stages, strict=True)), options, top_n if top_n is not None else 0)
+    specs = tuple(StageSpec(n, s.depth, None if s.escalation is None else s.escalation.threshold)
+                  for n, s in zip(names, stages, strict=True))
+    request = RerankRequest(query, tuple(candidates), (), specs, options, top_n if top_n is not None else 0)
     return run(request, comparators, deadline=deadline, escalations=[s.escalation for s in stages])

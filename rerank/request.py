@@ -198,10 +198,14 @@ class Usage:
 
 @dataclass(frozen=True)
 class StageSpec:
-    """One cascade stage: the model named ``model`` re-ranks the top ``depth`` of the previous stage."""
+    """One cascade stage: the model named ``model`` re-ranks the top ``depth`` of the previous stage. With
+    ``escalation_threshold`` (selective escalation, Trust or Escalate), the previous stage's model answers each
+    pair first and this stage's model only the pairs where that cheap answer's confidence max(p, 1 - p) is below
+    the threshold (calibrated offline: ``rerank rank --escalate-alpha``)."""
 
     model: str
     depth: int
+    escalation_threshold: float | None = None
 
 
 @dataclass(frozen=True)
@@ -229,6 +233,7 @@ class Limits:
     max_candidates: int | None = None
     max_chars: Mapping[str, int | None] = field(default_factory=dict)
     setwise: Mapping[str, int] = field(default_factory=dict)  # the setwise models: name -> max_k (most K per call)
+    pointwise: Collection[str] = ()  # the models that score each passage alone (a cascade stage ranks by scores)
 
 
 @dataclass(frozen=True)
@@ -356,6 +361,52 @@ def resolve_models(request: RerankRequest, limits: Limits) -> tuple[str, ...]:
     return tuple(names)
 
 
+def validate_escalation(stages: Sequence[StageSpec], limits: Limits) -> None:
+    """Selective escalation in a cascade: a stage with ``escalation_threshold`` has the stage before it as its
+    cheap judge (so not the first stage), compares pairs (not a pointwise stage before the last, not a setwise
+    last stage), and its threshold is a confidence max(p, 1 - p): at least 0.5 (``inf``: every pair escalates)."""
+    for i, stage in enumerate(stages):
+        threshold = stage.escalation_threshold
+        if threshold is None:
+            continue
+        name = f"stages[{i}].escalation_threshold"
+        last = i == len(stages) - 1
+        if not last and stage.model in limits.pointwise:
+            raise RequestError(name, "a pointwise stage does not compare pairs")
+        if last and stage.model in limits.setwise:
+            raise RequestError(name, "a setwise stage does not compare pairs")
+        if isinstance(threshold, bool) or not threshold >= 0.5:  # NaN fails too
+            raise RequestError(name, f"must be >= 0.5 (a confidence max(p, 1 - p)), got {threshold}")
+        if i == 0:
+            raise RequestError(name, "the first stage has no cheap judge: the stage before an escalating stage "
+                                     "answers its pairs first")
+
+
+def check_escalation_targets(alpha: float, delta: float) -> None:
+    """The target agreement ``1 - alpha`` and the risk ``delta`` of an escalation calibration: each in (0, 1)."""
+    for name, value in (("alpha", alpha), ("delta", delta)):
+        if isinstance(value, bool) or not 0 < value < 1:
+            raise RequestError(f"escalation.{name}", f"must lie in (0, 1), got {value}")
+
+
+def validate_escalation_settings(
+    alpha: float, delta: float, queries: int, reference: str, stages: int, graded: bool
+) -> None:
+    """The calibration of selective escalation in a cascade's last stage (``rerank rank --escalate-*``): 2 or
+    more stages (the one before the last is the cheap judge), ``alpha`` and ``delta`` in (0, 1), at least one
+    calibration query, and grades where the reference is ``qrels``."""
+    if stages < 2:
+        raise RequestError("escalation", "selective escalation needs a cascade of 2 or more stages: the stage "
+                                         "before the last is the cheap judge")
+    check_escalation_targets(alpha, delta)
+    if isinstance(queries, bool) or queries < 1:
+        raise RequestError("escalation.queries", f"must be >= 1, got {queries}")
+    if reference not in ("strong", "qrels"):
+        raise RequestError("escalation.reference", f"unknown reference {reference!r}; known: strong, qrels")
+    if reference == "qrels" and not graded:
+        raise RequestError("escalation.reference", "qrels needs relevance judgements (qrels)")
+
+
 def _known(name: str, field_name: str, limits: Limits) -> None:
     check_string(name, field_name)
     if limits.models is not None and name not in limits.models:
@@ -373,6 +424,7 @@ def validate(request: RerankRequest, limits: Limits = Limits()) -> Checked:
             "candidates", f"{n} candidates exceed the limit of {limits.max_candidates} (max_candidates)"
         )
     models = resolve_models(request, limits)
+    validate_escalation(request.stages, limits)
     if isinstance(request.top_n, bool) or request.top_n < 0:
         raise RequestError("top_n", f"must be >= 0, got {request.top_n}")
     validate_candidates(request.query, request.candidates)

@@ -4,7 +4,7 @@ sent through gRPC (the generated stub), HTTP (Cohere v2 JSON), the CLI (``rerank
 detail, under each face's own name of the same field. Real MiniLM and a setwise model (a tiny random Flan-T5
 replica exported as kind ``setwise``, its labels single tokens) on a real server on 127.0.0.1.
 
-Matrix: 24 requests (10 valid, 14 invalid) x 5 faces = 120 calls; 117 compared exactly (the CLI's argument parser
+Matrix: 28 requests (11 valid, 17 invalid) x 5 faces = 140 calls; 137 compared exactly (the CLI's argument parser
 refuses 3 of the invalid ones itself, naming the flag: :data:`CLI_PARSE_ERRORS`)."""
 
 from __future__ import annotations
@@ -73,6 +73,14 @@ MATRIX: list[tuple[str, dict[str, Any]]] = [
     ("setwise: a pairwise calibration", {"models": ["setwise"], "options": {"calibration": "logodds"},
                                          "expect": "options.calibration"}),
     ("pairwise model: set_size", {"options": {"set_size": 3}, "expect": "options.set_size"}),
+    # issue 27 item 1: selective escalation in a cascade (``escalate``: the last stage's escalation_threshold)
+    ("cascade with escalation", {"stages": ["minilm:8", "minilm:6"], "escalate": 0.99}),
+    ("escalation threshold below 0.5", {"stages": ["minilm:8", "minilm:6"], "escalate": 0.3,
+                                        "expect": "stages[1].escalation_threshold"}),
+    ("escalation without a stage before", {"stages": ["minilm:8"], "escalate": 0.9,
+                                           "expect": "stages[0].escalation_threshold"}),
+    ("escalation to a setwise stage", {"stages": ["minilm:8", "setwise:5"], "escalate": 0.9,
+                                       "expect": "stages[1].escalation_threshold"}),
 ]
 
 #: Rows that ``rerank rank``'s argument parser refuses itself (a click choice of registry names, the budget's
@@ -92,7 +100,8 @@ def _request(row: dict[str, Any]) -> RerankRequest:
 
     query, texts, stages, options, top_n = _fields(row)
     opts, _ = options_from_fields(options)
-    specs = tuple(StageSpec(s.rsplit(":", 1)[0], int(s.rsplit(":", 1)[1])) for s in stages)
+    specs = tuple(StageSpec(s.rsplit(":", 1)[0], int(s.rsplit(":", 1)[1]),
+                            row.get("escalate") if i == len(stages) - 1 else None) for i, s in enumerate(stages))
     return RerankRequest(query, tuple(Candidate(str(i), t) for i, t in enumerate(texts)), tuple(row.get("models", ())),
                          specs, opts, top_n)
 
@@ -155,6 +164,8 @@ def grpc_face(server, row) -> Outcome:
     for stage in stages:
         model, depth = stage.rsplit(":", 1)
         message.options.stages.add(model=model, depth=int(depth))
+    if "escalate" in row:
+        message.options.stages[-1].escalation_threshold = row["escalate"]
     with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         try:
             call = pb2_grpc.RerankerStub(channel).Rerank.with_call(message, timeout=60)
@@ -169,6 +180,8 @@ def client_face(server, row) -> Outcome:
     kwargs = {k: v for k, v in options.items() if k != "comparisons"}
     if "comparisons" in options:
         kwargs["budget"] = options["comparisons"]
+    if "escalate" in row:
+        stages = [*stages[:-1], (*stages[-1].rsplit(":", 1), row["escalate"])]
     with RerankClient(f"127.0.0.1:{server.port}", timeout=60) as client:
         try:
             reply = client.rerank(query, list(enumerate(texts)), top_n=top_n, stages=stages,
@@ -186,6 +199,8 @@ def http_face(server, row) -> Outcome:
         body["model"] = row["models"][0]
     if stages:
         body["stages"] = [{"model": s.rsplit(":", 1)[0], "depth": int(s.rsplit(":", 1)[1])} for s in stages]
+        if "escalate" in row:
+            body["stages"][-1]["escalation_threshold"] = row["escalate"]
     if top_n:
         body["top_n"] = top_n
     response = httpx.post(f"http://127.0.0.1:{server.http_port}/v2/rerank", json=body, timeout=60)
@@ -212,6 +227,8 @@ def cli_face(cli, rerank_home, tmp_path, row, setwise_folder) -> Outcome:
         argv += [_CLI_FLAGS.get(key, "--" + key.replace("_", "-")), str(value)]
     if top_n:
         argv += ["--top-n", str(top_n)]
+    if "escalate" in row:
+        argv += ["--escalate-threshold", str(row["escalate"])]
     code, _, err = cli(argv, home=rerank_home)
     if code != 0:
         line = err.strip().splitlines()[-1].removeprefix("rerank: error: ")
@@ -314,3 +331,55 @@ def test_bad_setwise_input_per_face(server, cli, rerank_home, tmp_path, setwise_
                         "--model", str(setwise_folder), "--window", "2"], home=rerank_home)
     assert code == 1 and len(err.strip().splitlines()) == 1, err
     assert "--window: a setwise model does not take it" in err
+
+
+def test_escalation_reports_each_stage_and_the_threshold_on_every_face(server) -> None:
+    """A request's escalation threshold: the stage before answers the pairs it is sure of, the stage's model the
+    rest; every face reports the pairs each judge answered and the threshold (gRPC StageUsage, the client's
+    usage.stages, HTTP meta.usage.stages), as the Python run does."""
+    row = {"stages": ["minilm:8", "minilm:6"], "escalate": 0.99}
+    python = run(_request(row), {"minilm": server.service.models["minilm"].model}).usage.stages[-1]
+    assert python.cheap_comparisons == 30 and python.escalation_threshold == 0.99
+    assert 0 < python.cheap_answered < 30 and python.comparisons == 30 - python.cheap_answered
+    expected = (python.cheap_comparisons, python.cheap_answered, python.comparisons, 0.99)
+    with RerankClient(f"127.0.0.1:{server.port}", timeout=60) as client:
+        reply = client.rerank(QUERY, list(enumerate(TEXTS)), stages=["minilm:8", ("minilm", 6, 0.99)])
+    last = reply.usage.stages[-1]
+    assert (last.cheap_comparisons, last.cheap_answered, last.comparisons, last.escalation_threshold) == expected
+    last_stage = {"model": "minilm", "depth": 6, "escalation_threshold": 0.99}
+    body = {"query": QUERY, "documents": TEXTS, "stages": [{"model": "minilm", "depth": 8}, last_stage]}
+    http = httpx.post(f"http://127.0.0.1:{server.http_port}/v2/rerank", json=body, timeout=60).json()
+    stage = http["meta"]["usage"]["stages"][-1]
+    assert (stage["cheap_comparisons"], stage["cheap_answered"], stage["comparisons"],
+            stage["escalation_threshold"]) == expected, stage
+    assert http["meta"]["usage"]["stages"][0]["escalation_threshold"] is None
+
+
+def test_bad_escalation_input_per_face(server, cli, rerank_home, tmp_path) -> None:
+    """An escalation threshold below 0.5: gRPC INVALID_ARGUMENT naming options.stages[1].escalation_threshold,
+    HTTP 400 naming stages[1].escalation_threshold, the CLI's exit code 1 and one line naming
+    --escalate-threshold."""
+    from rerank.server import _proto
+
+    pb2, pb2_grpc = _proto.load()
+    message = pb2.RerankRequest(query=QUERY)
+    for i, text in enumerate(TEXTS):
+        message.candidates.add(id=str(i), text=text)
+    message.options.stages.add(model="minilm", depth=8)
+    message.options.stages.add(model="minilm", depth=6, escalation_threshold=0.3)
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel, pytest.raises(grpc.RpcError) as caught:
+        pb2_grpc.RerankerStub(channel).Rerank(message, timeout=60)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert caught.value.details() == ("options.stages[1].escalation_threshold: must be >= 0.5 (a confidence "
+                                      "max(p, 1 - p)), got 0.3")
+    body = {"query": QUERY, "texts": TEXTS, "stages": [{"model": "minilm", "depth": 8},
+                                                       {"model": "minilm", "depth": 6, "escalation_threshold": 0.3}]}
+    response = httpx.post(f"http://127.0.0.1:{server.http_port}/rerank", json=body, timeout=60)
+    assert response.status_code == 400 and response.json()["field"] == "stages[1].escalation_threshold"
+    source = tmp_path / "in.jsonl"
+    source.write_text(json.dumps({"qid": "q", "query": QUERY,
+                                  "candidates": [{"id": str(i), "text": t} for i, t in enumerate(TEXTS)]}) + "\n")
+    code, _, err = cli(["rank", "--input", str(source), "--output", str(tmp_path / "o.jsonl"), "--quiet",
+                        "--stage", "minilm:8", "--stage", "minilm:6", "--escalate-threshold", "0.3"], home=rerank_home)
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    assert "--escalate-threshold: must be >= 0.5" in err

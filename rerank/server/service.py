@@ -230,6 +230,7 @@ class RerankerService:
             max_candidates=self.config.max_candidates,
             max_chars={name: s.max_chars for name, s in self.models.items()},
             setwise=setwise_models({name: s.model for name, s in self.models.items()}),
+            pointwise=[name for name, s in self.models.items() if getattr(s.model, "pointwise", False)],
         )
 
     @staticmethod
