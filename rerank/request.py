@@ -428,7 +428,7 @@ def validate(request: RerankRequest, limits: Limits = Limits()) -> Checked:
     if isinstance(request.top_n, bool) or request.top_n < 0:
         raise RequestError("top_n", f"must be >= 0, got {request.top_n}")
     validate_candidates(request.query, request.candidates)
-    budget, kwise = _validate_ranking_options(request, models, limits)
+    budget, kwise = validate_ranking_options(request, models, limits)
     for name in dict.fromkeys(models):
         chars = limits.max_chars.get(name)
         if chars is None:
@@ -440,13 +440,14 @@ def validate(request: RerankRequest, limits: Limits = Limits()) -> Checked:
     return Checked(models, min(budget, n * (n - 1)), tuple(s.depth for s in request.stages), kwise)
 
 
-def _validate_ranking_options(
-    request: RerankRequest, models: tuple[str, ...], limits: Limits
+def validate_ranking_options(
+    request: RerankRequest, models: tuple[str, ...], limits: Limits, n_items: int | None = None
 ) -> tuple[int, dict[str, KwiseOptions]]:
     """The options against the models that rank with them (every model; a cascade's last stage): pairwise
-    models by :func:`validate_options`, setwise ones by :func:`validate_kwise`. Returns the pairwise budget
-    (a setwise-only request: its calls) and the K-wise options by model."""
-    n = len(request.candidates)
+    models by :func:`validate_options`, setwise ones by :func:`validate_kwise`, for ``n_items`` candidates
+    (default: the request's). Returns the pairwise budget (a setwise-only request: its calls) and the K-wise
+    options by model."""
+    n = len(request.candidates) if n_items is None else n_items
     ranking = list(dict.fromkeys(models[-1:] if request.stages else models))
     n_ranked = min(request.stages[-1].depth, n) if request.stages else n
     pairwise = [m for m in ranking if m not in limits.setwise]

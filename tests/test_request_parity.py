@@ -128,14 +128,20 @@ def setwise_folder(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(minilm_store, setwise_folder):
+def server(minilm_store, setwise_folder, tmp_path_factory):
     from rerank.models import load_model
+    from rerank.retrieval import build_index
     from rerank.server.app import RerankServer
     from rerank.server.config import ServerConfig
 
     model = load_model("minilm", store=minilm_store)  # the variant `rerank rank --model minilm` loads
     setwise = load_model(setwise_folder)  # the variant `rerank rank --model FOLDER` loads
-    srv = RerankServer(ServerConfig(port=0, http_port=0, warmup=False), models={"minilm": model, "setwise": setwise})
+    folder = tmp_path_factory.mktemp("parity-index")  # TEXTS as an index, for RetrieveAndRerank
+    (folder / "docs.jsonl").write_text("".join(json.dumps({"id": f"t{i}", "text": t}) + "\n"
+                                               for i, t in enumerate(TEXTS)))
+    build_index(folder / "docs.jsonl", folder / "idx", model)
+    config = ServerConfig(port=0, http_port=0, warmup=False, index=str(folder / "idx"))
+    srv = RerankServer(config, models={"minilm": model, "setwise": setwise})
     srv.start()
     yield srv
     srv.stop(grace=1.0)
@@ -383,3 +389,19 @@ def test_bad_escalation_input_per_face(server, cli, rerank_home, tmp_path) -> No
                         "--stage", "minilm:8", "--stage", "minilm:6", "--escalate-threshold", "0.3"], home=rerank_home)
     assert code == 1 and len(err.strip().splitlines()) == 1, err
     assert "--escalate-threshold: must be >= 0.5" in err
+
+
+def test_retrieve_and_rerank_with_a_setwise_model(server) -> None:
+    """RetrieveAndRerank checks a setwise model's K-wise options before it retrieves (as Rerank does) and ranks
+    the retrieved documents by K-wise calls: gRPC (the client) and HTTP alike."""
+    with RerankClient(f"127.0.0.1:{server.port}", timeout=60) as client:
+        reply = client.retrieve_and_rerank(QUERY, k=8, models="setwise", sampler="kwise-random", set_size=4,
+                                           budget=5)
+        assert sorted(reply.ids) == sorted(f"t{i}" for i in range(8))
+        assert (reply.usage.comparisons, reply.usage.candidates_shown) == (5, 20)
+        with pytest.raises(RerankError) as caught:
+            client.retrieve_and_rerank(QUERY, k=8, models="setwise", set_size=9)
+    assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT and caught.value.field == "options.set_size"
+    body = {"query": QUERY, "k": 8, "model": "setwise", "sampler": "kwise-random", "set_size": 4, "comparisons": 5}
+    http = httpx.post(f"http://127.0.0.1:{server.http_port}/v1/retrieve_and_rerank", json=body, timeout=60).json()
+    assert [r["id"] for r in http["results"]] == reply.ids and http["usage"]["candidates_shown"] == 20

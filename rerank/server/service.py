@@ -39,7 +39,7 @@ from ..request import (
     check_text,
     resolve_models,
     validate,
-    validate_options,
+    validate_ranking_options,
 )
 from ..wire import fill_usage, options_from_fields, request_from_message, set_fields
 from .config import ServerConfig
@@ -351,7 +351,7 @@ class RerankerService:
             models = resolve_models(probe, self.limits)
             for name in models:
                 check_text(message.query, "query", self.models[name].max_chars, name)
-            validate_options(options, k)
+            validate_ranking_options(probe, models, self.limits, k)
         except RequestError as exc:
             raise names.error(exc, probe) from None
         ticket = self._ticket(context)
