@@ -445,6 +445,8 @@ def jsonl_record(job: QueryJob, result: RerankResult) -> str:
         "truncated_items": result.usage.truncated_items,
         "tokenize_ms": round(result.usage.tokenize_ms, 3),
         "run_ms": round(result.usage.run_ms, 3),
+        **({"candidates_shown": result.usage.candidates_shown, "tokens": result.usage.tokens}
+           if result.usage.candidates_shown else {}),  # a setwise model: K-wise calls are comparisons
         **({"stages": stage_records(result.stages)} if result.stages else {}),
         **({"fusion_weights": result.fusion_weights} if result.fusion_weights is not None else {}),
     }) + "\n"

@@ -290,9 +290,11 @@ def test_importing_the_client_imports_neither_pipeline_nor_engine() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_setwise_usage_counts_calls_candidates_and_tokens_on_every_face(server) -> None:
+def test_setwise_usage_counts_calls_candidates_and_tokens_on_every_face(server, cli, rerank_home, tmp_path,
+                                                                         setwise_folder) -> None:
     """A K-wise call is one model call: usage.comparisons counts calls, candidates_shown the candidates they
-    showed (K each) and tokens their prompts, the same over gRPC, the client, HTTP (meta.usage) and Python."""
+    showed (K each) and tokens their prompts, the same over gRPC, the client, HTTP (meta.usage), the CLI's
+    records and Python."""
     row = {"models": ["setwise"], "options": {"sampler": "kwise-random", "set_size": 4, "comparisons": 6}}
     python = run(_request(row), {name: served.model for name, served in server.service.models.items()}).usage
     assert (python.comparisons, python.candidates_shown, python.budget) == (6, 24, 6) and python.tokens > 0
@@ -306,6 +308,15 @@ def test_setwise_usage_counts_calls_candidates_and_tokens_on_every_face(server) 
         got = usage if isinstance(usage, dict) else vars(usage)
         assert (got["comparisons"], got["candidates_shown"], got["budget"], got["tokens"]) == (
             6, 24, 6, python.tokens), got
+    source = tmp_path / "in.jsonl"
+    source.write_text(json.dumps({"qid": "q", "query": QUERY,
+                                  "candidates": [{"id": str(i), "text": t} for i, t in enumerate(TEXTS)]}) + "\n")
+    code, _, err = cli(["rank", "--input", str(source), "--output", str(tmp_path / "o.jsonl"), "--quiet", "--model",
+                        str(setwise_folder), "--sampler", "kwise-random", "--set-size", "4", "--budget", "6"],
+                       home=rerank_home)
+    record = json.loads((tmp_path / "o.jsonl").read_text())
+    assert code == 0 and (record["comparisons"], record["candidates_shown"], record["tokens"]) == (
+        6, 24, python.tokens), err
     # the default: setwise heapsort with K = 4 (llm-rankers' sort), far fewer calls than the pairs of 8
     heap = run(_request({"models": ["setwise"]}), {"setwise": server.service.models["setwise"].model}).usage
     assert 1 <= heap.comparisons < 8 * 7 and heap.candidates_shown <= 4 * heap.comparisons
