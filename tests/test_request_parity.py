@@ -4,7 +4,7 @@ sent through gRPC (the generated stub), HTTP (Cohere v2 JSON), the CLI (``rerank
 detail, under each face's own name of the same field. Real MiniLM and a setwise model (a tiny random Flan-T5
 replica exported as kind ``setwise``, its labels single tokens) on a real server on 127.0.0.1.
 
-Matrix: 28 requests (11 valid, 17 invalid) x 5 faces = 140 calls; 137 compared exactly (the CLI's argument parser
+Matrix: 29 requests (12 valid, 17 invalid) x 5 faces = 145 calls; 142 compared exactly (the CLI's argument parser
 refuses 3 of the invalid ones itself, naming the flag: :data:`CLI_PARSE_ERRORS`)."""
 
 from __future__ import annotations
@@ -64,6 +64,9 @@ MATRIX: list[tuple[str, dict[str, Any]]] = [
     ("setwise kwise-active slot calibration", {"models": ["setwise"], "options": {
         "sampler": "kwise-active", "calibration": "slot", "comparisons": 5, "aggregator": "bt"}}),
     ("cascade to a setwise stage", {"stages": ["minilm:8", "setwise:5"], "options": {"set_size": 3}}),
+    # the middle stage compares all pairs (K = 2 calls) with the pairwise defaults, the last runs the K-wise options
+    ("cascade: setwise pairs, then setwise K-wise", {"stages": ["minilm:8", "setwise:6", "setwise:4"], "options": {
+        "sampler": "kwise-random", "calibration": "slot", "comparisons": 3, "set_size": 3}}),
     ("setwise: a pairwise sampler", {"models": ["setwise"], "options": {"sampler": "active"},
                                      "expect": "options.sampler"}),
     ("setwise: set_size over the candidates", {"models": ["setwise"], "options": {"set_size": 9},
