@@ -20,8 +20,11 @@ from rerank.evaluation.trec import rank_docs, read_corpus, read_queries, read_ru
 from rerank.server.app import RerankServer
 from rerank.server.config import ServerConfig
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # LiteLLM would fetch its price list at import
-os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")  # tests talk only to 127.0.0.1
+# tests talk only to 127.0.0.1: LiteLLM would fetch its price list at import and, for huggingface/, a tokenizer
+# from the hub to estimate usage; Haystack would send telemetry
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
+os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")
 pytestmark = pytest.mark.filterwarnings(f"ignore::{TokenOverPlaintextWarning.__module__}.TokenOverPlaintextWarning")
 
 TOKEN = "client-s3cret"
@@ -222,9 +225,11 @@ def test_haystack_huggingface_tei_ranker(server, base, case, expected, raw_score
 
 
 @pytest.mark.parametrize("provider", ["cohere", "jina_ai", "infinity", "huggingface"])
-def test_litellm_rerank_providers(base, case, expected, provider) -> None:
+def test_litellm_rerank_providers(base, case, expected, provider, monkeypatch) -> None:
     import litellm
 
+    if provider == "huggingface":  # its cost lookup reads the model's config.json from the hub, offline mode or not
+        monkeypatch.setattr(litellm.utils, "_get_max_position_embeddings", lambda model_name: None)
     query, texts = case
     reply = litellm.rerank(model=f"{provider}/minilm", query=query, documents=texts, top_n=TOP_N, api_base=base,
                            api_key=TOKEN, return_documents=True)
