@@ -5,8 +5,8 @@ has a row per test here): the cohere SDK's async clients and ``models.list``/``m
 HuggingFaceTEIRanker; LiteLLM's ``cohere/``, ``jina_ai/``, ``infinity/`` and ``huggingface/`` providers. (The
 cohere SDK's sync clients and LangChain's ``CohereRerank``: tests/test_http_api.py.)
 
-One real server on 127.0.0.1 for the module (the real MiniLM, fp32, no embedding cache, a bearer token); each
-client's ranking, scores and usage are compared with what the gRPC face answers for the same request."""
+One real server on 127.0.0.1 for the module (the real MiniLM, fp32, a bearer token); each client's ranking,
+scores and usage are compared with what the gRPC face answers for the same request."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")
 pytestmark = pytest.mark.filterwarnings(f"ignore::{TokenOverPlaintextWarning.__module__}.TokenOverPlaintextWarning")
 
 TOKEN = "client-s3cret"
+UNCACHED = "minilm-uncached"
 TOP_N = 3
 
 
@@ -35,10 +36,12 @@ TOP_N = 3
 def server(minilm_store):
     from rerank.models import load_model
 
-    # fp32: batch-independent answers; no embedding cache, so every request runs (and counts) its tokens
-    model = load_model("minilm", store=minilm_store, variant="fp32", cache_items=0)
+    # fp32: batch-independent answers. "minilm-uncached" keeps no embeddings, so each request runs (and counts in
+    # its usage) every token: the tests of usage use it; the others get the cached model's quick answers
+    models = {name: load_model("minilm", store=minilm_store, variant="fp32", cache_items=cache)
+              for name, cache in (("minilm", None), (UNCACHED, 0))}
     config = ServerConfig(port=0, http_port=0, auth_token=TOKEN, warmup=False, max_wait_ms=2.0, grace_s=2.0)
-    with RerankServer(config, models={"minilm": model}) as srv:
+    with RerankServer(config, models=models) as srv:
         yield srv
 
 
@@ -65,6 +68,16 @@ def expected(server, case):
         reply = c.rerank(query, [(str(i), t) for i, t in enumerate(texts)], normalize=True)
     assert [r.index for r in reply.results] != list(range(len(texts)))  # MiniLM re-orders BM25's list
     return reply
+
+
+@pytest.fixture(scope="module")
+def tokens(server, case) -> int:
+    """The tokens the model runs for the request (gRPC ``usage.tokens``): Jina's and Infinity's usage."""
+    query, texts = case
+    with RerankClient(server.address, token=TOKEN, timeout=60) as c:
+        reply = c.rerank(query, [(str(i), t) for i, t in enumerate(texts)], models=[UNCACHED])
+    assert reply.usage.tokens > 0
+    return reply.usage.tokens
 
 
 def _top(expected, n: int = TOP_N) -> tuple[list[int], list[float]]:
@@ -108,7 +121,7 @@ def test_cohere_models_list_and_get_sync_and_async(base, server) -> None:
     served = server.service.models["minilm"]
     co = cohere.ClientV2(base_url=base, api_key=TOKEN, timeout=30)
     listed = co.models.list(endpoint="rerank")
-    assert [m.name for m in listed.models] == ["minilm"] and listed.models[0].endpoints == ["rerank"]
+    assert [m.name for m in listed.models] == ["minilm", UNCACHED] and listed.models[0].endpoints == ["rerank"]
     one = co.models.get("minilm")
     assert one.name == "minilm" and one.endpoints == ["rerank"]
     assert one.model_extra["max_passage_tokens"] == served.max_passage_tokens
@@ -121,7 +134,7 @@ def test_cohere_models_list_and_get_sync_and_async(base, server) -> None:
         return await asyncio.gather(aco.models.list(), aco.models.get("minilm"))
 
     listed_async, one_async = asyncio.run(both())
-    assert [m.name for m in listed_async.models] == ["minilm"] and one_async.endpoints == ["rerank"]
+    assert [m.name for m in listed_async.models] == ["minilm", UNCACHED] and one_async.endpoints == ["rerank"]
 
 
 # --- LangChain: InfinityRerank (CohereRerank: tests/test_http_api.py) --------------------------------------------
@@ -188,19 +201,19 @@ def test_haystack_cohere_ranker(base, case, expected) -> None:
     _assert_ranks([int(d.id) for d in documents], [d.score for d in documents], expected)
 
 
-def test_haystack_jina_ranker_sync_and_async(base, case, expected) -> None:
+def test_haystack_jina_ranker_sync_and_async(base, case, expected, tokens) -> None:
     from haystack.utils import Secret
     from haystack_integrations.components.rankers.jina import JinaRanker
 
     query, texts = case
-    ranker = JinaRanker(model="minilm", api_key=Secret.from_token(TOKEN), top_k=TOP_N, base_url=f"{base}/v1/rerank")
-    every = JinaRanker(model="minilm", api_key=Secret.from_token(TOKEN), base_url=f"{base}/v1/rerank")  # top_n: null
+    key, url = Secret.from_token(TOKEN), f"{base}/v1/rerank"
+    ranker = JinaRanker(model=UNCACHED, api_key=key, top_k=TOP_N, base_url=url)
+    every = JinaRanker(model=UNCACHED, api_key=key, base_url=url)  # sends "top_n": null
     for out, n in ((ranker.run(query=query, documents=_documents(texts)), TOP_N),
                    (asyncio.run(ranker.run_async(query=query, documents=_documents(texts))), TOP_N),
                    (every.run(query=query, documents=_documents(texts)), len(texts))):
         _assert_ranks([int(d.id) for d in out["documents"]], [d.score for d in out["documents"]], expected, n)
-        assert out["meta"]["model"] == "minilm"
-        assert out["meta"]["usage"] == {"total_tokens": expected.usage.tokens} and expected.usage.tokens > 0
+        assert out["meta"] == {"model": UNCACHED, "usage": {"total_tokens": tokens}}
 
 
 @pytest.mark.parametrize("raw_scores", [False, True])
@@ -225,13 +238,14 @@ def test_haystack_huggingface_tei_ranker(server, base, case, expected, raw_score
 
 
 @pytest.mark.parametrize("provider", ["cohere", "jina_ai", "infinity", "huggingface"])
-def test_litellm_rerank_providers(base, case, expected, provider, monkeypatch) -> None:
+def test_litellm_rerank_providers(base, case, expected, tokens, provider, monkeypatch) -> None:
     import litellm
 
     if provider == "huggingface":  # its cost lookup reads the model's config.json from the hub, offline mode or not
         monkeypatch.setattr(litellm.utils, "_get_max_position_embeddings", lambda model_name: None)
     query, texts = case
-    reply = litellm.rerank(model=f"{provider}/minilm", query=query, documents=texts, top_n=TOP_N, api_base=base,
+    model = UNCACHED if provider in ("jina_ai", "infinity") else "minilm"  # the shapes with usage
+    reply = litellm.rerank(model=f"{provider}/{model}", query=query, documents=texts, top_n=TOP_N, api_base=base,
                            api_key=TOKEN, return_documents=True)
     # TEI has no top_n: LiteLLM's huggingface/ provider gets every text back, best first
     n = len(texts) if provider == "huggingface" else TOP_N
@@ -242,9 +256,9 @@ def test_litellm_rerank_providers(base, case, expected, provider, monkeypatch) -
     if provider in ("cohere", "huggingface"):  # huggingface/: LiteLLM's own count, as TEI answers no usage
         assert billed == {"search_units": 1}
     else:  # Jina's and Infinity's usage.total_tokens: the tokens the model ran for this request
-        assert billed == {"total_tokens": expected.usage.tokens} and expected.usage.tokens > 0
+        assert billed == {"total_tokens": tokens}
     if provider == "infinity":
-        assert reply.meta["tokens"] == {"input_tokens": expected.usage.tokens, "output_tokens": 0}
+        assert reply.meta["tokens"] == {"input_tokens": tokens, "output_tokens": 0}
 
 
 def test_litellm_hosted_vllm_needs_the_v1_base(base, case, expected) -> None:
