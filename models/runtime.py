@@ -33,6 +33,11 @@ from .errors import CorruptModelError, ModelError
 
 log = logging.getLogger("rerank.models")
 
+# ONNX Runtime >= 1.29 sends usage telemetry from Linux too (1DS: a DNS lookup of mobile.events.data.microsoft.com
+# and an upload when a session is created); a re-ranking service talks to nobody it was not told to. Read once,
+# before ONNX Runtime initialises: ORT_DISABLE_TELEMETRY=0 set by the user keeps it on (docs/models.md).
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 
