@@ -241,7 +241,7 @@ def cmd_rank(args: Any) -> int:
     if args.stage:
         specs = []
     escalation = None if args.escalate_alpha is None else EscalationSettings(
-        args.escalate_alpha, args.escalate_delta, args.escalate_queries, args.escalate_reference)
+        args.escalate_alpha, args.escalate_delta, args.escalate_queries, args.escalate_reference, args.escalate_unit)
     extra = {} if escalation is None else {"escalate": asdict(escalation)}
     if trec_mode:
         setup = run_setup("trec", specs, options, batch_size=args.batch_size, depth=args.depth, tag=args.tag,
@@ -477,6 +477,9 @@ def ranking_options(func: Any) -> Any:
               help="the first N queries calibrate the escalation threshold")
 @click.option("--escalate-reference", type=click.Choice(["strong", "qrels"]), default="strong", show_default=True,
               help="what the cheap judge must agree with: the last stage's answers, or the --qrels grades")
+@click.option("--escalate-unit", type=click.Choice(["query", "pair"]), default="query", show_default=True,
+              help="the unit of the guarantee: query (holds for the queries after the calibration ones) or pair "
+                   "(the binomial test over pairs: holds only for pairs like the calibration pairs)")
 @click.option("--skip-bad", is_flag=True, help="skip malformed lines (reported) instead of stopping")
 @click.option("--overwrite", is_flag=True, help="start afresh (delete the output and its progress) instead of "
                                                 "resuming")
