@@ -230,7 +230,7 @@ def write_summary(out: Path, meta: dict, results: dict) -> None:
                   "| --- | --- | --- | --- | --- | --- |"]
         for r in res["defaults"]:
             lines.append(f"| {r['budget_fraction']:.0%} | {r['comparisons_per_query']:.0f} | {r['ndcg10']:.4f} | "
-                         f"{r['grid_best']:.4f} | {r['grid_best_config']} | {r['share_of_grid_best']:.1%} |")
+                         f"{r['grid_best']:.4f} | {r['grid_best_config']} | {r['share_of_grid_best']:.2%} |")
         if res["counts"]:
             floor = min(r["defaults"] for r in res["counts"])
             lines += ["", "| comparisons | defaults | prior_weight=0 |", "| --- | --- | --- |"]
