@@ -179,6 +179,7 @@ def _rank_options(args: Any) -> RankOptions:
         sampler=args.sampler, budget=args.budget, aggregator=args.aggregator, calibration=args.calibration,
         fusion=args.fusion, seed=args.seed, both_orders=args.both_orders, prior_weight=args.prior_weight,
         window=args.window, skip=args.skip, sampler_top_n=args.sampler_top_n, rounds=args.rounds,
+        set_size=args.set_size,
     )
 
 
@@ -223,7 +224,8 @@ def cmd_rank(args: Any) -> int:
         trec_jobs,
         trec_qids,
     )
-    from .pipeline import RequestError, Stage, validate_options
+    from .pipeline import RequestError, Stage, setwise_models, validate_options
+    from .request import validate_escalation_settings
     from .specs import TrecData, load_comparator, parse_stage
 
     usage = _rank_usage(args)
@@ -240,9 +242,12 @@ def cmd_rank(args: Any) -> int:
         return _fail(unreadable, EXIT_BAD_INPUT)
     if args.stage:
         specs = []
-    escalation = None if args.escalate_alpha is None else EscalationSettings(
-        args.escalate_alpha, args.escalate_delta, args.escalate_queries, args.escalate_reference, args.escalate_unit)
-    extra = {} if escalation is None else {"escalate": asdict(escalation)}
+    if args.escalate_alpha is not None and args.escalate_threshold is not None:
+        return _fail("give --escalate-alpha (calibrate the threshold) or --escalate-threshold, not both", EXIT_USAGE)
+    escalation = None if args.escalate_alpha is None and args.escalate_threshold is None else EscalationSettings(
+        args.escalate_alpha, args.escalate_delta, args.escalate_queries, args.escalate_reference,
+        args.escalate_threshold, args.escalate_unit)
+    extra = {} if escalation is None else {"escalate": {k: v for k, v in asdict(escalation).items() if v is not None}}
     if trec_mode:
         setup = run_setup("trec", specs, options, batch_size=args.batch_size, depth=args.depth, tag=args.tag,
                           stage=args.stage, **extra)
@@ -250,7 +255,6 @@ def cmd_rank(args: Any) -> int:
         setup = run_setup("jsonl", specs, options, batch_size=args.batch_size, top_n=args.top_n, stage=args.stage,
                           **extra)
     try:
-        validate_options(options, None)  # the budget against k is checked per query
         check_engine_arguments(args)
         trec = None
         if trec_mode or args.qrels:
@@ -266,8 +270,9 @@ def cmd_rank(args: Any) -> int:
             raise RequestError("stage", "give either --stage (a cascade) or --model, not both")
         if args.stage and args.engine == "ray":
             raise RequestError("stage", "--engine ray does not run cascades yet; use --engine local with --stage")
-        if escalation is not None:
-            _check_escalation(escalation, len(args.stage), trec)
+        if args.escalate_alpha is not None:
+            validate_escalation_settings(args.escalate_alpha, args.escalate_delta, args.escalate_queries,
+                                         args.escalate_reference, len(args.stage), bool(trec and trec.qrels))
         stages = [
             Stage(load_comparator(spec, trec=trec, max_batch_size=args.batch_size), depth, spec)
             for spec, depth in map(parse_stage, args.stage or [])
@@ -281,6 +286,9 @@ def cmd_rank(args: Any) -> int:
         else:
             models = [] if stages else [load_comparator(spec, trec=trec, max_batch_size=args.batch_size)
                                         for spec in specs]
+        ranking = [stages[-1].model] if stages else models
+        if not ranking or len(setwise_models(dict(enumerate(ranking)))) < len(ranking):  # type: ignore[arg-type]
+            validate_options(options, None)  # the budget against k, and a setwise model's options: per query
         output = ResumableOutput(Path(args.output), setup, overwrite=args.overwrite)
     except RequestError as exc:
         return _fail(str(CLI_NAMES.error(exc)), EXIT_USAGE)
@@ -331,22 +339,6 @@ def cmd_rank(args: Any) -> int:
     sys.stderr.write(f"rerank: ranked {ranked} queries ({len(output.done)} done in {args.output})\n")
     return 0
 
-
-
-def _check_escalation(settings: Any, stages: int, trec: Any) -> None:
-    """Usage errors of --escalate-* (raised as RequestError)."""
-    from .pipeline import RequestError
-
-    if stages < 2:
-        raise RequestError("escalate-alpha", "selective escalation needs a cascade of 2 or more --stage: the stage "
-                                             "before the last is the cheap judge")
-    for name, value in (("escalate-alpha", settings.alpha), ("escalate-delta", settings.delta)):
-        if not 0 < value < 1:
-            raise RequestError(name, f"must lie in (0, 1), got {value}")
-    if settings.queries < 1:
-        raise RequestError("escalate-queries", f"must be >= 1, got {settings.queries}")
-    if settings.reference == "qrels" and (trec is None or not trec.qrels):
-        raise RequestError("escalate-reference", "qrels needs relevance judgements: give --qrels")
 
 
 def _grades(trec: Any) -> dict[tuple[str, str], float] | None:
@@ -410,15 +402,22 @@ def ranking_options(func: Any) -> Any:
                           "or oracle:noise=N,bias=B (needs --qrels)"),
         click.option("--fusion", type=RegistryChoice(names("fusion")), default="rrf", show_default=True,
                      help="how the rankings of several models are fused"),
-        click.option("--sampler", type=RegistryChoice(names("sampler")), default=DEFAULT_SAMPLER, show_default=True,
-                     help="which pairs are compared (auto: all pairs when the budget pays for them, else active)"),
+        click.option("--sampler", type=RegistryChoice(names("sampler") + names("kwise_sampler")),
+                     default=DEFAULT_SAMPLER, show_default=True,
+                     help="which pairs are compared (auto: all pairs when the budget pays for them, else active); a "
+                          "setwise model: which K candidates each call shows (auto: setwise-heapsort)"),
         click.option("--budget", type=BUDGET, default=None,
                      help="comparisons per query: a count (250), a fraction of k(k-1) (0.1) or a percentage (10%); "
                           "default all; at least 1 comparison per query with 2 or more candidates"),
-        click.option("--aggregator", type=RegistryChoice(names("aggregator")), default=DEFAULT_AGGREGATOR,
-                     show_default=True, help="how preferences become a ranking"),
-        click.option("--calibration", type=RegistryChoice(names("calibration")), default=DEFAULT_CALIBRATION,
-                     show_default=True, help="order calibration of the model's answers"),
+        click.option("--aggregator", type=RegistryChoice([*names("aggregator"), "plackett-luce"]),
+                     default=DEFAULT_AGGREGATOR, show_default=True,
+                     help="how preferences become a ranking (a setwise model: plackett-luce, or NAME on the calls' "
+                          "implied pairs)"),
+        click.option("--calibration", type=RegistryChoice(sorted({*names("calibration"), *names("kwise_calibration")})),
+                     default=DEFAULT_CALIBRATION, show_default=True,
+                     help="order calibration of the model's answers (a setwise model: none, the default, or slot)"),
+        click.option("--set-size", type=int, default=None,
+                     help="a setwise model: candidates per call, K (default 4; at most the model's max_k)"),
         click.option("--both-orders/--no-both-orders", "both_orders", default=None,
                      help="ask both orders of each pair (default: the sampler's own choice)"),
         click.option("--prior-weight", type=float, default=None,
@@ -480,6 +479,10 @@ def ranking_options(func: Any) -> Any:
 @click.option("--escalate-unit", type=click.Choice(["query", "pair"]), default="query", show_default=True,
               help="the unit of the guarantee: query (holds for the queries after the calibration ones) or pair "
                    "(the binomial test over pairs: holds only for pairs like the calibration pairs)")
+@click.option("--escalate-threshold", type=float, default=None, metavar="T",
+              help="selective escalation with a threshold calibrated before (what --escalate-alpha printed; the "
+                   "server's stages[].escalation_threshold): the stage before the last answers a pair of the last "
+                   "stage where its confidence max(p, 1 - p) is at least T (>= 0.5)")
 @click.option("--skip-bad", is_flag=True, help="skip malformed lines (reported) instead of stopping")
 @click.option("--overwrite", is_flag=True, help="start afresh (delete the output and its progress) instead of "
                                                 "resuming")

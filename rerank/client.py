@@ -10,7 +10,9 @@ raise :class:`RerankError` (status code, message and the offending field) for an
         reply = client.rerank("what is a lobster roll", [("d1", "text one"), ("d2", "text two")], top_n=1)
         print(reply.results[0].id, reply.usage.comparisons)
 
-A cascade names its stages (``stages=["minilm:100", ("duo", 20)]``); ``reply.usage.stages`` reports each.
+A cascade names its stages (``stages=["minilm:100", ("duo", 20)]``; ``("duo", 20, 0.9)`` escalates only the
+pairs the stage before is less than 0.9 sure of); ``reply.usage.stages`` reports each (with escalation: the pairs
+the cheap judge answered, ``cheap_answered``, and the threshold).
 The client builds the same :class:`rerank.request.RerankRequest` as every other face (:mod:`rerank.wire`
 puts it on the wire) and imports neither the pipeline nor the engine.
 """
@@ -154,7 +156,7 @@ class RerankError(Exception):
         return cls(code, details or "", field)
 
 
-StageLike = StageSpec | tuple[str, int] | str
+StageLike = StageSpec | tuple[str, int] | tuple[str, int, float] | str
 
 
 def _candidates(candidates: Sequence[CandidateLike]) -> tuple[Candidate, ...]:
@@ -173,7 +175,8 @@ def _candidates(candidates: Sequence[CandidateLike]) -> tuple[Candidate, ...]:
 
 
 def _stages(stages: Sequence[StageLike] | None) -> tuple[StageSpec, ...]:
-    """Cascade stages as ``StageSpec``, ``(model, depth)`` or ``"MODEL:DEPTH"``."""
+    """Cascade stages as ``StageSpec``, ``(model, depth)``, ``(model, depth, escalation_threshold)`` (selective
+    escalation: the stage before answers the pairs it is sure of) or ``"MODEL:DEPTH"``."""
     out = []
     for i, st in enumerate(stages or ()):
         if isinstance(st, StageSpec):
@@ -183,10 +186,12 @@ def _stages(stages: Sequence[StageLike] | None) -> tuple[StageSpec, ...]:
             if not colon or not depth.isdigit():
                 raise ValueError(f"stage {i}: {st!r}: expected MODEL:DEPTH (e.g. minilm:100)")
             out.append(StageSpec(model, int(depth)))
-        elif isinstance(st, (tuple, list)) and len(st) == 2:
-            out.append(StageSpec(str(st[0]), int(st[1])))
+        elif isinstance(st, (tuple, list)) and len(st) in (2, 3):
+            threshold = float(st[2]) if len(st) == 3 and st[2] is not None else None
+            out.append(StageSpec(str(st[0]), int(st[1]), threshold))
         else:
-            raise TypeError(f"stage {i}: expected StageSpec, (model, depth) or 'MODEL:DEPTH', got {st!r}")
+            raise TypeError(f"stage {i}: expected StageSpec, (model, depth[, escalation_threshold]) or 'MODEL:DEPTH', "
+                            f"got {st!r}")
     return tuple(out)
 
 
@@ -205,9 +210,11 @@ def rank_options(
     skip: int | None = None,
     sampler_top_n: int | None = None,
     rounds: int | None = None,
+    set_size: int | None = None,
 ) -> RankOptions:
     """The request's :class:`RankOptions`. ``budget``: an int is comparisons, a float in (0, 1] a fraction of
-    k(k-1). ``None`` (and "" for names) leaves an option to the server's default; the server validates them."""
+    k(k-1). ``set_size``: candidates per call of a setwise model. ``None`` (and "" for names) leaves an option to the
+    server's default; the server validates them."""
     if isinstance(budget, bool):
         raise TypeError("budget must be an int (comparisons) or a float (fraction)")
     d = RankOptions()
@@ -216,7 +223,7 @@ def rank_options(
         calibration=calibration or d.calibration, fusion=fusion or d.fusion, seed=seed,
         time_budget_ms=float(time_budget_ms) if time_budget_ms else None, both_orders=both_orders,
         prior_weight=d.prior_weight if prior_weight is None else prior_weight, window=window, skip=skip,
-        sampler_top_n=sampler_top_n, rounds=rounds,
+        sampler_top_n=sampler_top_n, rounds=rounds, set_size=set_size,
     )
 
 

@@ -39,13 +39,17 @@ from .pipeline import (
     validate_candidates,
 )
 from .progress import Progress
-from .request import FieldNames, RerankRequest
+from .request import FieldNames, RerankRequest, validate_escalation_settings
 from .request import Path as FieldPath
 from .specs import TrecData, load_comparator
 
 
 def _cli_rename(path: FieldPath, request: RerankRequest | None) -> str | None:
     head = path[0]
+    if head == "escalation":  # the calibration's settings: --escalate-alpha, --escalate-delta, ...
+        return f"--escalate-{path[1] if len(path) > 1 else 'alpha'}"
+    if path[-1] == "escalation_threshold":
+        return "--escalate-threshold"
     if head == "options":
         return "--" + str(path[-1] if path[1:] != ("budget",) else "budget").replace("_", "-")
     return {"stages": "--stage", "models": "--model", "top_n": "--top-n"}.get(str(head))
@@ -391,12 +395,14 @@ class EscalationSettings:
     """``rerank rank --escalate-alpha``: selective escalation in a cascade's last stage, calibrated on the first
     ``queries`` queries; ``reference`` ``strong`` (the last stage's answers) or ``qrels`` (human grades); ``unit``
     ``query`` (the guarantee is for the pooled agreement of the queries after the calibration ones) or ``pair``
-    (:func:`rerank.pipeline.calibrate_escalation`)."""
+    (:func:`rerank.pipeline.calibrate_escalation`). With ``threshold`` (``--escalate-threshold``, calibrated
+    before) nothing is calibrated."""
 
-    alpha: float
+    alpha: float | None
     delta: float = 0.1
     queries: int = 10
     reference: str = "strong"
+    threshold: float | None = None
     unit: str = "query"
 
 
@@ -406,16 +412,17 @@ def escalate_last_stage(
 ) -> list[Stage]:
     """The cascade with selective escalation in its last stage: the stage before it is the cheap judge, the
     threshold is calibrated on the first ``settings.queries`` jobs (:func:`rerank.pipeline.calibrate_escalation`)
-    and reported on ``warn``. ``grades`` ((query text, passage text) -> grade) is the reference for ``qrels``."""
-    if len(stages) < 2:
-        raise RequestError("escalate", "selective escalation needs a cascade of 2 or more --stage: the stage "
-                                       "before the last is the cheap judge")
-    if settings.queries < 1:
-        raise RequestError("escalate-queries", f"must be >= 1, got {settings.queries}")
-    if settings.reference == "qrels" and not grades:
-        raise RequestError("escalate-reference", "qrels needs relevance judgements (--qrels in TREC mode)")
+    and reported on ``warn``. ``grades`` ((query text, passage text) -> grade) is the reference for ``qrels``.
+    The settings and the threshold are checked in one place (:mod:`rerank.request`: ``validate_escalation_settings``
+    by the command, the stage's threshold by every request)."""
+    cheap = stages[-2] if len(stages) > 1 else stages[-1]
+    if settings.threshold is not None or settings.alpha is None:
+        threshold = float("inf") if settings.threshold is None else settings.threshold
+        escalation = Escalation(cheap.model, threshold, cheap.name)
+        return [*stages[:-1], dataclasses.replace(stages[-1], escalation=escalation)]
+    validate_escalation_settings(settings.alpha, settings.delta, settings.queries, settings.reference, len(stages),
+                                 bool(grades))
     calibration = [(job.query, job.candidates) for job in jobs[: settings.queries]]
-    cheap = stages[-2]
     after = len(jobs) - len(calibration)  # the queries outside the calibration set that this run ranks
     found = calibrate_escalation(calibration, stages, cheap.model, options, alpha=settings.alpha,
                                  delta=settings.delta, grades=grades if settings.reference == "qrels" else None,
@@ -443,6 +450,8 @@ def jsonl_record(job: QueryJob, result: RerankResult) -> str:
         "truncated_items": result.usage.truncated_items,
         "tokenize_ms": round(result.usage.tokenize_ms, 3),
         "run_ms": round(result.usage.run_ms, 3),
+        **({"candidates_shown": result.usage.candidates_shown, "tokens": result.usage.tokens}
+           if result.usage.candidates_shown else {}),  # a setwise model: K-wise calls are comparisons
         **({"stages": stage_records(result.stages)} if result.stages else {}),
         **({"fusion_weights": result.fusion_weights} if result.fusion_weights is not None else {}),
     }) + "\n"

@@ -14,13 +14,15 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from .aggregation.calibration import Diagnostics
 from .aggregation.engine import RankingReport, aggregate
 from .aggregation.escalation import EscalationThreshold, fixed_sequence_threshold, pair_confidence
-from .aggregation.registry import REGISTRY, lookup
+from .aggregation.registry import lookup
 from .aggregation.samplers import run_sampler
 from .request import (
     Candidate,
     Checked,
+    KwiseOptions,
     Limits,
     RankOptions,
     RequestError,
@@ -28,6 +30,7 @@ from .request import (
     StageSpec,
     StageUsage,
     Usage,
+    check_escalation_targets,
     validate,
     validate_candidates,
     validate_options,
@@ -37,7 +40,7 @@ from .scores import ABSOLUTE_SCALES, LOG_STRENGTH_AGGREGATORS, beat_typical, by_
 __all__ = [
     "Candidate", "Comparator", "Escalation", "Limits", "RankOptions", "RankedItem", "RequestError", "RerankRequest",
     "RerankResult", "Stage", "StageSpec", "StageUsage", "Usage", "calibrate_escalation", "prior_weight_for", "rerank",
-    "rerank_cascade", "run", "validate_candidates", "validate_options",
+    "rerank_cascade", "rerank_setwise", "run", "setwise_models", "validate_candidates", "validate_options",
 ]
 
 
@@ -168,9 +171,7 @@ def calibrate_escalation(
     """
     if unit not in ("query", "pair"):
         raise RequestError("escalation.unit", f"must be query or pair, got {unit!r}")
-    for name, value in (("alpha", alpha), ("delta", delta)):
-        if not 0 < value < 1:
-            raise RequestError(f"escalation.{name}", f"must lie in (0, 1), got {value}")
+    check_escalation_targets(alpha, delta)
     if not stages:
         raise RequestError("options.stages", "no stage given")
     record: list[tuple[str, str, str, float, float]] = []
@@ -206,34 +207,58 @@ def run(
     """Run a :class:`RerankRequest` with the comparators by model name: validated by
     :func:`rerank.request.validate` (against ``limits``; default: the comparators given, the first is the
     default model), then one ranking (several models: concurrently, then fused with ``options.fusion``) or
-    a cascade of ``request.stages`` (``escalations``, by stage, route a stage's pairs through a cheap judge
-    first: :class:`Escalation`; the Python API's, a request has none). ``deadline`` (``time.monotonic``) and
+    a cascade of ``request.stages`` (a stage's ``escalation_threshold`` routes its pairs through the stage
+    before it first; ``escalations``, by stage, give the Python API's own cheap judges: :class:`Escalation`).
+    ``deadline`` (``time.monotonic``) and
     ``options.time_budget_ms`` make it anytime: sampling stops between rounds and the ranking uses what was
     seen (``usage.partial``)."""
     started = time.monotonic()
     if checked is None:
-        limits = limits or Limits(models=tuple(comparators), default_model=next(iter(comparators), ""))
+        limits = limits or Limits(models=tuple(comparators), default_model=next(iter(comparators), ""),
+                                  setwise=setwise_models(comparators),
+                                  pointwise=[n for n, m in comparators.items() if getattr(m, "pointwise", False)])
         checked = validate(request, limits)
     options = request.options
     if options.time_budget_ms is not None:
         limit = started + options.time_budget_ms / 1000.0
         deadline = limit if deadline is None else min(deadline, limit)
     if request.stages:
-        out = _cascade(request, [comparators[m] for m in checked.models], deadline, escalations)
+        escalations = escalations or [  # a request's thresholds: the stage before is the cheap judge
+            None if s.escalation_threshold is None else Escalation(
+                comparators[request.stages[i - 1].model], s.escalation_threshold, request.stages[i - 1].model)
+            for i, s in enumerate(request.stages)]
+        out = _cascade(request, [comparators[m] for m in checked.models], deadline, escalations,
+                       checked.kwise.get(checked.models[-1]))
     else:
         out = _rank(request.query, request.candidates, [comparators[m] for m in checked.models], options,
-                    checked.budget, request.top_n or None, deadline)
+                    checked.budget, request.top_n or None, deadline, [checked.kwise.get(m) for m in checked.models])
     if request.absolute_scores:
-        out.absolute = _absolute(request, [comparators[m] for m in dict.fromkeys(checked.models)], out)
+        out.absolute = _absolute(request, [comparators[m] for m in dict.fromkeys(checked.models)], out,
+                                 bool(checked.kwise))
     out.usage.elapsed_ms = (time.monotonic() - started) * 1000.0
+    return out
+
+
+def setwise_models(comparators: Mapping[str, Any]) -> dict[str, int]:
+    """The setwise models among ``comparators`` (kind ``setwise``, or anything with ``compare_sets`` and no
+    kind), each with its ``max_k``: the request validates their K-wise options (:func:`rerank.request.validate`)."""
+    out = {}
+    for name, model in comparators.items():
+        kind = getattr(model, "kind", None)
+        if kind == "setwise" or (kind is None and callable(getattr(model, "compare_sets", None))):
+            spec = getattr(model, "spec", None)
+            out[name] = int(getattr(spec, "options", {}).get("max_k") or getattr(model, "max_k", 0) or 10)
     return out
 
 
 def _rank_one(
     query: str, texts: list[str], model: Comparator, options: RankOptions, budget: int, top_n: int | None,
-    deadline: float | None,
+    deadline: float | None, kwise: KwiseOptions | None = None,
 ) -> tuple[RankingReport, Usage]:
-    """Sampler -> model (one batch per round) -> calibration -> aggregator, for one model."""
+    """Sampler -> model (one batch per round) -> calibration -> aggregator, for one model (a setwise model:
+    :func:`_rank_kwise`)."""
+    if kwise is not None:
+        return _rank_kwise(query, texts, model, kwise)
     n = len(texts)
     usage = Usage(budget=budget)
 
@@ -262,19 +287,22 @@ def _rank(
     budget: int,
     top_n: int | None,
     deadline: float | None,
+    kwise: Sequence[KwiseOptions | None] = (),
 ) -> RerankResult:
     """Rank checked candidates with one or more models: several run concurrently (each on its own thread,
     so their schedulers batch at once), then are fused with ``options.fusion``, once. Equal texts are one
-    item: ranked once, they get the same score and adjacent places (in request order)."""
+    item: ranked once, they get the same score and adjacent places (in request order). ``kwise`` (by model)
+    gives a setwise model's K-wise options."""
     group, texts = _distinct(candidates)
     m = len(texts)
     budget = min(budget, m * (m - 1))
+    sets = [*kwise, *[None] * (len(models) - len(kwise))]
     if len(models) == 1:
-        ranked = [_rank_one(query, texts, models[0], options, budget, top_n, deadline)]
+        ranked = [_rank_one(query, texts, models[0], options, budget, top_n, deadline, sets[0])]
     else:
         with ThreadPoolExecutor(len(models), thread_name_prefix="rerank-model") as pool:
-            futures = [pool.submit(_rank_one, query, texts, model, options, budget, top_n, deadline)
-                       for model in models]
+            futures = [pool.submit(_rank_one, query, texts, model, options, budget, top_n, deadline, kw)
+                       for model, kw in zip(models, sets, strict=True)]
             ranked = [f.result() for f in futures]
     reports = [r for r, _ in ranked]
     usage = Usage(budget=budget)
@@ -306,7 +334,8 @@ def _rank(
                         fusion_weights=weights)
 
 
-def _absolute(request: RerankRequest, models: Sequence[Comparator], out: RerankResult) -> np.ndarray:
+def _absolute(request: RerankRequest, models: Sequence[Comparator], out: RerankResult, kwise: bool = False
+              ) -> np.ndarray:
     """Scores a threshold can use (:mod:`rerank.scores`), by request position: anchored to the first model
     with an absolute scale (its per-passage scores, one more model call through the same comparator), else
     to the probability of beating a typical candidate (one pairwise ranking by bt/hodgerank), else to the
@@ -320,7 +349,7 @@ def _absolute(request: RerankRequest, models: Sequence[Comparator], out: RerankR
             anchor = scale(np.asarray(answer, dtype=np.float64))[group]
             break
     else:
-        single = len(out.per_model) == 1 and not request.stages
+        single = len(out.per_model) == 1 and not request.stages and not kwise
         if single and request.options.aggregator in LOG_STRENGTH_AGGREGATORS:
             anchor = beat_typical(np.asarray(out.per_model[0].scores, dtype=np.float64))[group]
         else:
@@ -339,7 +368,6 @@ class SetwiseUsage:
     rounds: int = 0
     budget: int = 0
     stopped_early: bool = False
-    reason: str = ""
 
 
 def rerank_setwise(
@@ -349,58 +377,69 @@ def rerank_setwise(
     *,
     sampler: str = "setwise-heapsort",
     k: int = 4,
-    budget: int | None = None,
+    budget: int | float | None = None,
     calibration: str = "none",
     aggregator: str = "pairs:hodgerank",
     top_n: int = 10,
     seed: int = 0,
 ) -> tuple[list[RankedItem], SetwiseUsage]:
-    """Re-rank ``candidates`` with a setwise model (``model.compare_sets``): a K-wise sampler chooses the groups,
+    """Re-rank ``candidates`` with a setwise model (``model.compare_sets``): :func:`run` with the K-wise options
+    (validated by :func:`rerank.request.validate_kwise`, as every face's): a K-wise sampler chooses the groups,
     each call's distribution over its K candidates is a K-wise observation (``aggregation/kwise``). Sorting
-    samplers (setwise heapsort, bubblesort) give their own order; the others, or a sort cut short by the budget,
-    are aggregated (``calibration`` then ``aggregator``, e.g. ``plackett-luce`` or ``pairs:NAME``). ``budget``
-    counts calls (default: as many as a sort needs, n^2). Raises :class:`RequestError` naming the bad field."""
+    samplers (setwise heapsort, bubblesort) give their own order; the others are aggregated (``calibration``
+    then ``aggregator``, e.g. ``plackett-luce`` or ``pairs:NAME``). ``budget`` counts calls (default: k^2).
+    ``top_n``: the positions a sort settles. Raises :class:`RequestError` naming the bad field."""
+    if not setwise_models({"model": model}):
+        raise RequestError("model", "not a setwise model (it has no compare_sets)")
+    options = RankOptions(sampler=sampler, set_size=k, budget=budget, calibration=calibration, aggregator=aggregator,
+                          sampler_top_n=top_n, seed=seed)
+    out = run(RerankRequest(query, tuple(candidates), ("model",), options=options), {"model": model})
+    u = out.usage
+    return out.results, SetwiseUsage(u.comparisons, u.candidates_shown, u.tokens, u.batches, u.budget, u.stopped_early)
+
+
+class _SetAnswer:
+    """A ``compare_sets`` call's stats as :meth:`Usage.add_call` reads a result."""
+
+    truncated = None
+
+    def __init__(self, stats: Any) -> None:
+        self.stats = stats
+
+
+def _rank_kwise(query: str, texts: list[str], model: Any, kwise: KwiseOptions) -> tuple[RankingReport, Usage]:
+    """K-wise sampler -> ``model.compare_sets`` (one call per group, each one unit of budget) -> K-slot calibration
+    -> aggregator, or the order a setwise sort built. Usage: calls, candidates shown, the prompts' tokens."""
     from .aggregation.kwise import run_kwise_sampler
 
-    validate_candidates(query, candidates)
-    n = len(candidates)
-    if not callable(getattr(model, "compare_sets", None)):
-        raise RequestError("model", "not a setwise model (it has no compare_sets)")
-    spec = getattr(model, "spec", None)
-    max_k = int(spec.options.get("max_k", n)) if spec is not None else n
-    if not 2 <= k <= min(n, max_k):
-        raise RequestError("k", f"must be between 2 and min(candidates, the model's max_k) = {min(n, max_k)}, "
-                                f"got {k}")
-    budget = n * n if budget is None else budget
-    if budget < 1:
-        raise RequestError("budget", f"must be >= 1 call, got {budget}")
-    for kind, name in (("kwise_sampler", sampler), ("kwise_calibration", calibration),
-                       ("kwise_aggregator", aggregator)):
-        if name not in REGISTRY[kind]:
-            raise RequestError(kind, f"unknown {name!r}; known: {', '.join(sorted(REGISTRY[kind]))}")
-    texts = [c.text for c in candidates]
-    usage = SetwiseUsage(budget=budget)
+    n = len(texts)
+    usage = Usage(budget=kwise.budget)
 
     def compare(groups: list[list[int]]) -> list[np.ndarray]:
         probs, stats = model.compare_sets(query, [[texts[i] for i in g] for g in groups])
-        usage.tokens += int(stats.tokens)
+        usage.add_call(_SetAnswer(stats))
         usage.candidates_shown += sum(len(g) for g in groups)
         return probs
 
-    outcome = run_kwise_sampler(lookup("kwise_sampler", sampler), n, budget, compare, k=k, seed=seed, top_n=top_n)
-    usage.calls, usage.rounds = outcome.used, outcome.rounds
-    usage.stopped_early, usage.reason = outcome.stopped_early, outcome.reason
-    if outcome.order is not None:
-        order = [int(i) for i in outcome.order]
-        scores = {item: float(n - rank) for rank, item in enumerate(order)}
-    else:
-        observations = lookup("kwise_calibration", calibration)(outcome.observations)
-        result = lookup("kwise_aggregator", aggregator)(observations)
-        order = [int(i) for i in result.ranking()]
-        scores = {i: float(result.scores[i]) for i in order}
-    return [RankedItem(candidates[i].id, i, scores[i]) for i in order], usage
-
-
+    scores = np.arange(n, 0, -1, dtype=np.float64)
+    order, stderr, method = np.arange(n), None, kwise.sampler
+    if n >= 2:
+        outcome = run_kwise_sampler(lookup("kwise_sampler", kwise.sampler), n, kwise.budget, compare,
+                                    k=min(kwise.k, n), seed=kwise.seed, top_n=kwise.top_n)
+        usage.comparisons, usage.batches, usage.stopped_early = outcome.used, outcome.rounds, outcome.stopped_early
+        if outcome.order is not None:
+            order = np.asarray(outcome.order, dtype=np.int64)
+            scores[order] = np.arange(n, 0, -1, dtype=np.float64)  # a sort's order: rank-based scores
+        else:
+            observations = lookup("kwise_calibration", kwise.calibration)(outcome.observations)
+            result = lookup("kwise_aggregator", kwise.aggregator)(observations)
+            order, scores = np.asarray(result.ranking()), np.asarray(result.scores, dtype=np.float64)
+            stderr = None if result.stderr is None else np.asarray(result.stderr, dtype=np.float64)
+            method = kwise.aggregator
+    report = RankingReport(order=order, scores=scores, stderr=stderr, comparisons=usage.comparisons,
+                           diagnostics=Diagnostics(0.0, 0, 0.0, 0, 0.0), method=method,
+                           calibration=kwise.calibration)
+    return report, usage
 
 
 def _distinct(candidates: Sequence[Candidate]) -> tuple[np.ndarray, list[str]]:
@@ -411,30 +450,16 @@ def _distinct(candidates: Sequence[Candidate]) -> tuple[np.ndarray, list[str]]:
     return group, list(first)
 
 
-def _check_escalations(models: Sequence[Comparator], escalations: Sequence[Escalation | None]) -> None:
-    """Escalation only where a stage compares pairs, with a threshold that is a confidence (or ``inf``)."""
-    if len(escalations) > len(models):
-        raise RequestError("options.stages", f"{len(escalations)} escalations for {len(models)} stages")
-    for i, escalation in enumerate(escalations):
-        if escalation is None:
-            continue
-        if not escalation.threshold >= 0.5:  # inf: escalate every pair
-            raise RequestError(f"options.stages[{i}].escalation.threshold",
-                               f"must be >= 0.5 (a confidence max(p, 1 - p)), got {escalation.threshold}")
-        if i < len(models) - 1 and getattr(models[i], "pointwise", False):
-            raise RequestError(f"options.stages[{i}].escalation", "a pointwise stage does not compare pairs")
-
-
 def _cascade(
     request: RerankRequest, models: Sequence[Comparator], deadline: float | None,
-    escalations: Sequence[Escalation | None] = (),
+    escalations: Sequence[Escalation | None] = (), kwise_last: KwiseOptions | None = None,
 ) -> RerankResult:
     """Stage i re-ranks the top ``depth_i`` of stage i-1's order; the rest keeps its place. A pointwise
     stage before the last ranks by its per-passage scores; any other earlier stage compares all pairs with
     the request's calibration and aggregator (:meth:`RankOptions.for_earlier_stage`); the last stage runs
     the request's options. A stage with an :class:`Escalation` asks its cheap judge every pair and its own
-    model only the pairs the cheap judge is unsure of; its report counts both."""
-    _check_escalations(models, escalations)
+    model only the pairs the cheap judge is unsure of; its report counts both. A setwise last stage ranks by
+    its K-wise calls (``kwise_last``)."""
     candidates, options = request.candidates, request.options
     order = list(range(len(candidates)))
     usage = Usage()
@@ -453,12 +478,14 @@ def _cascade(
             top = [top[j] for j in np.argsort(-scores, kind="stable")]
             calls = len(top)
         else:
-            opts = options if last else options.for_earlier_stage()
+            kwise = kwise_last if last else None
+            opts = options if last else options.for_earlier_stage(kwise_last is not None)
             k = len(top)
-            budget = min(validate_options(opts, k), k * (k - 1))
+            budget = kwise.budget if kwise is not None else min(validate_options(opts, k), k * (k - 1))
             if escalation is not None:
                 model = escalating = EscalatingComparator(escalation, model)
-            sub = _rank(request.query, [candidates[j] for j in top], [model], opts, budget, None, deadline)
+            sub = _rank(request.query, [candidates[j] for j in top], [model], opts, budget, None, deadline,
+                        [kwise])
             top = [top[r.index] for r in sub.results]
             calls = sub.usage.comparisons
             usage.add_stats(sub.usage)
@@ -526,6 +553,7 @@ def rerank_cascade(
     comparators: dict[str, Comparator] = {}
     for name, stage in zip(names, stages, strict=True):
         comparators.setdefault(name, stage.model)
-    request = RerankRequest(query, tuple(candidates), (), tuple(StageSpec(n, s.depth) for n, s in
-                            zip(names, stages, strict=True)), options, top_n if top_n is not None else 0)
+    specs = tuple(StageSpec(n, s.depth, None if s.escalation is None else s.escalation.threshold)
+                  for n, s in zip(names, stages, strict=True))
+    request = RerankRequest(query, tuple(candidates), (), specs, options, top_n if top_n is not None else 0)
     return run(request, comparators, deadline=deadline, escalations=[s.escalation for s in stages])

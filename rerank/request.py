@@ -93,6 +93,7 @@ class RankOptions:
     skip: int | None = None  # dilation of skip
     sampler_top_n: int | None = None  # positions heapsort/quicksort/sliding/active settle (default: top_n, else 10)
     rounds: int | None = None  # at most this many sampling rounds (model batches), any sampler
+    set_size: int | None = None  # candidates per K-wise call of a setwise model, K (default DEFAULT_K)
 
     def sampler_keywords(self) -> dict[str, int]:
         """The sampler parameters set, under the sampler function's keywords (``window`` -> ``m``)."""
@@ -103,11 +104,38 @@ class RankOptions:
         """The prior weight asked for, else the aggregator's default."""
         return default_prior_weight(self.aggregator) if self.prior_weight is None else float(self.prior_weight)
 
-    def for_earlier_stage(self) -> RankOptions:
-        """What a cascade stage before the last runs: all pairs with the request's calibration and aggregator;
-        the sampler, its parameters, the budget and the time budget belong to the last stage."""
-        return replace(self, sampler="all", budget=None, time_budget_ms=None, window=None, skip=None,
-                       sampler_top_n=None, rounds=None)
+    def for_earlier_stage(self, kwise_last: bool = False) -> RankOptions:
+        """What a cascade stage before the last runs: all pairs with the request's calibration and aggregator
+        (the pairwise defaults where the last stage is setwise: the request's name K-wise methods); the sampler,
+        its parameters, the budget and the time budget belong to the last stage."""
+        earlier = replace(self, sampler="all", budget=None, time_budget_ms=None, window=None, skip=None,
+                          sampler_top_n=None, rounds=None, set_size=None)
+        if kwise_last:
+            earlier = replace(earlier, aggregator=DEFAULT_AGGREGATOR, calibration=DEFAULT_CALIBRATION,
+                              prior_weight=None)
+        return earlier
+
+
+#: A setwise model's K-wise defaults, where the request leaves the pairwise default (``auto`` sampler,
+#: ``symmetric`` calibration; a pairwise aggregator NAME runs on the calls' implied pairs, ``pairs:NAME``)
+DEFAULT_K = 4
+KWISE_DEFAULT_SAMPLER = "setwise-heapsort"
+KWISE_DEFAULT_CALIBRATION = "none"
+
+
+@dataclass(frozen=True)
+class KwiseOptions:
+    """How a setwise model ranks (resolved by :func:`validate_kwise`): the K-wise sampler, K, the K-slot
+    calibration, the aggregator (``plackett-luce`` or ``pairs:NAME``), the budget in model calls (a K-wise call
+    is one call), the positions a sort settles and the seed."""
+
+    sampler: str
+    k: int
+    calibration: str
+    aggregator: str
+    budget: int
+    top_n: int
+    seed: int
 
 
 @dataclass
@@ -143,6 +171,7 @@ class Usage:
     queue_ms: float = 0.0  # waiting for the server's batch scheduler
     run_ms: float = 0.0  # backend run and postprocess
     tokens: int = 0  # this request's share of the tokens the model ran
+    candidates_shown: int = 0  # K-wise calls: the candidates shown, summed over calls (K per call)
     stages: list[StageUsage] = field(default_factory=list)  # a cascade's stages, in order
 
     def add_call(self, result: object) -> None:
@@ -161,7 +190,7 @@ class Usage:
 
     def add_stats(self, other: Usage) -> None:
         """Add another ranking's model stats (a stage's, or one model's of several)."""
-        for name in ("truncated_items", "tokenize_ms", "queue_ms", "run_ms", "batches", "tokens"):
+        for name in ("truncated_items", "tokenize_ms", "queue_ms", "run_ms", "batches", "tokens", "candidates_shown"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.partial = self.partial or other.partial
         self.stopped_early = self.stopped_early or other.stopped_early
@@ -169,10 +198,14 @@ class Usage:
 
 @dataclass(frozen=True)
 class StageSpec:
-    """One cascade stage: the model named ``model`` re-ranks the top ``depth`` of the previous stage."""
+    """One cascade stage: the model named ``model`` re-ranks the top ``depth`` of the previous stage. With
+    ``escalation_threshold`` (selective escalation, Trust or Escalate), the previous stage's model answers each
+    pair first and this stage's model only the pairs where that cheap answer's confidence max(p, 1 - p) is below
+    the threshold (calibrated offline: ``rerank rank --escalate-alpha``)."""
 
     model: str
     depth: int
+    escalation_threshold: float | None = None
 
 
 @dataclass(frozen=True)
@@ -199,16 +232,20 @@ class Limits:
     default_model: str = ""
     max_candidates: int | None = None
     max_chars: Mapping[str, int | None] = field(default_factory=dict)
+    setwise: Mapping[str, int] = field(default_factory=dict)  # the setwise models: name -> max_k (most K per call)
+    pointwise: Collection[str] = ()  # the models that score each passage alone (a cascade stage ranks by scores)
 
 
 @dataclass(frozen=True)
 class Checked:
     """A valid request's derived values: the model names in order (one per stage for a cascade), the
-    budget in comparisons of the (last) ranking, and the stage depths (empty unless a cascade)."""
+    budget in comparisons of the (last) ranking, the stage depths (empty unless a cascade), and the K-wise
+    options of each setwise model that ranks (all models; a cascade's last stage)."""
 
     models: tuple[str, ...]
     budget: int
     depths: tuple[int, ...]
+    kwise: Mapping[str, KwiseOptions] = field(default_factory=dict)
 
 
 def check_string(value: str, field_name: str) -> None:
@@ -324,6 +361,52 @@ def resolve_models(request: RerankRequest, limits: Limits) -> tuple[str, ...]:
     return tuple(names)
 
 
+def validate_escalation(stages: Sequence[StageSpec], limits: Limits) -> None:
+    """Selective escalation in a cascade: a stage with ``escalation_threshold`` has the stage before it as its
+    cheap judge (so not the first stage), compares pairs (not a pointwise stage before the last, not a setwise
+    last stage), and its threshold is a confidence max(p, 1 - p): at least 0.5 (``inf``: every pair escalates)."""
+    for i, stage in enumerate(stages):
+        threshold = stage.escalation_threshold
+        if threshold is None:
+            continue
+        name = f"stages[{i}].escalation_threshold"
+        last = i == len(stages) - 1
+        if not last and stage.model in limits.pointwise:
+            raise RequestError(name, "a pointwise stage does not compare pairs")
+        if last and stage.model in limits.setwise:
+            raise RequestError(name, "a setwise stage does not compare pairs")
+        if isinstance(threshold, bool) or not threshold >= 0.5:  # NaN fails too
+            raise RequestError(name, f"must be >= 0.5 (a confidence max(p, 1 - p)), got {threshold}")
+        if i == 0:
+            raise RequestError(name, "the first stage has no cheap judge: the stage before an escalating stage "
+                                     "answers its pairs first")
+
+
+def check_escalation_targets(alpha: float, delta: float) -> None:
+    """The target agreement ``1 - alpha`` and the risk ``delta`` of an escalation calibration: each in (0, 1)."""
+    for name, value in (("alpha", alpha), ("delta", delta)):
+        if isinstance(value, bool) or not 0 < value < 1:
+            raise RequestError(f"escalation.{name}", f"must lie in (0, 1), got {value}")
+
+
+def validate_escalation_settings(
+    alpha: float, delta: float, queries: int, reference: str, stages: int, graded: bool
+) -> None:
+    """The calibration of selective escalation in a cascade's last stage (``rerank rank --escalate-*``): 2 or
+    more stages (the one before the last is the cheap judge), ``alpha`` and ``delta`` in (0, 1), at least one
+    calibration query, and grades where the reference is ``qrels``."""
+    if stages < 2:
+        raise RequestError("escalation", "selective escalation needs a cascade of 2 or more stages: the stage "
+                                         "before the last is the cheap judge")
+    check_escalation_targets(alpha, delta)
+    if isinstance(queries, bool) or queries < 1:
+        raise RequestError("escalation.queries", f"must be >= 1, got {queries}")
+    if reference not in ("strong", "qrels"):
+        raise RequestError("escalation.reference", f"unknown reference {reference!r}; known: strong, qrels")
+    if reference == "qrels" and not graded:
+        raise RequestError("escalation.reference", "qrels needs relevance judgements (qrels)")
+
+
 def _known(name: str, field_name: str, limits: Limits) -> None:
     check_string(name, field_name)
     if limits.models is not None and name not in limits.models:
@@ -341,10 +424,11 @@ def validate(request: RerankRequest, limits: Limits = Limits()) -> Checked:
             "candidates", f"{n} candidates exceed the limit of {limits.max_candidates} (max_candidates)"
         )
     models = resolve_models(request, limits)
+    validate_escalation(request.stages, limits)
     if isinstance(request.top_n, bool) or request.top_n < 0:
         raise RequestError("top_n", f"must be >= 0, got {request.top_n}")
     validate_candidates(request.query, request.candidates)
-    budget = validate_options(request.options, n)
+    budget, kwise = validate_ranking_options(request, models, limits)
     for name in dict.fromkeys(models):
         chars = limits.max_chars.get(name)
         if chars is None:
@@ -353,7 +437,76 @@ def validate(request: RerankRequest, limits: Limits = Limits()) -> Checked:
         for i, c in enumerate(request.candidates):
             if len(c.text) > chars:
                 check_text(c.text, f"candidates[{i}].text", chars, name)
-    return Checked(models, min(budget, n * (n - 1)), tuple(s.depth for s in request.stages))
+    return Checked(models, min(budget, n * (n - 1)), tuple(s.depth for s in request.stages), kwise)
+
+
+def validate_ranking_options(
+    request: RerankRequest, models: tuple[str, ...], limits: Limits, n_items: int | None = None
+) -> tuple[int, dict[str, KwiseOptions]]:
+    """The options against the models that rank with them (every model; a cascade's last stage): pairwise
+    models by :func:`validate_options`, setwise ones by :func:`validate_kwise`, for ``n_items`` candidates
+    (default: the request's). Returns the pairwise budget (a setwise-only request: its calls) and the K-wise
+    options by model."""
+    n = len(request.candidates) if n_items is None else n_items
+    ranking = list(dict.fromkeys(models[-1:] if request.stages else models))
+    n_ranked = min(request.stages[-1].depth, n) if request.stages else n
+    pairwise = [m for m in ranking if m not in limits.setwise]
+    options = request.options
+    budget = 0
+    if pairwise:
+        if options.set_size is not None:
+            raise RequestError("options.set_size", "a pairwise model takes none: it is the number of candidates per "
+                                                   "call of a setwise model")
+        budget = validate_options(options, n)
+    else:
+        _check_known("fusion", "options.fusion", options.fusion)
+    kwise = {m: validate_kwise(options, n_ranked, limits.setwise[m], top_n=request.top_n)
+             for m in ranking if m in limits.setwise}
+    if not pairwise and kwise:
+        budget = next(iter(kwise.values())).budget
+    return budget, kwise
+
+
+def _check_known(kind: str, field_name: str, value: str) -> None:
+    if value not in REGISTRY[kind]:
+        known = ", ".join(sorted(REGISTRY[kind]))
+        raise RequestError(field_name, f"unknown {kind.replace('_', ' ')} {value!r}; known: {known}")
+
+
+def validate_kwise(options: RankOptions, n_items: int, max_k: int, *, top_n: int = 0) -> KwiseOptions:
+    """The one check of a setwise model's options (K-wise samplers, K, K-slot calibration, aggregation): the
+    pairwise defaults stand for the K-wise ones (``auto`` -> ``setwise-heapsort``, ``symmetric`` -> ``none``); a
+    pairwise aggregator NAME runs on the calls' implied pairs (``pairs:NAME``); ``set_size`` K (default
+    :data:`DEFAULT_K`) lies in [2, min(candidates, the model's ``max_k``)]; the budget counts calls (a count, or a
+    fraction of k(k-1) as for pairs; unset: k^2, as many as a sort needs); pairwise-only options are refused.
+    ``n_items`` is the number of candidates the model ranks."""
+    sampler = KWISE_DEFAULT_SAMPLER if options.sampler == DEFAULT_SAMPLER else options.sampler
+    _check_known("kwise_sampler", "options.sampler", sampler)
+    calibration = KWISE_DEFAULT_CALIBRATION if options.calibration == DEFAULT_CALIBRATION else options.calibration
+    _check_known("kwise_calibration", "options.calibration", calibration)
+    aggregator = options.aggregator
+    if aggregator not in REGISTRY["kwise_aggregator"]:
+        aggregator = f"pairs:{aggregator}"
+    _check_known("kwise_aggregator", "options.aggregator", aggregator)
+    _check_known("fusion", "options.fusion", options.fusion)
+    for name in ("window", "skip", "rounds", "both_orders", "prior_weight", "time_budget_ms"):
+        if getattr(options, name) is not None:
+            raise RequestError(f"options.{name}", "a setwise model does not take it (its K-wise calls rank without it)")
+    most = min(n_items, max_k)
+    k = min(DEFAULT_K, max(most, 2)) if options.set_size is None else options.set_size
+    if isinstance(k, bool) or int(k) != k or (n_items >= 2 and not 2 <= k <= most):
+        raise RequestError("options.set_size", f"must be between 2 and min(candidates, the model's max_k) = {most}, "
+                                               f"got {k!r}")
+    top = options.sampler_top_n
+    if top is not None and (isinstance(top, bool) or int(top) != top or top < 1):
+        raise RequestError("options.sampler_top_n", f"must be a whole number >= 1, got {top!r}")
+    if isinstance(options.budget, float) and not (0.0 < options.budget <= 1.0):
+        raise RequestError("options.budget", f"a fraction must be in (0, 1], got {options.budget}")
+    try:
+        budget = n_items * n_items if options.budget is None else check_budget(n_items, options.budget)
+    except ValueError as exc:
+        raise RequestError("options.budget", str(exc)) from None
+    return KwiseOptions(sampler, int(k), calibration, aggregator, budget, int(top or top_n or 10), options.seed)
 
 
 # --- each face's names of the fields ------------------------------------------------------------------

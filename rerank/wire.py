@@ -5,6 +5,7 @@ imports neither the server nor the pipeline."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 from .request import Candidate, RankOptions, RequestError, RerankRequest, StageSpec, StageUsage, Usage
 
 _DEFAULTS = RankOptions()
-_OPTIONAL = ("both_orders", "prior_weight", "window", "skip", "sampler_top_n", "rounds")
+_OPTIONAL = ("both_orders", "prior_weight", "window", "skip", "sampler_top_n", "rounds", "set_size")
 _USAGE_SCALARS = tuple(f.name for f in fields(Usage) if f.name != "stages")
 
 
@@ -43,8 +44,11 @@ def options_from_fields(values: Mapping[str, Any]) -> tuple[RankOptions, tuple[S
 
 def _stage(value: Any) -> StageSpec:
     if isinstance(value, Mapping):
-        return StageSpec(str(value.get("model") or ""), int(value.get("depth") or 0))
-    return StageSpec(value.model, int(value.depth))
+        threshold = value.get("escalation_threshold")
+        return StageSpec(str(value.get("model") or ""), int(value.get("depth") or 0),
+                         None if threshold is None else float(threshold))
+    threshold = value.escalation_threshold if value.HasField("escalation_threshold") else None
+    return StageSpec(value.model, int(value.depth), threshold)
 
 
 def set_fields(message: Any) -> dict[str, Any]:
@@ -83,7 +87,9 @@ def options_message(pb2: Any, options: RankOptions, stages: Sequence[StageSpec] 
         if value is not None and value != getattr(_DEFAULTS, name):
             setattr(msg, name, value)
     for stage in stages:
-        msg.stages.add(model=stage.model, depth=stage.depth)
+        added = msg.stages.add(model=stage.model, depth=stage.depth)
+        if stage.escalation_threshold is not None:
+            added.escalation_threshold = stage.escalation_threshold
     return msg
 
 
@@ -112,11 +118,16 @@ def fill_usage(message: Any, usage: Usage) -> None:
         setattr(message, name, getattr(usage, name))
     add = message.stages.add
     for stage in usage.stages:
-        add(model=stage.model, depth=stage.depth, comparisons=stage.comparisons, pointwise=stage.pointwise,
-            elapsed_ms=stage.elapsed_ms)
+        added = add(model=stage.model, depth=stage.depth, comparisons=stage.comparisons, pointwise=stage.pointwise,
+                    elapsed_ms=stage.elapsed_ms, cheap_comparisons=stage.cheap_comparisons,
+                    cheap_answered=stage.cheap_answered)
+        if stage.escalation_threshold is not None and math.isfinite(stage.escalation_threshold):
+            added.escalation_threshold = stage.escalation_threshold
 
 
 def usage_from_message(message: Any) -> Usage:
-    """A ``Usage`` message -> :class:`Usage`, with each cascade stage's usage."""
-    stages = [StageUsage(s.model, s.depth, s.comparisons, s.pointwise, s.elapsed_ms) for s in message.stages]
+    """A ``Usage`` message -> :class:`Usage`, with each cascade stage's usage (escalation included)."""
+    stages = [StageUsage(s.model, s.depth, s.comparisons, s.pointwise, s.elapsed_ms, s.cheap_comparisons,
+                         s.cheap_answered, s.escalation_threshold if s.HasField("escalation_threshold") else None)
+              for s in message.stages]
     return Usage(**{name: getattr(message, name) for name in _USAGE_SCALARS}, stages=stages)

@@ -213,7 +213,7 @@ def test_cascade_escalation_keeps_both_judges_model_stats():
 def test_cascade_escalation_bad_settings():
     cheap, strong = _judges()
     cands = [Candidate(f"d{i}", str(i)) for i in range(6)]
-    with pytest.raises(RequestError, match=r"options.stages\[1\].escalation.threshold: must be >= 0.5"):
+    with pytest.raises(RequestError, match=r"stages\[1\]\.escalation_threshold: must be >= 0\.5"):
         rerank_cascade("q", cands, [Stage(cheap, 6), Stage(strong, 4, escalation=Escalation(cheap, 0.3))])
 
     class Pointwise(Table):
@@ -312,7 +312,7 @@ def test_cli_rank_escalation_usage_errors(data_dir, tmp_path, cli):
     _cranfield_jobs(data_dir, jobs, n_queries=2)
     base = ["rank", "--input", str(jobs), "--output", str(tmp_path / "o.jsonl")]
     for extra, message in (
-        (["--stage", "minilm:20", "--escalate-alpha", "0.1"], "needs a cascade of 2 or more --stage"),
+        (["--stage", "minilm:20", "--escalate-alpha", "0.1"], "needs a cascade of 2 or more stages"),
         (["--stage", "minilm:20", "--stage", "minilm:10", "--escalate-alpha", "1.5"], "escalate-alpha: must lie in"),
         (["--stage", "minilm:20", "--stage", "minilm:10", "--escalate-alpha", "0.1", "--escalate-reference", "qrels"],
          "qrels needs relevance judgements"),

@@ -231,7 +231,7 @@ def test_pipeline_ranks_with_setwise_calls_as_kwise_observations(t5_export):
     ranked, usage = rerank_setwise(query, candidates, model, sampler="kwise-random", k=4, budget=7,
                                    aggregator="plackett-luce")
     assert usage.calls == 7 and sorted(r.index for r in ranked) == list(range(len(texts)))
-    with pytest.raises(RequestError, match="k: must be between 2 and"):
+    with pytest.raises(RequestError, match=r"options\.set_size: must be between 2 and"):
         rerank_setwise(query, candidates, model, k=11)
-    with pytest.raises(RequestError, match="kwise_sampler: unknown 'heapsort'"):
+    with pytest.raises(RequestError, match=r"options\.sampler: unknown kwise sampler 'heapsort'"):
         rerank_setwise(query, candidates, model, sampler="heapsort")

@@ -298,7 +298,10 @@ def scrape(metrics: str | None) -> dict[str, float]:
 
 
 # --- call factories -----------------------------------------------------------------------------------
-def server_call(address: str, model: str) -> Callable[[int], Callable[[Request], dict[str, float]]]:
+def server_call(
+    address: str, model: str, *, normalize: bool = False
+) -> Callable[[int], Callable[[Request], dict[str, float]]]:
+    """gRPC ``Rerank`` with a built request; ``normalize`` asks for scores a threshold can use (as HTTP does)."""
     from ..client import RerankClient, build_rerank_request
 
     def make(_i: int) -> Callable[[Request], dict[str, float]]:
@@ -306,7 +309,8 @@ def server_call(address: str, model: str) -> Callable[[int], Callable[[Request],
 
         def call(req: Request) -> dict[str, float]:
             request = build_rerank_request(
-                req.query, list(zip(req.ids, req.texts, strict=True)), models=[model], sampler="all"
+                req.query, list(zip(req.ids, req.texts, strict=True)), models=[model], sampler="all",
+                normalize=normalize,
             )
             response, rpc = client.stub.Rerank.with_call(request, timeout=600)
             server_ms = dict(rpc.trailing_metadata() or ()).get("rerank-server-ms")
@@ -334,15 +338,19 @@ def client_call(address: str, model: str) -> Callable[[int], Callable[[Request],
     return make
 
 
-def inprocess_call(model: Any) -> Callable[[int], Callable[[Request], dict[str, float]]]:
-    from ..pipeline import Candidate, RankOptions, rerank
+def inprocess_call(
+    model: Any, *, absolute_scores: bool = False
+) -> Callable[[int], Callable[[Request], dict[str, float]]]:
+    """``pipeline.run`` in this process; ``absolute_scores`` computes the scores HTTP answers carry too."""
+    from ..pipeline import Candidate, RankOptions, RerankRequest, run
 
     options = RankOptions(sampler="all")
 
     def make(_i: int) -> Callable[[Request], dict[str, float]]:
         def call(req: Request) -> dict[str, float]:
-            cands = [Candidate(i, t) for i, t in zip(req.ids, req.texts, strict=True)]
-            out = rerank(req.query, cands, [model], options)
+            cands = tuple(Candidate(i, t) for i, t in zip(req.ids, req.texts, strict=True))
+            request = RerankRequest(req.query, cands, ("model",), (), options, absolute_scores=absolute_scores)
+            out = run(request, {"model": model})
             return {"pipeline_ms": out.usage.elapsed_ms}
 
         return call

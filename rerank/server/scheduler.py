@@ -676,6 +676,19 @@ class BoundComparator:
     def compare_batch(self, items: Sequence[Item]) -> RequestAnswer:
         return self.scheduler.submit(self.ticket, items)
 
+    def compare_sets(self, query: str, groups: Sequence[Sequence[str]]) -> Any:
+        """K-wise calls of a setwise model (one per group), run on the request's own thread under its ticket:
+        refused once the request is over, abandoned at the model's next backend call when it ends (cancelled or
+        past its deadline). They are not merged with other requests' calls (a K-wise call is one prompt)."""
+        ticket = self.ticket
+        ticket.check()
+        try:
+            with abandon_when(lambda: ticket.cancelled or ticket.expired()):
+                return self.scheduler.model.compare_sets(query, groups)
+        except CallAbandonedError:
+            ticket.check()
+            raise RequestCancelledError("request cancelled") from None
+
     @property
     def kind(self) -> str:
         """The served model's kind (``bi-encoder``, ``mono-t5``, ...): which absolute scale its scores have."""

@@ -25,7 +25,7 @@ from typing import Any
 import grpc
 import numpy as np
 
-from ..pipeline import RerankResult, run
+from ..pipeline import RerankResult, run, setwise_models
 from ..request import (
     GRPC_NAMES,
     Candidate,
@@ -39,7 +39,7 @@ from ..request import (
     check_text,
     resolve_models,
     validate,
-    validate_options,
+    validate_ranking_options,
 )
 from ..wire import fill_usage, options_from_fields, request_from_message, set_fields
 from .config import ServerConfig
@@ -229,6 +229,8 @@ class RerankerService:
             default_model=self.default_model,
             max_candidates=self.config.max_candidates,
             max_chars={name: s.max_chars for name, s in self.models.items()},
+            setwise=setwise_models({name: s.model for name, s in self.models.items()}),
+            pointwise=[name for name, s in self.models.items() if getattr(s.model, "pointwise", False)],
         )
 
     @staticmethod
@@ -349,7 +351,7 @@ class RerankerService:
             models = resolve_models(probe, self.limits)
             for name in models:
                 check_text(message.query, "query", self.models[name].max_chars, name)
-            validate_options(options, k)
+            validate_ranking_options(probe, models, self.limits, k)
         except RequestError as exc:
             raise names.error(exc, probe) from None
         ticket = self._ticket(context)
