@@ -41,9 +41,10 @@ class EscalationThreshold:
 
     ``threshold``: the cheap judge answers where its confidence is >= this; ``inf`` where no threshold passed
     the test (everything escalates). ``kept`` / ``disagreements``: calibration items at or above it and the
-    ones among them that disagree with the reference; ``p_value``: the binomial p-value of the last threshold
-    that passed (1.0 when none did); ``unit``: ``pair`` (binomial test) or ``query`` (the query as the unit:
-:func:`query_p_value`, and the binomial test too); ``queries``: calibration queries (0 with ``unit="pair"``)."""
+    ones among them that disagree with the reference; ``p_value``: the p-value of the last threshold that passed
+    (1.0 when none did; with ``unit="query"`` the larger of the binomial and the query-level one); ``unit``:
+    ``pair`` (binomial test) or ``query`` (the query as the unit: :func:`query_p_value`, and the binomial test
+    too); ``queries``: calibration queries (0 with ``unit="pair"``)."""
 
     threshold: float
     alpha: float
