@@ -9,8 +9,11 @@ judges answer from the preference cache of ``rerank bench budgets`` (all ordered
 once when missing), everything else runs through ``rerank.pipeline`` (``rerank_cascade``, ``calibrate_escalation``)
 as a request does. For each of 20 random splits of the queries into calibration and test halves: the threshold
 is calibrated on the calibration queries for alpha 0.1 / 0.2, delta 0.1, with either reference: ``strong`` (the
-strong judge's answers) or ``qrels`` (the human preference, on the pairs whose grades differ; unjudged = 0); the
-test queries run the plain cascade and the escalating one. A threshold of null: no threshold passed the test,
+strong judge's answers) or ``qrels`` (the human preference, on the pairs whose grades differ; unjudged = 0), and
+with either unit of the guarantee: ``pair`` (the binomial test over pairs), ``query`` (the query as the unit, the
+default: a bound on the pooled agreement over the query population) or ``query-next`` (the same for the pooled
+agreement of the next N queries, N = the test half); the test queries run the plain cascade and the escalating one.
+A threshold of null: no threshold passed the test,
 every pair escalated. Reported per alpha: strong-model
 comparisons per query and nDCG@10 (means over splits of the means over test queries), the agreement of the cheap
 judge's kept answers with the strong judge's answers on the test queries, and the share of splits where that
@@ -45,6 +48,7 @@ CHEAP, STRONG = "minilm", "oracle:noise=3,bias=1"
 DEPTH, STRONG_DEPTH = 50, 20
 ALPHAS, DELTA, SPLITS = (0.1, 0.2), 0.1, 20
 REFERENCES = ("strong", "qrels")
+UNITS = ("pair", "query", "query-next")  # query-next: calibrate_escalation(unit="query", new_queries=len(test))
 
 
 class QueryReplay:
@@ -62,8 +66,8 @@ class QueryReplay:
         return p
 
 
-def run_alpha(reference: str, alpha: float, n_splits: int, requests, plain, plain_stages, cheap_prefs, grades,
-              ndcg) -> dict:
+def run_alpha(reference: str, alpha: float, unit: str, n_splits: int, requests, plain, plain_stages, cheap_prefs,
+              grades, ndcg) -> dict:
     """20 (``n_splits``) calibration/test splits at one alpha and reference (``strong``: the strong judge's answers;
     ``qrels``: the human preference on the pairs whose grades differ)."""
     cheap, strong = plain_stages[0].model, plain_stages[1].model
@@ -73,7 +77,8 @@ def run_alpha(reference: str, alpha: float, n_splits: int, requests, plain, plai
         order = np.random.default_rng(split).permutation(n_q)
         cal, test = sorted(order[: n_q // 2].tolist()), sorted(order[n_q // 2:].tolist())
         found = calibrate_escalation([requests[qi] for qi in cal], plain_stages, cheap, alpha=alpha, delta=DELTA,
-                                     grades=grades if reference == "qrels" else None)
+                                     grades=grades if reference == "qrels" else None, unit=unit.split("-")[0],
+                                     new_queries=len(test) if unit == "query-next" else None)
         kept_judge = QueryReplay(cheap_prefs, record=True)
         stages = [Stage(cheap, DEPTH, CHEAP),
                   Stage(strong, STRONG_DEPTH, STRONG, Escalation(kept_judge, found.threshold, CHEAP))]
@@ -98,11 +103,11 @@ def run_alpha(reference: str, alpha: float, n_splits: int, requests, plain, plai
             "plain_strong_per_query": float(np.mean([plain[qi][1] for qi in test])),
             "test_kept": len(kept), "test_labelled_kept": len(agree),
             "test_agreement": float(np.mean(agree)) if agree else None})
-        print(json.dumps({"reference": reference, "alpha": alpha, **splits[-1]}), file=sys.stderr)
+        print(json.dumps({"reference": reference, "alpha": alpha, "unit": unit, **splits[-1]}), file=sys.stderr)
     agreements = [s["test_agreement"] for s in splits if s["test_agreement"] is not None]
     finite = [s["threshold"] for s in splits if s["threshold"] is not None]
     return {
-        "reference": reference, "alpha": alpha, "delta": DELTA, "splits": splits,
+        "reference": reference, "alpha": alpha, "unit": unit, "delta": DELTA, "splits": splits,
         "ndcg10": float(np.mean([s["ndcg10"] for s in splits])),
         "plain_ndcg10": float(np.mean([s["plain_ndcg10"] for s in splits])),
         "strong_per_query": float(np.mean([s["strong_per_query"] for s in splits])),
@@ -122,7 +127,7 @@ def main() -> int:
     parser.add_argument("--splits", type=int, default=SPLITS)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
-    started = time.monotonic()
+    started, load_start = time.monotonic(), os.getloadavg()
     data = load_dataset(Path(args.data) / "trec-dl-2019-passage")
     trec = TrecData(data.qrels, data.queries, data.corpus)
     prefs = {m: cached_preferences(data, m, DEPTH, Path(args.cache), lambda m=m: load_comparator(m, trec=trec),
@@ -146,15 +151,17 @@ def main() -> int:
     rows = []
     for reference in REFERENCES:
         for alpha in ALPHAS:
-            rows.append(run_alpha(reference, alpha, args.splits, requests, plain, plain_stages, cheap_prefs, grades,
-                                  ndcg))
+            for unit in UNITS:
+                rows.append(run_alpha(reference, alpha, unit, args.splits, requests, plain, plain_stages, cheap_prefs,
+                                      grades, ndcg))
     plain_all = {"ndcg10": float(np.mean([v[0] for v in plain.values()])),
                  "strong_per_query": float(np.mean([v[1] for v in plain.values()]))}
     meta = {"command": "RERANK_HOME=bench/cache OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/escalation_bench.py "
                        f"--out {args.out}", "dataset": data.name, "depth": DEPTH, "strong_depth": STRONG_DEPTH,
             "cheap": CHEAP, "strong": STRONG, "queries": n_q, "first_stage_ndcg10": first_stage_level(cheap_prefs,
                                                                                                       data.qrels),
-            "plain_all_queries": plain_all, "load_average": os.getloadavg(), "seconds": time.monotonic() - started,
+            "plain_all_queries": plain_all, "load_average_start": load_start,
+            "load_average": os.getloadavg(), "seconds": time.monotonic() - started,
             "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -169,16 +176,18 @@ def write_summary(out: Path, meta: dict, rows: list[dict]) -> None:
              f"{meta['queries']} judged queries (BM25 first stage nDCG@10 {meta['first_stage_ndcg10']:.4f}); plain "
              f"cascade on all queries: nDCG@10 {meta['plain_all_queries']['ndcg10']:.4f} with "
              f"{meta['plain_all_queries']['strong_per_query']:.0f} strong comparisons a query. Splits: calibration "
-             f"half / test half of the queries; load average {meta['load_average'][0]:.1f}.", "",
-             "| reference | alpha | delta | plain nDCG@10 | plain strong/query | escalation nDCG@10 | "
+             f"half / test half of the queries; load average {meta.get('load_average_start', [0])[0]:.1f} at the "
+             f"start, {meta['load_average'][0]:.1f} at the end.", "",
+             "| reference | alpha | unit | delta | plain nDCG@10 | plain strong/query | escalation nDCG@10 | "
              "escalation strong/query | strong share | thresholds found (median) | agreement on kept, test "
              "(mean, min) | splits >= 1 - alpha |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         agreement = "-" if r["agreement_mean"] is None else f"{r['agreement_mean']:.3f}, {r['agreement_min']:.3f}"
         found = f"{r['thresholds_found']}/{len(r['splits'])}" + (
             "" if r["threshold_median"] is None else f" ({r['threshold_median']:.3f})")
-        lines.append(f"| {r['reference']} | {r['alpha']} | {r['delta']} | {r['plain_ndcg10']:.4f} | "
+        lines.append(f"| {r['reference']} | {r['alpha']} | {r.get('unit', 'pair')} | {r['delta']} | "
+                     f"{r['plain_ndcg10']:.4f} | "
                      f"{r['plain_strong_per_query']:.0f} | {r['ndcg10']:.4f} | {r['strong_per_query']:.0f} | "
                      f"{r['strong_per_query'] / r['plain_strong_per_query']:.0%} | {found} | {agreement} | "
                      f"{r['guarantee_share']:.0%} |")

@@ -246,7 +246,7 @@ def cmd_rank(args: Any) -> int:
         return _fail("give --escalate-alpha (calibrate the threshold) or --escalate-threshold, not both", EXIT_USAGE)
     escalation = None if args.escalate_alpha is None and args.escalate_threshold is None else EscalationSettings(
         args.escalate_alpha, args.escalate_delta, args.escalate_queries, args.escalate_reference,
-        args.escalate_threshold)
+        args.escalate_threshold, args.escalate_unit)
     extra = {} if escalation is None else {"escalate": {k: v for k, v in asdict(escalation).items() if v is not None}}
     if trec_mode:
         setup = run_setup("trec", specs, options, batch_size=args.batch_size, depth=args.depth, tag=args.tag,
@@ -476,6 +476,9 @@ def ranking_options(func: Any) -> Any:
               help="the first N queries calibrate the escalation threshold")
 @click.option("--escalate-reference", type=click.Choice(["strong", "qrels"]), default="strong", show_default=True,
               help="what the cheap judge must agree with: the last stage's answers, or the --qrels grades")
+@click.option("--escalate-unit", type=click.Choice(["query", "pair"]), default="query", show_default=True,
+              help="the unit of the guarantee: query (holds for the queries after the calibration ones) or pair "
+                   "(the binomial test over pairs: holds only for pairs like the calibration pairs)")
 @click.option("--escalate-threshold", type=float, default=None, metavar="T",
               help="selective escalation with a threshold calibrated before (what --escalate-alpha printed; the "
                    "server's stages[].escalation_threshold): the stage before the last answers a pair of the last "

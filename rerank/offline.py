@@ -393,14 +393,17 @@ class ResumableOutput:
 @dataclass(frozen=True)
 class EscalationSettings:
     """``rerank rank --escalate-alpha``: selective escalation in a cascade's last stage, calibrated on the first
-    ``queries`` queries; ``reference`` ``strong`` (the last stage's answers) or ``qrels`` (human grades). With
-    ``threshold`` (``--escalate-threshold``, calibrated before) nothing is calibrated."""
+    ``queries`` queries; ``reference`` ``strong`` (the last stage's answers) or ``qrels`` (human grades); ``unit``
+    ``query`` (the guarantee is for the pooled agreement of the queries after the calibration ones) or ``pair``
+    (:func:`rerank.pipeline.calibrate_escalation`). With ``threshold`` (``--escalate-threshold``, calibrated
+    before) nothing is calibrated."""
 
     alpha: float | None
     delta: float = 0.1
     queries: int = 10
     reference: str = "strong"
     threshold: float | None = None
+    unit: str = "query"
 
 
 def escalate_last_stage(
@@ -420,14 +423,16 @@ def escalate_last_stage(
     validate_escalation_settings(settings.alpha, settings.delta, settings.queries, settings.reference, len(stages),
                                  bool(grades))
     calibration = [(job.query, job.candidates) for job in jobs[: settings.queries]]
+    after = len(jobs) - len(calibration)  # the queries outside the calibration set that this run ranks
     found = calibrate_escalation(calibration, stages, cheap.model, options, alpha=settings.alpha,
-                                 delta=settings.delta, grades=grades if settings.reference == "qrels" else None)
+                                 delta=settings.delta, grades=grades if settings.reference == "qrels" else None,
+                                 unit=settings.unit, new_queries=after if after > 0 else None)
     if warn is not None:
         what = (f"threshold {found.threshold:.3f} (calibration pairs {found.calibration_items}, {found.kept} kept, "
                 f"{found.disagreements} disagreeing, p {found.p_value:.3g})" if found.threshold != float("inf") else
                 f"no threshold passed on {found.calibration_items} calibration pairs: every pair escalates")
         warn.write(f"rerank: escalation {what}; alpha {settings.alpha}, delta {settings.delta}, reference "
-                   f"{settings.reference}, {len(calibration)} calibration queries\n")
+                   f"{settings.reference}, {len(calibration)} calibration queries, unit {settings.unit}\n")
     return [*stages[:-1], dataclasses.replace(stages[-1], escalation=Escalation(cheap.model, found.threshold,
                                                                                 cheap.name))]
 

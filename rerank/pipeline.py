@@ -154,7 +154,7 @@ class EscalatingComparator:
 def calibrate_escalation(
     queries: Sequence[tuple[str, Sequence[Candidate]]], stages: Sequence[Stage], cheap: Comparator,
     options: RankOptions = DEFAULT_OPTIONS, *, alpha: float, delta: float,
-    grades: Mapping[tuple[str, str], float] | None = None,
+    grades: Mapping[tuple[str, str], float] | None = None, unit: str = "query", new_queries: int | None = None,
 ) -> EscalationThreshold:
     """The threshold of selective escalation in the last of ``stages``, from calibration queries.
 
@@ -164,14 +164,22 @@ def calibrate_escalation(
     ``grades`` (``(query text, passage text) -> relevance grade``, unjudged = 0: human judgements, as in Trust or
     Escalate) the human preference, on the pairs whose grades differ (the others have none).
     :func:`~rerank.aggregation.escalation.fixed_sequence_threshold` picks the threshold for ``alpha``, ``delta``.
+    ``unit="query"`` (default): each calibration query is one independent draw, and the guarantee is for queries
+    outside the calibration set (``new_queries``: for the pooled agreement of the next N queries rather than of
+    the query population); ``unit="pair"``: the binomial test over pairs, which holds only for pairs exchangeable
+    with the calibration pairs (calibrating on pairs of the very queries to be ranked).
     """
+    if unit not in ("query", "pair"):
+        raise RequestError("escalation.unit", f"must be query or pair, got {unit!r}")
     check_escalation_targets(alpha, delta)
     if not stages:
         raise RequestError("options.stages", "no stage given")
     record: list[tuple[str, str, str, float, float]] = []
     last = replace(stages[-1], escalation=Escalation(cheap, float("inf"), record=record))
-    for query, candidates in queries:
+    of_query: list[int] = []  # the calibration query of each record (a repeated query text is another draw)
+    for index, (query, candidates) in enumerate(queries):
         rerank_cascade(query, candidates, [*stages[:-1], last], options)
+        of_query += [index] * (len(record) - len(of_query))
     p_cheap = np.array([r[3] for r in record])
     if grades is None:
         reference = np.array([r[4] for r in record]) >= 0.5
@@ -182,7 +190,9 @@ def calibrate_escalation(
     if not labelled.any():
         raise RequestError("escalation", "no calibration pairs: the calibration queries gave no labelled pair")
     agrees = (p_cheap[labelled] >= 0.5) == reference[labelled]
-    return fixed_sequence_threshold(pair_confidence(p_cheap[labelled]), agrees, alpha, delta)
+    by_query = np.array(of_query)[labelled] if unit == "query" else None
+    return fixed_sequence_threshold(pair_confidence(p_cheap[labelled]), agrees, alpha, delta, queries=by_query,
+                                    new_queries=new_queries)
 
 
 def run(
