@@ -182,6 +182,11 @@ def _rank_options(args: Any) -> RankOptions:
         set_size=args.set_size,
     )
 
+def _kwise_options(options: RankOptions) -> bool:
+    """True when ``options`` name what only a setwise model takes (a K-wise sampler, calibration or aggregator, K)."""
+    only = {field: set(names(f"kwise_{field}")) - set(names(field))
+            for field in ("sampler", "calibration", "aggregator")}
+    return options.set_size is not None or any(getattr(options, f) in only[f] for f in only)
 
 
 def _rank_usage(args: Any) -> str | None:
@@ -270,6 +275,9 @@ def cmd_rank(args: Any) -> int:
             raise RequestError("stage", "give either --stage (a cascade) or --model, not both")
         if args.stage and args.engine == "ray":
             raise RequestError("stage", "--engine ray does not run cascades yet; use --engine local with --stage")
+        if args.engine == "ray" and _kwise_options(options):
+            raise RequestError("engine", "--engine ray does not run the K-wise options of setwise models yet "
+                                         "(sampler, calibration, aggregator or --set-size); use --engine local")
         if args.escalate_alpha is not None:
             validate_escalation_settings(args.escalate_alpha, args.escalate_delta, args.escalate_queries,
                                          args.escalate_reference, len(args.stage), bool(trec and trec.qrels))

@@ -244,3 +244,14 @@ def test_the_pool_returns_results_in_input_order_whatever_order_they_finish_in(l
     jobs = [0.8, 0.0, 0.01, 0.02, 0.03, 0.04]  # seconds each job sleeps
     with RayPool(lambda: __import__("time"), WORKERS) as pool:
         assert [job for job, _ in pool.map("sleep", jobs)] == jobs
+
+
+@pytest.mark.parametrize("kwise", [["--sampler", "setwise-heapsort"], ["--set-size", "3"],
+                                   ["--aggregator", "plackett-luce"]])
+def test_ray_refuses_setwise_options_in_one_line(kwise, tmp_path, cli):
+    """Before: "unknown sampler" (the driver checks options without the models, which load on the actors)."""
+    code, _, err = cli(["rank", "--input", "-", "--output", str(tmp_path / "o"), "--engine", "ray", *kwise],
+                       home=tmp_path)
+    assert code == 2, err
+    (line,) = err.strip().splitlines()
+    assert line.startswith("rerank: error: ") and "--engine ray does not run the K-wise options" in line, line
