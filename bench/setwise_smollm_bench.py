@@ -65,11 +65,15 @@ def main() -> None:
     parser = add_out_and_data(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
     parser.add_argument("--queries", type=int, default=10)
     parser.add_argument("--depth", type=int, default=20)
-    parser.add_argument("--ks", type=lambda s: [int(x) for x in s.split(",")], default=[3, 5, 10])
+    parser.add_argument("--ks", type=lambda s: [int(x) for x in s.split(",") if x], default=[3, 5, 10],
+                        help="setwise K values ('' runs PRP heapsort only)")
     parser.add_argument("--prp", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--store", required=True, help="model store holding (or receiving) the converted weights")
     parser.add_argument("--answers", default="bench/cache/smollm-answers.sqlite", help="SmolLM2's answers")
-    parser.add_argument("--dtype", default="int8", help="torch dtype (int8: SmolLM2's measured CPU default)")
+    parser.add_argument("--dtype", default="float32",
+                        help="torch dtype (int8, SmolLM2's measured PRP CPU default, changes setwise answers at "
+                             "K >= 5: bench/results/setwise_smollm_int8_check.md)")
+    parser.add_argument("--stem", default="setwise_smollm_dl19", help="results file name (without suffix)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -78,7 +82,7 @@ def main() -> None:
     order = list(dict.fromkeys(data.run))  # the run file's query order
     qids = [q for q in order if q in data.qrels and q in data.queries][: args.queries]
     cache = AnswerCache(Path(args.answers))
-    setwise = smollm(args.store, "setwise", cache, dtype=args.dtype)
+    setwise = smollm(args.store, "setwise", cache, dtype=args.dtype) if args.ks else None
     prp = smollm(args.store, "prp", cache, dtype=args.dtype) if args.prp else None
     tops = {}
     for qid in qids:  # as rerank.bench.budgets.cached_preferences: the BM25 top, passages with text only
@@ -91,7 +95,7 @@ def main() -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {what} ({done}/{total}), {elapsed:.0f} s so far; row {rows[-1]}",
               file=sys.stderr, flush=True)
 
-    for i, qid in enumerate(qids):
+    for i, qid in enumerate(qids if setwise is not None else []):
         query, docids = data.queries[qid], tops[qid]
         cands = [Candidate(d, data.corpus[d]) for d in docids]
         for k in args.ks:
@@ -133,9 +137,9 @@ def main() -> None:
     md += [f"| {r['method']} | {r['k']} | {r['calls']:.1f} | {r['tokens']:.0f} | {r['model_seconds']:.1f} | "
            f"{r['first_slot_share']:.3f} | {r['ndcg10']:.4f} |" for r in summary]
     md += ["", f"Load average {start['loadavg']} at the start, {end['loadavg']} at the end; SmolLM2 ran "
-           f"{setwise.asked + (prp.asked if prp else 0)} prompts, {setwise.reused + (prp.reused if prp else 0)} "
+           f"{sum(m.asked for m in (setwise, prp) if m)} prompts, {sum(m.reused for m in (setwise, prp) if m)} "
            "came from the cache."]
-    write_results(Path(args.out), "setwise_smollm_dl19", {"command": command, "queries": qids, "rows": rows,
+    write_results(Path(args.out), args.stem, {"command": command, "queries": qids, "rows": rows,
                                                           "summary": summary, "start": start, "end": end}, md)
     print("\n".join(md))
 

@@ -35,6 +35,11 @@ def model_tag(source: Path, kind: str, dtype: str) -> str:
     return json.dumps({"kind": kind, "dtype": dtype, "conversion": conversion}, sort_keys=True)
 
 
+def prompt_key(tag: str, ids: Sequence[int]) -> str:
+    """The cache key of one prompt (its token ids) for the model ``tag``."""
+    return hashlib.sha256((tag + "|" + ",".join(map(str, ids))).encode()).hexdigest()
+
+
 class AnswerCache:
     """Answers by prompt key in one SQLite file (committed after every batch: a kill loses at most one batch)."""
 
@@ -79,7 +84,7 @@ class SmolAnswers:
         self.prompt_tokens = 0  # tokens of every prompt answered (cached or not): the calls' size
 
     def _key(self, ids: Sequence[int]) -> str:
-        return hashlib.sha256((self.tag + "|" + ",".join(map(str, ids))).encode()).hexdigest()
+        return prompt_key(self.tag, ids)
 
     def _note(self, n: int, seconds: float, tokens: int) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {self.label}: {n} prompts ({tokens} tokens) in {seconds:.1f} s "
