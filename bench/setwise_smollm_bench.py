@@ -4,9 +4,11 @@
 ``--queries`` judged DL19 queries in the run file's order (as bench/results/prp_smollm_dl19.md), the BM25 top
 ``--depth``, re-ranked by setwise heapsort as llm-rankers runs it (top 10) with the ``setwise`` kind, and by PRP
 heapsort (the ``prp`` kind on the same weights, the project's ``heapsort`` sampler: one order per pair, random
-slot, and both orders per comparison as llm-rankers' PRP runs it) for calls at hand. Both kinds run at SmolLM2's
-measured CPU default (torch int8, ``--dtype``; ``--threads`` torch threads, 1 by default: 2 threads were 2-3x slower
-per call on the 2 shared cores under load), with every answer cached by prompt in ``--answers``
+slot, and both orders per comparison) for calls at hand. Both kinds run on torch ``--dtype`` (float32 by default:
+int8, SmolLM2's measured PRP CPU default, changes setwise answers at K >= 5, bench/setwise_int8_check.py;
+``--threads`` torch threads, 1 by default: 2 threads were 2-3x slower per call on the 2 shared cores under load;
+``--ks ''`` or ``--no-prp`` run one side only, ``--stem`` names the results files), with every answer cached by
+prompt in ``--answers``
 (bench/smollm_answers.py): a stopped run resumes, and bench/escalation_smollm_bench.py shares the PRP answers.
 nDCG@10, model calls, prompt tokens (every call's, cached or not) and model seconds per query (0 where the cache
 answered); the share of calls won by the first slot (the slot bias). Progress on stderr.
