@@ -70,7 +70,8 @@ def run_alpha(reference: str, alpha: float, unit: str, n_splits: int, requests, 
               grades, ndcg) -> dict:
     """20 (``n_splits``) calibration/test splits at one alpha and reference (``strong``: the strong judge's answers;
     ``qrels``: the human preference on the pairs whose grades differ)."""
-    cheap, strong = plain_stages[0].model, plain_stages[1].model
+    first, last = plain_stages
+    cheap, strong = first.model, last.model
     n_q = len(requests)
     splits = []
     for split in range(n_splits):
@@ -80,8 +81,8 @@ def run_alpha(reference: str, alpha: float, unit: str, n_splits: int, requests, 
                                      grades=grades if reference == "qrels" else None, unit=unit.split("-")[0],
                                      new_queries=len(test) if unit == "query-next" else None)
         kept_judge = QueryReplay(cheap_prefs, record=True)
-        stages = [Stage(cheap, DEPTH, CHEAP),
-                  Stage(strong, STRONG_DEPTH, STRONG, Escalation(kept_judge, found.threshold, CHEAP))]
+        stages = [Stage(cheap, first.depth, first.name),
+                  Stage(strong, last.depth, last.name, Escalation(kept_judge, found.threshold, first.name))]
         got, strong_calls = [], []
         for qi in test:
             out = rerank_cascade(requests[qi][0], requests[qi][1], stages)
@@ -163,11 +164,15 @@ def main() -> int:
             "plain_all_queries": plain_all, "load_average_start": load_start,
             "load_average": os.getloadavg(), "seconds": time.monotonic() - started,
             "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"}
-    out = Path(args.out)
+    write_results(Path(args.out), meta, rows)
+    return 0
+
+
+def write_results(out: Path, meta: dict, rows: list[dict]) -> None:
+    """``results.json`` (meta and rows) and ``summary.md`` under ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps({**meta, "rows": rows}, indent=2))
     write_summary(out, meta, rows)
-    return 0
 
 
 def write_summary(out: Path, meta: dict, rows: list[dict]) -> None:
