@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from escalation_bench import ALPHAS, REFERENCES, QueryReplay, run_alpha, write_results
+from escalation_bench import ALPHAS, REFERENCES, UNITS, QueryReplay, run_alpha, write_results
 from smollm_answers import AnswerCache, SmolAnswers, smollm
 
 from rerank.bench.budgets import QueryPrefs, cached_preferences, first_stage_level, load_dataset
@@ -100,8 +100,8 @@ def main() -> int:
         plain[qi] = (ndcg(qi, out), out.stages[-1].comparisons)
     grades = {(q.qid, str(i)): float(max(data.qrels[q.qid].get(d, 0), 0)) for q in cheap_prefs
               for i, d in enumerate(q.docids)}
-    rows = [run_alpha(reference, alpha, args.splits, requests, plain, plain_stages, cheap_prefs, grades, ndcg)
-            for reference in REFERENCES for alpha in ALPHAS]
+    rows = [run_alpha(reference, alpha, unit, args.splits, requests, plain, plain_stages, cheap_prefs, grades, ndcg)
+            for reference in REFERENCES for alpha in ALPHAS for unit in UNITS]
     # how the two judges answer on their own (all ordered pairs of the top): first-slot share, agreement
     strong_a = float(np.mean([(q.P[~np.eye(len(q.docids), dtype=bool)] >= 0.5).mean() for q in strong_prefs]))
     agree = float(np.mean([((c.P >= 0.5) == (s.P >= 0.5))[~np.eye(len(c.docids), dtype=bool)].mean()
