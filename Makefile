@@ -39,7 +39,7 @@ $(STAMP): pyproject.toml setup.py constraints-cpu.txt Makefile
 # (--fail-on-skip, tests/pytest_guards.py: every test runs here; none is GPU-only).
 test: install
 	bash deploy/haproxy/install.sh
-	$(PY) -m pytest -q --fail-on-skip
+	$(PY) -m pytest -q --fail-on-skip --durations=15
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -19,6 +19,12 @@ import pytest_guards
 REPO = Path(__file__).resolve().parents[1]
 """The repository's root folder."""
 
+# ONNX Runtime's intra-op threads spin between operators unless told not to; the suite's in-process sessions and
+# the servers it starts then burn the CPU that a second test run, or the other processes of a test, need (a
+# served model under load: 22 s spinning vs 13 s not, bench/results/ort_spinning.md). The server already turns
+# spinning off; the suite does it for every session (a test of the setting sets or clears it itself).
+os.environ.setdefault("RERANK_ORT_SPINNING", "0")
+
 def run_rerank(args: list[str], *, stdin: str = "", home: Path | None = None, timeout: float = 600,
                module: str = "rerank.cli") -> subprocess.CompletedProcess[str]:
     """``python -m MODULE ARGS`` in a subprocess (``RERANK_HOME=home`` when given): each entry point's smoke

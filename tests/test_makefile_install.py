@@ -74,7 +74,7 @@ def test_make_test_installs_haproxy_then_runs_the_suite_with_skips_failing(tmp_p
     proc = subprocess.run(["make", "--no-print-directory", "test", f"PYTHON={fake}"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert (tmp_path / "run.log").read_text().splitlines() == ["install.sh", "pytest -q --fail-on-skip"]
+    assert (tmp_path / "run.log").read_text().splitlines() == ["install.sh", "pytest -q --fail-on-skip --durations=15"]
 
 
 def test_ci_run_sets_ci_true_and_runs_install_lint_test(tmp_path: Path) -> None:
