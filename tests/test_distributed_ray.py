@@ -46,9 +46,26 @@ def dl19(data_dir: Path, tmp_path_factory) -> dict:
             "queries": read_queries(dl / "queries.tsv"), "corpus": read_corpus(dl / "corpus.jsonl")}
 
 
+#: The killed-driver test needs a run with a middle: 6 queries of 8 passages can all finish between two looks at
+#: the progress file (seen once: all 6 done before the kill), 30 of 40 take seconds after the first.
+LONG_QUERIES, LONG_DEPTH = 30, 40
+
+
+@pytest.fixture(scope="module")
+def dl19_long(dl19: dict) -> dict:
+    """30 DL19 queries (the TREC run cut to them), ranked at depth 40 in the killed-driver test."""
+    run = read_run(dl19["dir"] / "run.bm25.top100.trec")
+    qids = sorted(run)[:LONG_QUERIES]
+    long_run = dl19["folder"] / "long.trec"
+    long_run.write_text("".join(f"{q} Q0 {d} {i} {s} bm25\n" for q in qids
+                                for i, (d, s) in enumerate(sorted(run[q].items(), key=lambda x: -x[1]), start=1)))
+    return {**dl19, "run": long_run, "qids": qids, "depth": LONG_DEPTH}
+
+
 def _jobs(dl19: dict) -> list:
     run = read_run(dl19["run"])
-    return list(trec_jobs(sorted(run, key=qid_key), run, dl19["queries"], dl19["corpus"], DEPTH))  # as the CLI
+    return list(trec_jobs(sorted(run, key=qid_key), run, dl19["queries"], dl19["corpus"],
+                          dl19.get("depth", DEPTH)))  # as the CLI
 
 
 def _ray_rank():
@@ -69,41 +86,49 @@ def local_run(dl19: dict, minilm) -> str:
 
 def _cli_rank(dl19: dict, out: Path, home: Path, *extra: str) -> subprocess.Popen:
     args = [sys.executable, "-m", "rerank.cli", "rank", "--run", str(dl19["run"]), "--corpus",
-            str(dl19["dir"] / "corpus.jsonl"), "--queries", str(dl19["dir"] / "queries.tsv"), "--depth", str(DEPTH),
+            str(dl19["dir"] / "corpus.jsonl"), "--queries", str(dl19["dir"] / "queries.tsv"), "--depth",
+            str(dl19.get("depth", DEPTH)),
             "--output", str(out), "--engine", "ray", "--workers", "2", *extra]
     return subprocess.Popen(args, env={**os.environ, "RERANK_HOME": str(home)}, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
-def test_killed_driver_resumes_nothing_lost_nothing_twice(dl19, local_run, rerank_home, tmp_path):
+def test_killed_driver_resumes_nothing_lost_nothing_twice(dl19_long, minilm, rerank_home, tmp_path):
     """The CLI with a local Ray it starts itself: SIGKILL the driver after its first finished query, rerun."""
+    n = LONG_QUERIES
+    local = ResumableOutput(tmp_path / "local.trec", SETUP)
+    try:
+        rank_jobs(iter(_jobs(dl19_long)), [minilm], RankOptions(), local, trec_tag="rerank", total=n,
+                  progress_stream=StringIO())
+    finally:
+        local.close()
     out = tmp_path / "ray.trec"
-    first = _cli_rank(dl19, out, rerank_home)
+    first = _cli_rank(dl19_long, out, rerank_home)
     progress = out.with_name(out.name + ".progress")
     try:
         deadline = time.monotonic() + 240
         while not (progress.exists() and progress.read_text().count("\n") >= 2):  # the set-up line, then a query
             assert first.poll() is None, first.communicate()[1]
             assert time.monotonic() < deadline, "no query finished within 240 s"
-            time.sleep(0.2)
+            time.sleep(0.05)
         os.kill(first.pid, signal.SIGKILL)
         first.wait(30)
     finally:
         _kill_group(first)
     done_before = [r["qid"] for r in map(json.loads, progress.read_text().splitlines()) if "qid" in r]
-    assert 1 <= len(done_before) < 6
+    assert 1 <= len(done_before) < n
 
-    second = _cli_rank(dl19, out, rerank_home)
+    second = _cli_rank(dl19_long, out, rerank_home)
     try:
         _, err = second.communicate(timeout=300)
     finally:
         _kill_group(second)
     assert second.returncode == 0, err
-    assert f"ranked {6 - len(done_before)} queries (6 done" in err
-    assert "queries 6/6" in err and "ETA" in err  # done/total counts the queries of the first run too
-    assert out.read_text() == local_run  # nothing lost, nothing twice, in the input's order
+    assert f"ranked {n - len(done_before)} queries ({n} done" in err
+    assert f"queries {n}/{n}" in err and "ETA" in err  # done/total counts the queries of the first run too
+    assert out.read_text() == (tmp_path / "local.trec").read_text()  # nothing lost, nothing twice, in order
     qids = [r["qid"] for r in map(json.loads, progress.read_text().splitlines()) if "qid" in r]
-    assert sorted(qids) == sorted(dl19["qids"]) and len(set(qids)) == 6
+    assert sorted(qids) == sorted(dl19_long["qids"]) and len(set(qids)) == n
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
