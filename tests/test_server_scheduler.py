@@ -21,6 +21,7 @@ from rerank.server.scheduler import (
     DeadlineExpiredError,
     QueueFullError,
     RequestCancelledError,
+    SchedulerStoppedError,
     Ticket,
 )
 from rerank.server.testing import FakeModel, SlowFakeModel
@@ -334,3 +335,38 @@ def test_streams_split_whole_jobs_evenly_and_isolate_a_failing_request() -> None
         sched.stop()
     with pytest.raises(ValueError, match="streams"):
         BatchScheduler(model, "fake", streams=0)
+
+
+class _HeldSubmit:
+    """The scheduler's stream pool, with ``submit`` held until the test lets it go: the window in which a loaded
+    machine once paused the batch worker while ``stop()`` shut the pool down (a fresh-clone CI run beside a
+    second one: "batch worker of minilm failed ... cannot schedule new futures after shutdown")."""
+
+    def __init__(self, pool: Any) -> None:
+        self.pool, self.entered, self.resume = pool, threading.Event(), threading.Event()
+
+    def submit(self, *args: Any) -> Any:
+        self.entered.set()
+        assert self.resume.wait(10)
+        return self.pool.submit(*args)
+
+    def shutdown(self, wait: bool = True) -> None:
+        self.pool.shutdown(wait=wait)
+
+
+def test_a_batch_taken_as_the_streams_shut_down_fails_quietly(caplog) -> None:
+    sched = BatchScheduler(FakeModel(), "fake", max_wait_s=0.0, linger_s=0.01, streams=2)  # no inline fast path
+    held = _HeldSubmit(sched._streams)
+    sched._streams = held
+    sched.start()
+    with ThreadPoolExecutor(1) as pool:
+        call = pool.submit(sched.submit, Ticket(), [("q", "a 1", "b")] * 4)
+        assert held.entered.wait(10)
+        sched.stop(timeout=0.2, reason="server shutting down")  # the worker is still inside _run
+        with pytest.raises(SchedulerStoppedError):
+            call.result(10)
+        held.resume.set()
+        sched._thread.join(10)
+    assert not sched._thread.is_alive()
+    assert sched.wait_calls(1.0)  # no stream call is counted as running
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], [r.getMessage() for r in caplog.records]

@@ -508,8 +508,27 @@ class BatchScheduler:
             groups = _split(slices, self.streams - self._active)
             self._active += len(groups)
             self._in_streams.extend(job for job, _, _ in slices)
-        for group in groups:
-            self._streams.submit(self._stream_call, group)
+        for i, group in enumerate(groups):
+            try:
+                self._streams.submit(self._stream_call, group)
+            except RuntimeError:  # stop() shut the streams down after this batch was taken: fail it, quietly
+                if self._running:
+                    raise
+                self._abandon(groups[i:])
+                return
+
+    def _abandon(self, groups: list[list[tuple[_Job, int, int]]]) -> None:
+        """Groups no stream will run (the scheduler stopped): their jobs fail with :class:`SchedulerStoppedError`
+        (those stop() has not failed yet) and leave the stream counts, so that ``wait_calls`` sees no call."""
+        with self._cond:
+            for group in groups:
+                self._active -= 1
+                for job, _, _ in group:
+                    self._in_streams.remove(job)
+                    if job.error is None and job.done < len(job.items):
+                        job.error = SchedulerStoppedError(self._stop_reason)
+                    job.event.set()
+            self._cond.notify_all()
 
     def _stream_call(self, slices: list[tuple[_Job, int, int]]) -> None:
         try:
