@@ -39,8 +39,9 @@ from .scores import ABSOLUTE_SCALES, LOG_STRENGTH_AGGREGATORS, beat_typical, by_
 
 __all__ = [
     "Candidate", "Comparator", "Escalation", "Limits", "RankOptions", "RankedItem", "RequestError", "RerankRequest",
-    "RerankResult", "Stage", "StageSpec", "StageUsage", "Usage", "calibrate_escalation", "prior_weight_for", "rerank",
-    "rerank_cascade", "rerank_setwise", "run", "setwise_models", "validate_candidates", "validate_options",
+    "RerankResult", "Stage", "StageSpec", "StageUsage", "Usage", "calibrate_escalation", "model_traits",
+    "prior_weight_for", "rerank", "rerank_cascade", "rerank_setwise", "run", "setwise_models", "validate_candidates",
+    "validate_options",
 ]
 
 
@@ -215,8 +216,7 @@ def run(
     started = time.monotonic()
     if checked is None:
         limits = limits or Limits(models=tuple(comparators), default_model=next(iter(comparators), ""),
-                                  setwise=setwise_models(comparators),
-                                  pointwise=[n for n, m in comparators.items() if getattr(m, "pointwise", False)])
+                                  **model_traits(comparators))
         checked = validate(request, limits)
     options = request.options
     if options.time_budget_ms is not None:
@@ -237,6 +237,13 @@ def run(
                                  bool(checked.kwise))
     out.usage.elapsed_ms = (time.monotonic() - started) * 1000.0
     return out
+
+
+def model_traits(comparators: Mapping[str, Any]) -> dict[str, Any]:
+    """The :class:`Limits` fields the models themselves give: ``setwise`` (:func:`setwise_models`) and
+    ``pointwise`` (the models that score each passage alone)."""
+    return {"setwise": setwise_models(comparators),
+            "pointwise": [name for name, model in comparators.items() if getattr(model, "pointwise", False)]}
 
 
 def setwise_models(comparators: Mapping[str, Any]) -> dict[str, int]:

@@ -289,25 +289,14 @@ def validate_options(options: RankOptions, n_items: int | None, *, budget_field:
     candidates need (:func:`~rerank.aggregation.minimum_budget`) is an error naming the budget, k and the
     minimum. ``n_items=None`` checks only what does not depend on k (returns 0).
     """
-    for kind, name, value in (
-        ("sampler", "options.sampler", options.sampler),
-        ("aggregator", "options.aggregator", options.aggregator),
-        ("calibration", "options.calibration", options.calibration),
-        ("fusion", "options.fusion", options.fusion),
-    ):
-        if value not in REGISTRY[kind]:
-            known = ", ".join(sorted(REGISTRY[kind]))
-            raise RequestError(name, f"unknown {kind} {value!r}; known: {known}")
+    for kind in ("sampler", "aggregator", "calibration", "fusion"):
+        _check_known(kind, f"options.{kind}", getattr(options, kind))
     conflict = calibration_conflict(options.aggregator, options.calibration)
     if conflict:
         raise RequestError("options.calibration", conflict)
     _check_sampler_parameters(options)
-    if isinstance(options.budget, float) and not (0.0 < options.budget <= 1.0):
-        raise RequestError(budget_field, f"a fraction must be in (0, 1], got {options.budget}")
-    try:
-        budget = resolve_budget(2, options.budget) if n_items is None else check_budget(n_items, options.budget)
-    except ValueError as exc:
-        raise RequestError(budget_field, str(exc)) from None
+    budget = _checked_budget(options.budget, budget_field, lambda: resolve_budget(2, options.budget) if n_items is None
+                             else check_budget(n_items, options.budget))
     if options.time_budget_ms is not None and not (options.time_budget_ms > 0):
         raise RequestError("options.time_budget_ms", f"must be > 0, got {options.time_budget_ms}")
     if options.prior_weight is not None and not (0 <= options.prior_weight < float("inf")):
@@ -467,6 +456,17 @@ def validate_ranking_options(
     return budget, kwise
 
 
+def _checked_budget(budget: int | float | None, field_name: str, count: Callable[[], int]) -> int:
+    """A budget in comparisons (or calls) by ``count``, its errors (a fraction outside (0, 1], too few for the
+    candidates) a :class:`RequestError` on ``field_name``."""
+    if isinstance(budget, float) and not (0.0 < budget <= 1.0):
+        raise RequestError(field_name, f"a fraction must be in (0, 1], got {budget}")
+    try:
+        return count()
+    except ValueError as exc:
+        raise RequestError(field_name, str(exc)) from None
+
+
 def _check_known(kind: str, field_name: str, value: str) -> None:
     if value not in REGISTRY[kind]:
         known = ", ".join(sorted(REGISTRY[kind]))
@@ -500,12 +500,8 @@ def validate_kwise(options: RankOptions, n_items: int, max_k: int, *, top_n: int
     top = options.sampler_top_n
     if top is not None and (isinstance(top, bool) or int(top) != top or top < 1):
         raise RequestError("options.sampler_top_n", f"must be a whole number >= 1, got {top!r}")
-    if isinstance(options.budget, float) and not (0.0 < options.budget <= 1.0):
-        raise RequestError("options.budget", f"a fraction must be in (0, 1], got {options.budget}")
-    try:
-        budget = n_items * n_items if options.budget is None else check_budget(n_items, options.budget)
-    except ValueError as exc:
-        raise RequestError("options.budget", str(exc)) from None
+    budget = n_items * n_items if options.budget is None else _checked_budget(
+        options.budget, "options.budget", lambda: check_budget(n_items, options.budget))
     return KwiseOptions(sampler, int(k), calibration, aggregator, budget, int(top or top_n or 10), options.seed)
 
 

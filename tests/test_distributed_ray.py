@@ -39,9 +39,7 @@ def dl19(data_dir: Path, tmp_path_factory) -> dict:
     run = read_run(dl / "run.bm25.top100.trec")
     qids = sorted(run)[:6]
     folder = tmp_path_factory.mktemp("dl19-ray")
-    small = folder / "small.trec"
-    small.write_text("".join(f"{q} Q0 {d} {i} {s} bm25\n" for q in qids
-                             for i, (d, s) in enumerate(sorted(run[q].items(), key=lambda x: -x[1]), start=1)))
+    small = _cut_run(run, qids, folder / "small.trec")
     return {"dir": dl, "run": small, "qids": qids, "folder": folder,
             "queries": read_queries(dl / "queries.tsv"), "corpus": read_corpus(dl / "corpus.jsonl")}
 
@@ -56,10 +54,15 @@ def dl19_long(dl19: dict) -> dict:
     """30 DL19 queries (the TREC run cut to them), ranked at depth 40 in the killed-driver test."""
     run = read_run(dl19["dir"] / "run.bm25.top100.trec")
     qids = sorted(run)[:LONG_QUERIES]
-    long_run = dl19["folder"] / "long.trec"
-    long_run.write_text("".join(f"{q} Q0 {d} {i} {s} bm25\n" for q in qids
-                                for i, (d, s) in enumerate(sorted(run[q].items(), key=lambda x: -x[1]), start=1)))
+    long_run = _cut_run(run, qids, dl19["folder"] / "long.trec")
     return {**dl19, "run": long_run, "qids": qids, "depth": LONG_DEPTH}
+
+
+def _cut_run(run: dict, qids: list[str], path: Path) -> Path:
+    """The TREC run cut to ``qids``, written to ``path`` (ranks by score, as BM25 gave them)."""
+    path.write_text("".join(f"{q} Q0 {d} {i} {s} bm25\n" for q in qids
+                            for i, (d, s) in enumerate(sorted(run[q].items(), key=lambda x: -x[1]), start=1)))
+    return path
 
 
 def _jobs(dl19: dict) -> list:

@@ -520,14 +520,20 @@ class BatchScheduler:
     def _abandon(self, groups: list[list[tuple[_Job, int, int]]]) -> None:
         """Groups no stream will run (the scheduler stopped): their jobs fail with :class:`SchedulerStoppedError`
         (those stop() has not failed yet) and leave the stream counts, so that ``wait_calls`` sees no call."""
+        for group in groups:
+            for job, _, _ in group:
+                if job.error is None and job.done < len(job.items):
+                    job.error = SchedulerStoppedError(self._stop_reason)
+                job.event.set()
+        self._leave_streams(groups)
+
+    def _leave_streams(self, groups: list[list[tuple[_Job, int, int]]]) -> None:
+        """Groups that ended on (or never reached) the stream threads leave the stream counts."""
         with self._cond:
             for group in groups:
                 self._active -= 1
                 for job, _, _ in group:
                     self._in_streams.remove(job)
-                    if job.error is None and job.done < len(job.items):
-                        job.error = SchedulerStoppedError(self._stop_reason)
-                    job.event.set()
             self._cond.notify_all()
 
     def _stream_call(self, slices: list[tuple[_Job, int, int]]) -> None:
@@ -539,11 +545,7 @@ class BatchScheduler:
                 job.error = job.error or exc
                 job.event.set()
         finally:
-            with self._cond:
-                self._active -= 1
-                for job, _, _ in slices:
-                    self._in_streams.remove(job)
-                self._cond.notify_all()
+            self._leave_streams([slices])
 
     def _run_call(self, slices: list[tuple[_Job, int, int]]) -> None:
         items = self._begin(slices)

@@ -25,7 +25,7 @@ from typing import Any
 import grpc
 import numpy as np
 
-from ..pipeline import RerankResult, run, setwise_models
+from ..pipeline import RerankResult, model_traits, run
 from ..request import (
     GRPC_NAMES,
     Candidate,
@@ -229,8 +229,7 @@ class RerankerService:
             default_model=self.default_model,
             max_candidates=self.config.max_candidates,
             max_chars={name: s.max_chars for name, s in self.models.items()},
-            setwise=setwise_models({name: s.model for name, s in self.models.items()}),
-            pointwise=[name for name, s in self.models.items() if getattr(s.model, "pointwise", False)],
+            **model_traits({name: s.model for name, s in self.models.items()}),
         )
 
     @staticmethod
